@@ -1,0 +1,2 @@
+//! api (work in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! worker (work in progress).
+fn main() {}

@@ -1,0 +1,1 @@
+//! xtask-cache (work in progress).

@@ -1,0 +1,1 @@
+//! xtask-engine (work in progress).

@@ -1,0 +1,1 @@
+//! xtask-graph (work in progress).

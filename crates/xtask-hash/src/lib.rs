@@ -1,0 +1,1 @@
+//! xtask-hash (work in progress).

@@ -1,0 +1,1 @@
+//! xtask-model (work in progress).

@@ -1,0 +1,2 @@
+//! `cargo xtask`: the command line of the build tool.
+fn main() {}
