@@ -1,1 +1,24 @@
-//! xtask-model (work in progress).
+//! The workspace model: what `cargo metadata` says about the workspace (packages, targets,
+//! features, dependency edges) joined with the validated `[workspace.metadata.xtask]` and
+//! `[package.metadata.xtask]` configuration.
+//!
+//! Invariants:
+//! - `xtask-model` never hashes, caches or runs tasks; the only process it starts is
+//!   `cargo metadata` (in [`load_metadata`]), and [`Workspace::from_metadata`] does no process work
+//!   at all, so callers can cache the metadata JSON and skip the process.
+//! - Configuration is parsed in two phases: raw serde structs that reject unknown keys, then a
+//!   validated model. Every problem found is reported, each with its file, key and line, before
+//!   anything is run.
+
+mod config;
+mod error;
+mod quantity;
+mod workspace;
+
+pub use config::{
+    AppConfig, BUILTIN_TASKS, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
+    DependsOn, Resources, TaskDef, TaskKind, WorkspaceConfig,
+};
+pub use error::{ConfigProblem, ModelError};
+pub use quantity::parse_size;
+pub use workspace::{DepKind, Edge, Package, PackageIndex, Target, Workspace, load_metadata};

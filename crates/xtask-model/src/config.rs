@@ -1,0 +1,690 @@
+//! The xtask configuration in Cargo manifests, parsed in two phases: raw serde structs that
+//! reject unknown keys (with the line of the offending key), then a validated model.
+//!
+//! ```toml
+//! [workspace.metadata.xtask]
+//! global_inputs = ["rustfmt.toml"]   # extra root-relative globs hashed into every task
+//! env = ["MY_FLAG"]                  # env vars whose values enter every task hash
+//!
+//! [workspace.metadata.xtask.cache]
+//! dir = "turbo-like-cache"           # relative to the workspace root; env XTASK_CACHE_DIR wins
+//! max_size = "10GiB"                 # least-recently-used eviction above this size
+//! eviction = true
+//!
+//! [workspace.metadata.xtask.tasks.gen]   # a custom task, run in every package unless `packages`
+//! command = ["python3", "gen.py"]        # program and arguments, run without a shell
+//! inputs = ["src/**", "!src/generated/**"]
+//! outputs = ["out/**"]
+//! env = ["GEN_MODE"]
+//! depends_on = ["^gen", "build", "codegen#gen"]
+//! cache = true
+//! packages = ["c*"]
+//!
+//! [package.metadata.xtask.tasks.gen]     # per-package override (or a package-only task)
+//! outputs = ["gen/**"]
+//!
+//! [package.metadata.xtask.app]           # deployment settings of a service
+//! port = 8080
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::ConfigProblem;
+use crate::quantity::{is_cpu_quantity, is_memory_quantity, parse_size};
+
+/// The built-in cargo tasks, in the order their batches run.
+pub const BUILTIN_TASKS: [&str; 4] = ["fmt", "lint", "build", "test"];
+pub const DEFAULT_CACHE_DIR: &str = "turbo-like-cache";
+/// Default eviction cap of the local cache.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CargoTask {
+    /// `cargo build`
+    Build,
+    /// `cargo test` (test binaries run per package)
+    Test,
+    /// `cargo clippy --all-targets -- -D warnings`
+    Lint,
+    /// `cargo fmt --check`
+    Fmt,
+}
+
+impl CargoTask {
+    pub fn name(self) -> &'static str {
+        match self {
+            CargoTask::Build => "build",
+            CargoTask::Test => "test",
+            CargoTask::Lint => "lint",
+            CargoTask::Fmt => "fmt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<CargoTask> {
+        match name {
+            "build" => Some(CargoTask::Build),
+            "test" => Some(CargoTask::Test),
+            "lint" => Some(CargoTask::Lint),
+            "fmt" => Some(CargoTask::Fmt),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskKind {
+    Cargo(CargoTask),
+    /// A program with arguments, run without a shell in the package directory.
+    Custom { program: String, args: Vec<String> },
+}
+
+/// One entry of `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DependsOn {
+    /// `^task`: the task in every workspace dependency of the package.
+    Upstream(String),
+    /// `task`: the task in the same package.
+    SamePackage(String),
+    /// `pkg#task`: the task of one named package.
+    Package { package: String, task: String },
+}
+
+impl DependsOn {
+    pub fn task(&self) -> &str {
+        match self {
+            DependsOn::Upstream(t) | DependsOn::SamePackage(t) => t,
+            DependsOn::Package { task, .. } => task,
+        }
+    }
+}
+
+impl fmt::Display for DependsOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DependsOn::Upstream(t) => write!(f, "^{t}"),
+            DependsOn::SamePackage(t) => write!(f, "{t}"),
+            DependsOn::Package { package, task } => write!(f, "{package}#{task}"),
+        }
+    }
+}
+
+/// The effective definition of a task for one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDef {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Globs relative to the package directory; empty means every non-ignored file.
+    pub inputs: Vec<String>,
+    /// Globs relative to the package directory of files the task writes.
+    pub outputs: Vec<String>,
+    /// Environment variables whose values enter the task hash.
+    pub env: Vec<String>,
+    pub depends_on: Vec<DependsOn>,
+    /// `false` for tasks that must always run (never read nor written to the cache).
+    pub cache: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Relative to the workspace root unless absolute.
+    pub dir: PathBuf,
+    /// `None` disables eviction.
+    pub max_size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceConfig {
+    pub global_inputs: Vec<String>,
+    pub env: Vec<String>,
+    pub cache: CacheConfig,
+    /// Every task name defined at the workspace level (built-ins included).
+    pub task_names: Vec<String>,
+}
+
+/// Deployment settings of an app (`[package.metadata.xtask.app]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    pub port: u16,
+    pub health_path: String,
+    pub ready_path: String,
+    pub metrics_path: String,
+    pub resources: Resources,
+    /// Non-secret default environment of the app.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 1: raw structs.
+
+#[derive(Deserialize, Default)]
+struct RawManifest {
+    workspace: Option<RawWorkspaceTable>,
+    package: Option<RawPackageTable>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawWorkspaceTable {
+    metadata: Option<RawWorkspaceMetadata>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawWorkspaceMetadata {
+    xtask: Option<RawWorkspaceXtask>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspaceXtask {
+    #[serde(default)]
+    global_inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    cache: Option<Spanned<RawCache>>,
+    #[serde(default)]
+    tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    dir: Option<String>,
+    max_size: Option<String>,
+    eviction: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    command: Option<Vec<String>>,
+    inputs: Option<Vec<String>>,
+    outputs: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    depends_on: Option<Vec<Spanned<String>>>,
+    cache: Option<bool>,
+    packages: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPackageTable {
+    metadata: Option<RawPackageMetadata>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPackageMetadata {
+    xtask: Option<RawPackageXtask>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPackageXtask {
+    #[serde(default)]
+    tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+    app: Option<Spanned<RawApp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    port: Spanned<i64>,
+    health_path: Option<Spanned<String>>,
+    ready_path: Option<Spanned<String>>,
+    metrics_path: Option<Spanned<String>>,
+    resources: Option<Spanned<RawResources>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    cpu_request: Option<Spanned<String>>,
+    cpu_limit: Option<Spanned<String>>,
+    memory_request: Option<Spanned<String>>,
+    memory_limit: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2: validation.
+
+/// A manifest's text with its path, for locating problems.
+pub(crate) struct ManifestSource<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl ManifestSource<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn problem(&self, key: impl Into<String>, offset: Option<usize>, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem {
+            file: self.path.to_path_buf(),
+            key: key.into(),
+            line: offset.map(|o| self.line_of(o)),
+            message: message.into(),
+        }
+    }
+
+    fn parse(&self, problems: &mut Vec<ConfigProblem>) -> Option<RawManifest> {
+        match toml::from_str::<RawManifest>(self.text) {
+            Ok(raw) => Some(raw),
+            Err(error) => {
+                let key = key_of_parse_error(&error, self.text);
+                let message = error.message().trim().to_string();
+                problems.push(self.problem(key, error.span().map(|s| s.start), message));
+                None
+            }
+        }
+    }
+}
+
+/// Best-effort dotted key of a toml error: the key text at the error's span.
+fn key_of_parse_error(error: &toml::de::Error, text: &str) -> String {
+    let Some(span) = error.span() else {
+        return "(manifest)".to_string();
+    };
+    let snippet = text.get(span.clone()).unwrap_or("").trim();
+    let snippet: String = snippet.lines().next().unwrap_or("").chars().take(60).collect();
+    // Find the enclosing [table] header.
+    let header = text[..span.start.min(text.len())]
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let line = line.trim();
+            line.strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(|h| h.trim_matches(['[', ']']).to_string())
+        })
+        .unwrap_or_default();
+    let leaf = snippet.split('=').next().unwrap_or("").trim();
+    match (header.is_empty(), leaf.is_empty()) {
+        (true, _) => leaf.to_string(),
+        (false, true) => header,
+        (false, false) => format!("{header}.{leaf}"),
+    }
+}
+
+/// What phase 2 produces for the workspace manifest.
+pub(crate) struct ParsedWorkspace {
+    pub config: WorkspaceConfig,
+    /// Workspace-level task definitions (built-ins included), keyed by name, with the
+    /// `packages` filter of each.
+    pub tasks: BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
+}
+
+pub(crate) fn parse_workspace_config(source: &ManifestSource<'_>, problems: &mut Vec<ConfigProblem>) -> ParsedWorkspace {
+    let raw = source
+        .parse(problems)
+        .and_then(|m| m.workspace)
+        .and_then(|w| w.metadata)
+        .and_then(|m| m.xtask)
+        .unwrap_or_default();
+    const PREFIX: &str = "workspace.metadata.xtask";
+
+    let mut cache = CacheConfig { dir: PathBuf::from(DEFAULT_CACHE_DIR), max_size_bytes: Some(DEFAULT_CACHE_MAX_SIZE) };
+    if let Some(raw_cache) = raw.cache {
+        let span = raw_cache.span().start;
+        let raw_cache = raw_cache.into_inner();
+        if let Some(dir) = raw_cache.dir {
+            if dir.trim().is_empty() {
+                problems.push(source.problem(format!("{PREFIX}.cache.dir"), Some(span), "must not be empty"));
+            }
+            cache.dir = PathBuf::from(dir);
+        }
+        if let Some(max_size) = raw_cache.max_size {
+            match parse_size(&max_size) {
+                Some(size) => cache.max_size_bytes = Some(size),
+                None => problems.push(source.problem(
+                    format!("{PREFIX}.cache.max_size"),
+                    Some(span),
+                    format!("must be a size such as \"10GiB\" or \"500MB\", got {max_size:?}"),
+                )),
+            }
+        }
+        if raw_cache.eviction == Some(false) {
+            cache.max_size_bytes = None;
+        }
+    }
+
+    let global_inputs = validate_globs(source, &format!("{PREFIX}.global_inputs"), &raw.global_inputs, problems);
+    let env = validate_env_names(source, &format!("{PREFIX}.env"), &raw.env, problems);
+
+    let mut tasks = BTreeMap::new();
+    for name in BUILTIN_TASKS {
+        let cargo = CargoTask::from_name(name).unwrap_or(CargoTask::Build);
+        tasks.insert(name.to_string(), (builtin_task(cargo), None));
+    }
+    for (name, raw_task) in raw.tasks {
+        let key = format!("{PREFIX}.tasks.{}", name.get_ref());
+        let offset = Some(name.span().start);
+        let name = name.into_inner();
+        if !is_valid_task_name(&name) {
+            problems.push(source.problem(&key, offset, "task names use lowercase letters, digits, `-` and `_`, starting with a letter"));
+            continue;
+        }
+        let raw_task = raw_task.into_inner();
+        let packages = raw_task.packages.as_ref().and_then(|globs| compile_name_globs(source, &key, offset, globs, problems));
+        let base = tasks.get(&name).map(|(def, _)| def.clone());
+        if let Some(def) = apply_task(source, &key, offset, &name, base, raw_task, problems) {
+            tasks.insert(name, (def, packages));
+        }
+    }
+    let task_names = tasks.keys().cloned().collect();
+    ParsedWorkspace { config: WorkspaceConfig { global_inputs, env, cache, task_names }, tasks }
+}
+
+/// What phase 2 produces for one package manifest.
+#[derive(Default)]
+pub(crate) struct ParsedPackage {
+    pub task_overrides: Vec<(String, TaskDef)>,
+    pub app: Option<AppConfig>,
+}
+
+pub(crate) fn parse_package_config(
+    source: &ManifestSource<'_>,
+    workspace_tasks: &BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
+    problems: &mut Vec<ConfigProblem>,
+) -> ParsedPackage {
+    let raw = source
+        .parse(problems)
+        .and_then(|m| m.package)
+        .and_then(|p| p.metadata)
+        .and_then(|m| m.xtask)
+        .unwrap_or_default();
+    const PREFIX: &str = "package.metadata.xtask";
+    let mut parsed = ParsedPackage::default();
+    for (name, raw_task) in raw.tasks {
+        let key = format!("{PREFIX}.tasks.{}", name.get_ref());
+        let offset = Some(name.span().start);
+        let name = name.into_inner();
+        if !is_valid_task_name(&name) {
+            problems.push(source.problem(&key, offset, "task names use lowercase letters, digits, `-` and `_`, starting with a letter"));
+            continue;
+        }
+        let raw_task = raw_task.into_inner();
+        if raw_task.packages.is_some() {
+            problems.push(source.problem(format!("{key}.packages"), offset, "`packages` is only allowed in `[workspace.metadata.xtask.tasks]`"));
+        }
+        let base = workspace_tasks.get(&name).map(|(def, _)| def.clone());
+        if let Some(def) = apply_task(source, &key, offset, &name, base, raw_task, problems) {
+            parsed.task_overrides.push((name, def));
+        }
+    }
+    if let Some(app) = raw.app {
+        parsed.app = validate_app(source, &format!("{PREFIX}.app"), app, problems);
+    }
+    parsed
+}
+
+fn builtin_task(cargo: CargoTask) -> TaskDef {
+    TaskDef {
+        name: cargo.name().to_string(),
+        kind: TaskKind::Cargo(cargo),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        env: Vec::new(),
+        depends_on: Vec::new(),
+        cache: true,
+    }
+}
+
+/// Builds a task definition from `raw` on top of `base` (a built-in or workspace definition).
+fn apply_task(
+    source: &ManifestSource<'_>,
+    key: &str,
+    offset: Option<usize>,
+    name: &str,
+    base: Option<TaskDef>,
+    raw: RawTask,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<TaskDef> {
+    let before = problems.len();
+    let mut def = match (base, raw.command) {
+        (Some(base), None) => base,
+        (Some(TaskDef { kind: TaskKind::Cargo(_), .. }), Some(_)) => {
+            problems.push(source.problem(
+                format!("{key}.command"),
+                offset,
+                format!("`{name}` is a built-in cargo task; its command cannot be changed (define a custom task with another name)"),
+            ));
+            return None;
+        }
+        (base, Some(command)) => {
+            let Some((program, args)) = command.split_first() else {
+                problems.push(source.problem(format!("{key}.command"), offset, "must name a program: [\"program\", \"arg\", ...]"));
+                return None;
+            };
+            if program.trim().is_empty() {
+                problems.push(source.problem(format!("{key}.command"), offset, "the program must not be empty"));
+            }
+            let kind = TaskKind::Custom { program: program.clone(), args: args.to_vec() };
+            match base {
+                Some(base) => TaskDef { kind, ..base },
+                None => TaskDef {
+                    name: name.to_string(),
+                    kind,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                    env: Vec::new(),
+                    depends_on: Vec::new(),
+                    cache: true,
+                },
+            }
+        }
+        (None, None) => {
+            problems.push(source.problem(key, offset, format!("task `{name}` is not defined at the workspace level, so it needs a `command`")));
+            return None;
+        }
+    };
+    if let Some(inputs) = raw.inputs {
+        def.inputs = plain_globs(source, &format!("{key}.inputs"), offset, inputs, problems);
+    }
+    if let Some(outputs) = raw.outputs {
+        for output in &outputs {
+            if output.starts_with('/') || output.split('/').any(|c| c == "..") {
+                problems.push(source.problem(format!("{key}.outputs"), offset, format!("outputs stay inside the package: {output:?}")));
+            }
+        }
+        def.outputs = plain_globs(source, &format!("{key}.outputs"), offset, outputs, problems);
+    }
+    if let Some(env) = raw.env {
+        let spanned: Vec<Spanned<String>> = env.into_iter().map(|e| Spanned::new(0..0, e)).collect();
+        def.env = validate_env_names(source, &format!("{key}.env"), &spanned, problems);
+    }
+    if let Some(depends_on) = raw.depends_on {
+        def.depends_on = depends_on
+            .iter()
+            .filter_map(|spec| match parse_depends_on(spec.get_ref()) {
+                Ok(dep) => Some(dep),
+                Err(message) => {
+                    problems.push(source.problem(format!("{key}.depends_on"), Some(spec.span().start), message));
+                    None
+                }
+            })
+            .collect();
+    }
+    if let Some(cache) = raw.cache {
+        def.cache = cache;
+    }
+    (problems.len() == before).then_some(def)
+}
+
+fn parse_depends_on(spec: &str) -> Result<DependsOn, String> {
+    let check = |task: &str| {
+        if is_valid_task_name(task) {
+            Ok(task.to_string())
+        } else {
+            Err(format!("invalid dependency {spec:?}: expected `task`, `^task` or `package#task`"))
+        }
+    };
+    if let Some(task) = spec.strip_prefix('^') {
+        return Ok(DependsOn::Upstream(check(task)?));
+    }
+    if let Some((package, task)) = spec.split_once('#') {
+        if package.is_empty() {
+            return Err(format!("invalid dependency {spec:?}: the package name is empty"));
+        }
+        return Ok(DependsOn::Package { package: package.to_string(), task: check(task)? });
+    }
+    Ok(DependsOn::SamePackage(check(spec)?))
+}
+
+pub(crate) fn is_valid_task_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn plain_globs(source: &ManifestSource<'_>, key: &str, offset: Option<usize>, globs: Vec<String>, problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+    for glob in &globs {
+        let pattern = glob.strip_prefix('!').unwrap_or(glob);
+        if let Err(error) = globset::Glob::new(pattern) {
+            problems.push(source.problem(key, offset, format!("invalid glob {glob:?}: {}", error.kind())));
+        }
+    }
+    globs
+}
+
+fn validate_globs(source: &ManifestSource<'_>, key: &str, globs: &[Spanned<String>], problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+    globs
+        .iter()
+        .filter_map(|glob| match globset::Glob::new(glob.get_ref()) {
+            Ok(_) if glob.get_ref().starts_with('/') || glob.get_ref().contains("..") => {
+                problems.push(source.problem(key, Some(glob.span().start), format!("globs are relative to the workspace root: {:?}", glob.get_ref())));
+                None
+            }
+            Ok(_) => Some(glob.get_ref().clone()),
+            Err(error) => {
+                problems.push(source.problem(key, Some(glob.span().start), format!("invalid glob {:?}: {}", glob.get_ref(), error.kind())));
+                None
+            }
+        })
+        .collect()
+}
+
+fn compile_name_globs(
+    source: &ManifestSource<'_>,
+    key: &str,
+    offset: Option<usize>,
+    globs: &[String],
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<globset::GlobSet> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for glob in globs {
+        match globset::Glob::new(glob) {
+            Ok(g) => {
+                builder.add(g);
+            }
+            Err(error) => {
+                problems.push(source.problem(format!("{key}.packages"), offset, format!("invalid glob {glob:?}: {}", error.kind())));
+                return None;
+            }
+        }
+    }
+    builder.build().ok()
+}
+
+fn validate_env_names(source: &ManifestSource<'_>, key: &str, names: &[Spanned<String>], problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        let n = name.get_ref();
+        let valid = !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !n.starts_with(|c: char| c.is_ascii_digit());
+        if valid {
+            out.push(n.clone());
+        } else {
+            let offset = (name.span().end > 0).then_some(name.span().start);
+            problems.push(source.problem(key, offset, format!("invalid environment variable name {n:?}")));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn validate_app(source: &ManifestSource<'_>, key: &str, app: Spanned<RawApp>, problems: &mut Vec<ConfigProblem>) -> Option<AppConfig> {
+    let before = problems.len();
+    let app_offset = app.span().start;
+    let app = app.into_inner();
+    let port = *app.port.get_ref();
+    if !(1..=65535).contains(&port) {
+        problems.push(source.problem(format!("{key}.port"), Some(app.port.span().start), format!("must be 1-65535, got {port}")));
+    }
+    let mut path = |field: &str, value: Option<Spanned<String>>, default: &str| -> String {
+        match value {
+            None => default.to_string(),
+            Some(value) => {
+                if !value.get_ref().starts_with('/') || value.get_ref().contains(char::is_whitespace) {
+                    problems.push(source.problem(
+                        format!("{key}.{field}"),
+                        Some(value.span().start),
+                        format!("must be an absolute URL path such as \"/health\", got {:?}", value.get_ref()),
+                    ));
+                }
+                value.into_inner()
+            }
+        }
+    };
+    let health_path = path("health_path", app.health_path, "/health");
+    let ready_path = path("ready_path", app.ready_path, "/ready");
+    let metrics_path = path("metrics_path", app.metrics_path, "/metrics");
+    let mut resources = Resources {
+        cpu_request: "50m".into(),
+        cpu_limit: "500m".into(),
+        memory_request: "64Mi".into(),
+        memory_limit: "256Mi".into(),
+    };
+    if let Some(raw) = app.resources {
+        let raw = raw.into_inner();
+        let fields: [(&str, Option<Spanned<String>>, &mut String, fn(&str) -> bool, &str); 4] = [
+            ("cpu_request", raw.cpu_request, &mut resources.cpu_request, is_cpu_quantity, "a CPU quantity such as \"100m\" or \"0.5\""),
+            ("cpu_limit", raw.cpu_limit, &mut resources.cpu_limit, is_cpu_quantity, "a CPU quantity such as \"100m\" or \"0.5\""),
+            ("memory_request", raw.memory_request, &mut resources.memory_request, is_memory_quantity, "a memory quantity such as \"64Mi\""),
+            ("memory_limit", raw.memory_limit, &mut resources.memory_limit, is_memory_quantity, "a memory quantity such as \"64Mi\""),
+        ];
+        for (field, value, slot, valid, expected) in fields {
+            if let Some(value) = value {
+                if !valid(value.get_ref()) {
+                    problems.push(source.problem(
+                        format!("{key}.resources.{field}"),
+                        Some(value.span().start),
+                        format!("must be {expected}, got {:?}", value.get_ref()),
+                    ));
+                }
+                *slot = value.into_inner();
+            }
+        }
+    }
+    for name in app.env.keys() {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            problems.push(source.problem(format!("{key}.env"), Some(app_offset), format!("invalid environment variable name {name:?}")));
+        }
+    }
+    (problems.len() == before).then(|| AppConfig {
+        port: u16::try_from(port).unwrap_or(1),
+        health_path,
+        ready_path,
+        metrics_path,
+        resources,
+        env: app.env,
+    })
+}
+
+/// Does the workspace-level task apply to this package?
+pub(crate) fn applies_to(filter: &Option<globset::GlobSet>, package: &str) -> bool {
+    filter.as_ref().is_none_or(|set| set.is_match(package))
+}
