@@ -1,2 +1,235 @@
-//! `cargo xtask`: the command line of the build tool.
-fn main() {}
+//! `cargo xtask`: the command line of the build tool. Parses flags with clap and calls one
+//! engine function per command; no logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use xtask_engine::report::{ReportMode, Reporter};
+use xtask_engine::{CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, exit_code};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a task (or a check) failed
+  2  the command line is invalid
+  3  the configuration is invalid (unknown key, wrong type, bad value, task cycle, unknown
+     task or package); nothing ran and nothing was written to the cache
+  4  the environment failed (cargo metadata, git, the file system)
+
+Environment:
+  XTASK_CACHE_DIR      local cache directory (default: turbo-like-cache/ in the workspace)
+  XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: main)
+  CI                   when set, plain line output instead of progress bars";
+
+/// Cached builds, tests and custom tasks for Cargo workspaces.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, after_help = EXIT_CODES, max_term_width = 100)]
+struct Cli {
+    /// Run as if started in DIR (the workspace is the nearest Cargo.toml at or above it).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Path to the workspace's Cargo.toml.
+    #[arg(long, global = true, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build every package (`cargo build`), restoring unchanged ones from the cache.
+    Build(TaskArgs),
+    /// Run every package's tests; unchanged packages' passing results come from the cache.
+    Test(TaskArgs),
+    /// Lint with clippy (`--all-targets -- -D warnings`).
+    Lint(TaskArgs),
+    /// Check formatting (`cargo fmt --check`).
+    Fmt(TaskArgs),
+    /// Run a custom task defined in `[workspace.metadata.xtask.tasks]`.
+    Run {
+        /// The task name.
+        task: String,
+        #[command(flatten)]
+        args: TaskArgs,
+    },
+    /// Print the package graph, or the task graph of --task, as dot, mermaid or JSON.
+    Graph {
+        /// Show the task graph of this task (repeatable).
+        #[arg(long = "task", value_name = "TASK")]
+        tasks: Vec<String>,
+        #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
+        format: GraphFormatArg,
+    },
+    /// Explain why PKG:TASK would run: what changed since its last cached run, file by file.
+    Why {
+        /// The task, as PACKAGE:TASK (e.g. `api:build`).
+        task: String,
+    },
+    /// List packages changed since a git ref and the packages that depend on them.
+    Affected {
+        /// The git ref to compare with (default: $XTASK_AFFECTED_BASE or `main`).
+        #[arg(long, value_name = "REF")]
+        since: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect or maintain the local cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheCommand,
+    },
+    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache.
+    Ci {
+        /// Parallel jobs (default: the number of cores).
+        #[arg(short, long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Ignore cache hits.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Entries, size and limit of the local cache.
+    Stats,
+    /// Delete every cache entry.
+    Clean,
+    /// Evict least-recently-used entries down to the size limit and drop unreferenced blobs.
+    Prune,
+}
+
+#[derive(Debug, Args)]
+struct TaskArgs {
+    /// Only these packages (and the tasks they depend on). Repeatable.
+    #[arg(short, long = "package", value_name = "PKG")]
+    packages: Vec<String>,
+    /// Only packages changed since REF (default: $XTASK_AFFECTED_BASE or `main`) and their dependents.
+    #[arg(long, value_name = "REF", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    affected: Option<String>,
+    /// Ignore cache hits and run every task (results are still cached).
+    #[arg(long)]
+    force: bool,
+    /// Do not write results to the cache (hits are still used; with --force the cache is bypassed).
+    #[arg(long)]
+    no_cache: bool,
+    /// Print what would run (hash, cache status, inputs) without running anything.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
+    dry_run: Option<DryRunArg>,
+    /// Write a JSON run summary (per task: hash, status, duration, inputs count) to PATH or the cache's runs/.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    summarize: Option<PathBuf>,
+    /// Parallel jobs (default: the number of cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Build with the release profile.
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DryRunArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormatArg {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let location = Location { manifest_path: cli.manifest_path, directory: cli.directory };
+    match dispatch(cli.command, location) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            let code = xtask_engine::exit_code_for(&error);
+            eprintln_error(&error);
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+#[expect(clippy::print_stderr, reason = "the CLI reports fatal errors on stderr")]
+fn eprintln_error(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+}
+
+fn jobs(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1)
+}
+
+fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
+    let reporter = || Reporter::new(ReportMode::detect());
+    match command {
+        Command::Build(args) => run_tasks("build", args, location, &reporter()),
+        Command::Test(args) => run_tasks("test", args, location, &reporter()),
+        Command::Lint(args) => run_tasks("lint", args, location, &reporter()),
+        Command::Fmt(args) => run_tasks("fmt", args, location, &reporter()),
+        Command::Run { task, args } => run_tasks(&task, args, location, &reporter()),
+        Command::Graph { tasks, format } => {
+            let format = match format {
+                GraphFormatArg::Dot => GraphFormat::Dot,
+                GraphFormatArg::Mermaid => GraphFormat::Mermaid,
+                GraphFormatArg::Json => GraphFormat::Json,
+            };
+            print(&xtask_engine::graph(&location, &tasks, format)?)
+        }
+        Command::Why { task } => print(&xtask_engine::why(&location, &task, jobs(None))?.render()),
+        Command::Affected { since, json } => {
+            let affected = xtask_engine::affected(&location, since.as_deref())?;
+            let text = if json {
+                format!("{}\n", serde_json_string(&affected)?)
+            } else {
+                affected.iter().map(|p| format!("{}\t{}\t{}\n", p.name, p.path, p.reason)).collect()
+            };
+            print(&text)
+        }
+        Command::Cache { action } => {
+            let action = match action {
+                CacheCommand::Stats => CacheAction::Stats,
+                CacheCommand::Clean => CacheAction::Clean,
+                CacheCommand::Prune => CacheAction::Prune,
+            };
+            print(&xtask_engine::cache_command(&location, action)?)
+        }
+        Command::Ci { jobs: j, force } => {
+            let ok = xtask_engine::ci(&CiOptions { location, jobs: jobs(j), force }, &reporter())?;
+            Ok(if ok { exit_code::SUCCESS } else { exit_code::TASK_FAILED })
+        }
+    }
+}
+
+fn run_tasks(task: &str, args: TaskArgs, location: Location, reporter: &Reporter) -> anyhow::Result<i32> {
+    let options = RunOptions {
+        location,
+        tasks: vec![task.to_string()],
+        packages: args.packages,
+        affected: args.affected.map(|base| if base.is_empty() { xtask_engine::default_base() } else { base }),
+        force: args.force,
+        no_cache: args.no_cache,
+        dry_run: args.dry_run.map(|f| match f {
+            DryRunArg::Text => DryRunFormat::Text,
+            DryRunArg::Json => DryRunFormat::Json,
+        }),
+        summarize: args.summarize.map(|p| (!p.as_os_str().is_empty()).then_some(p)),
+        jobs: jobs(args.jobs),
+        release: args.release,
+    };
+    let outcome = xtask_engine::run(&options, reporter)?;
+    Ok(if outcome.success { exit_code::SUCCESS } else { exit_code::TASK_FAILED })
+}
+
+fn print(text: &str) -> anyhow::Result<i32> {
+    xtask_engine::output::write_stdout(text)?;
+    Ok(exit_code::SUCCESS)
+}
+
+fn serde_json_string(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)?)
+}

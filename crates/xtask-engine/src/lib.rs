@@ -1,1 +1,79 @@
-//! xtask-engine (work in progress).
+//! The engine behind every `cargo xtask` command: it loads the workspace model, builds the task
+//! graph, hashes every task's inputs, restores cache hits, runs misses (cargo tasks batched
+//! into one cargo invocation per task, custom tasks in parallel in topological order), stores
+//! successes, and reports. One public function per command; the CLI only parses flags.
+//!
+//! Invariants:
+//! - The engine never prints data except through [`output`] (stdout) and never prints status
+//!   except through [`report::Reporter`] (stderr).
+//! - A failed task is never stored in the cache; a cache failure never fails a run (it warns).
+//! - Invalid configuration is reported before anything runs or is written.
+
+mod affected;
+mod cache_cmd;
+mod cargo;
+mod ci;
+mod error;
+pub mod output;
+mod outputs;
+mod plan;
+mod process;
+pub mod report;
+mod run;
+mod why;
+
+use std::path::PathBuf;
+
+pub use affected::{AffectedPackage, affected, default_base};
+pub use cache_cmd::{CacheAction, cache_command, human_bytes};
+pub use ci::{CiOptions, ci};
+pub use error::{UserError, exit_code, exit_code_for};
+pub use output::{GraphFormat, render_graph};
+pub use plan::BUILTIN_GLOBAL_INPUTS;
+pub use run::{DryRunFormat, RunOptions, RunOutcome, TaskRecord, run};
+pub use why::{Explanation, Verdict, why};
+
+/// The tool's version, part of every task hash.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where the workspace is: `--manifest-path`, else the nearest `Cargo.toml` at or above
+/// `directory` (`-C`), else above the current directory.
+#[derive(Debug, Clone, Default)]
+pub struct Location {
+    pub manifest_path: Option<PathBuf>,
+    pub directory: Option<PathBuf>,
+}
+
+impl Location {
+    pub fn manifest_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = &self.manifest_path {
+            return Ok(path.clone());
+        }
+        let start = match &self.directory {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()?,
+        };
+        let start = std::fs::canonicalize(&start).map_err(|e| anyhow::anyhow!("failed to open `{}`: {e}", start.display()))?;
+        start
+            .ancestors()
+            .map(|dir| dir.join("Cargo.toml"))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| anyhow::anyhow!(UserError(format!("no `Cargo.toml` found in `{}` or any parent directory", start.display()))))
+    }
+}
+
+/// Loads the workspace model (runs `cargo metadata`).
+pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Workspace> {
+    let manifest = location.manifest_path()?;
+    let metadata = xtask_model::load_metadata(&manifest)?;
+    Ok(xtask_model::Workspace::from_metadata(&metadata)?)
+}
+
+/// `graph`: the package graph, or the task graph of `tasks` when given.
+pub fn graph(location: &Location, tasks: &[String], format: GraphFormat) -> anyhow::Result<String> {
+    let workspace = load_workspace(location)?;
+    let all: Vec<usize> = (0..workspace.packages.len()).collect();
+    let graph = xtask_graph::TaskGraph::build(&workspace, &xtask_graph::GraphRequest { tasks, packages: &all })?;
+    Ok(render_graph(&workspace, &graph, format))
+}
+

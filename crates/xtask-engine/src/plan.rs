@@ -1,0 +1,308 @@
+//! Planning: discovers and hashes every input of every task in the graph and builds each
+//! task's [`TaskKey`], in topological order so dependency hashes are known.
+//!
+//! File discovery runs once per distinct (package, inputs, outputs) spec and every file is
+//! hashed once per run, in parallel, however many tasks read it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use xtask_graph::{TaskGraph, dependency_closure};
+use xtask_hash::{
+    InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey, ToolchainKey,
+    discover_global_inputs, discover_inputs, env_value_digest, hash_files, source_fingerprint,
+};
+use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
+
+/// Inputs hashed into every task besides the user's `global_inputs`. `Cargo.lock` is
+/// deliberately absent: each cargo task hashes its own package's external dependency closure
+/// from it instead, so a lockfile change only invalidates the packages it touches.
+pub const BUILTIN_GLOBAL_INPUTS: [&str; 5] =
+    ["Cargo.toml", "rust-toolchain", "rust-toolchain.toml", ".cargo/config", ".cargo/config.toml"];
+
+/// Environment variables that change what cargo produces; their values are hashed into every
+/// cargo task (never logged).
+const CARGO_ENV_EXACT: [&str; 10] = [
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTDOC",
+    "RUSTC_BOOTSTRAP",
+    "CARGO_INCREMENTAL",
+];
+const CARGO_ENV_PREFIXES: [&str; 3] = ["CARGO_PROFILE_", "CARGO_BUILD_", "CARGO_TARGET_"];
+const CARGO_ENV_EXCLUDED: [&str; 4] = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "CARGO_BUILD_JOBS", "CARGO_BUILD_BUILD_DIR"];
+
+/// The toolchain facts a cargo task's hash depends on.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    /// Full `rustc -vV` output.
+    pub rustc_version: String,
+    pub host: String,
+}
+
+impl Toolchain {
+    /// Runs `rustc -vV` in the workspace root (so rustup honours `rust-toolchain.toml`).
+    pub fn detect(workspace_root: &Path) -> anyhow::Result<Toolchain> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let output = std::process::Command::new(&rustc)
+            .arg("-vV")
+            .current_dir(workspace_root)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("failed to run `{} -vV`", rustc.to_string_lossy()))?;
+        anyhow::ensure!(output.status.success(), "`rustc -vV` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        let rustc_version = String::from_utf8_lossy(&output.stdout).into_owned();
+        let host = rustc_version.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("unknown").trim().to_string();
+        Ok(Toolchain { rustc_version, host })
+    }
+}
+
+/// Options that change what cargo tasks produce.
+#[derive(Debug, Clone, Default)]
+pub struct CargoSettings {
+    pub release: bool,
+}
+
+impl CargoSettings {
+    pub fn profile(&self) -> &'static str {
+        if self.release { "release" } else { "dev" }
+    }
+
+    /// The cargo command line a built-in task runs (without `-p` selections).
+    pub fn command(&self, task: CargoTask) -> Vec<String> {
+        let mut args: Vec<&str> = match task {
+            CargoTask::Build => vec!["cargo", "build"],
+            CargoTask::Test => vec!["cargo", "test"],
+            CargoTask::Lint => vec!["cargo", "clippy", "--all-targets"],
+            CargoTask::Fmt => vec!["cargo", "fmt", "--check"],
+        };
+        if self.release && task != CargoTask::Fmt {
+            args.push("--release");
+        }
+        if task == CargoTask::Lint {
+            args.extend(["--", "-D", "warnings"]);
+        }
+        args.into_iter().map(String::from).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedTask {
+    pub key: TaskKey,
+    pub hash: String,
+}
+
+/// Which dependency edges a cargo task's hash follows (first hop).
+fn cargo_dependency_kinds(task: CargoTask) -> &'static [DepKind] {
+    match task {
+        CargoTask::Build => &[DepKind::Normal, DepKind::Build],
+        CargoTask::Test | CargoTask::Lint => &[DepKind::Normal, DepKind::Build, DepKind::Dev],
+        CargoTask::Fmt => &[],
+    }
+}
+
+type SpecKey = (PackageIndex, Vec<String>, Vec<String>);
+
+/// Computes the key and hash of every node of `graph` (indexed like `graph.nodes`).
+pub fn plan(
+    workspace: &Workspace,
+    graph: &TaskGraph,
+    toolchain: Option<&Toolchain>,
+    settings: &CargoSettings,
+    threads: usize,
+) -> anyhow::Result<Vec<PlannedTask>> {
+    let cache_dir = workspace.cache_dir();
+    let spec_of = |package: PackageIndex, def: &TaskDef| -> SpecKey { (package, def.inputs.clone(), def.outputs.clone()) };
+    let build_spec = |package: PackageIndex| -> SpecKey {
+        match workspace.packages[package].tasks.get("build") {
+            Some(def) => spec_of(package, def),
+            None => (package, Vec::new(), Vec::new()),
+        }
+    };
+
+    // 1. Which input specs do we need?
+    let mut specs: BTreeSet<SpecKey> = BTreeSet::new();
+    let mut closures: HashMap<(PackageIndex, CargoTask), BTreeSet<PackageIndex>> = HashMap::new();
+    for node in &graph.nodes {
+        specs.insert(spec_of(node.package, &node.def));
+        if let TaskKind::Cargo(task) = node.def.kind {
+            let closure = dependency_closure(workspace, node.package, cargo_dependency_kinds(task));
+            for &dep in &closure {
+                specs.insert(build_spec(dep));
+            }
+            closures.insert((node.package, task), closure);
+        }
+    }
+
+    // 2. Discover the files of each spec.
+    let mut exclude_dirs_base: Vec<PathBuf> = vec![workspace.target_dir.clone(), cache_dir];
+    exclude_dirs_base.dedup();
+    let mut files_by_spec: HashMap<SpecKey, Vec<InputFile>> = HashMap::new();
+    for spec in &specs {
+        let package = &workspace.packages[spec.0];
+        let mut exclude_dirs = exclude_dirs_base.clone();
+        for other in &workspace.packages {
+            if other.dir != package.dir && other.dir.starts_with(&package.dir) {
+                exclude_dirs.push(other.dir.clone());
+            }
+        }
+        let files = discover_inputs(&InputSpec {
+            workspace_root: &workspace.root,
+            package_dir: &package.dir,
+            include: &spec.1,
+            exclude_globs: &spec.2,
+            exclude_dirs: &exclude_dirs,
+        })
+        .with_context(|| format!("failed to list the inputs of package `{}`", package.name))?;
+        files_by_spec.insert(spec.clone(), files);
+    }
+
+    // 3. Hash every distinct file once, in parallel.
+    let mut global_globs: Vec<String> = BUILTIN_GLOBAL_INPUTS.iter().map(|s| s.to_string()).collect();
+    global_globs.extend(workspace.config.global_inputs.iter().cloned());
+    let global_files = discover_global_inputs(&workspace.root, &global_globs).context("failed to list the global inputs")?;
+    let mut unique: BTreeMap<String, InputFile> = BTreeMap::new();
+    for file in files_by_spec.values().flatten().chain(global_files.iter()) {
+        unique.entry(file.relative_path.clone()).or_insert_with(|| file.clone());
+    }
+    let unique: Vec<InputFile> = unique.into_values().collect();
+    let digests = hash_files(&unique, threads).context("failed to hash the inputs")?;
+    let digests_of = |files: &[InputFile]| -> BTreeMap<String, String> {
+        files
+            .iter()
+            .filter_map(|f| digests.get(&f.relative_path).map(|d| (f.relative_path.clone(), d.clone())))
+            .collect()
+    };
+    let global_inputs = digests_of(&global_files);
+
+    // 4. Cargo.lock closures.
+    let lock_path = workspace.root.join("Cargo.lock");
+    let lockfile = match std::fs::read_to_string(&lock_path) {
+        Ok(text) => Some(Lockfile::parse(&text, &lock_path)?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error).with_context(|| format!("failed to read `{}`", lock_path.display())),
+    };
+    let mut external: HashMap<PackageIndex, Vec<LockedPackage>> = HashMap::new();
+    let mut external_of = |package: PackageIndex| -> Vec<LockedPackage> {
+        external
+            .entry(package)
+            .or_insert_with(|| {
+                let p = &workspace.packages[package];
+                lockfile.as_ref().map(|l| l.external_closure(&p.name, &p.version)).unwrap_or_default()
+            })
+            .clone()
+    };
+
+    // 5. Keys, dependencies first.
+    let cargo_env = cargo_env();
+    let mut fingerprints: HashMap<PackageIndex, String> = HashMap::new();
+    let mut planned: Vec<Option<PlannedTask>> = vec![None; graph.nodes.len()];
+    for &node_index in &graph.topological_order {
+        let node = &graph.nodes[node_index];
+        let package = &workspace.packages[node.package];
+        let inputs = digests_of(&files_by_spec[&spec_of(node.package, &node.def)]);
+        let mut task_dependencies = BTreeMap::new();
+        for &dep in &node.dependencies {
+            let hash = planned[dep].as_ref().map(|p| p.hash.clone()).unwrap_or_default();
+            task_dependencies.insert(graph.label(workspace, dep), hash);
+        }
+        let mut env_names: BTreeSet<&str> = workspace.config.env.iter().map(String::as_str).collect();
+        env_names.extend(node.def.env.iter().map(String::as_str));
+        let mut env: BTreeMap<String, Option<String>> =
+            env_names.into_iter().map(|n| (n.to_string(), std::env::var(n).ok().map(|v| env_value_digest(&v)))).collect();
+
+        let (kind, command, workspace_dependencies, external_dependencies, toolchain_key) = match &node.def.kind {
+            TaskKind::Custom { program, args } => {
+                let mut command = vec![program.clone()];
+                command.extend(args.iter().cloned());
+                ("custom".to_string(), command, BTreeMap::new(), Vec::new(), None)
+            }
+            TaskKind::Cargo(task) => {
+                for (name, value) in &cargo_env {
+                    env.insert(name.clone(), Some(env_value_digest(value)));
+                }
+                let mut workspace_dependencies = BTreeMap::new();
+                for &dep in closures.get(&(node.package, *task)).into_iter().flatten() {
+                    let fingerprint = match fingerprints.get(&dep) {
+                        Some(f) => f.clone(),
+                        None => {
+                            let f = source_fingerprint(&digests_of(&files_by_spec[&build_spec(dep)]), &external_of(dep));
+                            fingerprints.insert(dep, f.clone());
+                            f
+                        }
+                    };
+                    workspace_dependencies.insert(workspace.packages[dep].name.clone(), fingerprint);
+                }
+                let external_dependencies = if *task == CargoTask::Fmt { Vec::new() } else { external_of(node.package) };
+                let toolchain_key = toolchain.map(|t| ToolchainKey {
+                    rustc_version: t.rustc_version.clone(),
+                    target: t.host.clone(),
+                    profile: if *task == CargoTask::Fmt { String::new() } else { settings.profile().to_string() },
+                    features: Vec::new(),
+                    cargo_args: Vec::new(),
+                });
+                (format!("cargo-{}", task.name()), settings.command(*task), workspace_dependencies, external_dependencies, toolchain_key)
+            }
+        };
+        let key = TaskKey {
+            schema: KEY_SCHEMA,
+            tool_version: crate::TOOL_VERSION.to_string(),
+            package: package.name.clone(),
+            package_dir: package.relative_dir.clone(),
+            task: node.task.clone(),
+            definition: TaskDefinitionKey {
+                kind,
+                command,
+                inputs: node.def.inputs.clone(),
+                outputs: node.def.outputs.clone(),
+                env: node.def.env.clone(),
+                depends_on: node.def.depends_on.iter().map(|d| d.to_string()).collect(),
+            },
+            inputs,
+            global_inputs: global_inputs.clone(),
+            task_dependencies,
+            workspace_dependencies,
+            external_dependencies,
+            toolchain: toolchain_key,
+            env,
+        };
+        let hash = key.hash();
+        planned[node_index] = Some(PlannedTask { key, hash });
+    }
+    Ok(planned.into_iter().map(|p| p.unwrap_or_else(|| unreachable_plan())).collect())
+}
+
+fn unreachable_plan() -> PlannedTask {
+    // Every node is in the topological order, so every slot is filled.
+    panic!("internal error: a task node was not planned")
+}
+
+/// The cargo-relevant environment variables that are set, sorted.
+fn cargo_env() -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| {
+            !CARGO_ENV_EXCLUDED.contains(&name.as_str())
+                && (CARGO_ENV_EXACT.contains(&name.as_str()) || CARGO_ENV_PREFIXES.iter().any(|p| name.starts_with(p)))
+        })
+        .collect();
+    vars.sort();
+    vars
+}
+
+/// Is a workspace-relative path a global input (affects every package)?
+pub fn is_global_input(workspace: &Workspace, path: &str) -> bool {
+    if BUILTIN_GLOBAL_INPUTS.contains(&path) || path == "Cargo.lock" {
+        return true;
+    }
+    workspace
+        .config
+        .global_inputs
+        .iter()
+        .any(|glob| globset::Glob::new(glob).map(|g| g.compile_matcher().is_match(path)).unwrap_or(false))
+}

@@ -1,0 +1,170 @@
+//! The reporter: the one owner of the terminal. The engine sends it events; it renders them as
+//! an indicatif progress bar with task lines on a terminal, or as plain lines when `CI` is set
+//! or stderr is not a terminal. Everything goes to stderr; stdout is left for data.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How a task ended, as shown to the user and written to the run summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    /// Restored from the cache.
+    Hit,
+    /// Ran and succeeded.
+    Miss,
+    /// Ran and failed.
+    Failed,
+    /// Not run because a dependency failed.
+    Skipped,
+}
+
+impl TaskStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            TaskStatus::Hit => "cache hit",
+            TaskStatus::Miss => "cache miss, done",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Skipped => "skipped (a dependency failed)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportMode {
+    Progress,
+    Plain,
+}
+
+impl ReportMode {
+    /// Progress on an interactive stderr, plain lines under CI or when piped.
+    pub fn detect() -> ReportMode {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if !ci && std::io::stderr().is_terminal() { ReportMode::Progress } else { ReportMode::Plain }
+    }
+}
+
+/// Totals printed at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunTotals {
+    pub tasks: usize,
+    pub hits: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub elapsed: Duration,
+    pub saved: Duration,
+    pub tests_passed: u64,
+    pub tests_failed: u64,
+    pub ran_tests: bool,
+}
+
+pub struct Reporter {
+    mode: ReportMode,
+    bar: Mutex<Option<ProgressBar>>,
+    quiet_logs: bool,
+}
+
+impl Reporter {
+    pub fn new(mode: ReportMode) -> Reporter {
+        Reporter { mode, bar: Mutex::new(None), quiet_logs: false }
+    }
+
+    /// Does not replay logs of cache hits (used by benchmarks and `--dry-run`).
+    pub fn with_quiet_hits(mut self, quiet: bool) -> Reporter {
+        self.quiet_logs = quiet;
+        self
+    }
+
+    pub fn start(&self, total: usize) {
+        if self.mode == ReportMode::Progress {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut slot) = self.bar.lock() {
+                *slot = Some(bar);
+            }
+        }
+    }
+
+    pub fn running(&self, what: &str) {
+        match self.bar.lock().ok().and_then(|b| b.clone()) {
+            Some(bar) => bar.set_message(what.to_string()),
+            None => self.line(&format!("{what}")),
+        }
+    }
+
+    pub fn task_finished(&self, label: &str, status: TaskStatus, hash: &str, duration: Duration, log: &[u8]) {
+        let short = &hash[..hash.len().min(12)];
+        let mut text = format!("{label}: {} {short} ({})\n", status.word(), format_duration(duration));
+        let replay = !(status == TaskStatus::Hit && self.quiet_logs);
+        if replay {
+            for line in String::from_utf8_lossy(log).lines() {
+                text.push_str(label);
+                text.push_str(": ");
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        self.print(&text);
+        if let Some(bar) = self.bar.lock().ok().and_then(|b| b.clone()) {
+            bar.inc(1);
+        }
+    }
+
+    pub fn warning(&self, message: &str) {
+        self.print(&format!("warning: {message}\n"));
+    }
+
+    pub fn line(&self, message: &str) {
+        self.print(&format!("{message}\n"));
+    }
+
+    pub fn finish(&self, totals: &RunTotals) {
+        if let Some(bar) = self.bar.lock().ok().and_then(|mut b| b.take()) {
+            bar.finish_and_clear();
+        }
+        let mut text = String::new();
+        text.push_str(&format!(
+            "\n Tasks:  {} successful, {} total{}{}\n",
+            totals.hits + totals.succeeded,
+            totals.tasks,
+            if totals.failed > 0 { format!(", {} failed", totals.failed) } else { String::new() },
+            if totals.skipped > 0 { format!(", {} skipped", totals.skipped) } else { String::new() },
+        ));
+        text.push_str(&format!("Cached:  {} cached, {} total\n", totals.hits, totals.tasks));
+        text.push_str(&format!(
+            "  Time:  {} (saved {})\n",
+            format_duration(totals.elapsed),
+            format_duration(totals.saved)
+        ));
+        if totals.ran_tests {
+            text.push_str(&format!("\n{} passed, {} failed\n", totals.tests_passed, totals.tests_failed));
+        }
+        self.print(&text);
+    }
+
+    fn print(&self, text: &str) {
+        match self.bar.lock().ok().and_then(|b| b.clone()) {
+            Some(bar) => bar.suspend(|| write_stderr(text)),
+            None => write_stderr(text),
+        }
+    }
+}
+
+fn write_stderr(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    // A closed stderr is not worth failing the run for.
+    let _ = stderr.write_all(text.as_bytes());
+}
+
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms < 1000 { format!("{ms}ms") } else { format!("{:.2}s", duration.as_secs_f64()) }
+}

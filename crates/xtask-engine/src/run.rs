@@ -1,0 +1,510 @@
+//! `build | test | lint | fmt | run TASK`: plan the graph, restore hits, run misses (cargo
+//! batches and custom tasks in topological order), store successes, report, summarize.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use xtask_cache::{CacheOptions, EntryMeta, LocalCache, NewEntry, OutputFile, RestoreRoots};
+use xtask_graph::{GraphRequest, NodeIndex, TaskGraph};
+use xtask_model::{CargoTask, PackageIndex, TaskKind, Workspace};
+
+use crate::cargo::{PackageResult, count_tests, run_batch};
+use crate::error::UserError;
+use crate::outputs::collect_outputs;
+use crate::plan::{CargoSettings, PlannedTask, Toolchain, plan};
+use crate::process::run_captured;
+use crate::report::{Reporter, RunTotals, TaskStatus};
+use crate::{Location, load_workspace};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRunFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub location: Location,
+    pub tasks: Vec<String>,
+    /// Package names; empty = every package that has the task.
+    pub packages: Vec<String>,
+    /// Only packages affected by changes since this git ref (and their dependents).
+    pub affected: Option<String>,
+    /// Ignore cache hits: run everything (results are still stored).
+    pub force: bool,
+    /// Do not write new cache entries.
+    pub no_cache: bool,
+    pub dry_run: Option<DryRunFormat>,
+    /// Write a JSON run summary; `Some(None)` = under the cache's `runs/` directory.
+    pub summarize: Option<Option<PathBuf>>,
+    pub jobs: usize,
+    pub release: bool,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub success: bool,
+    pub totals: RunTotals,
+    pub summary_path: Option<PathBuf>,
+}
+
+/// Per-task record of the JSON run summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    pub task_id: String,
+    pub package: String,
+    pub task: String,
+    pub hash: String,
+    pub status: TaskStatus,
+    pub duration_ms: u64,
+    pub inputs_count: usize,
+    pub dependencies: Vec<String>,
+    /// What the hit saved (the original run's duration), for hits.
+    pub saved_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct RunSummary<'a> {
+    version: &'a str,
+    tasks_requested: &'a [String],
+    started_unix_ms: u128,
+    duration_ms: u64,
+    totals: SummaryTotals,
+    tasks: &'a [TaskRecord],
+}
+
+#[derive(Debug, Serialize)]
+struct SummaryTotals {
+    tasks: usize,
+    hits: usize,
+    ran: usize,
+    failed: usize,
+    skipped: usize,
+    saved_ms: u64,
+}
+
+/// The prepared state shared by `run`, `why` and dry runs.
+pub(crate) struct Prepared {
+    pub workspace: Workspace,
+    pub graph: TaskGraph,
+    pub planned: Vec<PlannedTask>,
+    pub settings: CargoSettings,
+}
+
+pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
+    let workspace = load_workspace(&options.location)?;
+    let mut selected: Vec<PackageIndex> = Vec::new();
+    for name in &options.packages {
+        let index = workspace.package_index(name).ok_or_else(|| {
+            UserError(format!(
+                "unknown package `{name}`: workspace packages are {}",
+                workspace.packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        selected.push(index);
+    }
+    if selected.is_empty() {
+        selected = (0..workspace.packages.len()).collect();
+    }
+    if let Some(base) = &options.affected {
+        let affected = crate::affected::affected_since(&workspace, base)?;
+        selected.retain(|p| affected.contains_key(p));
+    }
+    let graph = TaskGraph::build(&workspace, &GraphRequest { tasks: &options.tasks, packages: &selected })?;
+    let settings = CargoSettings { release: options.release };
+    let needs_toolchain = graph.nodes.iter().any(|n| matches!(n.def.kind, TaskKind::Cargo(_)));
+    let toolchain = if needs_toolchain { Some(Toolchain::detect(&workspace.root)?) } else { None };
+    let planned = plan(&workspace, &graph, toolchain.as_ref(), &settings, options.jobs)?;
+    Ok(Prepared { workspace, graph, planned, settings })
+}
+
+pub(crate) fn open_cache(workspace: &Workspace) -> LocalCache {
+    LocalCache::new(workspace.cache_dir(), CacheOptions { max_size_bytes: workspace.config.cache.max_size_bytes })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done(TaskStatus),
+}
+
+/// What a finished piece of work reports back to the coordinator.
+enum Finished {
+    Custom { node: NodeIndex, result: anyhow::Result<Executed> },
+    Batch { nodes: Vec<NodeIndex>, result: anyhow::Result<Vec<PackageResult>> },
+}
+
+struct Executed {
+    success: bool,
+    log: Vec<u8>,
+    outputs: Vec<OutputFile>,
+    duration: Duration,
+}
+
+pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let prepared = prepare(options)?;
+    let Prepared { workspace, graph, planned, settings } = &prepared;
+    let cache = open_cache(workspace);
+
+    if let Some(format) = options.dry_run {
+        let records = dry_run_records(workspace, graph, planned, &cache, options.force);
+        crate::output::print_dry_run(&records, format)?;
+        return Ok(RunOutcome { success: true, totals: RunTotals::default(), summary_path: None });
+    }
+
+    let n = graph.nodes.len();
+    let mut state = vec![State::Pending; n];
+    let mut records: Vec<Option<TaskRecord>> = vec![None; n];
+    let mut totals = RunTotals { tasks: n, ..RunTotals::default() };
+    reporter.start(n);
+
+    // 1. Cache hits: lookups read only the small entry files; restores run in parallel.
+    let mut hits: Vec<(NodeIndex, EntryMeta)> = Vec::new();
+    if !options.force {
+        for node in 0..n {
+            if !graph.nodes[node].def.cache {
+                continue;
+            }
+            match cache.lookup(&planned[node].hash) {
+                Ok(Some(meta)) => hits.push((node, meta)),
+                Ok(None) => {}
+                Err(error) => reporter.warning(&format!("{}: cache entry unusable, treating as a miss: {error}", graph.label(workspace, node))),
+            }
+        }
+    }
+    let roots = RestoreRoots { workspace: workspace.root.clone(), target: workspace.target_dir.clone() };
+    let restored = parallel_map(&hits, options.jobs, |(node, meta)| {
+        let restore_started = Instant::now();
+        let result = cache.restore(meta, &roots).and_then(|_| cache.read_log(meta));
+        (*node, result, restore_started.elapsed())
+    });
+    for ((node, meta), (_, result, took)) in hits.iter().zip(restored) {
+        let label = graph.label(workspace, *node);
+        match result {
+            Ok(log) => {
+                state[*node] = State::Done(TaskStatus::Hit);
+                totals.hits += 1;
+                totals.saved += Duration::from_millis(meta.duration_ms);
+                if graph.nodes[*node].task == "test" {
+                    let mut counts = PackageResult::default();
+                    count_tests(&log, &mut counts);
+                    totals.tests_passed += counts.tests_passed;
+                    totals.tests_failed += counts.tests_failed;
+                    totals.ran_tests = true;
+                }
+                let package = &workspace.packages[graph.nodes[*node].package];
+                if let Err(error) = cache.set_last(&package.name, &graph.nodes[*node].task, &planned[*node].hash) {
+                    reporter.warning(&error.to_string());
+                }
+                reporter.task_finished(&label, TaskStatus::Hit, &planned[*node].hash, took, &log);
+                records[*node] = Some(record(workspace, graph, planned, *node, TaskStatus::Hit, took, meta.duration_ms));
+            }
+            Err(error) => reporter.warning(&format!("{label}: cache entry unusable, treating as a miss: {error}")),
+        }
+    }
+
+    // 2. Misses, dependencies first. Cargo nodes of one task run as one batch and do not wait
+    //    for other cargo nodes (cargo orders those itself); they wait for custom tasks.
+    let write_cache = !options.no_cache;
+    let stored_any = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (sender, receiver) = mpsc::channel::<Finished>();
+        let mut running_custom = 0usize;
+        let mut batch_running = false;
+        loop {
+            // Skip what can no longer run; collect what can.
+            let mut ready_custom = Vec::new();
+            let mut ready_cargo: BTreeMap<usize, Vec<NodeIndex>> = BTreeMap::new();
+            for &node in &graph.topological_order {
+                if state[node] != State::Pending {
+                    continue;
+                }
+                let deps = &graph.nodes[node].dependencies;
+                if deps.iter().any(|&d| matches!(state[d], State::Done(TaskStatus::Failed | TaskStatus::Skipped))) {
+                    state[node] = State::Done(TaskStatus::Skipped);
+                    totals.skipped += 1;
+                    reporter.task_finished(&graph.label(workspace, node), TaskStatus::Skipped, &planned[node].hash, Duration::ZERO, b"");
+                    records[node] = Some(record(workspace, graph, planned, node, TaskStatus::Skipped, Duration::ZERO, 0));
+                    continue;
+                }
+                match graph.nodes[node].def.kind {
+                    TaskKind::Custom { .. } => {
+                        if deps.iter().all(|&d| matches!(state[d], State::Done(_))) {
+                            ready_custom.push(node);
+                        }
+                    }
+                    TaskKind::Cargo(task) => {
+                        let waits = deps.iter().any(|&d| {
+                            !matches!(state[d], State::Done(_)) && matches!(graph.nodes[d].def.kind, TaskKind::Custom { .. })
+                        });
+                        if !waits {
+                            let order = xtask_model::BUILTIN_TASKS.iter().position(|t| *t == task.name()).unwrap_or(0);
+                            ready_cargo.entry(order).or_default().push(node);
+                        }
+                    }
+                }
+            }
+            if !batch_running && let Some((_, nodes)) = ready_cargo.into_iter().next() {
+                for &node in &nodes {
+                    state[node] = State::Running;
+                }
+                let task = match graph.nodes[nodes[0]].def.kind {
+                    TaskKind::Cargo(task) => task,
+                    TaskKind::Custom { .. } => CargoTask::Build,
+                };
+                reporter.running(&format!("cargo {} ({} packages)", task.name(), nodes.len()));
+                let sender = sender.clone();
+                let packages: Vec<PackageIndex> = nodes.iter().map(|&node| graph.nodes[node].package).collect();
+                let jobs = options.jobs;
+                batch_running = true;
+                scope.spawn(move || {
+                    let result = run_batch(workspace, task, &packages, settings, jobs);
+                    let _ = sender.send(Finished::Batch { nodes, result });
+                });
+            }
+            for node in ready_custom {
+                if running_custom >= options.jobs.max(1) {
+                    break;
+                }
+                state[node] = State::Running;
+                running_custom += 1;
+                reporter.running(&graph.label(workspace, node));
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    let result = run_custom(workspace, graph, planned, node);
+                    let _ = sender.send(Finished::Custom { node, result });
+                });
+            }
+            if running_custom == 0 && !batch_running {
+                break;
+            }
+            let Ok(finished) = receiver.recv() else { break };
+            let mut completed: Vec<(NodeIndex, anyhow::Result<Executed>, u64, u64)> = Vec::new();
+            match finished {
+                Finished::Custom { node, result } => {
+                    running_custom -= 1;
+                    completed.push((node, result, 0, 0));
+                }
+                Finished::Batch { nodes, result } => {
+                    batch_running = false;
+                    match result {
+                        Ok(results) => {
+                            for (node, r) in nodes.into_iter().zip(results) {
+                                let (passed, failed) = (r.tests_passed, r.tests_failed);
+                                let executed = Executed { success: r.success, log: r.log, outputs: r.outputs, duration: r.duration };
+                                completed.push((node, Ok(executed), passed, failed));
+                            }
+                        }
+                        Err(error) => {
+                            let message = format!("{error:#}");
+                            for node in nodes {
+                                completed.push((node, Err(anyhow::anyhow!("{message}")), 0, 0));
+                            }
+                        }
+                    }
+                }
+            }
+            for (node, result, passed, failed) in completed {
+                let label = graph.label(workspace, node);
+                let hash = &planned[node].hash;
+                if graph.nodes[node].task == "test" && matches!(graph.nodes[node].def.kind, TaskKind::Cargo(_)) {
+                    totals.ran_tests = true;
+                    totals.tests_passed += passed;
+                    totals.tests_failed += failed;
+                }
+                let (status, duration, log) = match result {
+                    Ok(executed) if executed.success => {
+                        if write_cache && graph.nodes[node].def.cache {
+                            store(&cache, workspace, graph, planned, node, &executed, reporter);
+                            stored_any.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        (TaskStatus::Miss, executed.duration, executed.log)
+                    }
+                    Ok(executed) => (TaskStatus::Failed, executed.duration, executed.log),
+                    Err(error) => (TaskStatus::Failed, Duration::ZERO, format!("error: {error:#}\n").into_bytes()),
+                };
+                match status {
+                    TaskStatus::Miss => totals.succeeded += 1,
+                    _ => totals.failed += 1,
+                }
+                state[node] = State::Done(status);
+                reporter.task_finished(&label, status, hash, duration, &log);
+                records[node] = Some(record(workspace, graph, planned, node, status, duration, 0));
+            }
+        }
+        Ok(())
+    })?;
+
+    if stored_any.into_inner()
+        && let Some(cap) = workspace.config.cache.max_size_bytes
+        && let Err(error) = cache.prune(Some(cap))
+    {
+        reporter.warning(&format!("cache eviction failed: {error}"));
+    }
+
+    totals.elapsed = started.elapsed();
+    reporter.finish(&totals);
+    let records: Vec<TaskRecord> = graph.topological_order.iter().filter_map(|&n| records[n].clone()).collect();
+    let summary_path = match &options.summarize {
+        None => None,
+        Some(path) => {
+            let path = path.clone().unwrap_or_else(|| cache.root().join("runs").join(format!("{started_unix_ms}.json")));
+            let summary = RunSummary {
+                version: crate::TOOL_VERSION,
+                tasks_requested: &options.tasks,
+                started_unix_ms,
+                duration_ms: totals.elapsed.as_millis() as u64,
+                totals: SummaryTotals {
+                    tasks: totals.tasks,
+                    hits: totals.hits,
+                    ran: totals.succeeded + totals.failed,
+                    failed: totals.failed,
+                    skipped: totals.skipped,
+                    saved_ms: totals.saved.as_millis() as u64,
+                },
+                tasks: &records,
+            };
+            write_json_atomically(&path, &summary)?;
+            reporter.line(&format!("run summary: {}", path.display()));
+            Some(path)
+        }
+    };
+    let success = totals.failed == 0 && totals.skipped == 0;
+    Ok(RunOutcome { success, totals, summary_path })
+}
+
+fn record(
+    workspace: &Workspace,
+    graph: &TaskGraph,
+    planned: &[PlannedTask],
+    node: NodeIndex,
+    status: TaskStatus,
+    duration: Duration,
+    saved_ms: u64,
+) -> TaskRecord {
+    let n = &graph.nodes[node];
+    TaskRecord {
+        task_id: graph.label(workspace, node),
+        package: workspace.packages[n.package].name.clone(),
+        task: n.task.clone(),
+        hash: planned[node].hash.clone(),
+        status,
+        duration_ms: duration.as_millis() as u64,
+        inputs_count: planned[node].key.inputs.len(),
+        dependencies: n.dependencies.iter().map(|&d| graph.label(workspace, d)).collect(),
+        saved_ms,
+    }
+}
+
+/// A dry run's view of each task: its hash and whether it would be a hit.
+pub(crate) fn dry_run_records(
+    workspace: &Workspace,
+    graph: &TaskGraph,
+    planned: &[PlannedTask],
+    cache: &LocalCache,
+    force: bool,
+) -> Vec<TaskRecord> {
+    graph
+        .topological_order
+        .iter()
+        .map(|&node| {
+            let hit = !force && graph.nodes[node].def.cache && matches!(cache.lookup(&planned[node].hash), Ok(Some(_)));
+            let status = if hit { TaskStatus::Hit } else { TaskStatus::Miss };
+            record(workspace, graph, planned, node, status, Duration::ZERO, 0)
+        })
+        .collect()
+}
+
+fn store(
+    cache: &LocalCache,
+    workspace: &Workspace,
+    graph: &TaskGraph,
+    planned: &[PlannedTask],
+    node: NodeIndex,
+    executed: &Executed,
+    reporter: &Reporter,
+) {
+    let package = &workspace.packages[graph.nodes[node].package];
+    let task = &graph.nodes[node].task;
+    let entry = NewEntry {
+        task_hash: &planned[node].hash,
+        manifest: planned[node].key.manifest(),
+        outputs: executed.outputs.clone(),
+        log: &executed.log,
+        duration_ms: executed.duration.as_millis() as u64,
+        exit_code: 0,
+    };
+    let result = cache.store(entry).and_then(|_| cache.set_last(&package.name, task, &planned[node].hash));
+    if let Err(error) = result {
+        reporter.warning(&format!("{}:{task}: result not cached: {error}", package.name));
+    }
+}
+
+fn run_custom(workspace: &Workspace, graph: &TaskGraph, planned: &[PlannedTask], node: NodeIndex) -> anyhow::Result<Executed> {
+    let started = Instant::now();
+    let task = &graph.nodes[node];
+    let package = &workspace.packages[task.package];
+    let TaskKind::Custom { program, args } = &task.def.kind else {
+        anyhow::bail!("internal error: {} is not a custom task", graph.label(workspace, node));
+    };
+    // A program with a slash is relative to the package; a bare name is looked up in PATH.
+    let program_path = if program.contains('/') { package.dir.join(program) } else { PathBuf::from(program) };
+    let mut command = std::process::Command::new(&program_path);
+    command.args(args).env("XTASK_TASK_HASH", &planned[node].hash).env("XTASK_PACKAGE", &package.name);
+    let captured = run_captured(command, &format!("`{program}` for {}", graph.label(workspace, node)), &package.dir)?;
+    let mut log = captured.output;
+    if !captured.success {
+        log.extend_from_slice(format!("`{program}` exited with {}\n", exit_description(captured.code)).as_bytes());
+    }
+    let outputs = if captured.success { collect_outputs(&workspace.root, package, &task.def.outputs)? } else { Vec::new() };
+    Ok(Executed { success: captured.success, log, outputs, duration: started.elapsed() })
+}
+
+fn exit_description(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit code {code}"),
+        None => "a signal".to_string(),
+    }
+}
+
+/// Maps `f` over `items` on up to `threads` threads, keeping the order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 || threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let value = f(item);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(value);
+                    }
+                }
+            });
+        }
+    });
+    results.into_iter().filter_map(|m| m.into_inner().ok().flatten()).collect()
+}
+
+/// Writes JSON to `path` through a temporary file and a rename.
+pub(crate) fn write_json_atomically(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let parent = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("failed to create `{}`", parent.display()))?;
+    let temporary = parent.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("summary"), std::process::id()));
+    let mut text = serde_json::to_vec_pretty(value).context("failed to encode the run summary")?;
+    text.push(b'\n');
+    std::fs::write(&temporary, &text).with_context(|| format!("failed to write `{}`", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("failed to write `{}`", path.display()))
+}
