@@ -1,2 +1,63 @@
-//! api (work in progress).
-fn main() {}
+//! `api`: the HTTP API service, `GET /v1/greeting?name=NAME` plus the shared `/health`,
+//! `/ready` and `/metrics` endpoints.
+//!
+//! Environment: `PORT` (default 8080), `BIND_ADDR`, `SHUTDOWN_GRACE_MS` and `RUST_LOG`, as
+//! documented in `service_kit::config` and `service_kit::log`. Logs go to stderr.
+//!
+//! Exit codes: 0 after a clean shutdown on SIGTERM or SIGINT, 1 when the service fails
+//! (including connections still open when the grace period ends), 2 when the environment is
+//! invalid (every bad variable is logged).
+
+mod greeting;
+mod service;
+
+use std::process::ExitCode;
+
+use service_kit::{Config, EnvReader, Logger};
+
+/// The name in log lines and in `app_info`.
+const APP_NAME: &str = env!("CARGO_PKG_NAME");
+/// The port when `PORT` is unset; the same as `port` in `[package.metadata.xtask.app]`.
+const DEFAULT_PORT: u16 = 8080;
+/// Exit code when the environment is invalid.
+const EXIT_INVALID_ENVIRONMENT: u8 = 2;
+
+fn main() -> ExitCode {
+    let mut env = EnvReader::from_process();
+    let config = Config::read(&mut env, DEFAULT_PORT);
+    let logger = Logger::read(&mut env, APP_NAME);
+    if let Err(error) = env.finish() {
+        logger.error(error);
+        return ExitCode::from(EXIT_INVALID_ENVIRONMENT);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            logger.error(format_args!("failed to start the async runtime: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(service::run(config, logger)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            logger.error(format_args!("{error:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_port_matches_the_deployment_metadata() {
+        let manifest = include_str!("../Cargo.toml");
+        let port_line = format!("\nport = {}\n", super::DEFAULT_PORT);
+        assert!(
+            manifest.contains(&port_line),
+            "Cargo.toml lacks {port_line:?}"
+        );
+    }
+}

@@ -1,1 +1,21 @@
-//! Shared code of the apps (work in progress).
+//! Shared code of the apps: configuration from the environment, log lines, metrics, the
+//! `/health` `/ready` `/metrics` endpoints and serving with graceful shutdown.
+//!
+//! What it does not do: it never reads the process environment outside
+//! [`EnvReader::from_process`], never writes to stdout, never spawns threads in library code
+//! (only [`testing`] does, for tests), and never exits the process; the apps decide exit codes.
+
+pub mod config;
+pub mod log;
+pub mod metrics;
+pub mod readiness;
+pub mod routes;
+pub mod server;
+pub mod testing;
+
+pub use config::{Config, ConfigError, EnvReader, InvalidVar};
+pub use log::{Level, Logger};
+pub use metrics::{Counter, Gauge, Metrics};
+pub use readiness::{Readiness, ReadinessState};
+pub use routes::router;
+pub use server::{ServeError, Signal, bind, serve, shutdown_signal};

@@ -1,0 +1,114 @@
+//! Listening, serving a router until a shutdown future resolves then draining open connections
+//! for at most a grace period, and the SIGTERM/SIGINT future that usually triggers it.
+
+use std::fmt::{self, Display};
+use std::future::{Future, IntoFuture as _};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::oneshot;
+
+/// A signal asking the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM, sent by Kubernetes, Docker and `kill`.
+    Terminate,
+    /// SIGINT, sent by Ctrl-C.
+    Interrupt,
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listening socket could not be opened.
+    #[error("failed to listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The server itself failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] io::Error),
+    /// Connections were still open when the grace period ended; they were dropped.
+    #[error("connections were still open {} ms after shutdown began", .grace.as_millis())]
+    GraceExpired {
+        /// The grace period that ran out.
+        grace: Duration,
+    },
+}
+
+impl Display for Signal {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Terminate => "SIGTERM",
+            Self::Interrupt => "SIGINT",
+        })
+    }
+}
+
+/// A future resolving to the first SIGTERM or SIGINT the process receives.
+///
+/// The handlers are installed by this call, not when the future is first polled, so a signal
+/// arriving in between is not lost; from then on these signals no longer kill the process.
+///
+/// # Panics
+///
+/// When called outside a tokio runtime.
+pub fn shutdown_signal() -> io::Result<impl Future<Output = Signal> + Send + 'static> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => Signal::Terminate,
+            _ = interrupt.recv() => Signal::Interrupt,
+        }
+    })
+}
+
+/// Opens a listening socket on `addr`; the error names the address.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, closes idle
+/// connections and waits for requests in flight, for at most `grace`. Returns
+/// [`ServeError::GraceExpired`] if connections were still open then; they are dropped when the
+/// caller's runtime ends.
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    shutdown: F,
+    grace: Duration,
+) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (shutdown_began_sender, shutdown_began) = oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _server_already_gone = shutdown_began_sender.send(());
+    };
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    let grace_expired = async move {
+        match shutdown_began.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The server finished without a shutdown; its own branch completes.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(ServeError::Serve),
+        () = grace_expired => Err(ServeError::GraceExpired { grace }),
+    }
+}
