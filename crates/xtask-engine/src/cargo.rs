@@ -64,11 +64,14 @@ fn compile(workspace: &Workspace, task: CargoTask, packages: &[PackageIndex], se
         None => Vec::new(),
     };
     command.args(&base[1..]);
+    // `cargo test` spells "keep going after a failed crate" differently.
     if task == CargoTask::Test {
-        command.arg("--no-run");
+        command.args(["--no-run", "--no-fail-fast"]);
+    } else {
+        command.arg("--keep-going");
     }
     command
-        .args(["--message-format=json", "--keep-going", "--manifest-path"])
+        .args(["--message-format=json", "--manifest-path"])
         .arg(&workspace.manifest_path)
         .args(selection_args(workspace, packages))
         .args(&trailing)
