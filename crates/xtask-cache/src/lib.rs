@@ -1,1 +1,268 @@
-//! xtask-cache (work in progress).
+//! The local content-addressed task cache: atomic entries, tar+zstd output archives, verified
+//! restore, LRU eviction.
+//!
+//! An entry is a small JSON record (`v1/entries/<xx>/<task hash>.json`, the "action cache"
+//! record) that names content-addressed blobs (`v1/blobs/<xx>/<sha256>`: the outputs archive and
+//! the captured log). Blobs are written first and the entry JSON last, each through a temp file
+//! and a rename, so the entry's appearance is the commit point. The on-disk format is documented
+//! in `turbo-like-cache/README.md`; it follows the Bazel action cache / CAS split so a remote
+//! cache can speak that protocol later.
+//!
+//! What this crate does NOT do: it never computes task hashes (that is `xtask-hash`), never runs
+//! processes, never decides what a task's outputs are, never writes outside its root except when
+//! restoring into the given [`RestoreRoots`], never trusts the archive (it is verified against
+//! the entry before anything is extracted, and every path is checked), and [`LocalCache::new`]
+//! does no IO.
+
+mod archive;
+mod digest;
+mod error;
+mod layout;
+mod maintenance;
+mod meta;
+mod paths;
+mod restore;
+mod store;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use crate::digest::{sha256_file, sha256_hex};
+pub use crate::error::CacheError;
+pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord, OutputRoot};
+
+use crate::digest::is_sha256_hex;
+use crate::layout::Layout;
+
+/// The local cache under one root directory. Cheap to clone; share it by `&` across threads.
+#[derive(Debug, Clone)]
+pub struct LocalCache {
+    layout: Layout,
+    options: CacheOptions,
+}
+
+/// How the cache behaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// The size [`LocalCache::prune`] evicts down to when it is given none; `None` = no eviction.
+    pub max_size_bytes: Option<u64>,
+}
+
+/// What [`LocalCache::store`] needs to create an entry.
+#[derive(Debug)]
+pub struct NewEntry<'a> {
+    pub task_hash: &'a str,
+    /// The task's key manifest, stored verbatim.
+    pub manifest: serde_json::Value,
+    /// Files and symlinks (not directories); order does not matter.
+    pub outputs: Vec<OutputFile>,
+    pub log: &'a [u8],
+    pub duration_ms: u64,
+    pub exit_code: i32,
+}
+
+/// One output of a task, as the engine found it on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub root: OutputRoot,
+    /// Relative to the root: forward slashes, no `.`, `..` or empty components.
+    pub relative_path: String,
+    /// Where to read it from now.
+    pub absolute_path: PathBuf,
+}
+
+/// Where outputs are restored to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRoots {
+    pub workspace: PathBuf,
+    pub target: PathBuf,
+}
+
+impl RestoreRoots {
+    /// The directory of `root`.
+    pub fn path(&self, root: OutputRoot) -> &Path {
+        match root {
+            OutputRoot::Workspace => &self.workspace,
+            OutputRoot::Target => &self.target,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// Outputs written from the archive.
+    pub restored: usize,
+    /// Outputs that were already identical on disk and left alone.
+    pub already_in_place: usize,
+}
+
+/// The size of the cache. Sizes are file lengths of entry JSONs and blobs (what eviction counts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub blobs: usize,
+    pub total_bytes: u64,
+    /// The least recently used entry's LRU time (its JSON's mtime).
+    pub oldest_entry: Option<SystemTime>,
+    /// The most recently used entry's LRU time.
+    pub newest_entry: Option<SystemTime>,
+}
+
+/// What [`LocalCache::clean`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    pub entries_removed: usize,
+    pub bytes_removed: u64,
+}
+
+/// What [`LocalCache::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Another process holds the cache lock; nothing was done.
+    pub skipped: bool,
+    /// Entries removed to get under the size cap, least recently used first.
+    pub entries_evicted: usize,
+    /// Entries removed because their JSON is corrupt or one of their blobs is missing.
+    pub entries_removed_invalid: usize,
+    /// Blobs no remaining entry references.
+    pub blobs_removed: usize,
+    /// Temp files older than an hour (left by crashed processes).
+    pub tmp_files_removed: usize,
+    pub bytes_freed: u64,
+    /// Entry JSONs plus blobs left.
+    pub bytes_remaining: u64,
+}
+
+impl LocalCache {
+    /// A cache rooted at `root` (e.g. `<workspace>/turbo-like-cache`). Does no IO: directories
+    /// are created by the first write.
+    pub fn new(root: PathBuf, options: CacheOptions) -> LocalCache {
+        LocalCache {
+            layout: Layout::new(root),
+            options,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.layout.root
+    }
+
+    pub fn options(&self) -> &CacheOptions {
+        &self.options
+    }
+
+    /// Reads only the entry JSON (never the archive). `Ok(None)` is a miss. A JSON that does
+    /// not parse, has another format or another task hash is [`CacheError::Corrupt`].
+    pub fn lookup(&self, task_hash: &str) -> Result<Option<EntryMeta>, CacheError> {
+        let entry_path = self.layout.entry_path(task_hash)?;
+        let bytes = match fs::read(&entry_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(CacheError::io(entry_path, error)),
+        };
+        meta::parse_entry(&entry_path, &bytes, task_hash).map(Some)
+    }
+
+    /// Reads the log blob and checks its size and sha256 against `meta.log`.
+    pub fn read_log(&self, meta: &EntryMeta) -> Result<Vec<u8>, CacheError> {
+        let Some(log_path) = self.layout.blob_path(&meta.log.sha256) else {
+            let entry_path = self.layout.entry_path(&meta.task_hash)?;
+            return Err(CacheError::corrupt(entry_path, "invalid log sha256"));
+        };
+        let bytes = match fs::read(&log_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(CacheError::corrupt(log_path, "the log blob is missing"));
+            }
+            Err(error) => return Err(CacheError::io(log_path, error)),
+        };
+        if bytes.len() as u64 != meta.log.size || sha256_hex(&bytes) != meta.log.sha256 {
+            return Err(CacheError::corrupt(
+                log_path,
+                "the log blob does not match the entry's size and sha256",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Restores the entry's outputs under `roots`.
+    ///
+    /// Outputs already in place (same kind, size, sha256 and mode, or same link target) are
+    /// skipped; if all are, the archive is not opened. Otherwise the archive blob's size and
+    /// sha256 are checked, then every member and record (paths, types, symlink targets,
+    /// symlinked parent directories) before anything is written; then each missing output is
+    /// written to a temp file next to it and renamed into place. Refreshes the entry's LRU time
+    /// (best effort, at most every 10 minutes).
+    pub fn restore(
+        &self,
+        meta: &EntryMeta,
+        roots: &RestoreRoots,
+    ) -> Result<RestoreStats, CacheError> {
+        restore::restore(&self.layout, meta, roots)
+    }
+
+    /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each
+    /// through a temp file and a rename. An existing entry for the same hash is replaced.
+    pub fn store(&self, entry: NewEntry<'_>) -> Result<EntryMeta, CacheError> {
+        store::store(&self.layout, entry)
+    }
+
+    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`).
+    pub fn set_last(&self, package: &str, task: &str, task_hash: &str) -> Result<(), CacheError> {
+        if !is_sha256_hex(task_hash) {
+            return Err(CacheError::InvalidTaskHash {
+                task_hash: task_hash.to_owned(),
+            });
+        }
+        let path = self.layout.last_path(package, task)?;
+        self.layout
+            .write_atomically(&path, format!("{task_hash}\n").as_bytes())
+    }
+
+    /// The task hash recorded by [`LocalCache::set_last`], if any.
+    pub fn last(&self, package: &str, task: &str) -> Result<Option<String>, CacheError> {
+        let path = self.layout.last_path(package, task)?;
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                return Err(CacheError::corrupt(path, "not UTF-8"));
+            }
+            Err(error) => return Err(CacheError::io(path, error)),
+        };
+        let task_hash = text.trim();
+        if !is_sha256_hex(task_hash) {
+            return Err(CacheError::corrupt(path, "not a task hash"));
+        }
+        Ok(Some(task_hash.to_owned()))
+    }
+
+    /// Counts entries and blobs. Takes no lock.
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        maintenance::stats(&self.layout)
+    }
+
+    /// Removes `<root>/v1` entirely, waiting for the cache lock. Anything else under the root
+    /// (`README.md`) stays.
+    pub fn clean(&self) -> Result<CleanStats, CacheError> {
+        maintenance::clean(&self.layout)
+    }
+
+    /// Evicts least recently used entries (by entry JSON mtime) until entry JSONs plus blobs
+    /// fit in `max_size_bytes` (or [`CacheOptions::max_size_bytes`] when `None`; no eviction
+    /// when both are `None`), then removes unreferenced blobs, corrupt entries and temp files
+    /// older than an hour. If another process holds the cache lock, returns at once with
+    /// `skipped: true`.
+    pub fn prune(&self, max_size_bytes: Option<u64>) -> Result<PruneStats, CacheError> {
+        maintenance::prune(&self.layout, max_size_bytes.or(self.options.max_size_bytes))
+    }
+}
+
+// LocalCache is shared by `&` across the runner's threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<LocalCache>();
+};

@@ -1,0 +1,93 @@
+//! Storing an entry: archive the outputs and write the log into temp files, then rename the
+//! blobs into place and, last, the entry JSON (the commit point).
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use crate::archive::build_archive;
+use crate::digest::sha256_hex;
+use crate::error::{CacheError, IoResultExt};
+use crate::layout::{Layout, unix_ms};
+use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, member_name};
+use crate::paths::check_relative_path;
+use crate::{NewEntry, OutputFile};
+
+pub(crate) fn store(layout: &Layout, entry: NewEntry<'_>) -> Result<EntryMeta, CacheError> {
+    let entry_path = layout.entry_path(entry.task_hash)?;
+    let outputs = sorted_outputs(entry.outputs)?;
+
+    let archive = build_archive(layout.temp_file()?, &outputs)?;
+    let mut log_temp = layout.temp_file()?;
+    log_temp.file.write_all(entry.log).at(log_temp.path())?;
+    let log = BlobRef {
+        sha256: sha256_hex(entry.log),
+        size: entry.log.len() as u64,
+    };
+
+    let meta = EntryMeta {
+        format: ENTRY_FORMAT,
+        task_hash: entry.task_hash.to_owned(),
+        created_unix_ms: unix_ms(SystemTime::now()),
+        duration_ms: entry.duration_ms,
+        exit_code: entry.exit_code,
+        archive: archive.blob.clone(),
+        log,
+        outputs: archive.outputs,
+        manifest: entry.manifest,
+    };
+    let mut json = serde_json::to_vec_pretty(&meta)
+        .map_err(|error| CacheError::io(&entry_path, error.into()))?;
+    json.push(b'\n');
+    let mut entry_temp = layout.temp_file()?;
+    entry_temp.file.write_all(&json).at(entry_temp.path())?;
+
+    // The blob names were produced by sha256_hex, so they are valid.
+    let (Some(archive_path), Some(log_path)) = (
+        layout.blob_path(&meta.archive.sha256),
+        layout.blob_path(&meta.log.sha256),
+    ) else {
+        return Err(CacheError::corrupt(
+            &entry_path,
+            "computed an invalid blob name",
+        ));
+    };
+
+    // Commit under a shared lock: prune (exclusive) never sees blobs that are renamed into place
+    // but not yet referenced, so it cannot delete them as unreferenced.
+    let lock_path = layout.lock_path();
+    let lock = layout.open_lock()?;
+    lock.lock_shared().at(&lock_path)?;
+    archive.temp.persist(&archive_path)?;
+    log_temp.persist(&log_path)?;
+    entry_temp.persist(&entry_path)?;
+    drop(lock);
+    Ok(meta)
+}
+
+/// Checks the relative paths, sorts by archive member name and drops exact duplicates.
+fn sorted_outputs(outputs: Vec<OutputFile>) -> Result<Vec<OutputFile>, CacheError> {
+    let mut keyed = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let member = member_name(output.root, &output.relative_path);
+        check_relative_path(&output.relative_path)
+            .map_err(|reason| CacheError::unsafe_path(&member, reason))?;
+        keyed.push((member, output));
+    }
+    keyed.sort_by(|(left, _), (right, _)| left.cmp(right));
+    let mut sorted: Vec<(String, OutputFile)> = Vec::with_capacity(keyed.len());
+    for (member, output) in keyed {
+        if let Some((previous_member, previous)) = sorted.last()
+            && *previous_member == member
+        {
+            if previous.absolute_path == output.absolute_path {
+                continue;
+            }
+            return Err(CacheError::unsafe_path(
+                member,
+                "the output is listed twice with different source paths",
+            ));
+        }
+        sorted.push((member, output));
+    }
+    Ok(sorted.into_iter().map(|(_, output)| output).collect())
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the local cache: real files in temp dirs, one test binary.
+#![cfg(unix)]
+
+mod corruption;
+mod maintenance;
+mod round_trip;
+mod safety;
+mod support;
