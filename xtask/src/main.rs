@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
-use xtask_engine::{CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, exit_code};
+use xtask_engine::{
+    CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, exit_code,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -144,7 +146,10 @@ enum GraphFormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let location = Location { manifest_path: cli.manifest_path, directory: cli.directory };
+    let location = Location {
+        manifest_path: cli.manifest_path,
+        directory: cli.directory,
+    };
     match dispatch(cli.command, location) {
         Ok(code) => ExitCode::from(code as u8),
         Err(error) => {
@@ -155,13 +160,21 @@ fn main() -> ExitCode {
     }
 }
 
-#[expect(clippy::print_stderr, reason = "the CLI reports fatal errors on stderr")]
+#[expect(
+    clippy::print_stderr,
+    reason = "the CLI reports fatal errors on stderr"
+)]
 fn eprintln_error(error: &anyhow::Error) {
     eprintln!("error: {error:#}");
 }
 
 fn jobs(jobs: Option<usize>) -> usize {
-    jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1)
+    jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
+    .max(1)
 }
 
 fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
@@ -186,7 +199,10 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             let text = if json {
                 format!("{}\n", serde_json_string(&affected)?)
             } else {
-                affected.iter().map(|p| format!("{}\t{}\t{}\n", p.name, p.path, p.reason)).collect()
+                affected
+                    .iter()
+                    .map(|p| format!("{}\t{}\t{}\n", p.name, p.path, p.reason))
+                    .collect()
             };
             print(&text)
         }
@@ -199,30 +215,58 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             print(&xtask_engine::cache_command(&location, action)?)
         }
         Command::Ci { jobs: j, force } => {
-            let ok = xtask_engine::ci(&CiOptions { location, jobs: jobs(j), force }, &reporter())?;
-            Ok(if ok { exit_code::SUCCESS } else { exit_code::TASK_FAILED })
+            let ok = xtask_engine::ci(
+                &CiOptions {
+                    location,
+                    jobs: jobs(j),
+                    force,
+                },
+                &reporter(),
+            )?;
+            Ok(if ok {
+                exit_code::SUCCESS
+            } else {
+                exit_code::TASK_FAILED
+            })
         }
     }
 }
 
-fn run_tasks(task: &str, args: TaskArgs, location: Location, reporter: &Reporter) -> anyhow::Result<i32> {
+fn run_tasks(
+    task: &str,
+    args: TaskArgs,
+    location: Location,
+    reporter: &Reporter,
+) -> anyhow::Result<i32> {
     let options = RunOptions {
         location,
         tasks: vec![task.to_string()],
         packages: args.packages,
-        affected: args.affected.map(|base| if base.is_empty() { xtask_engine::default_base() } else { base }),
+        affected: args.affected.map(|base| {
+            if base.is_empty() {
+                xtask_engine::default_base()
+            } else {
+                base
+            }
+        }),
         force: args.force,
         no_cache: args.no_cache,
         dry_run: args.dry_run.map(|f| match f {
             DryRunArg::Text => DryRunFormat::Text,
             DryRunArg::Json => DryRunFormat::Json,
         }),
-        summarize: args.summarize.map(|p| (!p.as_os_str().is_empty()).then_some(p)),
+        summarize: args
+            .summarize
+            .map(|p| (!p.as_os_str().is_empty()).then_some(p)),
         jobs: jobs(args.jobs),
         release: args.release,
     };
     let outcome = xtask_engine::run(&options, reporter)?;
-    Ok(if outcome.success { exit_code::SUCCESS } else { exit_code::TASK_FAILED })
+    Ok(if outcome.success {
+        exit_code::SUCCESS
+    } else {
+        exit_code::TASK_FAILED
+    })
 }
 
 fn print(text: &str) -> anyhow::Result<i32> {

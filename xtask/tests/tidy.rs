@@ -5,15 +5,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if name == "target" || name == "fixtures" || name == "snapshots" || name.to_string_lossy().starts_with('.') {
+        if name == "target"
+            || name == "fixtures"
+            || name == "snapshots"
+            || name.to_string_lossy().starts_with('.')
+        {
             continue;
         }
         if path.is_dir() {
@@ -30,7 +39,11 @@ fn all_rust_files() -> Vec<PathBuf> {
     for dir in ["xtask", "crates", "apps"] {
         rust_files(&root.join(dir), &mut files);
     }
-    assert!(files.len() > 20, "expected the repository's sources, found {}", files.len());
+    assert!(
+        files.len() > 20,
+        "expected the repository's sources, found {}",
+        files.len()
+    );
     files
 }
 
@@ -39,10 +52,19 @@ fn every_source_module_starts_with_a_doc_line() {
     let missing: Vec<String> = all_rust_files()
         .into_iter()
         .filter(|p| p.components().any(|c| c.as_os_str() == "src"))
-        .filter(|p| !std::fs::read_to_string(p).unwrap_or_default().trim_start().starts_with("//!"))
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .trim_start()
+                .starts_with("//!")
+        })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "modules without a `//!` doc line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "modules without a `//!` doc line:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -50,35 +72,63 @@ fn no_test_is_ignored() {
     let needle = format!("#[{}", "ignore");
     let offenders: Vec<String> = all_rust_files()
         .into_iter()
-        .filter(|p| std::fs::read_to_string(p).unwrap_or_default().contains(&needle))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains(&needle)
+        })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(offenders.is_empty(), "ignored tests are not allowed:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "ignored tests are not allowed:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
 fn readme_shows_the_two_commands_and_ci_runs_the_test_command() {
     let root = repo_root();
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    assert!(readme.contains("cargo xtask build"), "README.md must show `cargo xtask build`");
-    assert!(readme.contains("cargo xtask ci"), "README.md must show `cargo xtask ci`");
+    assert!(
+        readme.contains("cargo xtask build"),
+        "README.md must show `cargo xtask build`"
+    );
+    assert!(
+        readme.contains("cargo xtask ci"),
+        "README.md must show `cargo xtask ci`"
+    );
     let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
-    assert!(ci.lines().any(|l| l.trim() == "cargo xtask ci"), ".ci/run must run `cargo xtask ci`");
+    assert!(
+        ci.lines().any(|l| l.trim() == "cargo xtask ci"),
+        ".ci/run must run `cargo xtask ci`"
+    );
 }
 
 #[test]
 fn every_crate_is_in_the_codemap_and_the_crates_readme() {
     let root = repo_root();
-    let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
-    let crates_readme = std::fs::read_to_string(root.join("crates/README.md")).expect("crates/README.md");
+    let architecture =
+        std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let crates_readme =
+        std::fs::read_to_string(root.join("crates/README.md")).expect("crates/README.md");
     let mut checked = 0;
-    for entry in std::fs::read_dir(root.join("crates")).expect("crates/").flatten() {
+    for entry in std::fs::read_dir(root.join("crates"))
+        .expect("crates/")
+        .flatten()
+    {
         if !entry.path().join("Cargo.toml").is_file() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(architecture.contains(&format!("crates/{name}")), "ARCHITECTURE.md has no codemap entry for crates/{name}");
-        assert!(crates_readme.contains(&format!("`{name}`")), "crates/README.md does not list `{name}`");
+        assert!(
+            architecture.contains(&format!("crates/{name}")),
+            "ARCHITECTURE.md has no codemap entry for crates/{name}"
+        );
+        assert!(
+            crates_readme.contains(&format!("`{name}`")),
+            "crates/README.md does not list `{name}`"
+        );
         checked += 1;
     }
     assert!(checked >= 5, "expected the engine crates, found {checked}");
@@ -88,8 +138,15 @@ fn every_crate_is_in_the_codemap_and_the_crates_readme() {
 fn only_the_cache_readme_is_tracked() {
     let gitignore = std::fs::read_to_string(repo_root().join(".gitignore")).expect(".gitignore");
     assert!(gitignore.lines().any(|l| l.trim() == "/turbo-like-cache/*"));
-    assert!(gitignore.lines().any(|l| l.trim() == "!/turbo-like-cache/README.md"));
-    assert!(repo_root().join("turbo-like-cache/README.md").is_file(), "turbo-like-cache/README.md documents the format");
+    assert!(
+        gitignore
+            .lines()
+            .any(|l| l.trim() == "!/turbo-like-cache/README.md")
+    );
+    assert!(
+        repo_root().join("turbo-like-cache/README.md").is_file(),
+        "turbo-like-cache/README.md documents the format"
+    );
 }
 
 /// Every flag that `--help` of every subcommand shows is documented in README.md.
@@ -97,8 +154,16 @@ fn only_the_cache_readme_is_tracked() {
 fn every_cli_flag_is_documented_in_the_readme() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let help = |args: &[&str]| -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).arg("--help").output().expect("run xtask --help");
-        assert!(output.status.success(), "`xtask {} --help` failed", args.join(" "));
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("run xtask --help");
+        assert!(
+            output.status.success(),
+            "`xtask {} --help` failed",
+            args.join(" ")
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let top = help(&[]);
@@ -110,16 +175,29 @@ fn every_cli_flag_is_documented_in_the_readme() {
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .filter(|c| c != "help")
         .collect();
-    assert!(subcommands.len() >= 10, "expected every command in --help, got {subcommands:?}");
+    assert!(
+        subcommands.len() >= 10,
+        "expected every command in --help, got {subcommands:?}"
+    );
     let mut missing = Vec::new();
     for command in &subcommands {
         if !readme.contains(&format!("cargo xtask {command}")) {
             missing.push(format!("command `{command}`"));
         }
         // Option lines look like `  -p, --package <PKG>  Only these packages`.
-        for line in help(&[command]).lines().chain(top.lines()).filter(|l| l.trim_start().starts_with('-')) {
-            for word in line.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=') {
-                if word.starts_with("--") && word.len() > 2 && word != "--help" && word != "--version" && !readme.contains(word) {
+        for line in help(&[command])
+            .lines()
+            .chain(top.lines())
+            .filter(|l| l.trim_start().starts_with('-'))
+        {
+            for word in line.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=')
+            {
+                if word.starts_with("--")
+                    && word.len() > 2
+                    && word != "--help"
+                    && word != "--version"
+                    && !readme.contains(word)
+                {
                     missing.push(format!("flag `{word}` of `{command}`"));
                 }
             }
@@ -127,5 +205,9 @@ fn every_cli_flag_is_documented_in_the_readme() {
     }
     missing.sort();
     missing.dedup();
-    assert!(missing.is_empty(), "README.md does not document:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "README.md does not document:\n{}",
+        missing.join("\n")
+    );
 }

@@ -14,7 +14,10 @@ use crate::plan::is_global_input;
 
 /// The default base for `--affected` and `affected --since`: `XTASK_AFFECTED_BASE` or `main`.
 pub fn default_base() -> String {
-    std::env::var("XTASK_AFFECTED_BASE").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| "main".to_string())
+    std::env::var("XTASK_AFFECTED_BASE")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".to_string())
 }
 
 /// Workspace-relative files that differ from the merge base of `base` and HEAD, plus
@@ -39,20 +42,36 @@ pub fn changed_files(workspace: &Workspace, base: &str) -> anyhow::Result<Vec<St
     let range = format!("{base}...HEAD");
     let mut files: Vec<String> = Vec::new();
     for args in [
-        vec!["diff", "--name-only", "--no-renames", "--relative", range.as_str()],
+        vec![
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "--relative",
+            range.as_str(),
+        ],
         vec!["diff", "--name-only", "--no-renames", "--relative", "HEAD"],
         vec!["ls-files", "--others", "--exclude-standard"],
     ] {
-        files.extend(git(&args)?.lines().filter(|l| !l.is_empty()).map(str::to_string));
+        files.extend(
+            git(&args)?
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
     }
     files.sort();
     files.dedup();
     Ok(files)
 }
 
-pub(crate) fn affected_since(workspace: &Workspace, base: &str) -> anyhow::Result<BTreeMap<PackageIndex, AffectedReason>> {
+pub(crate) fn affected_since(
+    workspace: &Workspace,
+    base: &str,
+) -> anyhow::Result<BTreeMap<PackageIndex, AffectedReason>> {
     let files = changed_files(workspace, base)?;
-    Ok(affected_packages(workspace, &files, |f| is_global_input(workspace, f)))
+    Ok(affected_packages(workspace, &files, |f| {
+        is_global_input(workspace, f)
+    }))
 }
 
 #[derive(Debug, Serialize)]

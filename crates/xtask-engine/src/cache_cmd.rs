@@ -22,12 +22,21 @@ pub fn cache_command(location: &Location, action: CacheAction) -> anyhow::Result
                 stats.entries,
                 stats.blobs,
                 human_bytes(stats.total_bytes),
-                workspace.config.cache.max_size_bytes.map(human_bytes).unwrap_or_else(|| "none (eviction off)".into()),
+                workspace
+                    .config
+                    .cache
+                    .max_size_bytes
+                    .map(human_bytes)
+                    .unwrap_or_else(|| "none (eviction off)".into()),
             )
         }
         CacheAction::Clean => {
             let stats = cache.clean()?;
-            format!("cache: {root}\nremoved {} entries ({})\n", stats.entries_removed, human_bytes(stats.bytes_removed))
+            format!(
+                "cache: {root}\nremoved {} entries ({})\n",
+                stats.entries_removed,
+                human_bytes(stats.bytes_removed)
+            )
         }
         CacheAction::Prune => {
             let stats = cache.prune(workspace.config.cache.max_size_bytes)?;
@@ -53,5 +62,9 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -32,7 +32,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
                 ModelError::Metadata { .. } | ModelError::Io { .. } => exit_code::ENVIRONMENT,
             };
         }
-        if cause.downcast_ref::<GraphError>().is_some() || cause.downcast_ref::<UserError>().is_some() {
+        if cause.downcast_ref::<GraphError>().is_some()
+            || cause.downcast_ref::<UserError>().is_some()
+        {
             return exit_code::CONFIG;
         }
     }

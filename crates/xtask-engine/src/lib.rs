@@ -53,12 +53,18 @@ impl Location {
             Some(dir) => dir.clone(),
             None => std::env::current_dir()?,
         };
-        let start = std::fs::canonicalize(&start).map_err(|e| anyhow::anyhow!("failed to open `{}`: {e}", start.display()))?;
+        let start = std::fs::canonicalize(&start)
+            .map_err(|e| anyhow::anyhow!("failed to open `{}`: {e}", start.display()))?;
         start
             .ancestors()
             .map(|dir| dir.join("Cargo.toml"))
             .find(|candidate| candidate.is_file())
-            .ok_or_else(|| anyhow::anyhow!(UserError(format!("no `Cargo.toml` found in `{}` or any parent directory", start.display()))))
+            .ok_or_else(|| {
+                anyhow::anyhow!(UserError(format!(
+                    "no `Cargo.toml` found in `{}` or any parent directory",
+                    start.display()
+                )))
+            })
     }
 }
 
@@ -73,7 +79,12 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
 pub fn graph(location: &Location, tasks: &[String], format: GraphFormat) -> anyhow::Result<String> {
     let workspace = load_workspace(location)?;
     let all: Vec<usize> = (0..workspace.packages.len()).collect();
-    let graph = xtask_graph::TaskGraph::build(&workspace, &xtask_graph::GraphRequest { tasks, packages: &all })?;
+    let graph = xtask_graph::TaskGraph::build(
+        &workspace,
+        &xtask_graph::GraphRequest {
+            tasks,
+            packages: &all,
+        },
+    )?;
     Ok(render_graph(&workspace, &graph, format))
 }
-

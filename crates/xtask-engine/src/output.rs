@@ -20,15 +20,28 @@ pub enum GraphFormat {
 pub(crate) fn print_dry_run(records: &[TaskRecord], format: DryRunFormat) -> anyhow::Result<()> {
     let text = match format {
         DryRunFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&serde_json::json!({ "tasks": records })).context("failed to encode the dry run")?;
+            let mut text = serde_json::to_string_pretty(&serde_json::json!({ "tasks": records }))
+                .context("failed to encode the dry run")?;
             text.push('\n');
             text
         }
         DryRunFormat::Text => {
-            let width = records.iter().map(|r| r.task_id.len()).max().unwrap_or(4).max(4);
-            let mut text = format!("{:width$}  {:12}  {:5}  {:>6}  dependencies\n", "task", "hash", "cache", "inputs");
+            let width = records
+                .iter()
+                .map(|r| r.task_id.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            let mut text = format!(
+                "{:width$}  {:12}  {:5}  {:>6}  dependencies\n",
+                "task", "hash", "cache", "inputs"
+            );
             for r in records {
-                let cache = if r.status == crate::report::TaskStatus::Hit { "hit" } else { "miss" };
+                let cache = if r.status == crate::report::TaskStatus::Hit {
+                    "hit"
+                } else {
+                    "miss"
+                };
                 text.push_str(&format!(
                     "{:width$}  {:12}  {:5}  {:>6}  {}\n",
                     r.task_id,
@@ -46,7 +59,9 @@ pub(crate) fn print_dry_run(records: &[TaskRecord], format: DryRunFormat) -> any
 
 pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).context("failed to write to stdout")?;
+    stdout
+        .write_all(text.as_bytes())
+        .context("failed to write to stdout")?;
     stdout.flush().context("failed to write to stdout")
 }
 
@@ -90,7 +105,16 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
     let tasks: Vec<(String, Vec<String>)> = graph
         .topological_order
         .iter()
-        .map(|&n| (graph.label(workspace, n), graph.nodes[n].dependencies.iter().map(|&d| graph.label(workspace, d)).collect()))
+        .map(|&n| {
+            (
+                graph.label(workspace, n),
+                graph.nodes[n]
+                    .dependencies
+                    .iter()
+                    .map(|&d| graph.label(workspace, d))
+                    .collect(),
+            )
+        })
         .collect();
     match format {
         GraphFormat::Json => {
@@ -102,17 +126,30 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                         name: &p.name,
                         version: &p.version,
                         path: &p.relative_dir,
-                        targets: p.targets.iter().map(|t| JsonTarget { name: &t.name, kinds: &t.kinds }).collect(),
+                        targets: p
+                            .targets
+                            .iter()
+                            .map(|t| JsonTarget {
+                                name: &t.name,
+                                kinds: &t.kinds,
+                            })
+                            .collect(),
                         features: p.features.keys().map(String::as_str).collect(),
                         dependencies: p
                             .dependencies
                             .iter()
-                            .map(|e| JsonEdge { package: &workspace.packages[e.to].name, kind: e.kind.name() })
+                            .map(|e| JsonEdge {
+                                package: &workspace.packages[e.to].name,
+                                kind: e.kind.name(),
+                            })
                             .collect(),
                         tasks: p.tasks.keys().map(String::as_str).collect(),
                     })
                     .collect(),
-                tasks: tasks.into_iter().map(|(id, dependencies)| JsonTask { id, dependencies }).collect(),
+                tasks: tasks
+                    .into_iter()
+                    .map(|(id, dependencies)| JsonTask { id, dependencies })
+                    .collect(),
             };
             let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
             text.push('\n');
@@ -129,7 +166,10 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                             xtask_model::DepKind::Build => " [style=dashed, label=\"build\"]",
                             xtask_model::DepKind::Dev => " [style=dotted, label=\"dev\"]",
                         };
-                        text.push_str(&format!("  \"{}\" -> \"{}\"{style};\n", p.name, workspace.packages[e.to].name));
+                        text.push_str(&format!(
+                            "  \"{}\" -> \"{}\"{style};\n",
+                            p.name, workspace.packages[e.to].name
+                        ));
                     }
                 }
             } else {
@@ -154,7 +194,11 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                             xtask_model::DepKind::Normal => "-->".to_string(),
                             other => format!("-.->|{}|", other.name()),
                         };
-                        text.push_str(&format!("  {} {arrow} {}\n", id(&p.name), id(&workspace.packages[e.to].name)));
+                        text.push_str(&format!(
+                            "  {} {arrow} {}\n",
+                            id(&p.name),
+                            id(&workspace.packages[e.to].name)
+                        ));
                     }
                 }
             } else {

@@ -9,7 +9,11 @@ use xtask_cache::{OutputFile, OutputRoot};
 use xtask_model::Package;
 
 /// The files (and symlinks) under `package.dir` matching `globs`, sorted, workspace-relative.
-pub fn collect_outputs(workspace_root: &Path, package: &Package, globs: &[String]) -> anyhow::Result<Vec<OutputFile>> {
+pub fn collect_outputs(
+    workspace_root: &Path,
+    package: &Package,
+    globs: &[String],
+) -> anyhow::Result<Vec<OutputFile>> {
     if globs.is_empty() {
         return Ok(Vec::new());
     }
@@ -34,15 +38,21 @@ pub fn collect_outputs(workspace_root: &Path, package: &Package, globs: &[String
     for prefix in prefixes {
         let start = package.dir.join(&prefix);
         walk(&start, &mut |path| {
-            let Ok(relative) = path.strip_prefix(&package.dir) else { return };
+            let Ok(relative) = path.strip_prefix(&package.dir) else {
+                return;
+            };
             let relative = to_slash(relative);
             if include.is_match(&relative) && !exclude.is_match(&relative) {
-                let workspace_relative = to_slash(path.strip_prefix(workspace_root).unwrap_or(path));
-                found.insert(workspace_relative.clone(), OutputFile {
-                    root: OutputRoot::Workspace,
-                    relative_path: workspace_relative,
-                    absolute_path: path.to_path_buf(),
-                });
+                let workspace_relative =
+                    to_slash(path.strip_prefix(workspace_root).unwrap_or(path));
+                found.insert(
+                    workspace_relative.clone(),
+                    OutputFile {
+                        root: OutputRoot::Workspace,
+                        relative_path: workspace_relative,
+                        absolute_path: path.to_path_buf(),
+                    },
+                );
             }
         })?;
     }
@@ -68,7 +78,9 @@ fn walk(path: &Path, visit: &mut dyn FnMut(&Path)) -> anyhow::Result<()> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error).with_context(|| format!("failed to read `{}`", path.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("failed to read `{}`", path.display()));
+        }
     };
     if metadata.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)
@@ -87,7 +99,10 @@ fn walk(path: &Path, visit: &mut dyn FnMut(&Path)) -> anyhow::Result<()> {
 }
 
 pub(crate) fn to_slash(path: &Path) -> String {
-    path.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

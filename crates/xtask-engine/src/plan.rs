@@ -10,16 +10,22 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use xtask_graph::{TaskGraph, dependency_closure};
 use xtask_hash::{
-    InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey, ToolchainKey,
-    discover_global_inputs, discover_inputs, env_value_digest, hash_files, source_fingerprint,
+    InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
+    ToolchainKey, discover_global_inputs, discover_inputs, env_value_digest, hash_files,
+    source_fingerprint,
 };
 use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
 
 /// Inputs hashed into every task besides the user's `global_inputs`. `Cargo.lock` is
 /// deliberately absent: each cargo task hashes its own package's external dependency closure
 /// from it instead, so a lockfile change only invalidates the packages it touches.
-pub const BUILTIN_GLOBAL_INPUTS: [&str; 5] =
-    ["Cargo.toml", "rust-toolchain", "rust-toolchain.toml", ".cargo/config", ".cargo/config.toml"];
+pub const BUILTIN_GLOBAL_INPUTS: [&str; 5] = [
+    "Cargo.toml",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+    ".cargo/config",
+    ".cargo/config.toml",
+];
 
 /// Environment variables that change what cargo produces; their values are hashed into every
 /// cargo task (never logged).
@@ -36,7 +42,12 @@ const CARGO_ENV_EXACT: [&str; 10] = [
     "CARGO_INCREMENTAL",
 ];
 const CARGO_ENV_PREFIXES: [&str; 3] = ["CARGO_PROFILE_", "CARGO_BUILD_", "CARGO_TARGET_"];
-const CARGO_ENV_EXCLUDED: [&str; 4] = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "CARGO_BUILD_JOBS", "CARGO_BUILD_BUILD_DIR"];
+const CARGO_ENV_EXCLUDED: [&str; 4] = [
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_JOBS",
+    "CARGO_BUILD_BUILD_DIR",
+];
 
 /// The toolchain facts a cargo task's hash depends on.
 #[derive(Debug, Clone)]
@@ -56,10 +67,22 @@ impl Toolchain {
             .stdin(std::process::Stdio::null())
             .output()
             .with_context(|| format!("failed to run `{} -vV`", rustc.to_string_lossy()))?;
-        anyhow::ensure!(output.status.success(), "`rustc -vV` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        anyhow::ensure!(
+            output.status.success(),
+            "`rustc -vV` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
         let rustc_version = String::from_utf8_lossy(&output.stdout).into_owned();
-        let host = rustc_version.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("unknown").trim().to_string();
-        Ok(Toolchain { rustc_version, host })
+        let host = rustc_version
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string();
+        Ok(Toolchain {
+            rustc_version,
+            host,
+        })
     }
 }
 
@@ -118,7 +141,9 @@ pub fn plan(
     threads: usize,
 ) -> anyhow::Result<Vec<PlannedTask>> {
     let cache_dir = workspace.cache_dir();
-    let spec_of = |package: PackageIndex, def: &TaskDef| -> SpecKey { (package, def.inputs.clone(), def.outputs.clone()) };
+    let spec_of = |package: PackageIndex, def: &TaskDef| -> SpecKey {
+        (package, def.inputs.clone(), def.outputs.clone())
+    };
     let build_spec = |package: PackageIndex| -> SpecKey {
         match workspace.packages[package].tasks.get("build") {
             Some(def) => spec_of(package, def),
@@ -164,19 +189,29 @@ pub fn plan(
     }
 
     // 3. Hash every distinct file once, in parallel.
-    let mut global_globs: Vec<String> = BUILTIN_GLOBAL_INPUTS.iter().map(|s| s.to_string()).collect();
+    let mut global_globs: Vec<String> = BUILTIN_GLOBAL_INPUTS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     global_globs.extend(workspace.config.global_inputs.iter().cloned());
-    let global_files = discover_global_inputs(&workspace.root, &global_globs).context("failed to list the global inputs")?;
+    let global_files = discover_global_inputs(&workspace.root, &global_globs)
+        .context("failed to list the global inputs")?;
     let mut unique: BTreeMap<String, InputFile> = BTreeMap::new();
     for file in files_by_spec.values().flatten().chain(global_files.iter()) {
-        unique.entry(file.relative_path.clone()).or_insert_with(|| file.clone());
+        unique
+            .entry(file.relative_path.clone())
+            .or_insert_with(|| file.clone());
     }
     let unique: Vec<InputFile> = unique.into_values().collect();
     let digests = hash_files(&unique, threads).context("failed to hash the inputs")?;
     let digests_of = |files: &[InputFile]| -> BTreeMap<String, String> {
         files
             .iter()
-            .filter_map(|f| digests.get(&f.relative_path).map(|d| (f.relative_path.clone(), d.clone())))
+            .filter_map(|f| {
+                digests
+                    .get(&f.relative_path)
+                    .map(|d| (f.relative_path.clone(), d.clone()))
+            })
             .collect()
     };
     let global_inputs = digests_of(&global_files);
@@ -186,7 +221,9 @@ pub fn plan(
     let lockfile = match std::fs::read_to_string(&lock_path) {
         Ok(text) => Some(Lockfile::parse(&text, &lock_path)?),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => return Err(error).with_context(|| format!("failed to read `{}`", lock_path.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("failed to read `{}`", lock_path.display()));
+        }
     };
     let mut external: HashMap<PackageIndex, Vec<LockedPackage>> = HashMap::new();
     let mut external_of = |package: PackageIndex| -> Vec<LockedPackage> {
@@ -194,7 +231,10 @@ pub fn plan(
             .entry(package)
             .or_insert_with(|| {
                 let p = &workspace.packages[package];
-                lockfile.as_ref().map(|l| l.external_closure(&p.name, &p.version)).unwrap_or_default()
+                lockfile
+                    .as_ref()
+                    .map(|l| l.external_closure(&p.name, &p.version))
+                    .unwrap_or_default()
             })
             .clone()
     };
@@ -209,47 +249,83 @@ pub fn plan(
         let inputs = digests_of(&files_by_spec[&spec_of(node.package, &node.def)]);
         let mut task_dependencies = BTreeMap::new();
         for &dep in &node.dependencies {
-            let hash = planned[dep].as_ref().map(|p| p.hash.clone()).unwrap_or_default();
+            let hash = planned[dep]
+                .as_ref()
+                .map(|p| p.hash.clone())
+                .unwrap_or_default();
             task_dependencies.insert(graph.label(workspace, dep), hash);
         }
-        let mut env_names: BTreeSet<&str> = workspace.config.env.iter().map(String::as_str).collect();
+        let mut env_names: BTreeSet<&str> =
+            workspace.config.env.iter().map(String::as_str).collect();
         env_names.extend(node.def.env.iter().map(String::as_str));
-        let mut env: BTreeMap<String, Option<String>> =
-            env_names.into_iter().map(|n| (n.to_string(), std::env::var(n).ok().map(|v| env_value_digest(&v)))).collect();
+        let mut env: BTreeMap<String, Option<String>> = env_names
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    std::env::var(n).ok().map(|v| env_value_digest(&v)),
+                )
+            })
+            .collect();
 
-        let (kind, command, workspace_dependencies, external_dependencies, toolchain_key) = match &node.def.kind {
-            TaskKind::Custom { program, args } => {
-                let mut command = vec![program.clone()];
-                command.extend(args.iter().cloned());
-                ("custom".to_string(), command, BTreeMap::new(), Vec::new(), None)
-            }
-            TaskKind::Cargo(task) => {
-                for (name, value) in &cargo_env {
-                    env.insert(name.clone(), Some(env_value_digest(value)));
+        let (kind, command, workspace_dependencies, external_dependencies, toolchain_key) =
+            match &node.def.kind {
+                TaskKind::Custom { program, args } => {
+                    let mut command = vec![program.clone()];
+                    command.extend(args.iter().cloned());
+                    (
+                        "custom".to_string(),
+                        command,
+                        BTreeMap::new(),
+                        Vec::new(),
+                        None,
+                    )
                 }
-                let mut workspace_dependencies = BTreeMap::new();
-                for &dep in closures.get(&(node.package, *task)).into_iter().flatten() {
-                    let fingerprint = match fingerprints.get(&dep) {
-                        Some(f) => f.clone(),
-                        None => {
-                            let f = source_fingerprint(&digests_of(&files_by_spec[&build_spec(dep)]), &external_of(dep));
-                            fingerprints.insert(dep, f.clone());
-                            f
-                        }
+                TaskKind::Cargo(task) => {
+                    for (name, value) in &cargo_env {
+                        env.insert(name.clone(), Some(env_value_digest(value)));
+                    }
+                    let mut workspace_dependencies = BTreeMap::new();
+                    for &dep in closures.get(&(node.package, *task)).into_iter().flatten() {
+                        let fingerprint = match fingerprints.get(&dep) {
+                            Some(f) => f.clone(),
+                            None => {
+                                let f = source_fingerprint(
+                                    &digests_of(&files_by_spec[&build_spec(dep)]),
+                                    &external_of(dep),
+                                );
+                                fingerprints.insert(dep, f.clone());
+                                f
+                            }
+                        };
+                        workspace_dependencies
+                            .insert(workspace.packages[dep].name.clone(), fingerprint);
+                    }
+                    let external_dependencies = if *task == CargoTask::Fmt {
+                        Vec::new()
+                    } else {
+                        external_of(node.package)
                     };
-                    workspace_dependencies.insert(workspace.packages[dep].name.clone(), fingerprint);
+                    let toolchain_key = toolchain.map(|t| ToolchainKey {
+                        rustc_version: t.rustc_version.clone(),
+                        target: t.host.clone(),
+                        profile: if *task == CargoTask::Fmt {
+                            String::new()
+                        } else {
+                            settings.profile().to_string()
+                        },
+                        features: Vec::new(),
+                        cargo_args: Vec::new(),
+                    });
+                    (
+                        format!("cargo-{}", task.name()),
+                        settings.command(*task),
+                        workspace_dependencies,
+                        external_dependencies,
+                        toolchain_key,
+                    )
                 }
-                let external_dependencies = if *task == CargoTask::Fmt { Vec::new() } else { external_of(node.package) };
-                let toolchain_key = toolchain.map(|t| ToolchainKey {
-                    rustc_version: t.rustc_version.clone(),
-                    target: t.host.clone(),
-                    profile: if *task == CargoTask::Fmt { String::new() } else { settings.profile().to_string() },
-                    features: Vec::new(),
-                    cargo_args: Vec::new(),
-                });
-                (format!("cargo-{}", task.name()), settings.command(*task), workspace_dependencies, external_dependencies, toolchain_key)
-            }
-        };
+            };
         let key = TaskKey {
             schema: KEY_SCHEMA,
             tool_version: crate::TOOL_VERSION.to_string(),
@@ -275,7 +351,10 @@ pub fn plan(
         let hash = key.hash();
         planned[node_index] = Some(PlannedTask { key, hash });
     }
-    Ok(planned.into_iter().map(|p| p.unwrap_or_else(|| unreachable_plan())).collect())
+    Ok(planned
+        .into_iter()
+        .map(|p| p.unwrap_or_else(|| unreachable_plan()))
+        .collect())
 }
 
 fn unreachable_plan() -> PlannedTask {
@@ -288,7 +367,8 @@ fn cargo_env() -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = std::env::vars()
         .filter(|(name, _)| {
             !CARGO_ENV_EXCLUDED.contains(&name.as_str())
-                && (CARGO_ENV_EXACT.contains(&name.as_str()) || CARGO_ENV_PREFIXES.iter().any(|p| name.starts_with(p)))
+                && (CARGO_ENV_EXACT.contains(&name.as_str())
+                    || CARGO_ENV_PREFIXES.iter().any(|p| name.starts_with(p)))
         })
         .collect();
     vars.sort();
@@ -300,9 +380,9 @@ pub fn is_global_input(workspace: &Workspace, path: &str) -> bool {
     if BUILTIN_GLOBAL_INPUTS.contains(&path) || path == "Cargo.lock" {
         return true;
     }
-    workspace
-        .config
-        .global_inputs
-        .iter()
-        .any(|glob| globset::Glob::new(glob).map(|g| g.compile_matcher().is_match(path)).unwrap_or(false))
+    workspace.config.global_inputs.iter().any(|glob| {
+        globset::Glob::new(glob)
+            .map(|g| g.compile_matcher().is_match(path))
+            .unwrap_or(false)
+    })
 }

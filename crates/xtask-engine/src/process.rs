@@ -19,14 +19,28 @@ pub struct Captured {
 pub fn run_captured(mut command: Command, what: &str, cwd: &Path) -> anyhow::Result<Captured> {
     let (mut reader, writer) = std::io::pipe().context("failed to create a pipe")?;
     let writer_err = writer.try_clone().context("failed to create a pipe")?;
-    command.current_dir(cwd).stdin(Stdio::null()).stdout(writer).stderr(writer_err);
-    let mut child = command.spawn().with_context(|| format!("failed to start {what} in `{}`", cwd.display()))?;
+    command
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_err);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("failed to start {what} in `{}`", cwd.display()))?;
     // Drop our copies of the write end (they live in `command`), so reading ends at exit.
     drop(command);
     let mut output = Vec::new();
-    reader.read_to_end(&mut output).with_context(|| format!("failed to read the output of {what}"))?;
-    let status = child.wait().with_context(|| format!("failed to wait for {what}"))?;
-    Ok(Captured { success: status.success(), code: status.code(), output })
+    reader
+        .read_to_end(&mut output)
+        .with_context(|| format!("failed to read the output of {what}"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("failed to wait for {what}"))?;
+    Ok(Captured {
+        success: status.success(),
+        code: status.code(),
+        output,
+    })
 }
 
 /// The cargo to run: `$CARGO` (set when we run under `cargo xtask`) or `cargo` from PATH.

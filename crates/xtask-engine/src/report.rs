@@ -43,7 +43,11 @@ impl ReportMode {
     /// Progress on an interactive stderr, plain lines under CI or when piped.
     pub fn detect() -> ReportMode {
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
-        if !ci && std::io::stderr().is_terminal() { ReportMode::Progress } else { ReportMode::Plain }
+        if !ci && std::io::stderr().is_terminal() {
+            ReportMode::Progress
+        } else {
+            ReportMode::Plain
+        }
     }
 }
 
@@ -70,7 +74,11 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(mode: ReportMode) -> Reporter {
-        Reporter { mode, bar: Mutex::new(None), quiet_logs: false }
+        Reporter {
+            mode,
+            bar: Mutex::new(None),
+            quiet_logs: false,
+        }
     }
 
     /// Does not replay logs of cache hits (used by benchmarks and `--dry-run`).
@@ -81,7 +89,8 @@ impl Reporter {
 
     pub fn start(&self, total: usize) {
         if self.mode == ReportMode::Progress {
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -100,9 +109,20 @@ impl Reporter {
         }
     }
 
-    pub fn task_finished(&self, label: &str, status: TaskStatus, hash: &str, duration: Duration, log: &[u8]) {
+    pub fn task_finished(
+        &self,
+        label: &str,
+        status: TaskStatus,
+        hash: &str,
+        duration: Duration,
+        log: &[u8],
+    ) {
         let short = &hash[..hash.len().min(12)];
-        let mut text = format!("{label}: {} {short} ({})\n", status.word(), format_duration(duration));
+        let mut text = format!(
+            "{label}: {} {short} ({})\n",
+            status.word(),
+            format_duration(duration)
+        );
         let replay = !(status == TaskStatus::Hit && self.quiet_logs);
         if replay {
             for line in String::from_utf8_lossy(log).lines() {
@@ -135,17 +155,31 @@ impl Reporter {
             "\n Tasks:  {} successful, {} total{}{}\n",
             totals.hits + totals.succeeded,
             totals.tasks,
-            if totals.failed > 0 { format!(", {} failed", totals.failed) } else { String::new() },
-            if totals.skipped > 0 { format!(", {} skipped", totals.skipped) } else { String::new() },
+            if totals.failed > 0 {
+                format!(", {} failed", totals.failed)
+            } else {
+                String::new()
+            },
+            if totals.skipped > 0 {
+                format!(", {} skipped", totals.skipped)
+            } else {
+                String::new()
+            },
         ));
-        text.push_str(&format!("Cached:  {} cached, {} total\n", totals.hits, totals.tasks));
+        text.push_str(&format!(
+            "Cached:  {} cached, {} total\n",
+            totals.hits, totals.tasks
+        ));
         text.push_str(&format!(
             "  Time:  {} (saved {})\n",
             format_duration(totals.elapsed),
             format_duration(totals.saved)
         ));
         if totals.ran_tests {
-            text.push_str(&format!("\n{} passed, {} failed\n", totals.tests_passed, totals.tests_failed));
+            text.push_str(&format!(
+                "\n{} passed, {} failed\n",
+                totals.tests_passed, totals.tests_failed
+            ));
         }
         self.print(&text);
     }
@@ -166,5 +200,9 @@ fn write_stderr(text: &str) {
 
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms < 1000 { format!("{ms}ms") } else { format!("{:.2}s", duration.as_secs_f64()) }
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.2}s", duration.as_secs_f64())
+    }
 }

@@ -102,7 +102,12 @@ pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         let index = workspace.package_index(name).ok_or_else(|| {
             UserError(format!(
                 "unknown package `{name}`: workspace packages are {}",
-                workspace.packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                workspace
+                    .packages
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         selected.push(index);
@@ -114,16 +119,47 @@ pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         let affected = crate::affected::affected_since(&workspace, base)?;
         selected.retain(|p| affected.contains_key(p));
     }
-    let graph = TaskGraph::build(&workspace, &GraphRequest { tasks: &options.tasks, packages: &selected })?;
-    let settings = CargoSettings { release: options.release };
-    let needs_toolchain = graph.nodes.iter().any(|n| matches!(n.def.kind, TaskKind::Cargo(_)));
-    let toolchain = if needs_toolchain { Some(Toolchain::detect(&workspace.root)?) } else { None };
-    let planned = plan(&workspace, &graph, toolchain.as_ref(), &settings, options.jobs)?;
-    Ok(Prepared { workspace, graph, planned, settings })
+    let graph = TaskGraph::build(
+        &workspace,
+        &GraphRequest {
+            tasks: &options.tasks,
+            packages: &selected,
+        },
+    )?;
+    let settings = CargoSettings {
+        release: options.release,
+    };
+    let needs_toolchain = graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.def.kind, TaskKind::Cargo(_)));
+    let toolchain = if needs_toolchain {
+        Some(Toolchain::detect(&workspace.root)?)
+    } else {
+        None
+    };
+    let planned = plan(
+        &workspace,
+        &graph,
+        toolchain.as_ref(),
+        &settings,
+        options.jobs,
+    )?;
+    Ok(Prepared {
+        workspace,
+        graph,
+        planned,
+        settings,
+    })
 }
 
 pub(crate) fn open_cache(workspace: &Workspace) -> LocalCache {
-    LocalCache::new(workspace.cache_dir(), CacheOptions { max_size_bytes: workspace.config.cache.max_size_bytes })
+    LocalCache::new(
+        workspace.cache_dir(),
+        CacheOptions {
+            max_size_bytes: workspace.config.cache.max_size_bytes,
+        },
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +171,14 @@ enum State {
 
 /// What a finished piece of work reports back to the coordinator.
 enum Finished {
-    Custom { node: NodeIndex, result: anyhow::Result<Executed> },
-    Batch { nodes: Vec<NodeIndex>, result: anyhow::Result<Vec<PackageResult>> },
+    Custom {
+        node: NodeIndex,
+        result: anyhow::Result<Executed>,
+    },
+    Batch {
+        nodes: Vec<NodeIndex>,
+        result: anyhow::Result<Vec<PackageResult>>,
+    },
 }
 
 struct Executed {
@@ -148,21 +190,36 @@ struct Executed {
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
-    let started_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let prepared = prepare(options)?;
-    let Prepared { workspace, graph, planned, settings } = &prepared;
+    let Prepared {
+        workspace,
+        graph,
+        planned,
+        settings,
+    } = &prepared;
     let cache = open_cache(workspace);
 
     if let Some(format) = options.dry_run {
         let records = dry_run_records(workspace, graph, planned, &cache, options.force);
         crate::output::print_dry_run(&records, format)?;
-        return Ok(RunOutcome { success: true, totals: RunTotals::default(), summary_path: None });
+        return Ok(RunOutcome {
+            success: true,
+            totals: RunTotals::default(),
+            summary_path: None,
+        });
     }
 
     let n = graph.nodes.len();
     let mut state = vec![State::Pending; n];
     let mut records: Vec<Option<TaskRecord>> = vec![None; n];
-    let mut totals = RunTotals { tasks: n, ..RunTotals::default() };
+    let mut totals = RunTotals {
+        tasks: n,
+        ..RunTotals::default()
+    };
     reporter.start(n);
 
     // 1. Cache hits: lookups read only the small entry files; restores run in parallel.
@@ -175,14 +232,22 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
             match cache.lookup(&planned[node].hash) {
                 Ok(Some(meta)) => hits.push((node, meta)),
                 Ok(None) => {}
-                Err(error) => reporter.warning(&format!("{}: cache entry unusable, treating as a miss: {error}", graph.label(workspace, node))),
+                Err(error) => reporter.warning(&format!(
+                    "{}: cache entry unusable, treating as a miss: {error}",
+                    graph.label(workspace, node)
+                )),
             }
         }
     }
-    let roots = RestoreRoots { workspace: workspace.root.clone(), target: workspace.target_dir.clone() };
+    let roots = RestoreRoots {
+        workspace: workspace.root.clone(),
+        target: workspace.target_dir.clone(),
+    };
     let restored = parallel_map(&hits, options.jobs, |(node, meta)| {
         let restore_started = Instant::now();
-        let result = cache.restore(meta, &roots).and_then(|_| cache.read_log(meta));
+        let result = cache
+            .restore(meta, &roots)
+            .and_then(|_| cache.read_log(meta));
         (*node, result, restore_started.elapsed())
     });
     for ((node, meta), (_, result, took)) in hits.iter().zip(restored) {
@@ -200,13 +265,27 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                     totals.ran_tests = true;
                 }
                 let package = &workspace.packages[graph.nodes[*node].package];
-                if let Err(error) = cache.set_last(&package.name, &graph.nodes[*node].task, &planned[*node].hash) {
+                if let Err(error) = cache.set_last(
+                    &package.name,
+                    &graph.nodes[*node].task,
+                    &planned[*node].hash,
+                ) {
                     reporter.warning(&error.to_string());
                 }
                 reporter.task_finished(&label, TaskStatus::Hit, &planned[*node].hash, took, &log);
-                records[*node] = Some(record(workspace, graph, planned, *node, TaskStatus::Hit, took, meta.duration_ms));
+                records[*node] = Some(record(
+                    workspace,
+                    graph,
+                    planned,
+                    *node,
+                    TaskStatus::Hit,
+                    took,
+                    meta.duration_ms,
+                ));
             }
-            Err(error) => reporter.warning(&format!("{label}: cache entry unusable, treating as a miss: {error}")),
+            Err(error) => reporter.warning(&format!(
+                "{label}: cache entry unusable, treating as a miss: {error}"
+            )),
         }
     }
 
@@ -227,11 +306,30 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                     continue;
                 }
                 let deps = &graph.nodes[node].dependencies;
-                if deps.iter().any(|&d| matches!(state[d], State::Done(TaskStatus::Failed | TaskStatus::Skipped))) {
+                if deps.iter().any(|&d| {
+                    matches!(
+                        state[d],
+                        State::Done(TaskStatus::Failed | TaskStatus::Skipped)
+                    )
+                }) {
                     state[node] = State::Done(TaskStatus::Skipped);
                     totals.skipped += 1;
-                    reporter.task_finished(&graph.label(workspace, node), TaskStatus::Skipped, &planned[node].hash, Duration::ZERO, b"");
-                    records[node] = Some(record(workspace, graph, planned, node, TaskStatus::Skipped, Duration::ZERO, 0));
+                    reporter.task_finished(
+                        &graph.label(workspace, node),
+                        TaskStatus::Skipped,
+                        &planned[node].hash,
+                        Duration::ZERO,
+                        b"",
+                    );
+                    records[node] = Some(record(
+                        workspace,
+                        graph,
+                        planned,
+                        node,
+                        TaskStatus::Skipped,
+                        Duration::ZERO,
+                        0,
+                    ));
                     continue;
                 }
                 match graph.nodes[node].def.kind {
@@ -242,10 +340,14 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                     }
                     TaskKind::Cargo(task) => {
                         let waits = deps.iter().any(|&d| {
-                            !matches!(state[d], State::Done(_)) && matches!(graph.nodes[d].def.kind, TaskKind::Custom { .. })
+                            !matches!(state[d], State::Done(_))
+                                && matches!(graph.nodes[d].def.kind, TaskKind::Custom { .. })
                         });
                         if !waits {
-                            let order = xtask_model::BUILTIN_TASKS.iter().position(|t| *t == task.name()).unwrap_or(0);
+                            let order = xtask_model::BUILTIN_TASKS
+                                .iter()
+                                .position(|t| *t == task.name())
+                                .unwrap_or(0);
                             ready_cargo.entry(order).or_default().push(node);
                         }
                     }
@@ -261,7 +363,10 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                 };
                 reporter.running(&format!("cargo {} ({} packages)", task.name(), nodes.len()));
                 let sender = sender.clone();
-                let packages: Vec<PackageIndex> = nodes.iter().map(|&node| graph.nodes[node].package).collect();
+                let packages: Vec<PackageIndex> = nodes
+                    .iter()
+                    .map(|&node| graph.nodes[node].package)
+                    .collect();
                 let jobs = options.jobs;
                 batch_running = true;
                 scope.spawn(move || {
@@ -298,7 +403,12 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                         Ok(results) => {
                             for (node, r) in nodes.into_iter().zip(results) {
                                 let (passed, failed) = (r.tests_passed, r.tests_failed);
-                                let executed = Executed { success: r.success, log: r.log, outputs: r.outputs, duration: r.duration };
+                                let executed = Executed {
+                                    success: r.success,
+                                    log: r.log,
+                                    outputs: r.outputs,
+                                    duration: r.duration,
+                                };
                                 completed.push((node, Ok(executed), passed, failed));
                             }
                         }
@@ -314,7 +424,9 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
             for (node, result, passed, failed) in completed {
                 let label = graph.label(workspace, node);
                 let hash = &planned[node].hash;
-                if graph.nodes[node].task == "test" && matches!(graph.nodes[node].def.kind, TaskKind::Cargo(_)) {
+                if graph.nodes[node].task == "test"
+                    && matches!(graph.nodes[node].def.kind, TaskKind::Cargo(_))
+                {
                     totals.ran_tests = true;
                     totals.tests_passed += passed;
                     totals.tests_failed += failed;
@@ -328,7 +440,11 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                         (TaskStatus::Miss, executed.duration, executed.log)
                     }
                     Ok(executed) => (TaskStatus::Failed, executed.duration, executed.log),
-                    Err(error) => (TaskStatus::Failed, Duration::ZERO, format!("error: {error:#}\n").into_bytes()),
+                    Err(error) => (
+                        TaskStatus::Failed,
+                        Duration::ZERO,
+                        format!("error: {error:#}\n").into_bytes(),
+                    ),
                 };
                 match status {
                     TaskStatus::Miss => totals.succeeded += 1,
@@ -351,11 +467,20 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
 
     totals.elapsed = started.elapsed();
     reporter.finish(&totals);
-    let records: Vec<TaskRecord> = graph.topological_order.iter().filter_map(|&n| records[n].clone()).collect();
+    let records: Vec<TaskRecord> = graph
+        .topological_order
+        .iter()
+        .filter_map(|&n| records[n].clone())
+        .collect();
     let summary_path = match &options.summarize {
         None => None,
         Some(path) => {
-            let path = path.clone().unwrap_or_else(|| cache.root().join("runs").join(format!("{started_unix_ms}.json")));
+            let path = path.clone().unwrap_or_else(|| {
+                cache
+                    .root()
+                    .join("runs")
+                    .join(format!("{started_unix_ms}.json"))
+            });
             let summary = RunSummary {
                 version: crate::TOOL_VERSION,
                 tasks_requested: &options.tasks,
@@ -377,7 +502,11 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
         }
     };
     let success = totals.failed == 0 && totals.skipped == 0;
-    Ok(RunOutcome { success, totals, summary_path })
+    Ok(RunOutcome {
+        success,
+        totals,
+        summary_path,
+    })
 }
 
 fn record(
@@ -398,7 +527,11 @@ fn record(
         status,
         duration_ms: duration.as_millis() as u64,
         inputs_count: planned[node].key.inputs.len(),
-        dependencies: n.dependencies.iter().map(|&d| graph.label(workspace, d)).collect(),
+        dependencies: n
+            .dependencies
+            .iter()
+            .map(|&d| graph.label(workspace, d))
+            .collect(),
         saved_ms,
     }
 }
@@ -415,8 +548,14 @@ pub(crate) fn dry_run_records(
         .topological_order
         .iter()
         .map(|&node| {
-            let hit = !force && graph.nodes[node].def.cache && matches!(cache.lookup(&planned[node].hash), Ok(Some(_)));
-            let status = if hit { TaskStatus::Hit } else { TaskStatus::Miss };
+            let hit = !force
+                && graph.nodes[node].def.cache
+                && matches!(cache.lookup(&planned[node].hash), Ok(Some(_)));
+            let status = if hit {
+                TaskStatus::Hit
+            } else {
+                TaskStatus::Miss
+            };
             record(workspace, graph, planned, node, status, Duration::ZERO, 0)
         })
         .collect()
@@ -441,30 +580,69 @@ fn store(
         duration_ms: executed.duration.as_millis() as u64,
         exit_code: 0,
     };
-    let result = cache.store(entry).and_then(|_| cache.set_last(&package.name, task, &planned[node].hash));
+    let result = cache
+        .store(entry)
+        .and_then(|_| cache.set_last(&package.name, task, &planned[node].hash));
     if let Err(error) = result {
-        reporter.warning(&format!("{}:{task}: result not cached: {error}", package.name));
+        reporter.warning(&format!(
+            "{}:{task}: result not cached: {error}",
+            package.name
+        ));
     }
 }
 
-fn run_custom(workspace: &Workspace, graph: &TaskGraph, planned: &[PlannedTask], node: NodeIndex) -> anyhow::Result<Executed> {
+fn run_custom(
+    workspace: &Workspace,
+    graph: &TaskGraph,
+    planned: &[PlannedTask],
+    node: NodeIndex,
+) -> anyhow::Result<Executed> {
     let started = Instant::now();
     let task = &graph.nodes[node];
     let package = &workspace.packages[task.package];
     let TaskKind::Custom { program, args } = &task.def.kind else {
-        anyhow::bail!("internal error: {} is not a custom task", graph.label(workspace, node));
+        anyhow::bail!(
+            "internal error: {} is not a custom task",
+            graph.label(workspace, node)
+        );
     };
     // A program with a slash is relative to the package; a bare name is looked up in PATH.
-    let program_path = if program.contains('/') { package.dir.join(program) } else { PathBuf::from(program) };
+    let program_path = if program.contains('/') {
+        package.dir.join(program)
+    } else {
+        PathBuf::from(program)
+    };
     let mut command = std::process::Command::new(&program_path);
-    command.args(args).env("XTASK_TASK_HASH", &planned[node].hash).env("XTASK_PACKAGE", &package.name);
-    let captured = run_captured(command, &format!("`{program}` for {}", graph.label(workspace, node)), &package.dir)?;
+    command
+        .args(args)
+        .env("XTASK_TASK_HASH", &planned[node].hash)
+        .env("XTASK_PACKAGE", &package.name);
+    let captured = run_captured(
+        command,
+        &format!("`{program}` for {}", graph.label(workspace, node)),
+        &package.dir,
+    )?;
     let mut log = captured.output;
     if !captured.success {
-        log.extend_from_slice(format!("`{program}` exited with {}\n", exit_description(captured.code)).as_bytes());
+        log.extend_from_slice(
+            format!(
+                "`{program}` exited with {}\n",
+                exit_description(captured.code)
+            )
+            .as_bytes(),
+        );
     }
-    let outputs = if captured.success { collect_outputs(&workspace.root, package, &task.def.outputs)? } else { Vec::new() };
-    Ok(Executed { success: captured.success, log, outputs, duration: started.elapsed() })
+    let outputs = if captured.success {
+        collect_outputs(&workspace.root, package, &task.def.outputs)?
+    } else {
+        Vec::new()
+    };
+    Ok(Executed {
+        success: captured.success,
+        log,
+        outputs,
+        duration: started.elapsed(),
+    })
 }
 
 fn exit_description(code: Option<i32>) -> String {
@@ -475,12 +653,17 @@ fn exit_description(code: Option<i32>) -> String {
 }
 
 /// Maps `f` over `items` on up to `threads` threads, keeping the order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     if items.len() <= 1 || threads <= 1 {
         return items.iter().map(f).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads.min(items.len()) {
             scope.spawn(|| {
@@ -495,16 +678,31 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) ->
             });
         }
     });
-    results.into_iter().filter_map(|m| m.into_inner().ok().flatten()).collect()
+    results
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
 }
 
 /// Writes JSON to `path` through a temporary file and a rename.
-pub(crate) fn write_json_atomically(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_json_atomically(
+    path: &std::path::Path,
+    value: &impl Serialize,
+) -> anyhow::Result<()> {
     let parent = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("failed to create `{}`", parent.display()))?;
-    let temporary = parent.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("summary"), std::process::id()));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("failed to create `{}`", parent.display()))?;
+    let temporary = parent.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("summary"),
+        std::process::id()
+    ));
     let mut text = serde_json::to_vec_pretty(value).context("failed to encode the run summary")?;
     text.push(b'\n');
-    std::fs::write(&temporary, &text).with_context(|| format!("failed to write `{}`", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("failed to write `{}`", path.display()))
+    std::fs::write(&temporary, &text)
+        .with_context(|| format!("failed to write `{}`", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("failed to write `{}`", path.display()))
 }

@@ -23,15 +23,20 @@ pub enum Verdict {
     /// Never cached (or the record of the last run is gone).
     NoPreviousRun,
     /// Changed since the last cached run.
-    Changed { previous_hash: String, changes: Vec<String> },
+    Changed {
+        previous_hash: String,
+        changes: Vec<String>,
+    },
     /// The task has `cache = false`.
     NotCached,
 }
 
 pub fn why(location: &Location, task_id: &str, jobs: usize) -> anyhow::Result<Explanation> {
-    let (package, task) = task_id
-        .split_once(':')
-        .ok_or_else(|| UserError(format!("expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`")))?;
+    let (package, task) = task_id.split_once(':').ok_or_else(|| {
+        UserError(format!(
+            "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
+        ))
+    })?;
     let options = RunOptions {
         location: location.clone(),
         tasks: vec![task.to_string()],
@@ -50,18 +55,30 @@ pub fn why(location: &Location, task_id: &str, jobs: usize) -> anyhow::Result<Ex
         .graph
         .nodes
         .iter()
-        .position(|n| n.requested && prepared.workspace.packages[n.package].name == package && n.task == task)
+        .position(|n| {
+            n.requested && prepared.workspace.packages[n.package].name == package && n.task == task
+        })
         .ok_or_else(|| UserError(format!("package `{package}` has no task `{task}`")))?;
     explain(&prepared, &cache, node, 0)
 }
 
-fn explain(prepared: &crate::run::Prepared, cache: &xtask_cache::LocalCache, node: usize, depth: usize) -> anyhow::Result<Explanation> {
+fn explain(
+    prepared: &crate::run::Prepared,
+    cache: &xtask_cache::LocalCache,
+    node: usize,
+    depth: usize,
+) -> anyhow::Result<Explanation> {
     let workspace = &prepared.workspace;
     let graph = &prepared.graph;
     let n = &graph.nodes[node];
     let planned = &prepared.planned[node];
     let task_id = graph.label(workspace, node);
-    let mut explanation = Explanation { task_id, hash: planned.hash.clone(), verdict: Verdict::NoPreviousRun, dependencies: Vec::new() };
+    let mut explanation = Explanation {
+        task_id,
+        hash: planned.hash.clone(),
+        verdict: Verdict::NoPreviousRun,
+        dependencies: Vec::new(),
+    };
     if !n.def.cache {
         explanation.verdict = Verdict::NotCached;
         return Ok(explanation);
@@ -71,23 +88,36 @@ fn explain(prepared: &crate::run::Prepared, cache: &xtask_cache::LocalCache, nod
         return Ok(explanation);
     }
     let package = &workspace.packages[n.package].name;
-    let Some(previous_hash) = cache.last(package, &n.task)? else { return Ok(explanation) };
+    let Some(previous_hash) = cache.last(package, &n.task)? else {
+        return Ok(explanation);
+    };
     let previous = match cache.lookup(&previous_hash) {
         Ok(Some(meta)) => TaskKey::from_manifest(&meta.manifest).ok(),
         _ => None,
     };
-    let Some(previous) = previous else { return Ok(explanation) };
+    let Some(previous) = previous else {
+        return Ok(explanation);
+    };
     let changes = diff_keys(&previous, &planned.key);
     if depth < 8 {
         for change in &changes {
             if let KeyChange::DependencyTaskChanged(task) = change
-                && let Some(dep) = n.dependencies.iter().copied().find(|&d| &graph.label(workspace, d) == task)
+                && let Some(dep) = n
+                    .dependencies
+                    .iter()
+                    .copied()
+                    .find(|&d| &graph.label(workspace, d) == task)
             {
-                explanation.dependencies.push(explain(prepared, cache, dep, depth + 1)?);
+                explanation
+                    .dependencies
+                    .push(explain(prepared, cache, dep, depth + 1)?);
             }
         }
     }
-    explanation.verdict = Verdict::Changed { previous_hash, changes: changes.iter().map(|c| c.to_string()).collect() };
+    explanation.verdict = Verdict::Changed {
+        previous_hash,
+        changes: changes.iter().map(|c| c.to_string()).collect(),
+    };
     Ok(explanation)
 }
 
@@ -103,12 +133,22 @@ impl Explanation {
         let indent = "  ".repeat(depth);
         let short = &self.hash[..12.min(self.hash.len())];
         match &self.verdict {
-            Verdict::Hit => text.push_str(&format!("{indent}{} ({short}): cache hit, it will not run\n", self.task_id)),
-            Verdict::NotCached => text.push_str(&format!("{indent}{}: `cache = false`, it always runs\n", self.task_id)),
-            Verdict::NoPreviousRun => {
-                text.push_str(&format!("{indent}{} ({short}): cache miss, no earlier cached run to compare with\n", self.task_id))
-            }
-            Verdict::Changed { previous_hash, changes } => {
+            Verdict::Hit => text.push_str(&format!(
+                "{indent}{} ({short}): cache hit, it will not run\n",
+                self.task_id
+            )),
+            Verdict::NotCached => text.push_str(&format!(
+                "{indent}{}: `cache = false`, it always runs\n",
+                self.task_id
+            )),
+            Verdict::NoPreviousRun => text.push_str(&format!(
+                "{indent}{} ({short}): cache miss, no earlier cached run to compare with\n",
+                self.task_id
+            )),
+            Verdict::Changed {
+                previous_hash,
+                changes,
+            } => {
                 text.push_str(&format!(
                     "{indent}{} ({short}): cache miss, changed since the last cached run ({}):\n",
                     self.task_id,

@@ -49,12 +49,29 @@ pub struct GraphRequest<'a> {
 
 impl TaskGraph {
     /// Expands the requested tasks in the requested packages and everything they depend on.
-    pub fn build(workspace: &Workspace, request: &GraphRequest<'_>) -> Result<TaskGraph, GraphError> {
+    pub fn build(
+        workspace: &Workspace,
+        request: &GraphRequest<'_>,
+    ) -> Result<TaskGraph, GraphError> {
         for task in request.tasks {
-            if !workspace.config.task_names.contains(task) && !workspace.packages.iter().any(|p| p.tasks.contains_key(task)) {
-                let mut known: BTreeSet<String> = workspace.config.task_names.iter().cloned().collect();
-                known.extend(workspace.packages.iter().flat_map(|p| p.tasks.keys().cloned()));
-                return Err(GraphError::UnknownTask { task: task.clone(), known: known.into_iter().collect() });
+            if !workspace.config.task_names.contains(task)
+                && !workspace
+                    .packages
+                    .iter()
+                    .any(|p| p.tasks.contains_key(task))
+            {
+                let mut known: BTreeSet<String> =
+                    workspace.config.task_names.iter().cloned().collect();
+                known.extend(
+                    workspace
+                        .packages
+                        .iter()
+                        .flat_map(|p| p.tasks.keys().cloned()),
+                );
+                return Err(GraphError::UnknownTask {
+                    task: task.clone(),
+                    known: known.into_iter().collect(),
+                });
             }
         }
         let mut graph = TaskGraph::default();
@@ -73,12 +90,16 @@ impl TaskGraph {
             for dep in graph.nodes[node].def.depends_on.clone() {
                 let targets: Vec<PackageIndex> = match &dep {
                     DependsOn::SamePackage(_) => vec![package],
-                    DependsOn::Package { package: name, .. } => workspace.package_index(name).into_iter().collect(),
+                    DependsOn::Package { package: name, .. } => {
+                        workspace.package_index(name).into_iter().collect()
+                    }
                     DependsOn::Upstream(task) => upstream_packages(workspace, package, task),
                 };
                 for target in targets {
                     let existed = index.contains_key(&(target, dep.task().to_string()));
-                    if let Some(dep_node) = graph.add(workspace, &mut index, target, dep.task(), false) {
+                    if let Some(dep_node) =
+                        graph.add(workspace, &mut index, target, dep.task(), false)
+                    {
                         dependencies.push(dep_node);
                         if !existed {
                             stack.push(dep_node);
@@ -108,14 +129,23 @@ impl TaskGraph {
         }
         let def = workspace.packages[package].tasks.get(task)?.clone();
         let node = self.nodes.len();
-        self.nodes.push(TaskNode { package, task: task.to_string(), def, dependencies: Vec::new(), requested });
+        self.nodes.push(TaskNode {
+            package,
+            task: task.to_string(),
+            def,
+            dependencies: Vec::new(),
+            requested,
+        });
         index.insert((package, task.to_string()), node);
         Some(node)
     }
 
     /// `package:task` of a node.
     pub fn label(&self, workspace: &Workspace, node: NodeIndex) -> String {
-        format!("{}:{}", workspace.packages[self.nodes[node].package].name, self.nodes[node].task)
+        format!(
+            "{}:{}",
+            workspace.packages[self.nodes[node].package].name, self.nodes[node].task
+        )
     }
 
     fn topological_sort(&self, workspace: &Workspace) -> Result<Vec<NodeIndex>, GraphError> {
@@ -129,7 +159,10 @@ impl TaskGraph {
         let mut order = Vec::with_capacity(self.nodes.len());
         // Deterministic: visit roots in (package, task) order.
         let mut roots: Vec<NodeIndex> = (0..self.nodes.len()).collect();
-        roots.sort_by(|&a, &b| (self.nodes[a].package, &self.nodes[a].task).cmp(&(self.nodes[b].package, &self.nodes[b].task)));
+        roots.sort_by(|&a, &b| {
+            (self.nodes[a].package, &self.nodes[a].task)
+                .cmp(&(self.nodes[b].package, &self.nodes[b].task))
+        });
         for root in roots {
             if marks[root] != Mark::New {
                 continue;
@@ -144,7 +177,10 @@ impl TaskGraph {
                         Mark::Done => {}
                         Mark::Active => {
                             let start = path.iter().position(|&(n, _)| n == dep).unwrap_or(0);
-                            let mut cycle: Vec<String> = path[start..].iter().map(|&(n, _)| self.label(workspace, n)).collect();
+                            let mut cycle: Vec<String> = path[start..]
+                                .iter()
+                                .map(|&(n, _)| self.label(workspace, n))
+                                .collect();
                             cycle.push(self.label(workspace, dep));
                             return Err(GraphError::Cycle { cycle });
                         }
@@ -185,7 +221,11 @@ pub fn upstream_kinds(task: &TaskDef) -> &'static [DepKind] {
     }
 }
 
-fn upstream_packages(workspace: &Workspace, package: PackageIndex, task: &str) -> Vec<PackageIndex> {
+fn upstream_packages(
+    workspace: &Workspace,
+    package: PackageIndex,
+    task: &str,
+) -> Vec<PackageIndex> {
     let kinds: &[DepKind] = match workspace.packages[package].tasks.get(task) {
         Some(def) => upstream_kinds(def),
         None => &[DepKind::Normal, DepKind::Build, DepKind::Dev],
@@ -202,7 +242,11 @@ fn upstream_packages(workspace: &Workspace, package: PackageIndex, task: &str) -
 
 /// The workspace dependencies of `package`, transitively, following `kinds` on the first hop
 /// and normal+build edges after it (a dependency's dev-dependencies never reach its dependents).
-pub fn dependency_closure(workspace: &Workspace, package: PackageIndex, first_hop: &[DepKind]) -> BTreeSet<PackageIndex> {
+pub fn dependency_closure(
+    workspace: &Workspace,
+    package: PackageIndex,
+    first_hop: &[DepKind],
+) -> BTreeSet<PackageIndex> {
     let mut seen = BTreeSet::new();
     let mut stack: Vec<PackageIndex> = workspace.packages[package]
         .dependencies
@@ -214,7 +258,13 @@ pub fn dependency_closure(workspace: &Workspace, package: PackageIndex, first_ho
         if p == package || !seen.insert(p) {
             continue;
         }
-        stack.extend(workspace.packages[p].dependencies.iter().filter(|e| e.kind != DepKind::Dev).map(|e| e.to));
+        stack.extend(
+            workspace.packages[p]
+                .dependencies
+                .iter()
+                .filter(|e| e.kind != DepKind::Dev)
+                .map(|e| e.to),
+        );
     }
     seen
 }
@@ -280,7 +330,9 @@ pub fn affected_packages(
     while let Some(package) = queue.pop() {
         for &dependent in &reverse[package] {
             if let std::collections::btree_map::Entry::Vacant(entry) = affected.entry(dependent) {
-                entry.insert(AffectedReason::Dependency { package: workspace.packages[package].name.clone() });
+                entry.insert(AffectedReason::Dependency {
+                    package: workspace.packages[package].name.clone(),
+                });
                 queue.push(dependent);
             }
         }

@@ -80,7 +80,10 @@ impl CargoTask {
 pub enum TaskKind {
     Cargo(CargoTask),
     /// A program with arguments, run without a shell in the package directory.
-    Custom { program: String, args: Vec<String> },
+    Custom {
+        program: String,
+        args: Vec<String>,
+    },
 }
 
 /// One entry of `depends_on`.
@@ -268,10 +271,19 @@ pub(crate) struct ManifestSource<'a> {
 impl ManifestSource<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
-        self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
-    fn problem(&self, key: impl Into<String>, offset: Option<usize>, message: impl Into<String>) -> ConfigProblem {
+    fn problem(
+        &self,
+        key: impl Into<String>,
+        offset: Option<usize>,
+        message: impl Into<String>,
+    ) -> ConfigProblem {
         ConfigProblem {
             file: self.path.to_path_buf(),
             key: key.into(),
@@ -299,14 +311,22 @@ fn key_of_parse_error(error: &toml::de::Error, text: &str) -> String {
         return "(manifest)".to_string();
     };
     let snippet = text.get(span.clone()).unwrap_or("").trim();
-    let snippet: String = snippet.lines().next().unwrap_or("").chars().take(60).collect();
+    let snippet: String = snippet
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(60)
+        .collect();
     // Find the enclosing [table] header.
     let header = text[..span.start.min(text.len())]
         .lines()
         .rev()
         .find_map(|line| {
             let line = line.trim();
-            line.strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(|h| h.trim_matches(['[', ']']).to_string())
+            line.strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+                .map(|h| h.trim_matches(['[', ']']).to_string())
         })
         .unwrap_or_default();
     let leaf = snippet.split('=').next().unwrap_or("").trim();
@@ -325,7 +345,10 @@ pub(crate) struct ParsedWorkspace {
     pub tasks: BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
 }
 
-pub(crate) fn parse_workspace_config(source: &ManifestSource<'_>, problems: &mut Vec<ConfigProblem>) -> ParsedWorkspace {
+pub(crate) fn parse_workspace_config(
+    source: &ManifestSource<'_>,
+    problems: &mut Vec<ConfigProblem>,
+) -> ParsedWorkspace {
     let raw = source
         .parse(problems)
         .and_then(|m| m.workspace)
@@ -334,13 +357,20 @@ pub(crate) fn parse_workspace_config(source: &ManifestSource<'_>, problems: &mut
         .unwrap_or_default();
     const PREFIX: &str = "workspace.metadata.xtask";
 
-    let mut cache = CacheConfig { dir: PathBuf::from(DEFAULT_CACHE_DIR), max_size_bytes: Some(DEFAULT_CACHE_MAX_SIZE) };
+    let mut cache = CacheConfig {
+        dir: PathBuf::from(DEFAULT_CACHE_DIR),
+        max_size_bytes: Some(DEFAULT_CACHE_MAX_SIZE),
+    };
     if let Some(raw_cache) = raw.cache {
         let span = raw_cache.span().start;
         let raw_cache = raw_cache.into_inner();
         if let Some(dir) = raw_cache.dir {
             if dir.trim().is_empty() {
-                problems.push(source.problem(format!("{PREFIX}.cache.dir"), Some(span), "must not be empty"));
+                problems.push(source.problem(
+                    format!("{PREFIX}.cache.dir"),
+                    Some(span),
+                    "must not be empty",
+                ));
             }
             cache.dir = PathBuf::from(dir);
         }
@@ -359,7 +389,12 @@ pub(crate) fn parse_workspace_config(source: &ManifestSource<'_>, problems: &mut
         }
     }
 
-    let global_inputs = validate_globs(source, &format!("{PREFIX}.global_inputs"), &raw.global_inputs, problems);
+    let global_inputs = validate_globs(
+        source,
+        &format!("{PREFIX}.global_inputs"),
+        &raw.global_inputs,
+        problems,
+    );
     let env = validate_env_names(source, &format!("{PREFIX}.env"), &raw.env, problems);
 
     let mut tasks = BTreeMap::new();
@@ -372,18 +407,33 @@ pub(crate) fn parse_workspace_config(source: &ManifestSource<'_>, problems: &mut
         let offset = Some(name.span().start);
         let name = name.into_inner();
         if !is_valid_task_name(&name) {
-            problems.push(source.problem(&key, offset, "task names use lowercase letters, digits, `-` and `_`, starting with a letter"));
+            problems.push(source.problem(
+                &key,
+                offset,
+                "task names use lowercase letters, digits, `-` and `_`, starting with a letter",
+            ));
             continue;
         }
         let raw_task = raw_task.into_inner();
-        let packages = raw_task.packages.as_ref().and_then(|globs| compile_name_globs(source, &key, offset, globs, problems));
+        let packages = raw_task
+            .packages
+            .as_ref()
+            .and_then(|globs| compile_name_globs(source, &key, offset, globs, problems));
         let base = tasks.get(&name).map(|(def, _)| def.clone());
         if let Some(def) = apply_task(source, &key, offset, &name, base, raw_task, problems) {
             tasks.insert(name, (def, packages));
         }
     }
     let task_names = tasks.keys().cloned().collect();
-    ParsedWorkspace { config: WorkspaceConfig { global_inputs, env, cache, task_names }, tasks }
+    ParsedWorkspace {
+        config: WorkspaceConfig {
+            global_inputs,
+            env,
+            cache,
+            task_names,
+        },
+        tasks,
+    }
 }
 
 /// What phase 2 produces for one package manifest.
@@ -411,12 +461,20 @@ pub(crate) fn parse_package_config(
         let offset = Some(name.span().start);
         let name = name.into_inner();
         if !is_valid_task_name(&name) {
-            problems.push(source.problem(&key, offset, "task names use lowercase letters, digits, `-` and `_`, starting with a letter"));
+            problems.push(source.problem(
+                &key,
+                offset,
+                "task names use lowercase letters, digits, `-` and `_`, starting with a letter",
+            ));
             continue;
         }
         let raw_task = raw_task.into_inner();
         if raw_task.packages.is_some() {
-            problems.push(source.problem(format!("{key}.packages"), offset, "`packages` is only allowed in `[workspace.metadata.xtask.tasks]`"));
+            problems.push(source.problem(
+                format!("{key}.packages"),
+                offset,
+                "`packages` is only allowed in `[workspace.metadata.xtask.tasks]`",
+            ));
         }
         let base = workspace_tasks.get(&name).map(|(def, _)| def.clone());
         if let Some(def) = apply_task(source, &key, offset, &name, base, raw_task, problems) {
@@ -454,7 +512,13 @@ fn apply_task(
     let before = problems.len();
     let mut def = match (base, raw.command) {
         (Some(base), None) => base,
-        (Some(TaskDef { kind: TaskKind::Cargo(_), .. }), Some(_)) => {
+        (
+            Some(TaskDef {
+                kind: TaskKind::Cargo(_),
+                ..
+            }),
+            Some(_),
+        ) => {
             problems.push(source.problem(
                 format!("{key}.command"),
                 offset,
@@ -464,13 +528,24 @@ fn apply_task(
         }
         (base, Some(command)) => {
             let Some((program, args)) = command.split_first() else {
-                problems.push(source.problem(format!("{key}.command"), offset, "must name a program: [\"program\", \"arg\", ...]"));
+                problems.push(source.problem(
+                    format!("{key}.command"),
+                    offset,
+                    "must name a program: [\"program\", \"arg\", ...]",
+                ));
                 return None;
             };
             if program.trim().is_empty() {
-                problems.push(source.problem(format!("{key}.command"), offset, "the program must not be empty"));
+                problems.push(source.problem(
+                    format!("{key}.command"),
+                    offset,
+                    "the program must not be empty",
+                ));
             }
-            let kind = TaskKind::Custom { program: program.clone(), args: args.to_vec() };
+            let kind = TaskKind::Custom {
+                program: program.clone(),
+                args: args.to_vec(),
+            };
             match base {
                 Some(base) => TaskDef { kind, ..base },
                 None => TaskDef {
@@ -485,7 +560,13 @@ fn apply_task(
             }
         }
         (None, None) => {
-            problems.push(source.problem(key, offset, format!("task `{name}` is not defined at the workspace level, so it needs a `command`")));
+            problems.push(source.problem(
+                key,
+                offset,
+                format!(
+                    "task `{name}` is not defined at the workspace level, so it needs a `command`"
+                ),
+            ));
             return None;
         }
     };
@@ -495,13 +576,18 @@ fn apply_task(
     if let Some(outputs) = raw.outputs {
         for output in &outputs {
             if output.starts_with('/') || output.split('/').any(|c| c == "..") {
-                problems.push(source.problem(format!("{key}.outputs"), offset, format!("outputs stay inside the package: {output:?}")));
+                problems.push(source.problem(
+                    format!("{key}.outputs"),
+                    offset,
+                    format!("outputs stay inside the package: {output:?}"),
+                ));
             }
         }
         def.outputs = plain_globs(source, &format!("{key}.outputs"), offset, outputs, problems);
     }
     if let Some(env) = raw.env {
-        let spanned: Vec<Spanned<String>> = env.into_iter().map(|e| Spanned::new(0..0, e)).collect();
+        let spanned: Vec<Spanned<String>> =
+            env.into_iter().map(|e| Spanned::new(0..0, e)).collect();
         def.env = validate_env_names(source, &format!("{key}.env"), &spanned, problems);
     }
     if let Some(depends_on) = raw.depends_on {
@@ -510,7 +596,11 @@ fn apply_task(
             .filter_map(|spec| match parse_depends_on(spec.get_ref()) {
                 Ok(dep) => Some(dep),
                 Err(message) => {
-                    problems.push(source.problem(format!("{key}.depends_on"), Some(spec.span().start), message));
+                    problems.push(source.problem(
+                        format!("{key}.depends_on"),
+                        Some(spec.span().start),
+                        message,
+                    ));
                     None
                 }
             })
@@ -527,7 +617,9 @@ fn parse_depends_on(spec: &str) -> Result<DependsOn, String> {
         if is_valid_task_name(task) {
             Ok(task.to_string())
         } else {
-            Err(format!("invalid dependency {spec:?}: expected `task`, `^task` or `package#task`"))
+            Err(format!(
+                "invalid dependency {spec:?}: expected `task`, `^task` or `package#task`"
+            ))
         }
     };
     if let Some(task) = spec.strip_prefix('^') {
@@ -535,9 +627,14 @@ fn parse_depends_on(spec: &str) -> Result<DependsOn, String> {
     }
     if let Some((package, task)) = spec.split_once('#') {
         if package.is_empty() {
-            return Err(format!("invalid dependency {spec:?}: the package name is empty"));
+            return Err(format!(
+                "invalid dependency {spec:?}: the package name is empty"
+            ));
         }
-        return Ok(DependsOn::Package { package: package.to_string(), task: check(task)? });
+        return Ok(DependsOn::Package {
+            package: package.to_string(),
+            task: check(task)?,
+        });
     }
     Ok(DependsOn::SamePackage(check(spec)?))
 }
@@ -548,27 +645,53 @@ pub(crate) fn is_valid_task_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn plain_globs(source: &ManifestSource<'_>, key: &str, offset: Option<usize>, globs: Vec<String>, problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+fn plain_globs(
+    source: &ManifestSource<'_>,
+    key: &str,
+    offset: Option<usize>,
+    globs: Vec<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<String> {
     for glob in &globs {
         let pattern = glob.strip_prefix('!').unwrap_or(glob);
         if let Err(error) = globset::Glob::new(pattern) {
-            problems.push(source.problem(key, offset, format!("invalid glob {glob:?}: {}", error.kind())));
+            problems.push(source.problem(
+                key,
+                offset,
+                format!("invalid glob {glob:?}: {}", error.kind()),
+            ));
         }
     }
     globs
 }
 
-fn validate_globs(source: &ManifestSource<'_>, key: &str, globs: &[Spanned<String>], problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+fn validate_globs(
+    source: &ManifestSource<'_>,
+    key: &str,
+    globs: &[Spanned<String>],
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<String> {
     globs
         .iter()
         .filter_map(|glob| match globset::Glob::new(glob.get_ref()) {
             Ok(_) if glob.get_ref().starts_with('/') || glob.get_ref().contains("..") => {
-                problems.push(source.problem(key, Some(glob.span().start), format!("globs are relative to the workspace root: {:?}", glob.get_ref())));
+                problems.push(source.problem(
+                    key,
+                    Some(glob.span().start),
+                    format!(
+                        "globs are relative to the workspace root: {:?}",
+                        glob.get_ref()
+                    ),
+                ));
                 None
             }
             Ok(_) => Some(glob.get_ref().clone()),
             Err(error) => {
-                problems.push(source.problem(key, Some(glob.span().start), format!("invalid glob {:?}: {}", glob.get_ref(), error.kind())));
+                problems.push(source.problem(
+                    key,
+                    Some(glob.span().start),
+                    format!("invalid glob {:?}: {}", glob.get_ref(), error.kind()),
+                ));
                 None
             }
         })
@@ -589,7 +712,11 @@ fn compile_name_globs(
                 builder.add(g);
             }
             Err(error) => {
-                problems.push(source.problem(format!("{key}.packages"), offset, format!("invalid glob {glob:?}: {}", error.kind())));
+                problems.push(source.problem(
+                    format!("{key}.packages"),
+                    offset,
+                    format!("invalid glob {glob:?}: {}", error.kind()),
+                ));
                 return None;
             }
         }
@@ -597,7 +724,12 @@ fn compile_name_globs(
     builder.build().ok()
 }
 
-fn validate_env_names(source: &ManifestSource<'_>, key: &str, names: &[Spanned<String>], problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+fn validate_env_names(
+    source: &ManifestSource<'_>,
+    key: &str,
+    names: &[Spanned<String>],
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for name in names {
         let n = name.get_ref();
@@ -608,7 +740,11 @@ fn validate_env_names(source: &ManifestSource<'_>, key: &str, names: &[Spanned<S
             out.push(n.clone());
         } else {
             let offset = (name.span().end > 0).then_some(name.span().start);
-            problems.push(source.problem(key, offset, format!("invalid environment variable name {n:?}")));
+            problems.push(source.problem(
+                key,
+                offset,
+                format!("invalid environment variable name {n:?}"),
+            ));
         }
     }
     out.sort();
@@ -616,23 +752,37 @@ fn validate_env_names(source: &ManifestSource<'_>, key: &str, names: &[Spanned<S
     out
 }
 
-fn validate_app(source: &ManifestSource<'_>, key: &str, app: Spanned<RawApp>, problems: &mut Vec<ConfigProblem>) -> Option<AppConfig> {
+fn validate_app(
+    source: &ManifestSource<'_>,
+    key: &str,
+    app: Spanned<RawApp>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<AppConfig> {
     let before = problems.len();
     let app_offset = app.span().start;
     let app = app.into_inner();
     let port = *app.port.get_ref();
     if !(1..=65535).contains(&port) {
-        problems.push(source.problem(format!("{key}.port"), Some(app.port.span().start), format!("must be 1-65535, got {port}")));
+        problems.push(source.problem(
+            format!("{key}.port"),
+            Some(app.port.span().start),
+            format!("must be 1-65535, got {port}"),
+        ));
     }
     let mut path = |field: &str, value: Option<Spanned<String>>, default: &str| -> String {
         match value {
             None => default.to_string(),
             Some(value) => {
-                if !value.get_ref().starts_with('/') || value.get_ref().contains(char::is_whitespace) {
+                if !value.get_ref().starts_with('/')
+                    || value.get_ref().contains(char::is_whitespace)
+                {
                     problems.push(source.problem(
                         format!("{key}.{field}"),
                         Some(value.span().start),
-                        format!("must be an absolute URL path such as \"/health\", got {:?}", value.get_ref()),
+                        format!(
+                            "must be an absolute URL path such as \"/health\", got {:?}",
+                            value.get_ref()
+                        ),
                     ));
                 }
                 value.into_inner()
@@ -650,11 +800,41 @@ fn validate_app(source: &ManifestSource<'_>, key: &str, app: Spanned<RawApp>, pr
     };
     if let Some(raw) = app.resources {
         let raw = raw.into_inner();
-        let fields: [(&str, Option<Spanned<String>>, &mut String, fn(&str) -> bool, &str); 4] = [
-            ("cpu_request", raw.cpu_request, &mut resources.cpu_request, is_cpu_quantity, "a CPU quantity such as \"100m\" or \"0.5\""),
-            ("cpu_limit", raw.cpu_limit, &mut resources.cpu_limit, is_cpu_quantity, "a CPU quantity such as \"100m\" or \"0.5\""),
-            ("memory_request", raw.memory_request, &mut resources.memory_request, is_memory_quantity, "a memory quantity such as \"64Mi\""),
-            ("memory_limit", raw.memory_limit, &mut resources.memory_limit, is_memory_quantity, "a memory quantity such as \"64Mi\""),
+        let fields: [(
+            &str,
+            Option<Spanned<String>>,
+            &mut String,
+            fn(&str) -> bool,
+            &str,
+        ); 4] = [
+            (
+                "cpu_request",
+                raw.cpu_request,
+                &mut resources.cpu_request,
+                is_cpu_quantity,
+                "a CPU quantity such as \"100m\" or \"0.5\"",
+            ),
+            (
+                "cpu_limit",
+                raw.cpu_limit,
+                &mut resources.cpu_limit,
+                is_cpu_quantity,
+                "a CPU quantity such as \"100m\" or \"0.5\"",
+            ),
+            (
+                "memory_request",
+                raw.memory_request,
+                &mut resources.memory_request,
+                is_memory_quantity,
+                "a memory quantity such as \"64Mi\"",
+            ),
+            (
+                "memory_limit",
+                raw.memory_limit,
+                &mut resources.memory_limit,
+                is_memory_quantity,
+                "a memory quantity such as \"64Mi\"",
+            ),
         ];
         for (field, value, slot, valid, expected) in fields {
             if let Some(value) = value {
@@ -671,7 +851,11 @@ fn validate_app(source: &ManifestSource<'_>, key: &str, app: Spanned<RawApp>, pr
     }
     for name in app.env.keys() {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            problems.push(source.problem(format!("{key}.env"), Some(app_offset), format!("invalid environment variable name {name:?}")));
+            problems.push(source.problem(
+                format!("{key}.env"),
+                Some(app_offset),
+                format!("invalid environment variable name {name:?}"),
+            ));
         }
     }
     (problems.len() == before).then(|| AppConfig {
@@ -687,4 +871,177 @@ fn validate_app(source: &ManifestSource<'_>, key: &str, app: Spanned<RawApp>, pr
 /// Does the workspace-level task apply to this package?
 pub(crate) fn applies_to(filter: &Option<globset::GlobSet>, package: &str) -> bool {
     filter.as_ref().is_none_or(|set| set.is_match(package))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace(text: &str) -> (ParsedWorkspace, Vec<ConfigProblem>) {
+        let mut problems = Vec::new();
+        let parsed = parse_workspace_config(
+            &ManifestSource {
+                path: Path::new("Cargo.toml"),
+                text,
+            },
+            &mut problems,
+        );
+        (parsed, problems)
+    }
+
+    fn package(
+        text: &str,
+        tasks: &BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
+    ) -> (ParsedPackage, Vec<ConfigProblem>) {
+        let mut problems = Vec::new();
+        let parsed = parse_package_config(
+            &ManifestSource {
+                path: Path::new("crates/a/Cargo.toml"),
+                text,
+            },
+            tasks,
+            &mut problems,
+        );
+        (parsed, problems)
+    }
+
+    #[test]
+    fn builtins_exist_without_configuration() {
+        let (parsed, problems) = workspace("[workspace]\nmembers = []\n");
+        assert!(problems.is_empty());
+        assert_eq!(
+            parsed.config.task_names,
+            vec!["build", "fmt", "lint", "test"]
+        );
+        assert_eq!(
+            parsed.config.cache.max_size_bytes,
+            Some(DEFAULT_CACHE_MAX_SIZE)
+        );
+        assert_eq!(
+            parsed.tasks["lint"].0.kind,
+            TaskKind::Cargo(CargoTask::Lint)
+        );
+    }
+
+    #[test]
+    fn custom_task_is_parsed() {
+        let (parsed, problems) = workspace(
+            "[workspace.metadata.xtask.tasks.gen]\ncommand = [\"sh\", \"-c\", \"true\"]\noutputs = [\"out/**\"]\n\
+             depends_on = [\"^gen\", \"build\", \"core#gen\"]\nenv = [\"MODE\"]\npackages = [\"c*\"]\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let (def, filter) = &parsed.tasks["gen"];
+        assert_eq!(
+            def.kind,
+            TaskKind::Custom {
+                program: "sh".into(),
+                args: vec!["-c".into(), "true".into()]
+            }
+        );
+        assert_eq!(
+            def.depends_on,
+            vec![
+                DependsOn::Upstream("gen".into()),
+                DependsOn::SamePackage("build".into()),
+                DependsOn::Package {
+                    package: "core".into(),
+                    task: "gen".into()
+                }
+            ]
+        );
+        assert!(applies_to(filter, "core") && !applies_to(filter, "api"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let (_, problems) = workspace(
+            "[workspace]\n\n[workspace.metadata.xtask.tasks.gen]\ncommand = [\"x\"]\nbogus = 1\n",
+        );
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(5));
+        assert_eq!(problems[0].key, "workspace.metadata.xtask.tasks.gen.bogus");
+        assert!(
+            problems[0].message.contains("unknown field `bogus`"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let (_, problems) = workspace(
+            "[workspace.metadata.xtask]\nenv = [\"1BAD\"]\n[workspace.metadata.xtask.cache]\nmax_size = \"lots\"\n\
+             [workspace.metadata.xtask.tasks.Gen]\ncommand = [\"x\"]\n[workspace.metadata.xtask.tasks.ok]\ncommand = []\n\
+             [workspace.metadata.xtask.tasks.build]\ncommand = [\"make\"]\n[workspace.metadata.xtask.tasks.dep]\ncommand = [\"x\"]\ndepends_on = [\"#x\"]\n",
+        );
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "workspace.metadata.xtask.cache.max_size",
+                "workspace.metadata.xtask.env",
+                "workspace.metadata.xtask.tasks.Gen",
+                "workspace.metadata.xtask.tasks.build.command",
+                "workspace.metadata.xtask.tasks.dep.depends_on",
+                "workspace.metadata.xtask.tasks.ok.command",
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()));
+    }
+
+    #[test]
+    fn package_overrides_and_app() {
+        let (parsed, _) = workspace(
+            "[workspace.metadata.xtask.tasks.gen]\ncommand = [\"x\"]\noutputs = [\"out/**\"]\n",
+        );
+        let (pkg, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.tasks.gen]\noutputs = [\"gen/**\"]\n\
+             [package.metadata.xtask.app]\nport = 8080\n[package.metadata.xtask.app.resources]\ncpu_limit = \"1\"\n",
+            &parsed.tasks,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(pkg.task_overrides[0].1.outputs, vec!["gen/**"]);
+        assert_eq!(
+            pkg.task_overrides[0].1.kind,
+            TaskKind::Custom {
+                program: "x".into(),
+                args: vec![]
+            }
+        );
+        let app = pkg.app.expect("app");
+        assert_eq!(
+            (
+                app.port,
+                app.health_path.as_str(),
+                app.resources.cpu_limit.as_str()
+            ),
+            (8080, "/health", "1")
+        );
+    }
+
+    #[test]
+    fn bad_app_values_are_located() {
+        let (_, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 0\nhealth_path = \"health\"\n\
+             [package.metadata.xtask.app.resources]\nmemory_limit = \"lots\"\n[package.metadata.xtask.tasks.own]\noutputs = []\n",
+            &BTreeMap::new(),
+        );
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(rendered.len(), 4, "{rendered:#?}");
+        assert!(
+            rendered.iter().any(
+                |p| p.contains(":4: `package.metadata.xtask.app.port`: must be 1-65535, got 0")
+            ),
+            "{rendered:#?}"
+        );
+        assert!(rendered.iter().any(|p| p.contains("health_path")));
+        assert!(
+            rendered
+                .iter()
+                .any(|p| p.contains(":7: `package.metadata.xtask.app.resources.memory_limit`")),
+            "{rendered:#?}"
+        );
+        assert!(rendered.iter().any(|p| p.contains("needs a `command`")));
+    }
 }

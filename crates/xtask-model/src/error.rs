@@ -19,8 +19,20 @@ pub struct ConfigProblem {
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{line}: `{}`: {}", self.file.display(), self.key, self.message),
-            None => write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{line}: `{}`: {}",
+                self.file.display(),
+                self.key,
+                self.message
+            ),
+            None => write!(
+                f,
+                "{}: `{}`: {}",
+                self.file.display(),
+                self.key,
+                self.message
+            ),
         }
     }
 }
@@ -30,11 +42,18 @@ pub enum ModelError {
     #[error("`cargo metadata` failed for `{manifest}`: {message}")]
     Metadata { manifest: PathBuf, message: String },
     #[error("failed to read `{path}`: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, render_problems(.0))]
     Config(Vec<ConfigProblem>),
 }
 
 fn render_problems(problems: &[ConfigProblem]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

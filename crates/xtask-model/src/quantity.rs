@@ -3,7 +3,9 @@
 /// Parses a byte size such as `512`, `200kB`, `64MiB`, `10GiB`. Returns `None` when malformed.
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits.parse().ok()?;
     let multiplier: u64 = match unit.trim() {
@@ -29,8 +31,13 @@ pub(crate) fn is_cpu_quantity(text: &str) -> bool {
 
 /// A memory quantity: `128Mi`, `1Gi`, `500M`, `1000000`.
 pub(crate) fn is_memory_quantity(text: &str) -> bool {
-    const SUFFIXES: [&str; 12] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"];
-    let number = SUFFIXES.iter().find_map(|s| text.strip_suffix(s)).unwrap_or(text);
+    const SUFFIXES: [&str; 12] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    ];
+    let number = SUFFIXES
+        .iter()
+        .find_map(|s| text.strip_suffix(s))
+        .unwrap_or(text);
     is_decimal(number) && number.parse::<f64>().is_ok_and(|n| n > 0.0)
 }
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use cargo_metadata::{DependencyKind, Metadata, TargetKind};
 
 use crate::config::{
-    AppConfig, ManifestSource, TaskDef, WorkspaceConfig, applies_to, parse_package_config, parse_workspace_config,
+    AppConfig, ManifestSource, TaskDef, WorkspaceConfig, applies_to, parse_package_config,
+    parse_workspace_config,
 };
 use crate::error::{ConfigProblem, ModelError};
 
@@ -54,7 +55,12 @@ impl Target {
     }
 
     pub fn is_lib(&self) -> bool {
-        self.kinds.iter().any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro"))
+        self.kinds.iter().any(|k| {
+            matches!(
+                k.as_str(),
+                "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro"
+            )
+        })
     }
 }
 
@@ -101,50 +107,83 @@ pub struct Workspace {
 pub fn load_metadata(manifest_path: &Path) -> Result<String, ModelError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
         .arg(manifest_path)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|error| ModelError::Metadata { manifest: manifest_path.to_path_buf(), message: error.to_string() })?;
+        .map_err(|error| ModelError::Metadata {
+            manifest: manifest_path.to_path_buf(),
+            message: error.to_string(),
+        })?;
     if !output.status.success() {
         return Err(ModelError::Metadata {
             manifest: manifest_path.to_path_buf(),
             message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    String::from_utf8(output.stdout)
-        .map_err(|_| ModelError::Metadata { manifest: manifest_path.to_path_buf(), message: "output is not UTF-8".into() })
+    String::from_utf8(output.stdout).map_err(|_| ModelError::Metadata {
+        manifest: manifest_path.to_path_buf(),
+        message: "output is not UTF-8".into(),
+    })
 }
 
 impl Workspace {
     /// Builds the model from `cargo metadata` JSON, reading every member's manifest for its
     /// xtask configuration. All configuration problems are collected and returned together.
     pub fn from_metadata(metadata_json: &str) -> Result<Workspace, ModelError> {
-        let metadata: Metadata = serde_json::from_str(metadata_json).map_err(|error| ModelError::Metadata {
-            manifest: PathBuf::from("Cargo.toml"),
-            message: format!("unexpected `cargo metadata` output: {error}"),
-        })?;
+        let metadata: Metadata =
+            serde_json::from_str(metadata_json).map_err(|error| ModelError::Metadata {
+                manifest: PathBuf::from("Cargo.toml"),
+                message: format!("unexpected `cargo metadata` output: {error}"),
+            })?;
         let root = metadata.workspace_root.clone().into_std_path_buf();
         let manifest_path = root.join("Cargo.toml");
         let mut problems: Vec<ConfigProblem> = Vec::new();
 
         let root_text = read(&manifest_path)?;
-        let parsed_workspace = parse_workspace_config(&ManifestSource { path: &manifest_path, text: &root_text }, &mut problems);
+        let parsed_workspace = parse_workspace_config(
+            &ManifestSource {
+                path: &manifest_path,
+                text: &root_text,
+            },
+            &mut problems,
+        );
 
         let mut members: Vec<&cargo_metadata::Package> = metadata.workspace_packages();
         members.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
         let index_by_dir: BTreeMap<PathBuf, PackageIndex> = members
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.manifest_path.parent().map(|d| (d.as_std_path().to_path_buf(), i)))
+            .filter_map(|(i, p)| {
+                p.manifest_path
+                    .parent()
+                    .map(|d| (d.as_std_path().to_path_buf(), i))
+            })
             .collect();
 
         let mut packages = Vec::with_capacity(members.len());
         for member in &members {
             let manifest = member.manifest_path.as_std_path().to_path_buf();
             let dir = manifest.parent().unwrap_or(&root).to_path_buf();
-            let text = if manifest == manifest_path { root_text.clone() } else { read(&manifest)? };
-            let parsed = parse_package_config(&ManifestSource { path: &manifest, text: &text }, &parsed_workspace.tasks, &mut problems);
+            let text = if manifest == manifest_path {
+                root_text.clone()
+            } else {
+                read(&manifest)?
+            };
+            let parsed = parse_package_config(
+                &ManifestSource {
+                    path: &manifest,
+                    text: &text,
+                },
+                &parsed_workspace.tasks,
+                &mut problems,
+            );
 
             let mut tasks: BTreeMap<String, TaskDef> = parsed_workspace
                 .tasks
@@ -180,7 +219,10 @@ impl Workspace {
                 manifest_path: manifest,
                 dir,
                 edition: member.edition.as_str().to_string(),
-                publish: member.publish.as_ref().is_none_or(|registries| !registries.is_empty()),
+                publish: member
+                    .publish
+                    .as_ref()
+                    .is_none_or(|registries| !registries.is_empty()),
                 targets: member
                     .targets
                     .iter()
@@ -210,7 +252,9 @@ impl Workspace {
                             file: package.manifest_path.clone(),
                             key: format!("tasks.{}.depends_on", def.name),
                             line: None,
-                            message: format!("`{dep}` names `{other}`, which is not a workspace package"),
+                            message: format!(
+                                "`{dep}` names `{other}`, which is not a workspace package"
+                            ),
                         });
                     }
                 }
@@ -232,7 +276,9 @@ impl Workspace {
     }
 
     pub fn package_index(&self, name: &str) -> Option<PackageIndex> {
-        self.packages.binary_search_by(|p| p.name.as_str().cmp(name)).ok()
+        self.packages
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
     }
 
     /// The package whose directory contains `relative_path` (workspace-relative, `/`-separated),
@@ -244,7 +290,9 @@ impl Workspace {
             .filter(|(_, p)| {
                 p.relative_dir.is_empty()
                     || relative_path == p.relative_dir
-                    || relative_path.strip_prefix(p.relative_dir.as_str()).is_some_and(|rest| rest.starts_with('/'))
+                    || relative_path
+                        .strip_prefix(p.relative_dir.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
             })
             .max_by_key(|(_, p)| p.relative_dir.len())
             .map(|(i, _)| i)
@@ -260,15 +308,26 @@ impl Workspace {
 }
 
 fn read(path: &Path) -> Result<String, ModelError> {
-    std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn relative_dir(root: &Path, dir: &Path) -> String {
     dir.strip_prefix(root)
-        .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
         .unwrap_or_default()
 }
 
 fn target_kind_name(kind: &TargetKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{kind:?}"))
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{kind:?}"))
 }
