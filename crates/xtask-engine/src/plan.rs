@@ -351,15 +351,11 @@ pub fn plan(
         let hash = key.hash();
         planned[node_index] = Some(PlannedTask { key, hash });
     }
-    Ok(planned
-        .into_iter()
-        .map(|p| p.unwrap_or_else(|| unreachable_plan()))
-        .collect())
-}
-
-fn unreachable_plan() -> PlannedTask {
     // Every node is in the topological order, so every slot is filled.
-    panic!("internal error: a task node was not planned")
+    planned
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .context("internal error: a task node was not planned")
 }
 
 /// The cargo-relevant environment variables that are set, sorted.

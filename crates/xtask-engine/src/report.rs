@@ -105,7 +105,7 @@ impl Reporter {
     pub fn running(&self, what: &str) {
         match self.bar.lock().ok().and_then(|b| b.clone()) {
             Some(bar) => bar.set_message(what.to_string()),
-            None => self.line(&format!("{what}")),
+            None => self.line(what),
         }
     }
 

@@ -225,11 +225,11 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
     // 1. Cache hits: lookups read only the small entry files; restores run in parallel.
     let mut hits: Vec<(NodeIndex, EntryMeta)> = Vec::new();
     if !options.force {
-        for node in 0..n {
+        for (node, planned_task) in planned.iter().enumerate() {
             if !graph.nodes[node].def.cache {
                 continue;
             }
-            match cache.lookup(&planned[node].hash) {
+            match cache.lookup(&planned_task.hash) {
                 Ok(Some(meta)) => hits.push((node, meta)),
                 Ok(None) => {}
                 Err(error) => reporter.warning(&format!(

@@ -752,6 +752,15 @@ fn validate_env_names(
     out
 }
 
+/// (field name, raw value, destination, validity check, what is expected)
+type QuantityField<'a> = (
+    &'static str,
+    Option<Spanned<String>>,
+    &'a mut String,
+    fn(&str) -> bool,
+    &'static str,
+);
+
 fn validate_app(
     source: &ManifestSource<'_>,
     key: &str,
@@ -800,13 +809,7 @@ fn validate_app(
     };
     if let Some(raw) = app.resources {
         let raw = raw.into_inner();
-        let fields: [(
-            &str,
-            Option<Spanned<String>>,
-            &mut String,
-            fn(&str) -> bool,
-            &str,
-        ); 4] = [
+        let fields: [QuantityField<'_>; 4] = [
             (
                 "cpu_request",
                 raw.cpu_request,
