@@ -1,0 +1,271 @@
+//! sha256 digests of single files and of many files in parallel.
+//!
+//! A regular file's digest is the sha256 of its bytes, read in 64 KiB chunks. A symlink is
+//! never followed: its digest is the sha256 of `symlink:` followed by its target as written
+//! in the link, so retargeting a link changes the digest and a dangling link is fine.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::HashError;
+use crate::inputs::InputFile;
+
+/// The size of the read buffer used when hashing a file.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The sha256 of `bytes` as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// The sha256 of the file at `path` as lowercase hex; for a symlink, of `symlink:` + target.
+///
+/// The error names `path` as given.
+pub fn hash_file(path: &Path) -> Result<String, HashError> {
+    digest_path(path).map_err(|source| HashError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Hashes every file with `threads` worker threads (at least one); returns
+/// `relative_path -> sha256`.
+///
+/// Work is handed out through an atomic index, so a slow large file does not hold up the
+/// others. On failure the error is the one of the first failing file in `files` order, and
+/// it names that file's workspace-relative path.
+pub fn hash_files(
+    files: &[InputFile],
+    threads: usize,
+) -> Result<BTreeMap<String, String>, HashError> {
+    let read_error = |file: &InputFile, source| HashError::Read {
+        path: file.relative_path.clone().into(),
+        source,
+    };
+    let workers = threads.clamp(1, files.len().max(1));
+    let mut by_path = BTreeMap::new();
+    if workers == 1 {
+        for file in files {
+            let digest =
+                digest_path(&file.absolute_path).map_err(|source| read_error(file, source))?;
+            by_path.insert(file.relative_path.clone(), digest);
+        }
+        return Ok(by_path);
+    }
+    for (file, digest) in files.iter().zip(hash_in_parallel(files, workers)) {
+        let digest = digest.map_err(|source| read_error(file, source))?;
+        by_path.insert(file.relative_path.clone(), digest);
+    }
+    Ok(by_path)
+}
+
+/// Runs `digest_path` over `files` on `workers` scoped threads; results are in `files` order.
+fn hash_in_parallel(files: &[InputFile], workers: usize) -> Vec<io::Result<String>> {
+    let next_index = AtomicUsize::new(0);
+    let mut results: Vec<Option<io::Result<String>>> = Vec::with_capacity(files.len());
+    results.resize_with(files.len(), || None);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next_index.fetch_add(1, Ordering::Relaxed);
+                        let Some(file) = files.get(index) else {
+                            return done;
+                        };
+                        let digest = digest_path(&file.absolute_path);
+                        let failed = digest.is_err();
+                        done.push((index, digest));
+                        if failed {
+                            // Stop handing out work: the run fails anyway.
+                            next_index.store(files.len(), Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            let done = match handle.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            for (index, digest) in done {
+                results[index] = Some(digest);
+            }
+        }
+    });
+    // A file skipped after another failed is reported as not hashed; the earlier failure
+    // (in `files` order) is always present, so `hash_files` returns that one.
+    results
+        .into_iter()
+        .map(|digest| {
+            digest.unwrap_or_else(|| Err(io::Error::other("not hashed: an earlier file failed")))
+        })
+        .collect()
+}
+
+/// sha256 of a file's bytes, or of `symlink:` + target for a symlink.
+fn digest_path(path: &Path) -> io::Result<String> {
+    let metadata = std::fs::symlink_metadata(path)?;
+    if metadata.file_type().is_symlink() {
+        let target = std::fs::read_link(path)?;
+        let mut hasher = Sha256::new();
+        hasher.update(b"symlink:");
+        hasher.update(link_target_bytes(&target).as_ref());
+        return Ok(hex(&hasher.finalize()));
+    }
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = [0u8; READ_BUFFER_BYTES];
+    loop {
+        let read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// The raw bytes of a link target: exact on Unix, UTF-8 with `/` separators elsewhere.
+#[cfg(unix)]
+fn link_target_bytes(target: &Path) -> std::borrow::Cow<'_, [u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    std::borrow::Cow::Borrowed(target.as_os_str().as_bytes())
+}
+
+/// The raw bytes of a link target: exact on Unix, UTF-8 with `/` separators elsewhere.
+#[cfg(not(unix))]
+fn link_target_bytes(target: &Path) -> std::borrow::Cow<'_, [u8]> {
+    std::borrow::Cow::Owned(target.to_string_lossy().replace('\\', "/").into_bytes())
+}
+
+/// Lowercase hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA256_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn input(root: &Path, relative_path: &str) -> InputFile {
+        InputFile {
+            relative_path: relative_path.to_owned(),
+            absolute_path: root.join(relative_path),
+        }
+    }
+
+    #[test]
+    fn sha256_hex_matches_known_vectors() {
+        assert_eq!(sha256_hex(b""), SHA256_EMPTY);
+        assert_eq!(sha256_hex(b"abc"), SHA256_ABC);
+    }
+
+    #[test]
+    fn hash_file_digests_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("abc"), "abc").unwrap();
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        assert_eq!(hash_file(&dir.path().join("abc")).unwrap(), SHA256_ABC);
+        assert_eq!(hash_file(&dir.path().join("empty")).unwrap(), SHA256_EMPTY);
+    }
+
+    #[test]
+    fn hash_file_streams_files_larger_than_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..3 * READ_BUFFER_BYTES + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let path = dir.path().join("big.bin");
+        std::fs::write(&path, &content).unwrap();
+        assert_eq!(hash_file(&path).unwrap(), sha256_hex(&content));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn hash_file_digests_symlink_target_not_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("abc"), "abc").unwrap();
+        std::os::unix::fs::symlink("abc", dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("missing", dir.path().join("dangling")).unwrap();
+        assert_eq!(
+            hash_file(&dir.path().join("link")).unwrap(),
+            sha256_hex(b"symlink:abc")
+        );
+        assert_eq!(
+            hash_file(&dir.path().join("dangling")).unwrap(),
+            sha256_hex(b"symlink:missing")
+        );
+    }
+
+    #[test]
+    fn hash_file_error_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.rs");
+        let error = hash_file(&missing).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("failed to read `{}`: ", missing.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn hash_files_in_parallel_matches_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<InputFile> = (0..50)
+            .map(|i| {
+                let name = format!("f{i:02}.txt");
+                std::fs::write(dir.path().join(&name), format!("content {i}")).unwrap();
+                input(dir.path(), &name)
+            })
+            .collect();
+        let sequential = hash_files(&files, 1).unwrap();
+        let parallel = hash_files(&files, 4).unwrap();
+        assert_eq!(sequential, parallel);
+        assert_eq!(sequential.len(), 50);
+        assert_eq!(sequential["f07.txt"], sha256_hex(b"content 7"));
+        // More threads than files, and zero threads, still work.
+        assert_eq!(hash_files(&files[..2], 16).unwrap().len(), 2);
+        assert_eq!(hash_files(&files[..2], 0).unwrap().len(), 2);
+        assert!(hash_files(&[], 4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn hash_files_error_names_the_first_failing_relative_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files: Vec<InputFile> = (0..20)
+            .map(|i| {
+                let name = format!("f{i:02}.txt");
+                std::fs::write(dir.path().join(&name), "x").unwrap();
+                input(dir.path(), &name)
+            })
+            .collect();
+        files.insert(5, input(dir.path(), "crates/a/src/gone.rs"));
+        files.push(input(dir.path(), "zz/also-gone.rs"));
+        for threads in [1, 3] {
+            let error = hash_files(&files, threads).unwrap_err().to_string();
+            assert!(
+                error.starts_with("failed to read `crates/a/src/gone.rs`: "),
+                "{threads} threads: {error}"
+            );
+        }
+    }
+}
