@@ -19,34 +19,12 @@ use service_kit::{Config, EnvReader, Logger};
 const APP_NAME: &str = env!("CARGO_PKG_NAME");
 /// The port when `PORT` is unset; the same as `port` in `[package.metadata.xtask.app]`.
 const DEFAULT_PORT: u16 = 8080;
-/// Exit code when the environment is invalid.
-const EXIT_INVALID_ENVIRONMENT: u8 = 2;
 
 fn main() -> ExitCode {
     let mut env = EnvReader::from_process();
     let config = Config::read(&mut env, DEFAULT_PORT);
     let logger = Logger::read(&mut env, APP_NAME);
-    if let Err(error) = env.finish() {
-        logger.error(error);
-        return ExitCode::from(EXIT_INVALID_ENVIRONMENT);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            logger.error(format_args!("failed to start the async runtime: {error}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(service::run(config, logger)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            logger.error(format_args!("{error:#}"));
-            ExitCode::FAILURE
-        }
-    }
+    service_kit::run_main(logger, env.finish(), || service::run(config, logger))
 }
 
 #[cfg(test)]

@@ -26,36 +26,15 @@ const WORKER_INTERVAL_MS: &str = "WORKER_INTERVAL_MS";
 const DEFAULT_INTERVAL_MS: u64 = 1000;
 /// Largest accepted `WORKER_INTERVAL_MS` (one day).
 const MAX_INTERVAL_MS: u64 = 86_400_000;
-/// Exit code when the environment is invalid.
-const EXIT_INVALID_ENVIRONMENT: u8 = 2;
 
 fn main() -> ExitCode {
     let mut env = EnvReader::from_process();
     let config = Config::read(&mut env, DEFAULT_PORT);
     let interval_ms = env.integer(WORKER_INTERVAL_MS, DEFAULT_INTERVAL_MS, 1..=MAX_INTERVAL_MS);
     let logger = Logger::read(&mut env, APP_NAME);
-    if let Err(error) = env.finish() {
-        logger.error(error);
-        return ExitCode::from(EXIT_INVALID_ENVIRONMENT);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            logger.error(format_args!("failed to start the async runtime: {error}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let interval = Duration::from_millis(interval_ms);
-    match runtime.block_on(service::run(config, interval, logger)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            logger.error(format_args!("{error:#}"));
-            ExitCode::FAILURE
-        }
-    }
+    service_kit::run_main(logger, env.finish(), || {
+        service::run(config, Duration::from_millis(interval_ms), logger)
+    })
 }
 
 #[cfg(test)]

@@ -18,4 +18,6 @@ pub use log::{Level, Logger};
 pub use metrics::{Counter, Gauge, Metrics};
 pub use readiness::{Readiness, ReadinessState};
 pub use routes::router;
-pub use server::{ServeError, Signal, bind, serve, shutdown_signal};
+pub use server::{
+    EXIT_INVALID_ENVIRONMENT, ServeError, Signal, bind, run_main, serve, shutdown_signal,
+};

@@ -112,3 +112,41 @@ where
         () = grace_expired => Err(ServeError::GraceExpired { grace }),
     }
 }
+
+/// Exit code of an app whose environment is invalid.
+pub const EXIT_INVALID_ENVIRONMENT: u8 = 2;
+
+/// The common tail of every app's `main`: reports an invalid environment (exit 2), else runs
+/// `service` on a current-thread tokio runtime and maps its result to exit 0 or 1, logging
+/// the failure.
+pub fn run_main<F, E>(
+    logger: crate::Logger,
+    environment: Result<(), crate::ConfigError>,
+    service: impl FnOnce() -> F,
+) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: Display,
+{
+    if let Err(error) = environment {
+        logger.error(error);
+        return std::process::ExitCode::from(EXIT_INVALID_ENVIRONMENT);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            logger.error(format_args!("failed to start the async runtime: {error}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(service()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            logger.error(format_args!("{error:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

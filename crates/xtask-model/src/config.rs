@@ -403,17 +403,9 @@ pub(crate) fn parse_workspace_config(
         tasks.insert(name.to_string(), (builtin_task(cargo), None));
     }
     for (name, raw_task) in raw.tasks {
-        let key = format!("{PREFIX}.tasks.{}", name.get_ref());
-        let offset = Some(name.span().start);
-        let name = name.into_inner();
-        if !is_valid_task_name(&name) {
-            problems.push(source.problem(
-                &key,
-                offset,
-                "task names use lowercase letters, digits, `-` and `_`, starting with a letter",
-            ));
+        let Some((name, key, offset)) = task_entry(source, PREFIX, name, problems) else {
             continue;
-        }
+        };
         let raw_task = raw_task.into_inner();
         let packages = raw_task
             .packages
@@ -457,17 +449,9 @@ pub(crate) fn parse_package_config(
     const PREFIX: &str = "package.metadata.xtask";
     let mut parsed = ParsedPackage::default();
     for (name, raw_task) in raw.tasks {
-        let key = format!("{PREFIX}.tasks.{}", name.get_ref());
-        let offset = Some(name.span().start);
-        let name = name.into_inner();
-        if !is_valid_task_name(&name) {
-            problems.push(source.problem(
-                &key,
-                offset,
-                "task names use lowercase letters, digits, `-` and `_`, starting with a letter",
-            ));
+        let Some((name, key, offset)) = task_entry(source, PREFIX, name, problems) else {
             continue;
-        }
+        };
         let raw_task = raw_task.into_inner();
         if raw_task.packages.is_some() {
             problems.push(source.problem(
@@ -485,6 +469,28 @@ pub(crate) fn parse_package_config(
         parsed.app = validate_app(source, &format!("{PREFIX}.app"), app, problems);
     }
     parsed
+}
+
+/// The name, dotted key and position of a `[...tasks.NAME]` table; `None` (with a problem
+/// recorded) when the name is invalid.
+fn task_entry(
+    source: &ManifestSource<'_>,
+    prefix: &str,
+    name: Spanned<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<(String, String, Option<usize>)> {
+    let key = format!("{prefix}.tasks.{}", name.get_ref());
+    let offset = Some(name.span().start);
+    let name = name.into_inner();
+    if !is_valid_task_name(&name) {
+        problems.push(source.problem(
+            &key,
+            offset,
+            "task names use lowercase letters, digits, `-` and `_`, starting with a letter",
+        ));
+        return None;
+    }
+    Some((name, key, offset))
 }
 
 fn builtin_task(cargo: CargoTask) -> TaskDef {
