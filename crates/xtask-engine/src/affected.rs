@@ -39,6 +39,18 @@ pub fn changed_files(workspace: &Workspace, base: &str) -> anyhow::Result<Vec<St
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
+    // Outside a repository `git diff` falls back to `--no-index` and prints its usage: ask first.
+    let inside = Command::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(&workspace.root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("failed to run `git rev-parse`")?;
+    anyhow::ensure!(
+        inside.status.success() && inside.stdout.starts_with(b"true"),
+        "`{}`: not a git repository, and `affected` compares with a git ref",
+        workspace.root.display()
+    );
     let range = format!("{base}...HEAD");
     let mut files: Vec<String> = Vec::new();
     for args in [

@@ -385,7 +385,8 @@ fn fmt(workspace: &Workspace, packages: &[PackageIndex]) -> anyhow::Result<Vec<P
     command
         .args(["fmt", "--check", "--manifest-path"])
         .arg(&workspace.manifest_path)
-        .args(selection_args(workspace, packages));
+        .args(selection_args(workspace, packages))
+        .args(["--", "--color=never"]);
     let captured = run_captured(command, "`cargo fmt --check`", &workspace.root)?;
     let mut results: Vec<PackageResult> = packages
         .iter()

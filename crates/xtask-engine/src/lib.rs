@@ -72,7 +72,10 @@ impl Location {
 pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Workspace> {
     let manifest = location.manifest_path()?;
     let metadata = xtask_model::load_metadata(&manifest)?;
-    Ok(xtask_model::Workspace::from_metadata(&metadata)?)
+    let workspace = xtask_model::Workspace::from_metadata(&metadata)?;
+    // A task cycle anywhere is a configuration error for every command.
+    xtask_graph::TaskGraph::validate(&workspace)?;
+    Ok(workspace)
 }
 
 /// `graph`: the package graph, or the task graph of `tasks` when given.

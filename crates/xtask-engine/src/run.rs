@@ -361,7 +361,12 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                     TaskKind::Cargo(task) => task,
                     TaskKind::Custom { .. } => CargoTask::Build,
                 };
-                reporter.running(&format!("cargo {} ({} packages)", task.name(), nodes.len()));
+                let plural = if nodes.len() == 1 { "" } else { "s" };
+                reporter.running(&format!(
+                    "cargo {} ({} package{plural})",
+                    task.name(),
+                    nodes.len()
+                ));
                 let sender = sender.clone();
                 let packages: Vec<PackageIndex> = nodes
                     .iter()
@@ -475,7 +480,12 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
     let summary_path = match &options.summarize {
         None => None,
         Some(path) => {
-            let path = path.clone().unwrap_or_else(|| {
+            // A relative path is relative to `-C DIR`, as if the tool had been started there.
+            let path = path.clone().map(|p| match &options.location.directory {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p,
+            });
+            let path = path.unwrap_or_else(|| {
                 cache
                     .root()
                     .join("runs")

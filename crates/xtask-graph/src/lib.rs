@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use xtask_model::{CargoTask, DepKind, DependsOn, PackageIndex, TaskDef, TaskKind, Workspace};
+use xtask_model::{
+    CargoTask, DepKind, DependsOn, PackageIndex, TaskDef, TaskKind, TaskOrigin, Workspace,
+};
 
 /// Index of a node in [`TaskGraph::nodes`].
 pub type NodeIndex = usize;
@@ -35,8 +37,11 @@ pub struct TaskGraph {
 pub enum GraphError {
     #[error("unknown task `{task}`: defined tasks are {}", .known.join(", "))]
     UnknownTask { task: String, known: Vec<String> },
-    #[error("task cycle: {}", .cycle.join(" -> "))]
-    Cycle { cycle: Vec<String> },
+    #[error("task cycle: {}\n  declared in:\n{}", .cycle.join(" -> "), .declared_in.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
+    Cycle {
+        cycle: Vec<String>,
+        declared_in: Vec<String>,
+    },
 }
 
 /// What to build the graph for.
@@ -148,6 +153,46 @@ impl TaskGraph {
         )
     }
 
+    /// The manifest and key where a node's `depends_on` comes from.
+    fn declared_in(&self, workspace: &Workspace, node: NodeIndex) -> String {
+        let n = &self.nodes[node];
+        match n.def.depends_on_origin {
+            TaskOrigin::Workspace => format!(
+                "`{}`: `workspace.metadata.xtask.tasks.{}.depends_on`",
+                workspace.manifest_path.display(),
+                n.task
+            ),
+            TaskOrigin::Package => format!(
+                "`{}`: `package.metadata.xtask.tasks.{}.depends_on`",
+                workspace.packages[n.package].manifest_path.display(),
+                n.task
+            ),
+            TaskOrigin::Builtin => format!("the built-in `{}` task", n.task),
+        }
+    }
+
+    /// Builds the graph of every task in every package, so a cycle is an error for every
+    /// command, not only for the ones that request a task on it. Cheap when no task declares
+    /// `depends_on` (no cycle is possible then).
+    pub fn validate(workspace: &Workspace) -> Result<(), GraphError> {
+        let any_dependency = workspace
+            .packages
+            .iter()
+            .any(|p| p.tasks.values().any(|d| !d.depends_on.is_empty()));
+        if !any_dependency {
+            return Ok(());
+        }
+        let packages: Vec<PackageIndex> = (0..workspace.packages.len()).collect();
+        TaskGraph::build(
+            workspace,
+            &GraphRequest {
+                tasks: &workspace.config.task_names,
+                packages: &packages,
+            },
+        )
+        .map(|_| ())
+    }
+
     fn topological_sort(&self, workspace: &Workspace) -> Result<Vec<NodeIndex>, GraphError> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
@@ -177,12 +222,18 @@ impl TaskGraph {
                         Mark::Done => {}
                         Mark::Active => {
                             let start = path.iter().position(|&(n, _)| n == dep).unwrap_or(0);
-                            let mut cycle: Vec<String> = path[start..]
-                                .iter()
-                                .map(|&(n, _)| self.label(workspace, n))
-                                .collect();
+                            let nodes: Vec<NodeIndex> =
+                                path[start..].iter().map(|&(n, _)| n).collect();
+                            let mut cycle: Vec<String> =
+                                nodes.iter().map(|&n| self.label(workspace, n)).collect();
                             cycle.push(self.label(workspace, dep));
-                            return Err(GraphError::Cycle { cycle });
+                            let mut declared_in: Vec<String> = nodes
+                                .iter()
+                                .map(|&n| self.declared_in(workspace, n))
+                                .collect();
+                            declared_in.sort();
+                            declared_in.dedup();
+                            return Err(GraphError::Cycle { cycle, declared_in });
                         }
                         Mark::New => {
                             marks[dep] = Mark::Active;

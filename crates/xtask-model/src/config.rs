@@ -116,6 +116,17 @@ impl fmt::Display for DependsOn {
     }
 }
 
+/// Which manifest a part of a task definition comes from, for locating problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOrigin {
+    /// Built into the tool.
+    Builtin,
+    /// `[workspace.metadata.xtask.tasks.NAME]` in the root manifest.
+    Workspace,
+    /// `[package.metadata.xtask.tasks.NAME]` in the package's manifest.
+    Package,
+}
+
 /// The effective definition of a task for one package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskDef {
@@ -130,6 +141,8 @@ pub struct TaskDef {
     pub depends_on: Vec<DependsOn>,
     /// `false` for tasks that must always run (never read nor written to the cache).
     pub cache: bool,
+    /// Where `depends_on` was declared.
+    pub depends_on_origin: TaskOrigin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,31 +323,36 @@ fn key_of_parse_error(error: &toml::de::Error, text: &str) -> String {
     let Some(span) = error.span() else {
         return "(manifest)".to_string();
     };
-    let snippet = text.get(span.clone()).unwrap_or("").trim();
-    let snippet: String = snippet
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(60)
-        .collect();
-    // Find the enclosing [table] header.
-    let header = text[..span.start.min(text.len())]
+    let start = span.start.min(text.len());
+    // The line the error points into: its `key = ...` part names the key, whether the span
+    // covers the key (unknown field) or the value (wrong type).
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    if line.starts_with('[') {
+        return table_header(line).unwrap_or_default();
+    }
+    let leaf = line
+        .split_once('=')
+        .map_or(line, |(key, _)| key)
+        .trim()
+        .trim_matches('"');
+    // The enclosing [table] header.
+    let header = text[..line_start]
         .lines()
         .rev()
-        .find_map(|line| {
-            let line = line.trim();
-            line.strip_prefix('[')
-                .and_then(|l| l.strip_suffix(']'))
-                .map(|h| h.trim_matches(['[', ']']).to_string())
-        })
+        .find_map(|l| table_header(l.trim()))
         .unwrap_or_default();
-    let leaf = snippet.split('=').next().unwrap_or("").trim();
     match (header.is_empty(), leaf.is_empty()) {
         (true, _) => leaf.to_string(),
         (false, true) => header,
         (false, false) => format!("{header}.{leaf}"),
     }
+}
+
+fn table_header(line: &str) -> Option<String> {
+    line.strip_prefix('[')
+        .and_then(|l| l.strip_suffix(']'))
+        .map(|h| h.trim_matches(['[', ']']).trim().to_string())
 }
 
 /// What phase 2 produces for the workspace manifest.
@@ -412,7 +430,16 @@ pub(crate) fn parse_workspace_config(
             .as_ref()
             .and_then(|globs| compile_name_globs(source, &key, offset, globs, problems));
         let base = tasks.get(&name).map(|(def, _)| def.clone());
-        if let Some(def) = apply_task(source, &key, offset, &name, base, raw_task, problems) {
+        if let Some(def) = apply_task(
+            TaskOrigin::Workspace,
+            source,
+            &key,
+            offset,
+            &name,
+            base,
+            raw_task,
+            problems,
+        ) {
             tasks.insert(name, (def, packages));
         }
     }
@@ -461,7 +488,16 @@ pub(crate) fn parse_package_config(
             ));
         }
         let base = workspace_tasks.get(&name).map(|(def, _)| def.clone());
-        if let Some(def) = apply_task(source, &key, offset, &name, base, raw_task, problems) {
+        if let Some(def) = apply_task(
+            TaskOrigin::Package,
+            source,
+            &key,
+            offset,
+            &name,
+            base,
+            raw_task,
+            problems,
+        ) {
             parsed.task_overrides.push((name, def));
         }
     }
@@ -502,11 +538,17 @@ fn builtin_task(cargo: CargoTask) -> TaskDef {
         env: Vec::new(),
         depends_on: Vec::new(),
         cache: true,
+        depends_on_origin: TaskOrigin::Builtin,
     }
 }
 
 /// Builds a task definition from `raw` on top of `base` (a built-in or workspace definition).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per manifest kind; a struct would only rename them"
+)]
 fn apply_task(
+    origin: TaskOrigin,
     source: &ManifestSource<'_>,
     key: &str,
     offset: Option<usize>,
@@ -562,6 +604,7 @@ fn apply_task(
                     env: Vec::new(),
                     depends_on: Vec::new(),
                     cache: true,
+                    depends_on_origin: origin,
                 },
             }
         }
@@ -597,6 +640,7 @@ fn apply_task(
         def.env = validate_env_names(source, &format!("{key}.env"), &spanned, problems);
     }
     if let Some(depends_on) = raw.depends_on {
+        def.depends_on_origin = origin;
         def.depends_on = depends_on
             .iter()
             .filter_map(|spec| match parse_depends_on(spec.get_ref()) {

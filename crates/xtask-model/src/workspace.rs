@@ -1,14 +1,15 @@
 //! Workspace members, their targets, features and dependency edges, from `cargo metadata`,
 //! with each package's effective task definitions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use cargo_metadata::{DependencyKind, Metadata, TargetKind};
 
+use crate::DependsOn;
 use crate::config::{
-    AppConfig, ManifestSource, TaskDef, WorkspaceConfig, applies_to, parse_package_config,
-    parse_workspace_config,
+    AppConfig, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
+    parse_package_config, parse_workspace_config,
 };
 use crate::error::{ConfigProblem, ModelError};
 
@@ -168,10 +169,11 @@ impl Workspace {
             .collect();
 
         let mut packages = Vec::with_capacity(members.len());
+        let mut package_texts: Vec<String> = Vec::with_capacity(members.len());
         for member in &members {
             let manifest = member.manifest_path.as_std_path().to_path_buf();
             let dir = manifest.parent().unwrap_or(&root).to_path_buf();
-            let text = if manifest == manifest_path {
+            let text: String = if manifest == manifest_path {
                 root_text.clone()
             } else {
                 read(&manifest)?
@@ -211,6 +213,7 @@ impl Workspace {
             dependencies.sort();
             dependencies.dedup();
 
+            package_texts.push(text);
             packages.push(Package {
                 name: member.name.to_string(),
                 version: member.version.to_string(),
@@ -241,23 +244,38 @@ impl Workspace {
             });
         }
 
-        // `pkg#task` dependencies must name a workspace package.
-        for package in &packages {
-            for def in package.tasks.values() {
-                for dep in &def.depends_on {
-                    if let crate::DependsOn::Package { package: other, .. } = dep
-                        && !packages.iter().any(|p| &p.name == other)
-                    {
-                        problems.push(ConfigProblem {
-                            file: package.manifest_path.clone(),
-                            key: format!("tasks.{}.depends_on", def.name),
-                            line: None,
-                            message: format!(
-                                "`{dep}` names `{other}`, which is not a workspace package"
-                            ),
-                        });
-                    }
+        // `pkg#task` dependencies must name a workspace package; each problem is reported once,
+        // in the manifest that declared it.
+        let names: BTreeSet<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+        let mut check = |file: &Path, text: &str, prefix: &str, def: &TaskDef| {
+            for dep in &def.depends_on {
+                if let DependsOn::Package { package: other, .. } = dep
+                    && !names.contains(other.as_str())
+                {
+                    let needle = format!("\"{dep}\"");
+                    problems.push(ConfigProblem {
+                        file: file.to_path_buf(),
+                        key: format!("{prefix}.tasks.{}.depends_on", def.name),
+                        line: text
+                            .find(&needle)
+                            .map(|at| text[..at].matches('\n').count() + 1),
+                        message: format!(
+                            "`{dep}` names `{other}`, which is not a workspace package"
+                        ),
+                    });
                 }
+            }
+        };
+        for (def, _) in parsed_workspace.tasks.values() {
+            check(&manifest_path, &root_text, "workspace.metadata.xtask", def);
+        }
+        for (package, text) in packages.iter().zip(&package_texts) {
+            for def in package
+                .tasks
+                .values()
+                .filter(|d| d.depends_on_origin == TaskOrigin::Package)
+            {
+                check(&package.manifest_path, text, "package.metadata.xtask", def);
             }
         }
 
