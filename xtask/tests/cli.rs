@@ -376,12 +376,7 @@ fn corrupted_archive_is_rebuilt(corrupt: impl Fn(&mut Vec<u8>)) {
             ("util:build", "hit")
         ])
     );
-    let warnings: Vec<&str> = damaged
-        .output
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("warning:"))
-        .collect();
+    let warnings = damaged.output.warnings();
     assert_eq!(warnings.len(), 1, "{}", damaged.output);
     assert!(
         warnings[0].contains("app:build") && warnings[0].contains(archive_sha),
@@ -433,12 +428,7 @@ fn corrupt_entry_json_is_a_warned_miss() {
             ("util:build", "miss")
         ])
     );
-    let warnings: Vec<&str> = damaged
-        .output
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("warning:"))
-        .collect();
+    let warnings = damaged.output.warnings();
     assert_eq!(warnings.len(), 1, "{}", damaged.output);
     assert!(
         warnings[0].contains("util:build") && warnings[0].contains(hash.as_str()),

@@ -293,6 +293,14 @@ impl Fixture {
 }
 
 impl Output {
+    /// The `warning:` lines of stderr.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("warning:"))
+            .collect()
+    }
+
     /// Panics with the whole output unless the exit code is `expected`.
     #[track_caller]
     pub fn assert_code(&self, expected: i32) -> &Output {
