@@ -292,7 +292,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
     // 2. Misses, dependencies first. Cargo nodes of one task run as one batch and do not wait
     //    for other cargo nodes (cargo orders those itself); they wait for custom tasks.
     let write_cache = !options.no_cache;
-    let stored_any = std::sync::atomic::AtomicBool::new(false);
+    let mut stored_any = false;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (sender, receiver) = mpsc::channel::<Finished>();
         let mut running_custom = 0usize;
@@ -440,7 +440,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                     Ok(executed) if executed.success => {
                         if write_cache && graph.nodes[node].def.cache {
                             store(&cache, workspace, graph, planned, node, &executed, reporter);
-                            stored_any.store(true, std::sync::atomic::Ordering::Relaxed);
+                            stored_any = true;
                         }
                         (TaskStatus::Miss, executed.duration, executed.log)
                     }
@@ -463,7 +463,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
         Ok(())
     })?;
 
-    if stored_any.into_inner()
+    if stored_any
         && let Some(cap) = workspace.config.cache.max_size_bytes
         && let Err(error) = cache.prune(Some(cap))
     {

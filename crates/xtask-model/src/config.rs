@@ -431,11 +431,13 @@ pub(crate) fn parse_workspace_config(
             .and_then(|globs| compile_name_globs(source, &key, offset, globs, problems));
         let base = tasks.get(&name).map(|(def, _)| def.clone());
         if let Some(def) = apply_task(
-            TaskOrigin::Workspace,
-            source,
-            &key,
-            offset,
-            &name,
+            TaskLocation {
+                origin: TaskOrigin::Workspace,
+                source,
+                key: &key,
+                offset,
+                name: &name,
+            },
             base,
             raw_task,
             problems,
@@ -489,11 +491,13 @@ pub(crate) fn parse_package_config(
         }
         let base = workspace_tasks.get(&name).map(|(def, _)| def.clone());
         if let Some(def) = apply_task(
-            TaskOrigin::Package,
-            source,
-            &key,
-            offset,
-            &name,
+            TaskLocation {
+                origin: TaskOrigin::Package,
+                source,
+                key: &key,
+                offset,
+                name: &name,
+            },
             base,
             raw_task,
             problems,
@@ -542,21 +546,29 @@ fn builtin_task(cargo: CargoTask) -> TaskDef {
     }
 }
 
-/// Builds a task definition from `raw` on top of `base` (a built-in or workspace definition).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per manifest kind; a struct would only rename them"
-)]
-fn apply_task(
+/// Where a `[...tasks.NAME]` table is, for locating its problems.
+struct TaskLocation<'a, 'text> {
     origin: TaskOrigin,
-    source: &ManifestSource<'_>,
-    key: &str,
+    source: &'a ManifestSource<'text>,
+    key: &'a str,
     offset: Option<usize>,
-    name: &str,
+    name: &'a str,
+}
+
+/// Builds a task definition from `raw` on top of `base` (a built-in or workspace definition).
+fn apply_task(
+    location: TaskLocation<'_, '_>,
     base: Option<TaskDef>,
     raw: RawTask,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<TaskDef> {
+    let TaskLocation {
+        origin,
+        source,
+        key,
+        offset,
+        name,
+    } = location;
     let before = problems.len();
     let mut def = match (base, raw.command) {
         (Some(base), None) => base,
