@@ -1,0 +1,77 @@
+//! Test-only helpers shared by the tests of every crate (a dev-dependency only; standard library
+//! only, so it adds nothing to build times).
+//!
+//! Real tools (servers, validators, container tools) are installed by `.ci/install-tools` into
+//! `target/ci-tools/`; [`tool`] finds them there or on `PATH`. A missing tool fails the test with
+//! the command that installs it: tests never skip silently.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+/// The repository root (the directory of the workspace `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    // crates/testkit -> the root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("testkit lives two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// Where `.ci/install-tools` installs (`target/ci-tools`), honouring `CI_TOOLS`.
+pub fn tools_dir() -> PathBuf {
+    match env::var_os("CI_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("target").join("ci-tools"),
+    }
+}
+
+/// Finds an executable: `target/ci-tools/bin/NAME` first, then `PATH`. Panics with the
+/// install command when it is missing.
+pub fn tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| {
+        panic!(
+            "required tool `{name}` not found in {} or on PATH: run `bash .ci/install-tools`",
+            tools_dir().join("bin").display()
+        )
+    })
+}
+
+/// Like [`tool`], but `None` when missing.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs = vec![tools_dir().join("bin")];
+    if let Some(path) = env::var_os("PATH") {
+        dirs.extend(env::split_paths(&path));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_tool_on_path_and_names_a_missing_one() {
+        assert!(find_tool("sh").is_some());
+        assert!(find_tool("no-such-tool-xtask").is_none());
+        let message = std::panic::catch_unwind(|| tool("no-such-tool-xtask")).unwrap_err();
+        let message = message.downcast_ref::<String>().unwrap();
+        assert!(message.contains("no-such-tool-xtask"), "{message}");
+        assert!(message.contains(".ci/install-tools"), "{message}");
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"));
+    }
+}
