@@ -23,6 +23,10 @@ pub enum CacheError {
     UnsafePath { entry: String, reason: String },
     #[error("cannot cache output `{}`: {reason}", path.display())]
     UnsupportedOutput { path: PathBuf, reason: String },
+    /// An entry fetched from elsewhere (`origin`, e.g. a remote cache URL) failed verification;
+    /// nothing of it was written.
+    #[error("rejected the entry from {origin}: {reason}")]
+    Rejected { origin: String, reason: String },
     #[error("invalid task hash `{task_hash}`: expected 64 lowercase hex digits")]
     InvalidTaskHash { task_hash: String },
     #[error("invalid {what} `{name}`: {reason}")]

@@ -17,6 +17,7 @@
 mod archive;
 mod digest;
 mod error;
+mod import;
 mod layout;
 mod maintenance;
 mod meta;
@@ -31,6 +32,7 @@ use std::time::SystemTime;
 
 pub use crate::digest::{sha256_file, sha256_hex};
 pub use crate::error::CacheError;
+pub use crate::import::EntryParts;
 pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord, OutputRoot};
 
 use crate::digest::is_sha256_hex;
@@ -168,24 +170,54 @@ impl LocalCache {
 
     /// Reads the log blob and checks its size and sha256 against `meta.log`.
     pub fn read_log(&self, meta: &EntryMeta) -> Result<Vec<u8>, CacheError> {
-        let Some(log_path) = self.layout.blob_path(&meta.log.sha256) else {
-            let entry_path = self.layout.entry_path(&meta.task_hash)?;
-            return Err(CacheError::corrupt(entry_path, "invalid log sha256"));
+        self.read_blob("log", &meta.log)
+    }
+
+    /// Reads the entry's three parts (entry JSON, archive, log), each verified, e.g. to upload
+    /// them to a remote cache.
+    pub fn read_parts(&self, meta: &EntryMeta) -> Result<EntryParts, CacheError> {
+        Ok(EntryParts {
+            entry: meta.to_json(),
+            archive: self.read_blob("archive", &meta.archive)?,
+            log: self.read_blob("log", &meta.log)?,
+        })
+    }
+
+    /// Reads a blob and checks its size and sha256 against `blob`.
+    fn read_blob(&self, what: &str, blob: &BlobRef) -> Result<Vec<u8>, CacheError> {
+        let Some(path) = self.layout.blob_path(&blob.sha256) else {
+            return Err(CacheError::corrupt(
+                self.layout.blobs_dir(),
+                format!("invalid {what} sha256 `{}`", blob.sha256),
+            ));
         };
-        let bytes = match fs::read(&log_path) {
+        let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Err(CacheError::corrupt(log_path, "the log blob is missing"));
+                return Err(CacheError::corrupt(
+                    path,
+                    format!("the {what} blob is missing"),
+                ));
             }
-            Err(error) => return Err(CacheError::io(log_path, error)),
+            Err(error) => return Err(CacheError::io(path, error)),
         };
-        if bytes.len() as u64 != meta.log.size || sha256_hex(&bytes) != meta.log.sha256 {
-            return Err(CacheError::corrupt(
-                log_path,
-                "the log blob does not match the entry's size and sha256",
-            ));
+        if let Err(reason) = import::verify_blob(what, blob, &bytes) {
+            return Err(CacheError::corrupt(path, reason));
         }
         Ok(bytes)
+    }
+
+    /// Verifies an entry fetched from `origin` (its JSON parses and is for `task_hash`, its
+    /// output records are safe, both blobs match the sizes and sha256s it records) and only
+    /// then writes it like [`LocalCache::store`] does. A failed check is
+    /// [`CacheError::Rejected`] and writes nothing.
+    pub fn import(
+        &self,
+        task_hash: &str,
+        parts: &EntryParts,
+        origin: &str,
+    ) -> Result<EntryMeta, CacheError> {
+        import::import(&self.layout, task_hash, parts, origin)
     }
 
     /// Restores the entry's outputs under `roots`.

@@ -80,6 +80,16 @@ pub enum OutputKind {
     Symlink,
 }
 
+impl EntryMeta {
+    /// The entry JSON as the cache writes it (pretty, with a final newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data with string keys cannot fail.
+        let mut json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        json.push(b'\n');
+        json
+    }
+}
+
 impl OutputRoot {
     /// `"workspace"` or `"target"`: the serde name and the archive member prefix.
     pub fn as_str(self) -> &'static str {

@@ -35,9 +35,7 @@ pub(crate) fn store(layout: &Layout, entry: NewEntry<'_>) -> Result<EntryMeta, C
         outputs: archive.outputs,
         manifest: entry.manifest,
     };
-    let mut json = serde_json::to_vec_pretty(&meta)
-        .map_err(|error| CacheError::io(&entry_path, error.into()))?;
-    json.push(b'\n');
+    let json = meta.to_json();
     let mut entry_temp = layout.temp_file()?;
     entry_temp.file.write_all(&json).at(entry_temp.path())?;
 

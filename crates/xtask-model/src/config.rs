@@ -11,6 +11,15 @@
 //! max_size = "10GiB"                 # least-recently-used eviction above this size
 //! eviction = true
 //!
+//! [workspace.metadata.xtask.cache.remote]  # shared cache; tokens come from the environment only
+//! protocol = "turbo"                 # "turbo" (Turborepo API v8) or "bazel" (HTTP /ac + /cas)
+//! url = "https://cache.example.com"  # env TURBO_API / XTASK_REMOTE_CACHE_URL win
+//! team = "my-team"                   # turbo only: slug, or a team id starting with `team_`
+//! mode = "read-write"                # or "read-only", "off"; env XTASK_REMOTE_CACHE_MODE wins
+//! timeout_secs = 30
+//! retries = 2
+//! upload_concurrency = 4
+//!
 //! [workspace.metadata.xtask.tasks.gen]   # a custom task, run in every package unless `packages`
 //! command = ["python3", "gen.py"]        # program and arguments, run without a shell
 //! inputs = ["src/**", "!src/generated/**"]
@@ -151,6 +160,63 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     /// `None` disables eviction.
     pub max_size_bytes: Option<u64>,
+    /// `[workspace.metadata.xtask.cache.remote]`, as written (the environment is applied by
+    /// `xtask-remote`).
+    pub remote: RemoteCacheConfig,
+}
+
+/// The remote cache settings of the manifest. Every field is optional: the environment
+/// (`TURBO_API`, `TURBO_TEAM`, `XTASK_REMOTE_CACHE_*`) can supply or override them. Tokens and
+/// signature keys are never read from files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteCacheConfig {
+    pub protocol: Option<RemoteProtocol>,
+    pub url: Option<String>,
+    pub team: Option<String>,
+    pub mode: Option<RemoteMode>,
+    pub timeout_secs: Option<u64>,
+    pub retries: Option<u32>,
+    pub upload_concurrency: Option<usize>,
+}
+
+/// The protocol a remote cache server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteProtocol {
+    /// Turborepo's remote cache API v8 (`/v8/artifacts/{hash}`).
+    Turbo,
+    /// The Bazel HTTP cache protocol (`/ac/{sha256}`, `/cas/{sha256}`).
+    Bazel,
+}
+
+/// What the remote cache may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemoteMode {
+    ReadWrite,
+    /// Hits are downloaded, nothing is uploaded (e.g. pull requests from forks).
+    ReadOnly,
+    Off,
+}
+
+impl RemoteMode {
+    /// Parses `read-write`, `read-only` or `off` (as in the manifest and the environment).
+    pub fn parse(text: &str) -> Option<RemoteMode> {
+        match text.trim() {
+            "read-write" | "rw" => Some(RemoteMode::ReadWrite),
+            "read-only" | "r" => Some(RemoteMode::ReadOnly),
+            "off" => Some(RemoteMode::Off),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteMode::ReadWrite => "read-write",
+            RemoteMode::ReadOnly => "read-only",
+            RemoteMode::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +285,23 @@ struct RawCache {
     dir: Option<String>,
     max_size: Option<String>,
     eviction: Option<bool>,
+    remote: Option<Spanned<RawRemote>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    protocol: Option<RemoteProtocol>,
+    url: Option<String>,
+    team: Option<String>,
+    mode: Option<RemoteMode>,
+    timeout_secs: Option<u64>,
+    retries: Option<u32>,
+    upload_concurrency: Option<usize>,
+    /// Accepted by the parser only to reject it with a clear message: secrets live in the
+    /// environment, never in a file of the repository.
+    token: Option<toml::Value>,
+    signature_key: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -378,6 +461,7 @@ pub(crate) fn parse_workspace_config(
     let mut cache = CacheConfig {
         dir: PathBuf::from(DEFAULT_CACHE_DIR),
         max_size_bytes: Some(DEFAULT_CACHE_MAX_SIZE),
+        remote: RemoteCacheConfig::default(),
     };
     if let Some(raw_cache) = raw.cache {
         let span = raw_cache.span().start;
@@ -404,6 +488,10 @@ pub(crate) fn parse_workspace_config(
         }
         if raw_cache.eviction == Some(false) {
             cache.max_size_bytes = None;
+        }
+        if let Some(remote) = raw_cache.remote {
+            cache.remote =
+                validate_remote(source, &format!("{PREFIX}.cache.remote"), remote, problems);
         }
     }
 
@@ -933,6 +1021,70 @@ fn validate_app(
     })
 }
 
+fn validate_remote(
+    source: &ManifestSource<'_>,
+    key: &str,
+    remote: Spanned<RawRemote>,
+    problems: &mut Vec<ConfigProblem>,
+) -> RemoteCacheConfig {
+    let span = remote.span().start;
+    let remote = remote.into_inner();
+    for (name, value, variable) in [
+        (
+            "token",
+            &remote.token,
+            "TURBO_TOKEN or XTASK_REMOTE_CACHE_TOKEN",
+        ),
+        (
+            "signature_key",
+            &remote.signature_key,
+            "TURBO_REMOTE_CACHE_SIGNATURE_KEY",
+        ),
+    ] {
+        if value.is_some() {
+            problems.push(source.problem(
+                format!("{key}.{name}"),
+                Some(span),
+                format!(
+                    "secrets are never read from files: remove it (and rotate it, it was committed) and set {variable} in the environment"
+                ),
+            ));
+        }
+    }
+    if let Some(url) = &remote.url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        problems.push(source.problem(
+            format!("{key}.url"),
+            Some(span),
+            format!("must start with http:// or https://, got {url:?}"),
+        ));
+    }
+    if remote.timeout_secs == Some(0) {
+        problems.push(source.problem(
+            format!("{key}.timeout_secs"),
+            Some(span),
+            "must be at least 1",
+        ));
+    }
+    if remote.upload_concurrency == Some(0) {
+        problems.push(source.problem(
+            format!("{key}.upload_concurrency"),
+            Some(span),
+            "must be at least 1",
+        ));
+    }
+    RemoteCacheConfig {
+        protocol: remote.protocol,
+        url: remote.url,
+        team: remote.team,
+        mode: remote.mode,
+        timeout_secs: remote.timeout_secs,
+        retries: remote.retries,
+        upload_concurrency: remote.upload_concurrency,
+    }
+}
+
 /// Does the workspace-level task apply to this package?
 pub(crate) fn applies_to(filter: &Option<globset::GlobSet>, package: &str) -> bool {
     filter.as_ref().is_none_or(|set| set.is_match(package))
@@ -1083,6 +1235,44 @@ mod tests {
             ),
             (8080, "/health", "1")
         );
+    }
+
+    #[test]
+    fn remote_cache_settings_are_parsed() {
+        let (parsed, problems) = workspace(
+            "[workspace.metadata.xtask.cache.remote]\nprotocol = \"bazel\"\nurl = \"http://127.0.0.1:9092\"\n\
+             mode = \"read-only\"\ntimeout_secs = 5\nretries = 1\nupload_concurrency = 2\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            parsed.config.cache.remote,
+            RemoteCacheConfig {
+                protocol: Some(RemoteProtocol::Bazel),
+                url: Some("http://127.0.0.1:9092".into()),
+                team: None,
+                mode: Some(RemoteMode::ReadOnly),
+                timeout_secs: Some(5),
+                retries: Some(1),
+                upload_concurrency: Some(2),
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_in_the_manifest_is_refused_without_echoing_it() {
+        let (_, problems) = workspace(
+            "[workspace]\n[workspace.metadata.xtask.cache.remote]\nurl = \"ftp://x\"\ntoken = \"hunter2-secret\"\n",
+        );
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 2, "{text:?}");
+        assert_eq!(
+            problems[0].key,
+            "workspace.metadata.xtask.cache.remote.token"
+        );
+        assert_eq!(problems[0].line, Some(2));
+        assert!(problems[0].message.contains("TURBO_TOKEN"), "{text:?}");
+        assert_eq!(problems[1].key, "workspace.metadata.xtask.cache.remote.url");
+        assert!(text.iter().all(|t| !t.contains("hunter2")), "{text:?}");
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! Importing an entry fetched from elsewhere (a remote cache). Nothing of it is trusted: the
+//! entry JSON is parsed and checked as if read from disk (format, task hash, blob names, output
+//! records), both blobs must match the size and sha256 the entry records, and only then is
+//! anything written, like a store: blobs first, the entry JSON last (the commit point).
+
+use std::io::Write;
+
+use crate::digest::sha256_hex;
+use crate::error::{CacheError, IoResultExt};
+use crate::layout::Layout;
+use crate::meta::{BlobRef, EntryMeta, check_output_records, parse_entry};
+
+/// The three parts of an entry as they travel between caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryParts {
+    /// The entry JSON, byte for byte.
+    pub entry: Vec<u8>,
+    /// The outputs archive the entry names.
+    pub archive: Vec<u8>,
+    /// The captured log the entry names.
+    pub log: Vec<u8>,
+}
+
+pub(crate) fn import(
+    layout: &Layout,
+    task_hash: &str,
+    parts: &EntryParts,
+    origin: &str,
+) -> Result<EntryMeta, CacheError> {
+    let rejected = |reason: String| CacheError::Rejected {
+        origin: origin.to_owned(),
+        reason,
+    };
+    let entry_path = layout.entry_path(task_hash)?;
+    let meta = parse_entry(&entry_path, &parts.entry, task_hash).map_err(|error| match error {
+        CacheError::Corrupt { reason, .. } => rejected(reason),
+        other => other,
+    })?;
+    check_output_records(&entry_path, &meta.outputs)
+        .map_err(|error| rejected(error.to_string()))?;
+    verify_blob("archive", &meta.archive, &parts.archive).map_err(rejected)?;
+    verify_blob("log", &meta.log, &parts.log).map_err(rejected)?;
+
+    let (Some(archive_path), Some(log_path)) = (
+        layout.blob_path(&meta.archive.sha256),
+        layout.blob_path(&meta.log.sha256),
+    ) else {
+        return Err(rejected("invalid blob names".into()));
+    };
+    let mut temps = Vec::new();
+    for (bytes, path) in [
+        (&parts.archive, archive_path),
+        (&parts.log, log_path),
+        (&parts.entry, entry_path),
+    ] {
+        let mut temp = layout.temp_file()?;
+        temp.file.write_all(bytes).at(temp.path())?;
+        temps.push((temp, path));
+    }
+    // The same shared lock as a store: prune never sees blobs that are in place but not yet
+    // referenced by the entry.
+    let lock_path = layout.lock_path();
+    let lock = layout.open_lock()?;
+    lock.lock_shared().at(&lock_path)?;
+    for (temp, path) in temps {
+        temp.persist(&path)?;
+    }
+    drop(lock);
+    Ok(meta)
+}
+
+/// Checks `bytes` against the size and sha256 of `blob`.
+pub(crate) fn verify_blob(what: &str, blob: &BlobRef, bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() as u64 != blob.size {
+        return Err(format!(
+            "the {what} has {} bytes, the entry records {}",
+            bytes.len(),
+            blob.size
+        ));
+    }
+    let actual = sha256_hex(bytes);
+    if actual != blob.sha256 {
+        return Err(format!(
+            "the {what}'s sha256 is {actual}, the entry records {}",
+            blob.sha256
+        ));
+    }
+    Ok(())
+}
