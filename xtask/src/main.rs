@@ -67,6 +67,10 @@ enum Command {
     Why {
         /// The task, as PACKAGE:TASK (e.g. `api:build`).
         task: String,
+        /// Compare with the last upload to the remote cache (e.g. CI's) instead of the last
+        /// local run.
+        #[arg(long)]
+        remote: bool,
     },
     /// List packages changed since a git ref and the packages that depend on them.
     Affected {
@@ -101,6 +105,8 @@ enum CacheCommand {
     Clean,
     /// Evict least-recently-used entries down to the size limit and drop unreferenced blobs.
     Prune,
+    /// Probe the configured remote cache (status, auth, write, read, latency); exit 4 if broken.
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -193,7 +199,9 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             };
             print(&xtask_engine::graph(&location, &tasks, format)?)
         }
-        Command::Why { task } => print(&xtask_engine::why(&location, &task, jobs(None))?.render()),
+        Command::Why { task, remote } => {
+            print(&xtask_engine::why(&location, &task, jobs(None), remote)?.render())
+        }
         Command::Affected { since, json } => {
             let affected = xtask_engine::affected(&location, since.as_deref())?;
             let text = if json {
@@ -211,6 +219,15 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
                 CacheCommand::Stats => CacheAction::Stats,
                 CacheCommand::Clean => CacheAction::Clean,
                 CacheCommand::Prune => CacheAction::Prune,
+                CacheCommand::Doctor => {
+                    let (report, ok) = xtask_engine::cache_doctor(&location)?;
+                    print(&report)?;
+                    return Ok(if ok {
+                        exit_code::SUCCESS
+                    } else {
+                        exit_code::ENVIRONMENT
+                    });
+                }
             };
             print(&xtask_engine::cache_command(&location, action)?)
         }

@@ -1,9 +1,11 @@
-//! Test-only helpers shared by the tests of every crate (a dev-dependency only; standard library
-//! only, so it adds nothing to build times).
+//! Test-only helpers shared by the tests of every crate (a dev-dependency only): finding real
+//! tools, and guards over real servers started on loopback ([`servers`]).
 //!
 //! Real tools (servers, validators, container tools) are installed by `.ci/install-tools` into
 //! `target/ci-tools/`; [`tool`] finds them there or on `PATH`. A missing tool fails the test with
 //! the command that installs it: tests never skip silently.
+
+pub mod servers;
 
 use std::env;
 use std::path::{Path, PathBuf};

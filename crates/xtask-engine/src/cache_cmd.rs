@@ -1,4 +1,4 @@
-//! `cache stats | clean | prune`.
+//! `cache stats | clean | prune | doctor`.
 
 use crate::Location;
 
@@ -52,6 +52,24 @@ pub fn cache_command(location: &Location, action: CacheAction) -> anyhow::Result
             }
         }
     })
+}
+
+/// `cache doctor`: probes the configured remote cache. Returns the report to print and whether
+/// every check passed.
+pub fn cache_doctor(location: &Location) -> anyhow::Result<(String, bool)> {
+    let workspace = crate::load_workspace(location)?;
+    let settings = xtask_remote::resolve(&workspace.config.cache.remote, &|name| {
+        std::env::var(name).ok()
+    })?
+    .ok_or_else(|| {
+        crate::error::UserError(
+            "no remote cache is configured (or its mode is off): set TURBO_API (or \
+             XTASK_REMOTE_CACHE_URL), or `url` in [workspace.metadata.xtask.cache.remote]"
+                .into(),
+        )
+    })?;
+    let report = xtask_remote::doctor(&settings);
+    Ok((report.render(), report.ok()))
 }
 
 pub fn human_bytes(bytes: u64) -> String {

@@ -11,8 +11,8 @@ pub mod exit_code {
     pub const TASK_FAILED: i32 = 1;
     /// The command line is wrong (clap's own code).
     pub const USAGE: i32 = 2;
-    /// The configuration is invalid: unknown key, wrong type, bad value, task cycle, unknown task
-    /// or package. Nothing was run and nothing was written to the cache.
+    /// The configuration is invalid: unknown key, wrong type, bad value (also of an `XTASK_*` or
+    /// `TURBO_*` variable), task cycle, unknown task or package. Nothing was run and nothing was written to the cache.
     pub const CONFIG: i32 = 3;
     /// The environment failed: `cargo metadata`, git, or the file system.
     pub const ENVIRONMENT: i32 = 4;
@@ -34,6 +34,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if cause.downcast_ref::<GraphError>().is_some()
             || cause.downcast_ref::<UserError>().is_some()
+            || cause
+                .downcast_ref::<xtask_remote::SettingsError>()
+                .is_some()
         {
             return exit_code::CONFIG;
         }

@@ -18,6 +18,7 @@ pub mod output;
 mod outputs;
 mod plan;
 mod process;
+mod remote;
 pub mod report;
 mod run;
 mod why;
@@ -25,7 +26,7 @@ mod why;
 use std::path::PathBuf;
 
 pub use affected::{AffectedPackage, affected, default_base};
-pub use cache_cmd::{CacheAction, cache_command, human_bytes};
+pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
 pub use error::{UserError, exit_code, exit_code_for};
 pub use output::{GraphFormat, render_graph};

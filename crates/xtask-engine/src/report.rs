@@ -64,6 +64,8 @@ pub struct RunTotals {
     pub tests_passed: u64,
     pub tests_failed: u64,
     pub ran_tests: bool,
+    /// What the remote cache did, when one is configured.
+    pub remote: Option<xtask_remote::RemoteTotals>,
 }
 
 pub struct Reporter {
@@ -175,6 +177,24 @@ impl Reporter {
             format_duration(totals.elapsed),
             format_duration(totals.saved)
         ));
+        if let Some(remote) = &totals.remote {
+            let mut line = format!(
+                "Remote:  {} hits, {} uploaded",
+                remote.hits, remote.uploaded
+            );
+            if remote.upload_failed > 0 {
+                line.push_str(&format!(", {} not uploaded", remote.upload_failed));
+            }
+            if remote.rejected > 0 {
+                line.push_str(&format!(", {} rejected", remote.rejected));
+            }
+            line.push_str(&format!(" ({}, {})", remote.server, remote.mode));
+            if remote.disabled.is_some() {
+                line.push_str(", switched off after a failure");
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
         if totals.ran_tests {
             text.push_str(&format!(
                 "\n{} passed, {} failed\n",

@@ -17,6 +17,7 @@ use crate::error::UserError;
 use crate::outputs::collect_outputs;
 use crate::plan::{CargoSettings, PlannedTask, Toolchain, plan};
 use crate::process::run_captured;
+use crate::remote::{Upload, Uploader};
 use crate::report::{Reporter, RunTotals, TaskStatus};
 use crate::{Location, load_workspace};
 
@@ -74,6 +75,9 @@ struct RunSummary<'a> {
     started_unix_ms: u128,
     duration_ms: u64,
     totals: SummaryTotals,
+    /// What the remote cache did, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a xtask_remote::RemoteTotals>,
     tasks: &'a [TaskRecord],
 }
 
@@ -239,6 +243,27 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
             }
         }
     }
+    // 1b. Local misses are asked of the remote cache; a hit is verified and imported into the
+    //     local cache, then restored like a local hit.
+    let remote = crate::remote::open(workspace)?;
+    if let Some(remote) = &remote
+        && !options.force
+    {
+        let local_hits: std::collections::HashSet<NodeIndex> =
+            hits.iter().map(|(node, _)| *node).collect();
+        let misses: Vec<NodeIndex> = (0..n)
+            .filter(|&node| graph.nodes[node].def.cache && !local_hits.contains(&node))
+            .collect();
+        let hashes: Vec<&str> = misses
+            .iter()
+            .map(|&node| planned[node].hash.as_str())
+            .collect();
+        if !hashes.is_empty() {
+            for (i, meta) in crate::remote::fetch_misses(remote, &cache, &hashes, reporter) {
+                hits.push((misses[i], meta));
+            }
+        }
+    }
     let roots = RestoreRoots {
         workspace: workspace.root.clone(),
         target: workspace.target_dir.clone(),
@@ -294,6 +319,14 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
     let write_cache = !options.no_cache;
     let mut stored_any = false;
     std::thread::scope(|scope| -> anyhow::Result<()> {
+        // Uploads run on their own bounded pool while tasks go on; the scope waits for the
+        // queue to drain at the end of the run.
+        let uploader = match &remote {
+            Some(remote) if write_cache && remote.settings().can_write() => {
+                Some(Uploader::start(scope, remote, &cache, reporter))
+            }
+            _ => None,
+        };
         let (sender, receiver) = mpsc::channel::<Finished>();
         let mut running_custom = 0usize;
         let mut batch_running = false;
@@ -439,8 +472,18 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                 let (status, duration, log) = match result {
                     Ok(executed) if executed.success => {
                         if write_cache && graph.nodes[node].def.cache {
-                            store(&cache, workspace, graph, planned, node, &executed, reporter);
+                            let stored =
+                                store(&cache, workspace, graph, planned, node, &executed, reporter);
                             stored_any = true;
+                            if let (Some(uploader), Some(meta)) = (&uploader, stored) {
+                                uploader.submit(Upload {
+                                    meta,
+                                    package: workspace.packages[graph.nodes[node].package]
+                                        .name
+                                        .clone(),
+                                    task: graph.nodes[node].task.clone(),
+                                });
+                            }
                         }
                         (TaskStatus::Miss, executed.duration, executed.log)
                     }
@@ -470,6 +513,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
         reporter.warning(&format!("cache eviction failed: {error}"));
     }
 
+    totals.remote = remote.as_ref().map(|remote| remote.totals());
     totals.elapsed = started.elapsed();
     reporter.finish(&totals);
     let records: Vec<TaskRecord> = graph
@@ -504,6 +548,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
                     skipped: totals.skipped,
                     saved_ms: totals.saved.as_millis() as u64,
                 },
+                remote: totals.remote.as_ref(),
                 tasks: &records,
             };
             write_json_atomically(&path, &summary)?;
@@ -579,7 +624,7 @@ fn store(
     node: NodeIndex,
     executed: &Executed,
     reporter: &Reporter,
-) {
+) -> Option<EntryMeta> {
     let package = &workspace.packages[graph.nodes[node].package];
     let task = &graph.nodes[node].task;
     let entry = NewEntry {
@@ -590,14 +635,20 @@ fn store(
         duration_ms: executed.duration.as_millis() as u64,
         exit_code: 0,
     };
-    let result = cache
-        .store(entry)
-        .and_then(|_| cache.set_last(&package.name, task, &planned[node].hash));
-    if let Err(error) = result {
-        reporter.warning(&format!(
-            "{}:{task}: result not cached: {error}",
-            package.name
-        ));
+    let result = cache.store(entry).and_then(|meta| {
+        cache
+            .set_last(&package.name, task, &planned[node].hash)
+            .map(|()| meta)
+    });
+    match result {
+        Ok(meta) => Some(meta),
+        Err(error) => {
+            reporter.warning(&format!(
+                "{}:{task}: result not cached: {error}",
+                package.name
+            ));
+            None
+        }
     }
 }
 

@@ -1,7 +1,11 @@
 //! `why PKG:TASK`: explains whether a task would run, and if so which inputs changed since
 //! its last cached run, file by file, following changed dependencies to their own causes.
+//! With `--remote`, the baseline is the last upload of each task to the remote cache (its key
+//! manifest is stored beside the artifacts): "why did CI miss?" / "why do I miss CI's cache?".
 
+use xtask_cache::LocalCache;
 use xtask_hash::{KeyChange, TaskKey, diff_keys};
+use xtask_remote::RemoteCache;
 
 use crate::Location;
 use crate::error::UserError;
@@ -11,6 +15,8 @@ use crate::run::{RunOptions, open_cache, prepare};
 #[derive(Debug)]
 pub struct Explanation {
     pub task_id: String,
+    /// Compared with the remote cache's last upload instead of the local last run.
+    pub remote: bool,
     pub hash: String,
     pub verdict: Verdict,
     pub dependencies: Vec<Explanation>,
@@ -31,7 +37,71 @@ pub enum Verdict {
     NotCached,
 }
 
-pub fn why(location: &Location, task_id: &str, jobs: usize) -> anyhow::Result<Explanation> {
+/// What a task is compared with.
+enum Baseline<'a> {
+    Local(&'a LocalCache),
+    Remote(&'a RemoteCache),
+}
+
+/// The baseline's verdict before diffing.
+enum Previous {
+    /// The baseline has the current hash.
+    Same,
+    None,
+    Key {
+        hash: String,
+        key: Box<TaskKey>,
+    },
+}
+
+impl Baseline<'_> {
+    fn previous(&self, package: &str, task: &str, hash: &str) -> anyhow::Result<Previous> {
+        match self {
+            Baseline::Local(cache) => {
+                if matches!(cache.lookup(hash), Ok(Some(_))) {
+                    return Ok(Previous::Same);
+                }
+                let Some(previous_hash) = cache.last(package, task)? else {
+                    return Ok(Previous::None);
+                };
+                Ok(match cache.lookup(&previous_hash) {
+                    Ok(Some(meta)) => match TaskKey::from_manifest(&meta.manifest) {
+                        Ok(key) => Previous::Key {
+                            hash: previous_hash,
+                            key: Box::new(key),
+                        },
+                        Err(_) => Previous::None,
+                    },
+                    _ => Previous::None,
+                })
+            }
+            Baseline::Remote(remote) => {
+                let Some(last) = remote.last_run(package, task).map_err(anyhow::Error::msg)? else {
+                    return Ok(Previous::None);
+                };
+                if last.task_hash == hash {
+                    return Ok(Previous::Same);
+                }
+                let key = TaskKey::from_manifest(&last.manifest).map_err(|error| {
+                    anyhow::anyhow!(
+                        "the remote cache's key manifest of {package}:{task} is unreadable: {error}"
+                    )
+                })?;
+                Ok(Previous::Key {
+                    hash: last.task_hash,
+                    key: Box::new(key),
+                })
+            }
+        }
+    }
+}
+
+pub fn why(
+    location: &Location,
+    task_id: &str,
+    jobs: usize,
+    remote: bool,
+) -> anyhow::Result<Explanation> {
     let (package, task) = task_id.split_once(':').ok_or_else(|| {
         UserError(format!(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
@@ -59,12 +129,23 @@ pub fn why(location: &Location, task_id: &str, jobs: usize) -> anyhow::Result<Ex
             n.requested && prepared.workspace.packages[n.package].name == package && n.task == task
         })
         .ok_or_else(|| UserError(format!("package `{package}` has no task `{task}`")))?;
-    explain(&prepared, &cache, node, 0)
+    if remote {
+        let remote = crate::remote::open(&prepared.workspace)?.ok_or_else(|| {
+            UserError(
+                "no remote cache is configured: set TURBO_API (or XTASK_REMOTE_CACHE_URL), or \
+                 `url` in [workspace.metadata.xtask.cache.remote]"
+                    .into(),
+            )
+        })?;
+        explain(&prepared, &Baseline::Remote(&remote), node, 0)
+    } else {
+        explain(&prepared, &Baseline::Local(&cache), node, 0)
+    }
 }
 
 fn explain(
     prepared: &crate::run::Prepared,
-    cache: &xtask_cache::LocalCache,
+    baseline: &Baseline<'_>,
     node: usize,
     depth: usize,
 ) -> anyhow::Result<Explanation> {
@@ -75,6 +156,7 @@ fn explain(
     let task_id = graph.label(workspace, node);
     let mut explanation = Explanation {
         task_id,
+        remote: matches!(baseline, Baseline::Remote(_)),
         hash: planned.hash.clone(),
         verdict: Verdict::NoPreviousRun,
         dependencies: Vec::new(),
@@ -83,20 +165,14 @@ fn explain(
         explanation.verdict = Verdict::NotCached;
         return Ok(explanation);
     }
-    if matches!(cache.lookup(&planned.hash), Ok(Some(_))) {
-        explanation.verdict = Verdict::Hit;
-        return Ok(explanation);
-    }
     let package = &workspace.packages[n.package].name;
-    let Some(previous_hash) = cache.last(package, &n.task)? else {
-        return Ok(explanation);
-    };
-    let previous = match cache.lookup(&previous_hash) {
-        Ok(Some(meta)) => TaskKey::from_manifest(&meta.manifest).ok(),
-        _ => None,
-    };
-    let Some(previous) = previous else {
-        return Ok(explanation);
+    let (previous_hash, previous) = match baseline.previous(package, &n.task, &planned.hash)? {
+        Previous::Same => {
+            explanation.verdict = Verdict::Hit;
+            return Ok(explanation);
+        }
+        Previous::None => return Ok(explanation),
+        Previous::Key { hash, key } => (hash, key),
     };
     let changes = diff_keys(&previous, &planned.key);
     if depth < 8 {
@@ -110,7 +186,7 @@ fn explain(
             {
                 explanation
                     .dependencies
-                    .push(explain(prepared, cache, dep, depth + 1)?);
+                    .push(explain(prepared, baseline, dep, depth + 1)?);
             }
         }
     }
@@ -132,25 +208,34 @@ impl Explanation {
     fn render_into(&self, text: &mut String, depth: usize) {
         let indent = "  ".repeat(depth);
         let short = &self.hash[..12.min(self.hash.len())];
+        let (hit, none, changed) = if self.remote {
+            (
+                "the remote cache's last upload has this hash: a remote cache hit",
+                "no upload of this task to the remote cache to compare with",
+                "differs from the last upload to the remote cache",
+            )
+        } else {
+            (
+                "cache hit, it will not run",
+                "cache miss, no earlier cached run to compare with",
+                "cache miss, changed since the last cached run",
+            )
+        };
         match &self.verdict {
-            Verdict::Hit => text.push_str(&format!(
-                "{indent}{} ({short}): cache hit, it will not run\n",
-                self.task_id
-            )),
+            Verdict::Hit => text.push_str(&format!("{indent}{} ({short}): {hit}\n", self.task_id)),
             Verdict::NotCached => text.push_str(&format!(
                 "{indent}{}: `cache = false`, it always runs\n",
                 self.task_id
             )),
-            Verdict::NoPreviousRun => text.push_str(&format!(
-                "{indent}{} ({short}): cache miss, no earlier cached run to compare with\n",
-                self.task_id
-            )),
+            Verdict::NoPreviousRun => {
+                text.push_str(&format!("{indent}{} ({short}): {none}\n", self.task_id))
+            }
             Verdict::Changed {
                 previous_hash,
                 changes,
             } => {
                 text.push_str(&format!(
-                    "{indent}{} ({short}): cache miss, changed since the last cached run ({}):\n",
+                    "{indent}{} ({short}): {changed} ({}):\n",
                     self.task_id,
                     &previous_hash[..12.min(previous_hash.len())]
                 ));

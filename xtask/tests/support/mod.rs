@@ -1,6 +1,9 @@
 //! Test support for the CLI tests: a private copy of a fixture workspace in a temp dir, the real
 //! `xtask` binary run on it with a hermetic environment, the JSON run summary, snapshot filters.
 
+// Each test binary (cli, remote, ...) uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use tempfile::TempDir;
 
 /// Environment variables removed from every spawned command: they would redirect the target
 /// or cache directory, change what cargo builds, or add noise to the output.
-const REMOVED_ENV: [&str; 11] = [
+const REMOVED_ENV: [&str; 25] = [
     "CARGO_TARGET_DIR",
     "CARGO_BUILD_TARGET_DIR",
     "CARGO_TARGET_TMPDIR",
@@ -24,6 +27,21 @@ const REMOVED_ENV: [&str; 11] = [
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
     "NO_COLOR",
+    // A developer's remote cache must never leak into the tests.
+    "TURBO_API",
+    "TURBO_TOKEN",
+    "TURBO_TEAM",
+    "TURBO_TEAMID",
+    "TURBO_CACHE",
+    "TURBO_REMOTE_CACHE_SIGNATURE_KEY",
+    "TURBO_REMOTE_CACHE_READ_ONLY",
+    "TURBO_REMOTE_CACHE_TIMEOUT",
+    "XTASK_REMOTE_CACHE_URL",
+    "XTASK_REMOTE_CACHE_PROTOCOL",
+    "XTASK_REMOTE_CACHE_MODE",
+    "XTASK_REMOTE_CACHE_TOKEN",
+    "XTASK_REMOTE_CACHE_BASIC_AUTH",
+    "XTASK_REMOTE_CACHE_TIMEOUT",
 ];
 
 /// The workspace-relative cache directory of the fixtures (the tool's default).
@@ -61,6 +79,23 @@ pub struct TaskRun {
 pub struct Summary {
     pub totals: Totals,
     pub tasks: Vec<TaskRecord>,
+    /// Present when a remote cache is configured.
+    #[serde(default)]
+    pub remote: Option<RemoteTotals>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct RemoteTotals {
+    pub server: String,
+    pub mode: String,
+    pub hits: u64,
+    pub misses: u64,
+    pub rejected: u64,
+    pub uploaded: u64,
+    pub upload_failed: u64,
+    pub bytes_downloaded: u64,
+    pub bytes_uploaded: u64,
+    pub disabled: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -177,8 +212,14 @@ impl Fixture {
 
     /// `cargo xtask -C <root> ARGS` with a hermetic environment, waited for.
     pub fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_env(args, &[])
+    }
+
+    /// Like [`Fixture::xtask`], with extra environment variables.
+    pub fn xtask_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         let output = self
             .xtask_command(args)
+            .envs(envs.iter().copied())
             .output()
             .expect("failed to start the xtask binary");
         Output {
@@ -201,12 +242,17 @@ impl Fixture {
 
     /// Runs a task command with `--summarize` and returns the output and the parsed summary.
     pub fn run(&self, args: &[&str]) -> TaskRun {
+        self.run_env(args, &[])
+    }
+
+    /// Like [`Fixture::run`], with extra environment variables.
+    pub fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> TaskRun {
         let n = self.summaries.fetch_add(1, Ordering::Relaxed) + 1;
         let summary_path = self.tools.join(format!("summary-{n}.json"));
         let summarize = format!("--summarize={}", summary_path.display());
         let mut full: Vec<&str> = args.to_vec();
         full.push(&summarize);
-        let output = self.xtask(&full);
+        let output = self.xtask_env(&full, envs);
         let text = fs::read_to_string(&summary_path).unwrap_or_else(|error| {
             panic!("xtask {args:?} wrote no run summary ({error}); output:\n{output}")
         });

@@ -1,0 +1,424 @@
+//! The remote cache against real servers on 127.0.0.1: the open-source Turborepo remote cache
+//! (npm `turborepo-remote-cache`) and nginx with WebDAV speaking the Bazel HTTP cache protocol.
+//! "Machine A" and "machine B" are two copies of the fixture workspace with their own local
+//! caches and target dirs. Failures (wrong token, a server stopped mid-run, 500s, tampered
+//! artifacts, wrong signatures) must end in a warning, a miss where needed, and a good build.
+
+mod support;
+
+use std::process::Command;
+
+use support::{Fixture, TaskRun};
+use testkit::servers::{self, Nginx, Server};
+
+const TOKEN: &str = "s3cr3t-token-for-tests";
+const KEY: &str = "signature-key-of-at-least-32-bytes!!";
+
+fn turbo_env(server: &Server, token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TURBO_API", server.url()),
+        ("TURBO_TOKEN", token.to_string()),
+        ("TURBO_TEAM", "xtask-tests".to_string()),
+    ]
+}
+
+fn bazel_env(server: &Server) -> Vec<(&'static str, String)> {
+    vec![
+        ("XTASK_REMOTE_CACHE_URL", server.url()),
+        ("XTASK_REMOTE_CACHE_PROTOCOL", "bazel".to_string()),
+    ]
+}
+
+fn with<'a>(
+    base: &'a [(&'static str, String)],
+    extra: &'a [(&'static str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    base.iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+fn build(fixture: &Fixture, env: &[(&str, &str)]) -> TaskRun {
+    let run = fixture.run_env(&["build"], env);
+    run.assert_code(0);
+    run
+}
+
+fn cargo_builds(fixture: &Fixture) -> Vec<String> {
+    fixture
+        .take_cargo_calls()
+        .into_iter()
+        .filter(|call| call.starts_with("build"))
+        .collect()
+}
+
+/// Machine A builds and uploads; machine B (empty cache, no target/) restores every task from
+/// the server without running cargo build, and its restored binary runs.
+fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server) {
+    let a = Fixture::new("basic");
+    let run = build(&a, env);
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!(
+        (remote.uploaded, remote.upload_failed),
+        (3, 0),
+        "{}",
+        run.output
+    );
+    assert!(!server.stored_files().is_empty());
+
+    let b = Fixture::new("basic");
+    assert!(!b.exists("target"));
+    let run = build(&b, env);
+    assert_eq!(run.summary.totals.hits, 3, "{}", run.output);
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!((remote.hits, remote.uploaded), (3, 0), "{}", run.output);
+    assert!(remote.bytes_downloaded > 0);
+    assert_eq!(cargo_builds(&b), Vec::<String>::new());
+    assert!(run.output.warnings().is_empty(), "{}", run.output);
+    let output = Command::new(b.path("target/debug/app"))
+        .output()
+        .expect("run the restored app binary");
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+    // Nothing secret in what the user sees.
+    assert!(!format!("{}", run.output).contains(TOKEN));
+}
+
+#[test]
+fn turborepo_server_shares_a_build_between_machines() {
+    let server = servers::turborepo_remote_cache(TOKEN, Some(KEY));
+    let env = turbo_env(&server, TOKEN);
+    machine_b_restores_what_machine_a_built(
+        &with(&env, &[("TURBO_REMOTE_CACHE_SIGNATURE_KEY", KEY)]),
+        &server,
+    );
+    // Signed uploads: the server stored a tag beside every artifact.
+    let files = server.stored_files();
+    let tags = files.iter().filter(|f| f.ends_with(".tag")).count();
+    assert_eq!(tags * 2, files.len(), "{files:?}");
+}
+
+#[test]
+fn nginx_webdav_bazel_cache_shares_a_build_between_machines() {
+    let server = servers::nginx(Nginx::BazelCache);
+    machine_b_restores_what_machine_a_built(&with(&bazel_env(&server), &[]), &server);
+    let files = server.stored_files();
+    // 3 entries + 3 last-run records under ac/, the archives and logs under cas/.
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("ac/")).count(),
+        6,
+        "{files:?}"
+    );
+    // Blobs are content-addressed: identical ones (e.g. empty logs) are stored once.
+    assert!(
+        files.iter().filter(|f| f.starts_with("cas/")).count() >= 2,
+        "{files:?}"
+    );
+}
+
+#[test]
+fn a_wrong_token_warns_once_and_the_build_succeeds_locally() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let fixture = Fixture::new("basic");
+    let wrong = "wrong-token-value-xyz";
+    let run = build(&fixture, &with(&turbo_env(&server, wrong), &[]));
+    let warnings = run.output.warnings();
+    assert_eq!(warnings.len(), 1, "{}", run.output);
+    assert!(warnings[0].contains("401"), "{}", warnings[0]);
+    assert!(warnings[0].contains(&server.url()), "{}", warnings[0]);
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert!(remote.disabled.is_some());
+    assert_eq!(remote.uploaded, 0);
+    assert_eq!(run.summary.totals.ran, 3);
+    assert!(!format!("{}", run.output).contains(wrong));
+    assert!(server.stored_files().is_empty());
+}
+
+#[test]
+fn a_server_stopped_mid_run_warns_and_the_build_succeeds() {
+    let mut server = servers::turborepo_remote_cache(TOKEN, None);
+    let fixture = Fixture::new("basic");
+    let pid = server_pid(&server);
+    // core-lib's gen runs first (the others depend on it) and kills the server, after the
+    // lookups and before any upload.
+    fixture.append(
+        "crates/core/Cargo.toml",
+        &format!(
+            "\n[package.metadata.xtask.tasks.gen]\ncommand = [\"sh\", \"-c\", \"kill {pid}; sleep 0.2; mkdir -p out && echo 1 > out/size.txt\"]\n"
+        ),
+    );
+    let run = fixture.run_env(&["run", "gen"], &with(&turbo_env(&server, TOKEN), &[]));
+    run.assert_code(0);
+    assert_eq!(run.summary.totals.ran, 3);
+    let warnings = run.output.warnings();
+    assert_eq!(warnings.len(), 1, "{}", run.output);
+    assert!(
+        warnings[0].contains(&server.url()) && warnings[0].contains("cannot reach the server"),
+        "{}",
+        warnings[0]
+    );
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!(remote.uploaded, 0);
+    assert_eq!(remote.upload_failed, 3);
+    server.stop();
+}
+
+/// The pid of the server process, from /proc (the guard owns the child).
+fn server_pid(server: &Server) -> u32 {
+    let needle = format!("PORT={}", server.port);
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let Ok(entry) = entry else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            return pid;
+        }
+    }
+    panic!("no process with {needle}");
+}
+
+#[test]
+fn a_server_answering_500_warns_once_and_the_build_succeeds() {
+    let server = servers::nginx(Nginx::Error500);
+    let fixture = Fixture::new("basic");
+    let run = build(&fixture, &with(&bazel_env(&server), &[]));
+    let warnings = run.output.warnings();
+    assert_eq!(warnings.len(), 1, "{}", run.output);
+    assert!(
+        warnings[0].contains("500") && warnings[0].contains(&server.url()),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(run.summary.totals.ran, 3);
+}
+
+#[test]
+fn a_tampered_artifact_is_a_miss_with_a_warning() {
+    for protocol in ["turbo", "bazel"] {
+        let server = if protocol == "turbo" {
+            servers::turborepo_remote_cache(TOKEN, None)
+        } else {
+            servers::nginx(Nginx::BazelCache)
+        };
+        let env = if protocol == "turbo" {
+            turbo_env(&server, TOKEN)
+        } else {
+            bazel_env(&server)
+        };
+        let env = with(&env, &[]);
+        build(&Fixture::new("basic"), &env);
+        // Flip one byte in the middle of every stored outputs archive: CAS blobs (Bazel), or
+        // whole artifacts (Turborepo; they start with their `entry.json` member), not the
+        // small JSON records.
+        for file in server.stored_files() {
+            let path = server.storage.join(&file);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let carries_outputs = if protocol == "turbo" {
+                bytes.starts_with(b"entry.json")
+            } else {
+                file.starts_with("cas/")
+            };
+            if carries_outputs && !bytes.is_empty() {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x55;
+                std::fs::write(&path, bytes).unwrap();
+            }
+        }
+        let b = Fixture::new("basic");
+        let run = build(&b, &env);
+        let remote = run.summary.remote.as_ref().expect("remote totals");
+        assert_eq!(remote.hits, 0, "{protocol}: {}", run.output);
+        assert_eq!(remote.rejected, 3, "{protocol}: {}", run.output);
+        assert!(
+            run.output.warnings().iter().all(|w| w.contains("rejected")),
+            "{protocol}: {}",
+            run.output
+        );
+        // Whatever was rejected was rebuilt; the binary is the real one.
+        let output = Command::new(b.path("target/debug/app")).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_signature_is_a_miss_with_a_warning() {
+    // Uploaded unsigned, read with a key: every artifact lacks a tag. (A server started with a
+    // signature key refuses unsigned artifacts itself, so this one has none.)
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    build(&Fixture::new("basic"), &with(&env, &[]));
+    let run = build(
+        &Fixture::new("basic"),
+        &with(&env, &[("TURBO_REMOTE_CACHE_SIGNATURE_KEY", KEY)]),
+    );
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!((remote.hits, remote.rejected), (0, 3), "{}", run.output);
+    assert!(
+        run.output
+            .warnings()
+            .iter()
+            .all(|w| w.contains("not signed")),
+        "{}",
+        run.output
+    );
+    // Signed with another key.
+    let server = servers::turborepo_remote_cache(TOKEN, Some(KEY));
+    let env = turbo_env(&server, TOKEN);
+    build(
+        &Fixture::new("basic"),
+        &with(
+            &env,
+            &[(
+                "TURBO_REMOTE_CACHE_SIGNATURE_KEY",
+                "another-key-another-key-another-key",
+            )],
+        ),
+    );
+    let run = build(
+        &Fixture::new("basic"),
+        &with(&env, &[("TURBO_REMOTE_CACHE_SIGNATURE_KEY", KEY)]),
+    );
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!((remote.hits, remote.rejected), (0, 3), "{}", run.output);
+    assert!(
+        run.output
+            .warnings()
+            .iter()
+            .all(|w| w.contains("signature does not match")),
+        "{}",
+        run.output
+    );
+    assert!(!format!("{}", run.output).contains(KEY));
+}
+
+#[test]
+fn read_only_mode_never_uploads_but_reads() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let run = build(
+        &Fixture::new("basic"),
+        &with(&env, &[("XTASK_REMOTE_CACHE_MODE", "read-only")]),
+    );
+    assert_eq!(run.summary.remote.as_ref().unwrap().uploaded, 0);
+    assert!(
+        server.stored_files().is_empty(),
+        "{:?}",
+        server.stored_files()
+    );
+    // TURBO_CACHE's remote part works the same way.
+    build(
+        &Fixture::new("basic"),
+        &with(&env, &[("TURBO_CACHE", "local:rw,remote:r")]),
+    );
+    assert!(
+        server.stored_files().is_empty(),
+        "{:?}",
+        server.stored_files()
+    );
+    // A read-write machine uploads; a read-only one then reads.
+    build(&Fixture::new("basic"), &with(&env, &[]));
+    let count = server.stored_files().len();
+    let run = build(
+        &Fixture::new("basic"),
+        &with(&env, &[("XTASK_REMOTE_CACHE_MODE", "read-only")]),
+    );
+    assert_eq!(run.summary.remote.as_ref().unwrap().hits, 3);
+    assert_eq!(server.stored_files().len(), count);
+}
+
+#[test]
+fn why_remote_names_the_inputs_that_differ_from_the_last_upload() {
+    let server = servers::nginx(Nginx::BazelCache);
+    let env = bazel_env(&server);
+    let env = with(&env, &[]);
+    build(&Fixture::new("basic"), &env);
+    let b = Fixture::new("basic");
+    let same = b.xtask_env(&["why", "app:build", "--remote"], &env);
+    same.assert_code(0);
+    assert!(same.stdout.contains("a remote cache hit"), "{same}");
+    b.append("crates/core/src/lib.rs", "\n// changed on machine B\n");
+    let changed = b.xtask_env(&["why", "app:build", "--remote"], &env);
+    changed.assert_code(0);
+    assert!(
+        changed
+            .stdout
+            .contains("differs from the last upload to the remote cache"),
+        "{changed}"
+    );
+    assert!(
+        changed.stdout.contains("dependency changed: core-lib"),
+        "{changed}"
+    );
+    // The file is named by the task whose own input it is.
+    let changed = b.xtask_env(&["why", "core-lib:build", "--remote"], &env);
+    changed.assert_code(0);
+    assert!(
+        changed.stdout.contains("crates/core/src/lib.rs"),
+        "{changed}"
+    );
+    let none = Fixture::new("basic").xtask(&["why", "app:build", "--remote"]);
+    none.assert_code(3);
+    assert!(
+        none.stderr.contains("no remote cache is configured"),
+        "{none}"
+    );
+}
+
+#[test]
+fn cache_doctor_says_what_is_wrong() {
+    let server = servers::turborepo_remote_cache(TOKEN, Some(KEY));
+    let fixture = Fixture::new("basic");
+    let env = turbo_env(&server, TOKEN);
+    let good = fixture.xtask_env(
+        &["cache", "doctor"],
+        &with(&env, &[("TURBO_REMOTE_CACHE_SIGNATURE_KEY", KEY)]),
+    );
+    good.assert_code(0);
+    assert!(good.stdout.contains("[ok] write"), "{good}");
+    assert!(good.stdout.contains("signature verified"), "{good}");
+    assert!(
+        !good.stdout.contains(TOKEN) && !good.stdout.contains(KEY),
+        "{good}"
+    );
+
+    let wrong = fixture.xtask_env(
+        &["cache", "doctor"],
+        &with(&turbo_env(&server, "nope"), &[]),
+    );
+    wrong.assert_code(4);
+    assert!(
+        wrong.stdout.contains("[FAIL]") && wrong.stdout.contains("401"),
+        "{wrong}"
+    );
+
+    let down = format!("http://127.0.0.1:{}", servers::free_port());
+    let unreachable = fixture.xtask_env(
+        &["cache", "doctor"],
+        &[
+            ("TURBO_API", down.as_str()),
+            ("TURBO_TOKEN", TOKEN),
+            ("TURBO_TEAM", "t"),
+        ],
+    );
+    unreachable.assert_code(4);
+    assert!(
+        unreachable.stdout.contains("connection refused"),
+        "{unreachable}"
+    );
+
+    let bad = fixture.xtask_env(
+        &["cache", "doctor"],
+        &[
+            ("TURBO_API", down.as_str()),
+            ("XTASK_REMOTE_CACHE_MODE", "sometimes"),
+        ],
+    );
+    bad.assert_code(3);
+    assert!(bad.stderr.contains("XTASK_REMOTE_CACHE_MODE"), "{bad}");
+}
