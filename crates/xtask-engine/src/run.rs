@@ -50,6 +50,8 @@ pub struct RunOutcome {
     pub success: bool,
     pub totals: RunTotals,
     pub summary_path: Option<PathBuf>,
+    /// One record per task that finished (hit, ran, failed or skipped), in topological order.
+    pub records: Vec<TaskRecord>,
 }
 
 /// Per-task record of the JSON run summary.
@@ -210,6 +212,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
             success: true,
             totals: RunTotals::default(),
             summary_path: None,
+            records: Vec::new(),
         });
     }
 
@@ -516,6 +519,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
         success,
         totals,
         summary_path,
+        records,
     })
 }
 
