@@ -86,6 +86,14 @@ enum Command {
         #[command(subcommand)]
         action: CacheCommand,
     },
+    /// Build and start the apps, then on every change rebuild (through the cache) and restart
+    /// only the apps whose inputs changed; Ctrl-C stops them all.
+    Dev(DevArgs),
+    /// Benchmarks that measure the tool against its speed targets.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
     /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache.
     Ci {
         /// Parallel jobs (default: the number of cores).
@@ -94,6 +102,42 @@ enum Command {
         /// Ignore cache hits.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// The apps to run (packages with `[package.metadata.xtask.app]`); default: every app.
+    #[arg(value_name = "APP")]
+    apps: Vec<String>,
+    /// How long a stopped app may take to exit after SIGTERM before SIGKILL (e.g. 500ms, 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = xtask_dev::parse_duration)]
+    grace_period: std::time::Duration,
+    /// Quiet time that ends a burst of file changes (e.g. 30ms).
+    #[arg(long, value_name = "DURATION", default_value = "30ms", value_parser = xtask_dev::parse_duration)]
+    debounce: std::time::Duration,
+    /// Let each new process bind its port itself instead of inheriting the socket `dev` holds.
+    #[arg(long)]
+    no_socket_handover: bool,
+    /// Build with the release profile.
+    #[arg(long)]
+    release: bool,
+    /// Parallel jobs (default: the number of cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// `dev`: a one-line edit until the new process answers, split into the tool's overhead and
+    /// cargo's time (runs on a copy of the workspace).
+    Dev {
+        /// The app to edit (default: the first app).
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
+        /// Measured edits (after one warm-up edit).
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        iterations: usize,
     },
 }
 
@@ -231,6 +275,24 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             };
             print(&xtask_engine::cache_command(&location, action)?)
         }
+        Command::Dev(args) => xtask_dev::dev(xtask_dev::DevOptions {
+            location,
+            apps: args.apps,
+            grace_period: args.grace_period,
+            debounce: args.debounce,
+            socket_handover: !args.no_socket_handover,
+            release: args.release,
+            jobs: jobs(args.jobs),
+            ports: Default::default(),
+        }),
+        Command::Bench {
+            bench: BenchCommand::Dev { app, iterations },
+        } => print(&xtask_dev::bench_dev(&xtask_dev::BenchOptions {
+            location,
+            app,
+            iterations: iterations.max(1),
+            jobs: jobs(None),
+        })?),
         Command::Ci { jobs: j, force } => {
             let ok = xtask_engine::ci(
                 &CiOptions {

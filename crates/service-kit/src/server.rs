@@ -33,6 +33,9 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+    /// `LISTEN_FDS` announced a socket that is not a usable TCP listener.
+    #[error("failed to use the listening socket handed over in `LISTEN_FDS`")]
+    Inherited(#[source] io::Error),
     /// The server itself failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
@@ -72,11 +75,26 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = Signal> + Send + 'st
     })
 }
 
-/// Opens a listening socket on `addr`; the error names the address.
+/// Opens the listening socket: the one a supervisor handed over (`LISTEN_FDS=1` and fd 3, the
+/// systemd / listenfd protocol that `cargo xtask dev` uses so that a restart refuses no
+/// connection) when there is one, else a new socket on `addr`; the error names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    if let Some(listener) = inherited_listener().map_err(ServeError::Inherited)? {
+        return Ok(listener);
+    }
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// The TCP listener passed in `LISTEN_FDS`, if any (the variables are removed once read).
+fn inherited_listener() -> io::Result<Option<TcpListener>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let Some(listener) = fds.take_tcp_listener(0)? else {
+        return Ok(None);
+    };
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener).map(Some)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, closes idle

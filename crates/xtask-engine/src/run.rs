@@ -51,6 +51,8 @@ pub struct RunOutcome {
     pub success: bool,
     pub totals: RunTotals,
     pub summary_path: Option<PathBuf>,
+    /// One record per task that finished (hit, ran, failed or skipped), in topological order.
+    pub records: Vec<TaskRecord>,
 }
 
 /// Per-task record of the JSON run summary.
@@ -214,6 +216,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
             success: true,
             totals: RunTotals::default(),
             summary_path: None,
+            records: Vec::new(),
         });
     }
 
@@ -561,6 +564,7 @@ pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutco
         success,
         totals,
         summary_path,
+        records,
     })
 }
 
