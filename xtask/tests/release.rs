@@ -463,7 +463,7 @@ fn assert_released(fixture: &ReleaseFixture) -> Vec<u8> {
     assert_eq!(checked.lines().count(), 2, "{checked}");
     assert!(checked.lines().all(|l| l.ends_with(": OK")), "{checked}");
     let archive = fs::read(dist.join(&archive_name)).unwrap();
-    let mut list = Command::new("tar");
+    let mut list = Command::new(testkit::tool("tar"));
     list.args(["-tvzf", &archive_name, "--numeric-owner", "--full-time"])
         .current_dir(&dist);
     let listing = run_ok(list);
