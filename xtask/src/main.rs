@@ -18,11 +18,15 @@ Exit codes:
   3  the configuration is invalid (unknown key, wrong type, bad value, task cycle, unknown
      task or package); nothing ran and nothing was written to the cache
   4  the environment failed (cargo metadata, git, the file system)
+  5  release refused (dirty tree, wrong branch, failing tests); nothing was changed
 
 Environment:
   XTASK_CACHE_DIR      local cache directory (default: turbo-like-cache/ in the workspace)
   XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: main)
-  CI                   when set, plain line output instead of progress bars";
+  CI                   when set, plain line output instead of progress bars
+  SOURCE_DATE_EPOCH    release archives' file times (default: the released commit's time)
+  XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
+  XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)";
 
 /// Cached builds, tests and custom tasks for Cargo workspaces.
 #[derive(Debug, Parser)]
@@ -94,6 +98,8 @@ enum Command {
         #[command(subcommand)]
         bench: BenchCommand,
     },
+    /// Plan a release (versions, changelogs, tags, artifacts, publishing); --execute applies it.
+    Release(ReleaseArgs),
     /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache.
     Ci {
         /// Parallel jobs (default: the number of cores).
@@ -179,6 +185,25 @@ struct TaskArgs {
     /// Build with the release profile.
     #[arg(long)]
     release: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReleaseArgs {
+    /// Release only these packages (and their dependents); default: every changed package.
+    #[arg(value_name = "PKG")]
+    packages: Vec<String>,
+    /// patch, minor, major, an exact version X.Y.Z, or auto (from conventional commits).
+    #[arg(long, value_name = "BUMP", default_value = "auto")]
+    bump: xtask_release::BumpRequest,
+    /// Apply the plan: commit, tag, build artifacts, publish (resumes an interrupted release).
+    #[arg(long)]
+    execute: bool,
+    /// With --execute, push the release commit and tags to the configured remote.
+    #[arg(long, requires = "execute")]
+    push: bool,
+    /// Parallel jobs for the tests and builds (default: the number of cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,6 +318,20 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             iterations: iterations.max(1),
             jobs: jobs(None),
         })?),
+        Command::Release(args) => {
+            xtask_release::release(
+                &xtask_release::ReleaseOptions {
+                    location,
+                    packages: args.packages,
+                    bump: args.bump,
+                    execute: args.execute,
+                    push: args.push,
+                    jobs: jobs(args.jobs),
+                },
+                &reporter(),
+            )?;
+            Ok(exit_code::SUCCESS)
+        }
         Command::Ci { jobs: j, force } => {
             let ok = xtask_engine::ci(
                 &CiOptions {

@@ -16,7 +16,15 @@ pub mod exit_code {
     pub const CONFIG: i32 = 3;
     /// The environment failed: `cargo metadata`, git, or the file system.
     pub const ENVIRONMENT: i32 = 4;
+    /// A release was refused before anything changed: dirty tree, wrong branch, failing tests.
+    pub const REFUSED: i32 = 5;
 }
+
+/// A command refused to start because the repository is not in a state it may act on (a
+/// release from a dirty tree, another branch, failing tests). Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 /// A mistake in what the user asked for (an unknown package, a bad `PKG:TASK`).
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +39,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
                 ModelError::Config(_) => exit_code::CONFIG,
                 ModelError::Metadata { .. } | ModelError::Io { .. } => exit_code::ENVIRONMENT,
             };
+        }
+        if cause.downcast_ref::<Refused>().is_some() {
+            return exit_code::REFUSED;
         }
         if cause.downcast_ref::<GraphError>().is_some()
             || cause.downcast_ref::<UserError>().is_some()

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 pub use affected::{AffectedPackage, affected, default_base};
 pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
-pub use error::{UserError, exit_code, exit_code_for};
+pub use error::{Refused, UserError, exit_code, exit_code_for};
 pub use output::{GraphFormat, render_graph};
 pub use plan::BUILTIN_GLOBAL_INPUTS;
 pub use run::{DryRunFormat, RunOptions, RunOutcome, TaskRecord, run};

@@ -17,8 +17,8 @@ mod workspace;
 
 pub use config::{
     AppConfig, BUILTIN_TASKS, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
-    DependsOn, RemoteCacheConfig, RemoteMode, RemoteProtocol, Resources, TaskDef, TaskKind,
-    TaskOrigin, WorkspaceConfig,
+    DependsOn, ReleaseConfig, ReleaseMode, RemoteCacheConfig, RemoteMode, RemoteProtocol,
+    Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError};
 pub use quantity::parse_size;

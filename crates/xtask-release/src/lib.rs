@@ -1,0 +1,140 @@
+//! `cargo xtask release`: plans a release of the workspace and, with `--execute`, cuts it:
+//! versions from conventional commits (cargo's 0.x rules), manifests edited in place
+//! (`toml_edit`), `Cargo.lock` updated offline, Keep a Changelog sections, one release commit
+//! and annotated tags, deterministic dist archives with `SHA256SUMS` and CycloneDX SBOMs,
+//! `cargo publish` in dependency order, and `--push`.
+//!
+//! Invariants:
+//! - Without `--execute` nothing is written: the plan goes to stdout and that is all.
+//! - `--execute` applies exactly the printed plan: the plan (with every file's new contents) is
+//!   stored in the state file before the first change, and a rerun resumes it, not a new plan.
+//! - A refusal (dirty tree, wrong branch, failing tests) happens before anything is written.
+//! - Each step is recorded (atomically) right after it is done; a rerun skips recorded steps and
+//!   recognises unrecorded ones that took effect, so nothing is committed, tagged or published
+//!   twice.
+//! - Nothing leaves the machine without `--push` (and `cargo publish` for publishable packages).
+
+mod changelog;
+mod commits;
+mod dist;
+mod execute;
+mod git;
+mod manifest;
+mod plan;
+mod publish;
+mod render;
+mod sbom;
+mod state;
+mod timefmt;
+mod version;
+
+use anyhow::Context;
+use xtask_engine::Location;
+use xtask_engine::report::Reporter;
+
+pub use commits::Level;
+pub use execute::{CRASH_AFTER_ENV, PUBLISH_DRY_RUN_ENV};
+pub use version::BumpRequest;
+
+/// `cargo xtask release [PKG]... [--bump B] [--execute] [--push]`.
+#[derive(Debug, Clone)]
+pub struct ReleaseOptions {
+    pub location: Location,
+    /// Only these packages (and their dependents); empty = every changed package.
+    pub packages: Vec<String>,
+    pub bump: BumpRequest,
+    pub execute: bool,
+    pub push: bool,
+    pub jobs: usize,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The plan was printed; nothing changed.
+    Planned,
+    /// Nothing to release.
+    NothingToRelease,
+    /// Every step is done.
+    Released,
+}
+
+/// Prints the plan; with `execute`, applies it (or resumes an interrupted release).
+pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> anyhow::Result<ReleaseOutcome> {
+    let workspace = xtask_engine::load_workspace(&options.location)?;
+    let git = git::Git::new(&workspace.root);
+    let context = execute::StepContext {
+        location: &options.location,
+        git: &git,
+        reporter,
+        jobs: options.jobs,
+    };
+
+    if let Some(mut state) = state::StateFile::find_incomplete(&workspace.target_dir)? {
+        let done: Vec<String> = state.state.done.iter().map(|d| d.step.clone()).collect();
+        reporter.line(&format!(
+            "an interrupted release is recorded in `{}`",
+            state.path.display()
+        ));
+        if options.execute && options.push && !state.state.plan.push {
+            state.state.plan.push = true;
+        }
+        print(&render::render_plan(&state.state.plan, &done))?;
+        if !options.execute {
+            reporter.line("nothing was changed; `--execute` resumes this release");
+            return Ok(ReleaseOutcome::Planned);
+        }
+        execute::check_resume(&git, &state, &workspace.root)?;
+        state.save()?;
+        execute::run_steps(&context, &workspace, &mut state)?;
+        reporter.line("release complete");
+        return Ok(ReleaseOutcome::Released);
+    }
+
+    if options.execute {
+        execute::check_branch_and_tree(&git, &workspace.config.release.branch)?;
+    }
+    let host = host_triple()?;
+    let plan = plan::make_plan(
+        &workspace,
+        &git,
+        &plan::PlanRequest {
+            packages: &options.packages,
+            bump: &options.bump,
+            push: options.push,
+            host: &host,
+        },
+    )?;
+    print(&render::render_plan(&plan, &[]))?;
+    if plan.is_empty() {
+        return Ok(ReleaseOutcome::NothingToRelease);
+    }
+    if !options.execute {
+        reporter.line("nothing was changed; run again with --execute to apply this plan");
+        return Ok(ReleaseOutcome::Planned);
+    }
+    execute::check_tests(&context)?;
+    let mut state = state::StateFile::new(&workspace.target_dir, plan);
+    state.save()?;
+    reporter.line(&format!("release state: `{}`", state.path.display()));
+    execute::run_steps(&context, &workspace, &mut state)?;
+    reporter.line("release complete");
+    Ok(ReleaseOutcome::Released)
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    xtask_engine::output::write_stdout(text).map(|_| ())
+}
+
+/// The host target triple, from `rustc -vV`.
+fn host_triple() -> anyhow::Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = std::process::Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .context("failed to run `rustc -vV`")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .context("`rustc -vV` printed no host triple")
+}
