@@ -260,6 +260,7 @@ fn run_tasks(
             .map(|p| (!p.as_os_str().is_empty()).then_some(p)),
         jobs: jobs(args.jobs),
         release: args.release,
+        target: None,
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {

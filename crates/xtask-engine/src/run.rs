@@ -15,7 +15,7 @@ use xtask_model::{CargoTask, PackageIndex, TaskKind, Workspace};
 use crate::cargo::{PackageResult, count_tests, run_batch};
 use crate::error::UserError;
 use crate::outputs::collect_outputs;
-use crate::plan::{CargoSettings, PlannedTask, Toolchain, plan};
+use crate::plan::{CargoSettings, CargoTarget, PlannedTask, Toolchain, plan};
 use crate::process::run_captured;
 use crate::report::{Reporter, RunTotals, TaskStatus};
 use crate::{Location, load_workspace};
@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub summarize: Option<Option<PathBuf>>,
     pub jobs: usize,
     pub release: bool,
+    /// Build for this target with these flags instead of the host (used by `image`).
+    pub target: Option<CargoTarget>,
 }
 
 #[derive(Debug)]
@@ -128,6 +130,7 @@ pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     )?;
     let settings = CargoSettings {
         release: options.release,
+        target: options.target.clone(),
     };
     let needs_toolchain = graph
         .nodes
@@ -153,7 +156,8 @@ pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     })
 }
 
-pub(crate) fn open_cache(workspace: &Workspace) -> LocalCache {
+/// The local cache configured for `workspace`.
+pub fn open_cache(workspace: &Workspace) -> LocalCache {
     LocalCache::new(
         workspace.cache_dir(),
         CacheOptions {

@@ -48,6 +48,7 @@ pub fn why(location: &Location, task_id: &str, jobs: usize) -> anyhow::Result<Ex
         summarize: None,
         jobs,
         release: false,
+        target: None,
     };
     let prepared = prepare(&options)?;
     let cache = open_cache(&prepared.workspace);

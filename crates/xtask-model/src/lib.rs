@@ -16,7 +16,7 @@ mod quantity;
 mod workspace;
 
 pub use config::{
-    AppConfig, BUILTIN_TASKS, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
+    AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
     DependsOn, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError};
