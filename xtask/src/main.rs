@@ -22,6 +22,9 @@ Exit codes:
 Environment:
   XTASK_CACHE_DIR      local cache directory (default: turbo-like-cache/ in the workspace)
   XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: main)
+  XTASK_REGISTRY_USERNAME, XTASK_REGISTRY_PASSWORD
+                       credentials for `image --push` (Basic, or for a Bearer token)
+  SOURCE_DATE_EPOCH    the time written into images (default: the app's last commit)
   CI                   when set, plain line output instead of progress bars";
 
 /// Cached builds, tests and custom tasks for Cargo workspaces.
@@ -82,6 +85,39 @@ enum Command {
         #[command(subcommand)]
         action: CacheCommand,
     },
+    /// Generate each app's Dockerfiles, .dockerignore, compose.yaml and .env.example.
+    Docker {
+        /// Check that the committed files are current instead of writing (exit 1 on drift).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write the minimal workspace subset (members and lockfile) that builds APP.
+    Prune {
+        /// The package to build.
+        app: String,
+        /// Where to write it (must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Build APP's static binary (cached) and a reproducible OCI image of it, without Docker.
+    Image {
+        /// The app (a package with [package.metadata.xtask.app]).
+        app: String,
+        /// The image tag (default: the package version).
+        #[arg(long, value_name = "T")]
+        tag: Option<String>,
+        /// A base image given as a local OCI layout, DIR or DIR:TAG (default: scratch).
+        #[arg(long, value_name = "DIR[:TAG]")]
+        base: Option<String>,
+        /// Push to REGISTRY (HOST[:PORT][/NAMESPACE]) with the OCI distribution API.
+        #[arg(long, value_name = "REGISTRY")]
+        push: Option<String>,
+    },
+    /// Benchmarks, reported as ratios measured side by side in one run.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
     /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache.
     Ci {
         /// Parallel jobs (default: the number of cores).
@@ -91,6 +127,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Image assembly and a cached no-op `image` run for apps/api, beside `podman build`.
+    Image,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +256,37 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             };
             print(&xtask_engine::cache_command(&location, action)?)
         }
+        Command::Docker { check } => {
+            let options = xtask_container::DockerOptions { location, check };
+            xtask_container::docker(&options, &reporter())
+        }
+        Command::Prune { app, out } => {
+            let out = match &location.directory {
+                Some(dir) if out.is_relative() => dir.join(out),
+                _ => out,
+            };
+            let options = xtask_container::PruneOptions { location, app, out };
+            xtask_container::prune(&options, &reporter())
+        }
+        Command::Image {
+            app,
+            tag,
+            base,
+            push,
+        } => {
+            let options = xtask_container::ImageOptions {
+                location,
+                app,
+                tag,
+                base,
+                push,
+                jobs: jobs(None),
+            };
+            xtask_container::image(&options, &reporter())
+        }
+        Command::Bench {
+            bench: BenchCommand::Image,
+        } => xtask_container::bench_image(&location, jobs(None)),
         Command::Ci { jobs: j, force } => {
             let ok = xtask_engine::ci(
                 &CiOptions {

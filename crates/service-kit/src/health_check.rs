@@ -16,7 +16,9 @@ pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whether the process was started as `APP --health-check`.
 pub fn health_check_requested() -> bool {
-    std::env::args_os().nth(1).is_some_and(|arg| arg == HEALTH_CHECK_FLAG)
+    std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == HEALTH_CHECK_FLAG)
 }
 
 /// The probe as an app's `main` runs it: exit 0 when `/health` answers 200, else 1 with the

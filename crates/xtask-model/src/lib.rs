@@ -16,8 +16,8 @@ mod quantity;
 mod workspace;
 
 pub use config::{
-    AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
-    DependsOn, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
+    AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, DEFAULT_CACHE_DIR,
+    DEFAULT_CACHE_MAX_SIZE, DependsOn, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError};
 pub use quantity::parse_size;
