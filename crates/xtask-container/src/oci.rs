@@ -398,6 +398,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create a file in `{}`", parent.display()))?;
     file.write_all(bytes)
         .with_context(|| format!("failed to write `{}`", path.display()))?;
+    // NamedTempFile is 0600; these are ordinary files.
+    use std::os::unix::fs::PermissionsExt as _;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("failed to write `{}`", path.display()))?;
     file.persist(path)
         .with_context(|| format!("failed to write `{}`", path.display()))?;
     Ok(())
