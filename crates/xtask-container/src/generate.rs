@@ -286,8 +286,8 @@ fn final_stage(out: &mut String, app: App<'_>, copy_from: &str) {
     let _ = writeln!(out, "FROM scratch");
     let _ = writeln!(
         out,
-        "LABEL org.opencontainers.image.title=\"{name}\" \\\n      org.opencontainers.image.version=\"{}\" \\\n      org.opencontainers.image.licenses=\"{}\"",
-        app.package.version, "MIT OR Apache-2.0"
+        "LABEL org.opencontainers.image.title=\"{name}\" \\\n      org.opencontainers.image.version=\"{}\"",
+        app.package.version
     );
     let _ = writeln!(out, "COPY {copy_from} /app/{binary}");
     let _ = writeln!(out, "USER {NON_ROOT_USER}");
