@@ -129,7 +129,8 @@ pub fn image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Result<i32>
 pub fn build_image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Result<BuiltImage> {
     let workspace = load_workspace(&options.location)?;
     let app = find_app(&workspace, &options.app)?;
-    let outcome = xtask_engine::run(
+    let outcome = xtask_engine::run_loaded(
+        workspace.clone(),
         &RunOptions {
             location: Location {
                 manifest_path: Some(workspace.manifest_path.clone()),

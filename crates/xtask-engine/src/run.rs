@@ -98,7 +98,10 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
-    let workspace = load_workspace(&options.location)?;
+    prepare_loaded(load_workspace(&options.location)?, options)
+}
+
+fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<Prepared> {
     let mut selected: Vec<PackageIndex> = Vec::new();
     for name in &options.packages {
         let index = workspace.package_index(name).ok_or_else(|| {
@@ -193,12 +196,23 @@ struct Executed {
 }
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
+    let workspace = load_workspace(&options.location)?;
+    run_loaded(workspace, options, reporter)
+}
+
+/// [`run`] on a workspace the caller has already loaded (`options.location` is not read), so
+/// a command that needs the model itself runs `cargo metadata` once.
+pub fn run_loaded(
+    workspace: Workspace,
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let prepared = prepare(options)?;
+    let prepared = prepare_loaded(workspace, options)?;
     let Prepared {
         workspace,
         graph,
