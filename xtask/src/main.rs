@@ -24,9 +24,11 @@ Environment:
   XTASK_CACHE_DIR      local cache directory (default: turbo-like-cache/ in the workspace)
   XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: main)
   CI                   when set, plain line output instead of progress bars
-  SOURCE_DATE_EPOCH    release archives' file times (default: the released commit's time)
+  SOURCE_DATE_EPOCH    file times of release archives and images (default: the last commit's)
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
-  XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)";
+  XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)
+  XTASK_REGISTRY_USERNAME, XTASK_REGISTRY_PASSWORD
+                       credentials for `image --push` (Basic, or for a Bearer token)";
 
 /// Cached builds, tests and custom tasks for Cargo workspaces.
 #[derive(Debug, Parser)]
@@ -93,7 +95,35 @@ enum Command {
     /// Build and start the apps, then on every change rebuild (through the cache) and restart
     /// only the apps whose inputs changed; Ctrl-C stops them all.
     Dev(DevArgs),
-    /// Benchmarks that measure the tool against its speed targets.
+    /// Generate each app's Dockerfiles, .dockerignore, compose.yaml and .env.example.
+    Docker {
+        /// Check that the committed files are current instead of writing (exit 1 on drift).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write the minimal workspace subset (members and lockfile) that builds APP.
+    Prune {
+        /// The package to build.
+        app: String,
+        /// Where to write it (must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Build APP's static binary (cached) and a reproducible OCI image of it, without Docker.
+    Image {
+        /// The app (a package with [package.metadata.xtask.app]).
+        app: String,
+        /// The image tag (default: the package version).
+        #[arg(long, value_name = "T")]
+        tag: Option<String>,
+        /// A base image given as a local OCI layout, DIR or DIR:TAG (default: scratch).
+        #[arg(long, value_name = "DIR[:TAG]")]
+        base: Option<String>,
+        /// Push to REGISTRY (HOST[:PORT][/NAMESPACE]) with the OCI distribution API.
+        #[arg(long, value_name = "REGISTRY")]
+        push: Option<String>,
+    },
+    /// Benchmarks, reported as ratios measured side by side in one run.
     Bench {
         #[command(subcommand)]
         bench: BenchCommand,
@@ -145,6 +175,8 @@ enum BenchCommand {
         #[arg(long, value_name = "N", default_value_t = 5)]
         iterations: usize,
     },
+    /// Image assembly and a cached no-op `image` run for apps/api, beside `podman build`.
+    Image,
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +364,37 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             )?;
             Ok(exit_code::SUCCESS)
         }
+        Command::Docker { check } => {
+            let options = xtask_container::DockerOptions { location, check };
+            xtask_container::docker(&options, &reporter())
+        }
+        Command::Prune { app, out } => {
+            let out = match &location.directory {
+                Some(dir) if out.is_relative() => dir.join(out),
+                _ => out,
+            };
+            let options = xtask_container::PruneOptions { location, app, out };
+            xtask_container::prune(&options, &reporter())
+        }
+        Command::Image {
+            app,
+            tag,
+            base,
+            push,
+        } => {
+            let options = xtask_container::ImageOptions {
+                location,
+                app,
+                tag,
+                base,
+                push,
+                jobs: jobs(None),
+            };
+            xtask_container::image(&options, &reporter())
+        }
+        Command::Bench {
+            bench: BenchCommand::Image,
+        } => xtask_container::bench_image(&location, jobs(None)),
         Command::Ci { jobs: j, force } => {
             let ok = xtask_engine::ci(
                 &CiOptions {
@@ -378,6 +441,7 @@ fn run_tasks(
             .map(|p| (!p.as_os_str().is_empty()).then_some(p)),
         jobs: jobs(args.jobs),
         release: args.release,
+        target: None,
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {

@@ -207,3 +207,28 @@ fn an_invalid_environment_exits_2_naming_every_bad_variable() {
         "stderr:\n{stderr}"
     );
 }
+
+/// `api --health-check` probes a running api: exit 0 while it serves, 1 (with the reason) once
+/// nothing listens on its port.
+#[test]
+fn health_check_mode_answers_for_the_running_service() {
+    let api = start();
+    let port = api.addr().port().to_string();
+    let probe = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+            .arg("--health-check")
+            .env_clear()
+            .env("PORT", &port)
+            .output()
+            .unwrap()
+    };
+    let healthy = probe();
+    assert!(healthy.status.success(), "{healthy:?}");
+    terminate_and_expect_clean_exit(api);
+    let down = probe();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("health check failed"),
+        "{down:?}"
+    );
+}

@@ -5,6 +5,9 @@
 //! `BIND_ADDR`, `SHUTDOWN_GRACE_MS` and `RUST_LOG`, as documented in `service_kit::config` and
 //! `service_kit::log`. Logs go to stderr.
 //!
+//! `APP --health-check` GETs the running service's own `/health` over loopback and exits 0
+//! on 200, else 1 (container health checks; the images have no curl).
+//!
 //! Exit codes: 0 after a clean shutdown on SIGTERM or SIGINT, 1 when the service fails, 2 when
 //! the environment is invalid (every bad variable is logged).
 
@@ -32,6 +35,9 @@ fn main() -> ExitCode {
     let config = Config::read(&mut env, DEFAULT_PORT);
     let interval_ms = env.integer(WORKER_INTERVAL_MS, DEFAULT_INTERVAL_MS, 1..=MAX_INTERVAL_MS);
     let logger = Logger::read(&mut env, APP_NAME);
+    if service_kit::health_check_requested() {
+        return service_kit::run_health_check(&config, logger);
+    }
     service_kit::run_main(logger, env.finish(), || {
         service::run(config, Duration::from_millis(interval_ms), logger)
     })

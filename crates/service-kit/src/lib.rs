@@ -6,6 +6,7 @@
 //! (only [`testing`] does, for tests), and never exits the process; the apps decide exit codes.
 
 pub mod config;
+pub mod health_check;
 pub mod log;
 pub mod metrics;
 pub mod readiness;
@@ -14,6 +15,7 @@ pub mod server;
 pub mod testing;
 
 pub use config::{Config, ConfigError, EnvReader, InvalidVar};
+pub use health_check::{HEALTH_CHECK_FLAG, health_check_requested, probe_health, run_health_check};
 pub use log::{Level, Logger};
 pub use metrics::{Counter, Gauge, Metrics};
 pub use readiness::{Readiness, ReadinessState};

@@ -382,6 +382,7 @@ impl Supervisor {
             summarize: None,
             jobs: self.options.jobs,
             release: self.options.release,
+            target: None,
         };
         let started = Instant::now();
         status(&format!("building {}", names.join(", ")));

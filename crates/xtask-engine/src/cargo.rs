@@ -80,6 +80,12 @@ fn compile(
     } else {
         command.arg("--keep-going");
     }
+    if let Some(target) = &settings.target {
+        // The planned hash covers exactly these flags (see `plan`).
+        command
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("RUSTFLAGS", &target.rustflags);
+    }
     command
         .args(["--message-format=json", "--manifest-path"])
         .arg(&workspace.manifest_path)

@@ -30,6 +30,7 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
                 summarize: None,
                 jobs: options.jobs,
                 release: false,
+                target: None,
             },
             reporter,
         )?;

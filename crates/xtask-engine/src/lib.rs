@@ -30,8 +30,8 @@ pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
 pub use error::{Refused, UserError, exit_code, exit_code_for};
 pub use output::{GraphFormat, render_graph};
-pub use plan::BUILTIN_GLOBAL_INPUTS;
-pub use run::{DryRunFormat, RunOptions, RunOutcome, TaskRecord, run};
+pub use plan::{BUILTIN_GLOBAL_INPUTS, CargoTarget};
+pub use run::{DryRunFormat, RunOptions, RunOutcome, TaskRecord, open_cache, run, run_loaded};
 pub use why::{Explanation, Verdict, why};
 
 /// The tool's version, part of every task hash.

@@ -90,6 +90,19 @@ impl Toolchain {
 #[derive(Debug, Clone, Default)]
 pub struct CargoSettings {
     pub release: bool,
+    /// Cross-compile for this target with these flags (e.g. a static binary for an image);
+    /// `None` builds for the host with the environment's `RUSTFLAGS`.
+    pub target: Option<CargoTarget>,
+}
+
+/// An explicit `--target` and the `RUSTFLAGS` cargo runs with for it. Both are part of the
+/// task hash: the triple as the key's target, the flags as the `RUSTFLAGS` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CargoTarget {
+    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
+    pub triple: String,
+    /// The `RUSTFLAGS` value, e.g. `-C target-feature=+crt-static` (replaces the environment's).
+    pub rustflags: String,
 }
 
 impl CargoSettings {
@@ -107,6 +120,11 @@ impl CargoSettings {
         };
         if self.release && task != CargoTask::Fmt {
             args.push("--release");
+        }
+        if let Some(target) = &self.target
+            && task != CargoTask::Fmt
+        {
+            args.extend(["--target", target.triple.as_str()]);
         }
         if task == CargoTask::Lint {
             args.extend(["--", "-D", "warnings"]);
@@ -285,6 +303,16 @@ pub fn plan(
                     for (name, value) in &cargo_env {
                         env.insert(name.clone(), Some(env_value_digest(value)));
                     }
+                    if let Some(target) = &settings.target
+                        && *task != CargoTask::Fmt
+                    {
+                        // The flags cargo will really see (see `cargo::compile`).
+                        env.remove("CARGO_ENCODED_RUSTFLAGS");
+                        env.insert(
+                            "RUSTFLAGS".to_string(),
+                            Some(env_value_digest(&target.rustflags)),
+                        );
+                    }
                     let mut workspace_dependencies = BTreeMap::new();
                     for &dep in closures.get(&(node.package, *task)).into_iter().flatten() {
                         let fingerprint = match fingerprints.get(&dep) {
@@ -308,7 +336,10 @@ pub fn plan(
                     };
                     let toolchain_key = toolchain.map(|t| ToolchainKey {
                         rustc_version: t.rustc_version.clone(),
-                        target: t.host.clone(),
+                        target: match (&settings.target, *task) {
+                            (Some(target), task) if task != CargoTask::Fmt => target.triple.clone(),
+                            _ => t.host.clone(),
+                        },
                         profile: if *task == CargoTask::Fmt {
                             String::new()
                         } else {
@@ -381,4 +412,32 @@ pub fn is_global_input(workspace: &Workspace, path: &str) -> bool {
             .map(|g| g.compile_matcher().is_match(path))
             .unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_target_reaches_the_command_line_except_for_fmt() {
+        let settings = CargoSettings {
+            release: true,
+            target: Some(CargoTarget {
+                triple: "x86_64-unknown-linux-gnu".into(),
+                rustflags: "-C target-feature=+crt-static".into(),
+            }),
+        };
+        assert_eq!(
+            settings.command(CargoTask::Build).join(" "),
+            "cargo build --release --target x86_64-unknown-linux-gnu"
+        );
+        assert_eq!(
+            settings.command(CargoTask::Fmt).join(" "),
+            "cargo fmt --check"
+        );
+        assert_eq!(
+            CargoSettings::default().command(CargoTask::Build).join(" "),
+            "cargo build"
+        );
+    }
 }

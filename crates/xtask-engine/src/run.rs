@@ -15,7 +15,7 @@ use xtask_model::{CargoTask, PackageIndex, TaskKind, Workspace};
 use crate::cargo::{PackageResult, count_tests, run_batch};
 use crate::error::UserError;
 use crate::outputs::collect_outputs;
-use crate::plan::{CargoSettings, PlannedTask, Toolchain, plan};
+use crate::plan::{CargoSettings, CargoTarget, PlannedTask, Toolchain, plan};
 use crate::process::run_captured;
 use crate::remote::{Upload, Uploader};
 use crate::report::{Reporter, RunTotals, TaskStatus};
@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub summarize: Option<Option<PathBuf>>,
     pub jobs: usize,
     pub release: bool,
+    /// Build for this target with these flags instead of the host (used by `image`).
+    pub target: Option<CargoTarget>,
 }
 
 #[derive(Debug)]
@@ -102,7 +104,10 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
-    let workspace = load_workspace(&options.location)?;
+    prepare_loaded(load_workspace(&options.location)?, options)
+}
+
+fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<Prepared> {
     let mut selected: Vec<PackageIndex> = Vec::new();
     for name in &options.packages {
         let index = workspace.package_index(name).ok_or_else(|| {
@@ -134,6 +139,7 @@ pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     )?;
     let settings = CargoSettings {
         release: options.release,
+        target: options.target.clone(),
     };
     let needs_toolchain = graph
         .nodes
@@ -159,7 +165,8 @@ pub(crate) fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     })
 }
 
-pub(crate) fn open_cache(workspace: &Workspace) -> LocalCache {
+/// The local cache configured for `workspace`.
+pub fn open_cache(workspace: &Workspace) -> LocalCache {
     LocalCache::new(
         workspace.cache_dir(),
         CacheOptions {
@@ -195,12 +202,23 @@ struct Executed {
 }
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
+    let workspace = load_workspace(&options.location)?;
+    run_loaded(workspace, options, reporter)
+}
+
+/// [`run`] on a workspace the caller has already loaded (`options.location` is not read), so
+/// a command that needs the model itself runs `cargo metadata` once.
+pub fn run_loaded(
+    workspace: Workspace,
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let prepared = prepare(options)?;
+    let prepared = prepare_loaded(workspace, options)?;
     let Prepared {
         workspace,
         graph,

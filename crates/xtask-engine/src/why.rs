@@ -118,6 +118,7 @@ pub fn why(
         summarize: None,
         jobs,
         release: false,
+        target: None,
     };
     let prepared = prepare(&options)?;
     let cache = open_cache(&prepared.workspace);

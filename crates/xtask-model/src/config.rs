@@ -40,6 +40,7 @@
 //! branch = "main"                        # releases are cut from this branch only
 //! tag_format = "{name}-v{version}"       # lockstep default: "v{version}"
 //! remote = "origin"                      # where `--push` pushes
+//! services = ["postgres", "redis"]       # backing services it needs (compose.yaml)
 //! ```
 
 use std::collections::BTreeMap;
@@ -286,6 +287,26 @@ pub struct AppConfig {
     pub resources: Resources,
     /// Non-secret default environment of the app.
     pub env: BTreeMap<String, String>,
+    /// Backing services the app needs (`services = ["postgres"]`), sorted, without duplicates.
+    pub services: Vec<BackingService>,
+}
+
+/// A backing service an app can declare; the container generators know how to run each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BackingService {
+    Postgres,
+    Redis,
+}
+
+impl BackingService {
+    pub const ALL: [BackingService; 2] = [BackingService::Postgres, BackingService::Redis];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackingService::Postgres => "postgres",
+            BackingService::Redis => "redis",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,6 +423,8 @@ struct RawApp {
     resources: Option<Spanned<RawResources>>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    services: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1074,6 +1097,7 @@ fn validate_app(
             ));
         }
     }
+    let services = validate_services(source, key, app.services, problems);
     (problems.len() == before).then(|| AppConfig {
         port: u16::try_from(port).unwrap_or(1),
         health_path,
@@ -1081,6 +1105,7 @@ fn validate_app(
         metrics_path,
         resources,
         env: app.env,
+        services,
     })
 }
 
@@ -1221,6 +1246,36 @@ fn validate_release(
         }
     }
     config
+}
+
+/// `services = [...]`: each a known [`BackingService`], located when not.
+fn validate_services(
+    source: &ManifestSource<'_>,
+    key: &str,
+    raw: Vec<Spanned<String>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<BackingService> {
+    let mut services = Vec::new();
+    for name in raw {
+        match BackingService::ALL
+            .into_iter()
+            .find(|s| s.name() == name.get_ref())
+        {
+            Some(service) => services.push(service),
+            None => problems.push(source.problem(
+                format!("{key}.services"),
+                Some(name.span().start),
+                format!(
+                    "unknown backing service {:?}; known: {}",
+                    name.get_ref(),
+                    BackingService::ALL.map(BackingService::name).join(", ")
+                ),
+            )),
+        }
+    }
+    services.sort();
+    services.dedup();
+    services
 }
 
 /// Does the workspace-level task apply to this package?
@@ -1476,5 +1531,29 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].key, "workspace.metadata.xtask.release.sign");
         assert_eq!(problems[0].line, Some(3));
+    }
+
+    #[test]
+    fn backing_services_are_known_names_located_when_not() {
+        let (pkg, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 1\nservices = [\"redis\", \"postgres\", \"redis\"]\n",
+            &BTreeMap::new(),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            pkg.app.expect("app").services,
+            vec![BackingService::Postgres, BackingService::Redis]
+        );
+        let (pkg, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 1\nservices = [\"redis\",\n  \"mongo\"]\n",
+            &BTreeMap::new(),
+        );
+        assert!(pkg.app.is_none());
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(rendered.len(), 1, "{rendered:#?}");
+        assert!(
+            rendered[0].contains(":6: `package.metadata.xtask.app.services`: unknown backing service \"mongo\"; known: postgres, redis"),
+            "{rendered:#?}"
+        );
     }
 }

@@ -16,9 +16,9 @@ mod quantity;
 mod workspace;
 
 pub use config::{
-    AppConfig, BUILTIN_TASKS, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
-    DependsOn, ReleaseConfig, ReleaseMode, RemoteCacheConfig, RemoteMode, RemoteProtocol,
-    Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
+    AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, DEFAULT_CACHE_DIR,
+    DEFAULT_CACHE_MAX_SIZE, DependsOn, ReleaseConfig, ReleaseMode, RemoteCacheConfig, RemoteMode,
+    RemoteProtocol, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError};
 pub use quantity::parse_size;

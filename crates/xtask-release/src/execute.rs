@@ -72,6 +72,7 @@ pub fn check_tests(context: &StepContext<'_>) -> anyhow::Result<()> {
             summarize: None,
             jobs: context.jobs,
             release: false,
+            target: None,
         },
         context.reporter,
     )?;
@@ -284,6 +285,7 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
             summarize: None,
             jobs: context.jobs,
             release: true,
+            target: None,
         },
         context.reporter,
     )?;
