@@ -17,7 +17,7 @@ mod workspace;
 
 pub use config::{
     AppConfig, BUILTIN_TASKS, CacheConfig, CargoTask, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE,
-    DependsOn, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
+    DependsOn, DeployConfig, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError};
 pub use quantity::parse_size;
