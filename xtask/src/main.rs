@@ -22,6 +22,7 @@ Exit codes:
 Environment:
   XTASK_CACHE_DIR      local cache directory (default: turbo-like-cache/ in the workspace)
   XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: main)
+  XTASK_KUBECTL        the kubectl program `deploy` runs (default: kubectl on PATH)
   CI                   when set, plain line output instead of progress bars";
 
 /// Cached builds, tests and custom tasks for Cargo workspaces.
@@ -82,8 +83,12 @@ enum Command {
         #[command(subcommand)]
         action: CacheCommand,
     },
-    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache.
+    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache;
+    /// `ci generate` writes the GitHub Actions workflows.
+    #[command(args_conflicts_with_subcommands = true)]
     Ci {
+        #[command(subcommand)]
+        action: Option<CiCommand>,
         /// Parallel jobs (default: the number of cores).
         #[arg(short, long, value_name = "N")]
         jobs: Option<usize>,
@@ -91,6 +96,39 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Generate the Kustomize base and overlays in k8s/ from the apps' metadata.
+    K8s {
+        /// Write nothing; fail (exit 1) with a diff when k8s/ is out of date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Render ENV's overlay with built images pinned by digest, apply it with kubectl, wait for
+    /// every rollout and roll back a failed one.
+    Deploy {
+        /// The environment.
+        #[arg(value_enum)]
+        environment: EnvironmentArg,
+        /// Print the plan (images, rendered objects, kubectl steps) without running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CiCommand {
+    /// Write .github/workflows/ (ci, images, deploy) from the workspace.
+    Generate {
+        /// Write nothing; fail (exit 1) with a diff when the workflows are out of date.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EnvironmentArg {
+    Dev,
+    Staging,
+    Production,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,7 +252,44 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             };
             print(&xtask_engine::cache_command(&location, action)?)
         }
-        Command::Ci { jobs: j, force } => {
+        Command::Ci {
+            action: Some(CiCommand::Generate { check }),
+            ..
+        } => success(xtask_deploy::ci_generate(
+            &xtask_deploy::GenerateOptions { location, check },
+            &reporter(),
+        )?),
+        Command::K8s { check } => success(xtask_deploy::k8s(
+            &xtask_deploy::GenerateOptions { location, check },
+            &reporter(),
+        )?),
+        Command::Deploy {
+            environment,
+            dry_run,
+        } => {
+            let environment = match environment {
+                EnvironmentArg::Dev => xtask_deploy::Environment::Dev,
+                EnvironmentArg::Staging => xtask_deploy::Environment::Staging,
+                EnvironmentArg::Production => xtask_deploy::Environment::Production,
+            };
+            let outcome = xtask_deploy::deploy(
+                &xtask_deploy::DeployOptions {
+                    location,
+                    environment,
+                    dry_run,
+                },
+                &reporter(),
+            )?;
+            if dry_run {
+                print(&outcome.plan.render())?;
+            }
+            success(outcome.success)
+        }
+        Command::Ci {
+            action: None,
+            jobs: j,
+            force,
+        } => {
             let ok = xtask_engine::ci(
                 &CiOptions {
                     location,
@@ -263,6 +338,14 @@ fn run_tasks(
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {
+        exit_code::SUCCESS
+    } else {
+        exit_code::TASK_FAILED
+    })
+}
+
+fn success(ok: bool) -> anyhow::Result<i32> {
+    Ok(if ok {
         exit_code::SUCCESS
     } else {
         exit_code::TASK_FAILED
