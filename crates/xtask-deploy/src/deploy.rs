@@ -261,10 +261,13 @@ pub fn plan(
         .with_context(|| format!("failed to create `{}`", dir.display()))?;
     let overlay = std::fs::canonicalize(&overlay)
         .with_context(|| format!("failed to open `{}`", overlay.display()))?;
+    let canonical_dir = std::fs::canonicalize(&dir)
+        .with_context(|| format!("failed to open `{}`", dir.display()))?;
+    // Kustomize accepts only relative resource paths.
     let mut kustomization = map([
         ("apiVersion", str("kustomize.config.k8s.io/v1beta1")),
         ("kind", str("Kustomization")),
-        ("resources", seq([str(overlay.to_string_lossy())])),
+        ("resources", seq([str(path_from(&canonical_dir, &overlay))])),
     ]);
     if !pins.is_empty() {
         crate::yaml::insert(&mut kustomization, "images", seq(pins));
@@ -391,4 +394,18 @@ fn execute(root: &Path, plan: &DeployPlan, reporter: &Reporter) -> anyhow::Resul
         failed.join(", ")
     ));
     Ok(false)
+}
+
+/// The relative path from directory `from` to `to` (both absolute and canonical).
+fn path_from(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
 }
