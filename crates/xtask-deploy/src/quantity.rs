@@ -66,7 +66,7 @@ fn decimal_times(number: &str, multiplier: u64) -> Option<u64> {
 
 /// `250m`, or `2` for whole cores.
 pub(crate) fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{millis}m")
@@ -76,7 +76,7 @@ pub(crate) fn format_cpu(millis: u64) -> String {
 /// `64Mi`, `1Gi`, `512Ki` or plain bytes, whichever is exact.
 pub(crate) fn format_memory(bytes: u64) -> String {
     for (suffix, multiplier) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes % multiplier == 0 && bytes > 0 {
+        if bytes.is_multiple_of(multiplier) && bytes > 0 {
             return format!("{}{suffix}", bytes / multiplier);
         }
     }

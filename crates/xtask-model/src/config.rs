@@ -1031,6 +1031,14 @@ fn validate_app(
     })
 }
 
+/// `(field, value, check, what it must be)` of one `[workspace.metadata.xtask.deploy]` key.
+type DeployField<'a> = (
+    &'a str,
+    &'a Spanned<String>,
+    &'a dyn Fn(&str) -> bool,
+    &'a str,
+);
+
 fn validate_deploy(
     source: &ManifestSource<'_>,
     key: &str,
@@ -1053,7 +1061,7 @@ fn validate_deploy(
             })
     };
     let domain_ok = |d: &str| d.len() <= 240 && d.split('.').all(is_dns_label);
-    let fields: [(&str, &Spanned<String>, &dyn Fn(&str) -> bool, &str); 3] = [
+    let fields: [DeployField<'_>; 3] = [
         (
             "namespace",
             &deploy.namespace,
