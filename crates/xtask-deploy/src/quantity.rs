@@ -37,6 +37,7 @@ pub(crate) fn memory_bytes(text: &str) -> Option<u64> {
 fn decimal_times(number: &str, multiplier: u64) -> Option<u64> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty() && fraction.is_empty()
+        || fraction.len() > 18
         || !whole
             .chars()
             .chain(fraction.chars())
@@ -49,19 +50,16 @@ fn decimal_times(number: &str, multiplier: u64) -> Option<u64> {
     } else {
         whole.parse().ok()?
     };
-    let mut result = whole.checked_mul(multiplier)?;
-    let mut scale = multiplier;
-    let mut remainder = 0u64;
-    for digit in fraction.chars() {
-        let digit = u64::from(digit.to_digit(10)?);
-        if scale < 10 {
-            remainder += digit;
-            continue;
-        }
-        scale /= 10;
-        result = result.checked_add(digit * scale)?;
-    }
-    Some(result + u64::from(remainder > 0))
+    let numerator: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
+    let denominator = 10u128.pow(u32::try_from(fraction.len()).ok()?);
+    let fraction_part = (u128::from(multiplier) * numerator).div_ceil(denominator);
+    whole
+        .checked_mul(multiplier)?
+        .checked_add(u64::try_from(fraction_part).ok()?)
 }
 
 /// `250m`, or `2` for whole cores.

@@ -43,7 +43,50 @@ pub(crate) fn int(number: impl Into<i64>) -> Value {
 /// One YAML document as text (no header, no `---`).
 pub(crate) fn to_text(value: &Value) -> String {
     // Serializing a `Value` built from strings, numbers, booleans and mappings cannot fail.
-    yaml_serde::to_string(value).unwrap_or_else(|error| panic!("unserializable YAML: {error}"))
+    let text =
+        yaml_serde::to_string(value).unwrap_or_else(|error| panic!("unserializable YAML: {error}"));
+    quote_yaml11_booleans(&text)
+}
+
+/// Plain scalars that YAML 1.1 readers (Kubernetes' Go YAML among them) take for booleans.
+const YAML11_BOOLEANS: [&str; 22] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF", "true", "True", "TRUE", "false", "False", "FALSE",
+];
+
+/// yaml_serde writes YAML 1.2, where `yes` is a string; quotes such plain scalar values (after
+/// `key: ` or `- `, outside block scalars) so YAML 1.1 readers see strings too.
+fn quote_yaml11_booleans(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut block_indent: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(block) = block_indent {
+            if line.trim().is_empty() || indent > block {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            block_indent = None;
+        }
+        let split = line.rfind(": ").map(|at| at + 2).or_else(|| {
+            line.trim_start()
+                .starts_with("- ")
+                .then(|| line.rfind("- ").map(|at| at + 2))?
+        });
+        match split {
+            Some(at) if YAML11_BOOLEANS.contains(&&line[at..]) && !line[at..].is_empty() => {
+                out.push_str(&format!("{}'{}'", &line[..at], &line[at..]));
+            }
+            Some(at) if line[at..].starts_with('|') || line[at..].starts_with('>') => {
+                block_indent = Some(indent);
+                out.push_str(line);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// A file: `# `-prefixed comment lines (the header first), then the documents separated by
@@ -87,7 +130,12 @@ mod tests {
                 ("flag", str("true")),
                 ("script", str("echo a\necho \"$B\"\n")),
             ]),
-            map([("n", int(3)), ("list", seq([str("yes"), str("*.yaml")]))]),
+            map([
+                ("n", int(3)),
+                ("list", seq([str("yes"), str("*.yaml"), str("no")])),
+                ("on", str("off")),
+                ("block", str("- yes\non\n")),
+            ]),
         ];
         let text = file(&["generated".to_string(), String::new()], &documents);
         assert!(
