@@ -48,10 +48,12 @@ pub(crate) fn to_text(value: &Value) -> String {
     quote_yaml11_booleans(&text)
 }
 
-/// Plain scalars that YAML 1.1 readers (Kubernetes' Go YAML among them) take for booleans.
-const YAML11_BOOLEANS: [&str; 22] = [
+/// Plain scalars that YAML 1.1 readers (Kubernetes' Go YAML among them) take for booleans but
+/// YAML 1.2 does not (yaml_serde already quotes the strings `true` and `false`, so a plain
+/// `true` is a real boolean).
+const YAML11_BOOLEANS: [&str; 16] = [
     "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
-    "OFF", "true", "True", "TRUE", "false", "False", "FALSE",
+    "OFF",
 ];
 
 /// yaml_serde writes YAML 1.2, where `yes` is a string; quotes such plain scalar values (after
@@ -134,6 +136,8 @@ mod tests {
                 ("n", int(3)),
                 ("list", seq([str("yes"), str("*.yaml"), str("no")])),
                 ("on", str("off")),
+                ("real", Value::Bool(true)),
+                ("text", str("True")),
                 ("block", str("- yes\non\n")),
             ]),
         ];
