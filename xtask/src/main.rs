@@ -28,7 +28,8 @@ Environment:
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
   XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)
   XTASK_REGISTRY_USERNAME, XTASK_REGISTRY_PASSWORD
-                       credentials for `image --push` (Basic, or for a Bearer token)";
+                       credentials for `image --push` (Basic, or for a Bearer token)
+  XTASK_KUBECTL        the kubectl program `deploy` runs (default: kubectl on PATH)";
 
 /// Cached builds, tests and custom tasks for Cargo workspaces.
 #[derive(Debug, Parser)]
@@ -130,8 +131,12 @@ enum Command {
     },
     /// Plan a release (versions, changelogs, tags, artifacts, publishing); --execute applies it.
     Release(ReleaseArgs),
-    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache.
+    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache;
+    /// `ci generate` writes the GitHub Actions workflows.
+    #[command(args_conflicts_with_subcommands = true)]
     Ci {
+        #[command(subcommand)]
+        action: Option<CiCommand>,
         /// Parallel jobs (default: the number of cores).
         #[arg(short, long, value_name = "N")]
         jobs: Option<usize>,
@@ -139,6 +144,39 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Generate the Kustomize base and overlays in k8s/ from the apps' metadata.
+    K8s {
+        /// Write nothing; fail (exit 1) with a diff when k8s/ is out of date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Render ENV's overlay with built images pinned by digest, apply it with kubectl, wait for
+    /// every rollout and roll back a failed one.
+    Deploy {
+        /// The environment.
+        #[arg(value_enum)]
+        environment: EnvironmentArg,
+        /// Print the plan (images, rendered objects, kubectl steps) without running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CiCommand {
+    /// Write .github/workflows/ (ci, images, deploy) from the workspace.
+    Generate {
+        /// Write nothing; fail (exit 1) with a diff when the workflows are out of date.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EnvironmentArg {
+    Dev,
+    Staging,
+    Production,
 }
 
 #[derive(Debug, Args)]
@@ -395,7 +433,44 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Bench {
             bench: BenchCommand::Image,
         } => xtask_container::bench_image(&location, jobs(None)),
-        Command::Ci { jobs: j, force } => {
+        Command::Ci {
+            action: Some(CiCommand::Generate { check }),
+            ..
+        } => success(xtask_deploy::ci_generate(
+            &xtask_deploy::GenerateOptions { location, check },
+            &reporter(),
+        )?),
+        Command::K8s { check } => success(xtask_deploy::k8s(
+            &xtask_deploy::GenerateOptions { location, check },
+            &reporter(),
+        )?),
+        Command::Deploy {
+            environment,
+            dry_run,
+        } => {
+            let environment = match environment {
+                EnvironmentArg::Dev => xtask_deploy::Environment::Dev,
+                EnvironmentArg::Staging => xtask_deploy::Environment::Staging,
+                EnvironmentArg::Production => xtask_deploy::Environment::Production,
+            };
+            let outcome = xtask_deploy::deploy(
+                &xtask_deploy::DeployOptions {
+                    location,
+                    environment,
+                    dry_run,
+                },
+                &reporter(),
+            )?;
+            if dry_run {
+                print(&outcome.plan.render())?;
+            }
+            success(outcome.success)
+        }
+        Command::Ci {
+            action: None,
+            jobs: j,
+            force,
+        } => {
             let ok = xtask_engine::ci(
                 &CiOptions {
                     location,
@@ -445,6 +520,14 @@ fn run_tasks(
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {
+        exit_code::SUCCESS
+    } else {
+        exit_code::TASK_FAILED
+    })
+}
+
+fn success(ok: bool) -> anyhow::Result<i32> {
+    Ok(if ok {
         exit_code::SUCCESS
     } else {
         exit_code::TASK_FAILED

@@ -32,6 +32,11 @@
 //! [package.metadata.xtask.tasks.gen]     # per-package override (or a package-only task)
 //! outputs = ["gen/**"]
 //!
+//! [workspace.metadata.xtask.deploy]      # where apps are deployed (k8s/, cargo xtask deploy)
+//! namespace = "monorepo"                 # Kubernetes namespace prefix: monorepo-dev, -staging, ...
+//! registry = "ghcr.io/example/monorepo"  # images are <registry>/<app>
+//! domain = "example.com"                 # Ingress hosts: dev.example.com, ..., example.com
+//!
 //! [package.metadata.xtask.app]           # deployment settings of a service
 //! port = 8080
 //!
@@ -41,6 +46,9 @@
 //! tag_format = "{name}-v{version}"       # lockstep default: "v{version}"
 //! remote = "origin"                      # where `--push` pushes
 //! services = ["postgres", "redis"]       # backing services it needs (compose.yaml)
+//! ingress_path = "/v1"                   # routed from the Ingress (absent: cluster-internal)
+//! talks_to = ["worker"]                  # apps it calls (NetworkPolicies allow only these)
+//! secrets = ["API_TOKEN"]                # env vars from the app's Secret (names only)
 //! ```
 
 use std::collections::BTreeMap;
@@ -234,6 +242,8 @@ pub struct WorkspaceConfig {
     /// Every task name defined at the workspace level (built-ins included).
     pub task_names: Vec<String>,
     pub release: ReleaseConfig,
+    /// `[workspace.metadata.xtask.deploy]`, when present.
+    pub deploy: Option<DeployConfig>,
 }
 
 /// How packages are versioned by `cargo xtask release`.
@@ -277,6 +287,17 @@ impl Default for ReleaseConfig {
     }
 }
 
+/// Where the apps are deployed (`[workspace.metadata.xtask.deploy]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployConfig {
+    /// Namespace prefix: each environment deploys to `<namespace>-<env>`.
+    pub namespace: String,
+    /// Image repository prefix, without scheme: images are `<registry>/<app>`.
+    pub registry: String,
+    /// DNS domain of the Ingress hosts.
+    pub domain: String,
+}
+
 /// Deployment settings of an app (`[package.metadata.xtask.app]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
@@ -287,6 +308,12 @@ pub struct AppConfig {
     pub resources: Resources,
     /// Non-secret default environment of the app.
     pub env: BTreeMap<String, String>,
+    /// Path prefix routed to the app by the Ingress; `None`: reachable inside the cluster only.
+    pub ingress_path: Option<String>,
+    /// Apps this app calls (their names; checked against the workspace by the generators).
+    pub talks_to: Vec<String>,
+    /// Names of environment variables that come from the app's Secret (never values).
+    pub secrets: Vec<String>,
     /// Backing services the app needs (`services = ["postgres"]`), sorted, without duplicates.
     pub services: Vec<BackingService>,
 }
@@ -347,6 +374,7 @@ struct RawWorkspaceXtask {
     #[serde(default)]
     tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
     release: Option<Spanned<RawRelease>>,
+    deploy: Option<Spanned<RawDeploy>>,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +384,14 @@ struct RawRelease {
     branch: Option<Spanned<String>>,
     tag_format: Option<Spanned<String>>,
     remote: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    namespace: Spanned<String>,
+    registry: Spanned<String>,
+    domain: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +461,11 @@ struct RawApp {
     env: BTreeMap<String, String>,
     #[serde(default)]
     services: Vec<Spanned<String>>,
+    ingress_path: Option<Spanned<String>>,
+    #[serde(default)]
+    talks_to: Vec<Spanned<String>>,
+    #[serde(default)]
+    secrets: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -619,6 +660,9 @@ pub(crate) fn parse_workspace_config(
         .release
         .map(|raw| validate_release(source, &format!("{PREFIX}.release"), raw, problems))
         .unwrap_or_default();
+    let deploy = raw
+        .deploy
+        .and_then(|deploy| validate_deploy(source, &format!("{PREFIX}.deploy"), deploy, problems));
     ParsedWorkspace {
         config: WorkspaceConfig {
             global_inputs,
@@ -626,6 +670,7 @@ pub(crate) fn parse_workspace_config(
             cache,
             task_names,
             release,
+            deploy,
         },
         tasks,
     }
@@ -1089,7 +1134,7 @@ fn validate_app(
         }
     }
     for name in app.env.keys() {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !is_env_name(name) {
             problems.push(source.problem(
                 format!("{key}.env"),
                 Some(app_offset),
@@ -1098,6 +1143,56 @@ fn validate_app(
         }
     }
     let services = validate_services(source, key, app.services, problems);
+    let ingress_path = app.ingress_path.map(|value| {
+        if !is_url_path(value.get_ref()) {
+            problems.push(source.problem(
+                format!("{key}.ingress_path"),
+                Some(value.span().start),
+                format!(
+                    "must be an absolute URL path such as \"/v1\", got {:?}",
+                    value.get_ref()
+                ),
+            ));
+        }
+        value.into_inner()
+    });
+    let mut talks_to = Vec::new();
+    for name in app.talks_to {
+        if !is_dns_label(name.get_ref()) {
+            problems.push(source.problem(
+                format!("{key}.talks_to"),
+                Some(name.span().start),
+                format!("{:?} is not an app name", name.get_ref()),
+            ));
+        }
+        talks_to.push(name.into_inner());
+    }
+    let mut secrets: Vec<String> = Vec::new();
+    for name in app.secrets {
+        let problem = if !is_env_name(name.get_ref()) {
+            Some(format!(
+                "invalid environment variable name {:?}",
+                name.get_ref()
+            ))
+        } else if app.env.contains_key(name.get_ref()) {
+            Some(format!(
+                "`{}` is also in `env`: a variable is either a setting or a secret",
+                name.get_ref()
+            ))
+        } else if secrets.contains(name.get_ref()) {
+            Some(format!("`{}` is listed twice", name.get_ref()))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            problems.push(source.problem(
+                format!("{key}.secrets"),
+                Some(name.span().start),
+                message,
+            ));
+        }
+        secrets.push(name.into_inner());
+    }
     (problems.len() == before).then(|| AppConfig {
         port: u16::try_from(port).unwrap_or(1),
         health_path,
@@ -1105,6 +1200,9 @@ fn validate_app(
         metrics_path,
         resources,
         env: app.env,
+        ingress_path,
+        talks_to,
+        secrets,
         services,
     })
 }
@@ -1276,6 +1374,93 @@ fn validate_services(
     services.sort();
     services.dedup();
     services
+}
+
+/// `(field, value, check, what it must be)` of one `[workspace.metadata.xtask.deploy]` key.
+type DeployField<'a> = (
+    &'a str,
+    &'a Spanned<String>,
+    &'a dyn Fn(&str) -> bool,
+    &'a str,
+);
+
+fn validate_deploy(
+    source: &ManifestSource<'_>,
+    key: &str,
+    deploy: Spanned<RawDeploy>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<DeployConfig> {
+    let before = problems.len();
+    let deploy = deploy.into_inner();
+    // `<namespace>-production` must still be a DNS label (63 characters at most).
+    let namespace_ok = |n: &str| is_dns_label(n) && n.len() <= 52;
+    let registry_ok = |r: &str| {
+        !r.is_empty()
+            && !r.contains("://")
+            && !r.ends_with('/')
+            && r.split('/').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-:".contains(c))
+            })
+    };
+    let domain_ok = |d: &str| d.len() <= 240 && d.split('.').all(is_dns_label);
+    let fields: [DeployField<'_>; 3] = [
+        (
+            "namespace",
+            &deploy.namespace,
+            &namespace_ok,
+            "a DNS label of at most 52 characters (lowercase letters, digits, `-`)",
+        ),
+        (
+            "registry",
+            &deploy.registry,
+            &registry_ok,
+            "an image repository prefix without scheme, such as \"ghcr.io/acme/shop\"",
+        ),
+        (
+            "domain",
+            &deploy.domain,
+            &domain_ok,
+            "a lowercase DNS name such as \"example.com\"",
+        ),
+    ];
+    for (field, value, valid, expected) in fields {
+        if !valid(value.get_ref()) {
+            problems.push(source.problem(
+                format!("{key}.{field}"),
+                Some(value.span().start),
+                format!("must be {expected}, got {:?}", value.get_ref()),
+            ));
+        }
+    }
+    (problems.len() == before).then(|| DeployConfig {
+        namespace: deploy.namespace.into_inner(),
+        registry: deploy.registry.into_inner(),
+        domain: deploy.domain.into_inner(),
+    })
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_url_path(path: &str) -> bool {
+    path.starts_with('/') && !path.contains(char::is_whitespace)
+}
+
+/// An RFC 1123 label: what Kubernetes accepts as a namespace or an object name part.
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// Does the workspace-level task apply to this package?
@@ -1554,6 +1739,75 @@ mod tests {
         assert!(
             rendered[0].contains(":6: `package.metadata.xtask.app.services`: unknown backing service \"mongo\"; known: postgres, redis"),
             "{rendered:#?}"
+        );
+    }
+
+    #[test]
+    fn deploy_settings_and_app_network_fields() {
+        let (parsed, problems) = workspace(
+            "[workspace.metadata.xtask.deploy]\nnamespace = \"shop\"\nregistry = \"ghcr.io/acme/shop\"\ndomain = \"shop.example.com\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            parsed.config.deploy,
+            Some(DeployConfig {
+                namespace: "shop".into(),
+                registry: "ghcr.io/acme/shop".into(),
+                domain: "shop.example.com".into(),
+            })
+        );
+        let (pkg, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 8080\ningress_path = \"/v1\"\n\
+             talks_to = [\"b\"]\nsecrets = [\"API_TOKEN\"]\n",
+            &BTreeMap::new(),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let app = pkg.app.expect("app");
+        assert_eq!(app.ingress_path.as_deref(), Some("/v1"));
+        assert_eq!(app.talks_to, ["b"]);
+        assert_eq!(app.secrets, ["API_TOKEN"]);
+    }
+
+    #[test]
+    fn bad_deploy_settings_are_located() {
+        let (parsed, problems) = workspace(
+            "[workspace.metadata.xtask.deploy]\nnamespace = \"Shop\"\nregistry = \"https://ghcr.io/\"\ndomain = \"example..com\"\n",
+        );
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "Cargo.toml:2: `workspace.metadata.xtask.deploy.namespace`: must be a DNS label of at most 52 characters (lowercase letters, digits, `-`), got \"Shop\"",
+                "Cargo.toml:3: `workspace.metadata.xtask.deploy.registry`: must be an image repository prefix without scheme, such as \"ghcr.io/acme/shop\", got \"https://ghcr.io/\"",
+                "Cargo.toml:4: `workspace.metadata.xtask.deploy.domain`: must be a lowercase DNS name such as \"example.com\", got \"example..com\"",
+            ]
+        );
+        assert_eq!(parsed.config.deploy, None);
+        let (_, problems) = workspace("[workspace.metadata.xtask.deploy]\nnamespace = \"shop\"\n");
+        assert!(
+            problems[0].to_string().contains("missing field `registry`"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn bad_app_network_fields_are_located() {
+        let (_, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 8080\ningress_path = \"v1\"\n\
+             talks_to = [\"B\"]\nsecrets = [\"RUST_LOG\", \"1X\", \"T\", \"T\"]\n\
+             [package.metadata.xtask.app.env]\nRUST_LOG = \"info\"\n",
+            &BTreeMap::new(),
+        );
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "crates/a/Cargo.toml:5: `package.metadata.xtask.app.ingress_path`: must be an absolute URL path such as \"/v1\", got \"v1\"",
+                "crates/a/Cargo.toml:6: `package.metadata.xtask.app.talks_to`: \"B\" is not an app name",
+                "crates/a/Cargo.toml:7: `package.metadata.xtask.app.secrets`: `RUST_LOG` is also in `env`: a variable is either a setting or a secret",
+                "crates/a/Cargo.toml:7: `package.metadata.xtask.app.secrets`: invalid environment variable name \"1X\"",
+                "crates/a/Cargo.toml:7: `package.metadata.xtask.app.secrets`: `T` is listed twice",
+            ]
         );
     }
 }

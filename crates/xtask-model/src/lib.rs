@@ -17,8 +17,8 @@ mod workspace;
 
 pub use config::{
     AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, DEFAULT_CACHE_DIR,
-    DEFAULT_CACHE_MAX_SIZE, DependsOn, ReleaseConfig, ReleaseMode, RemoteCacheConfig, RemoteMode,
-    RemoteProtocol, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
+    DEFAULT_CACHE_MAX_SIZE, DependsOn, DeployConfig, ReleaseConfig, ReleaseMode, RemoteCacheConfig,
+    RemoteMode, RemoteProtocol, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError};
 pub use quantity::parse_size;

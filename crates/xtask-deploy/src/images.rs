@@ -1,0 +1,70 @@
+//! Image records written by `cargo xtask image APP` (`target/xtask/images/<app>.json`):
+//! `{"app", "repository", "tag", "digest": "sha256:...", "pushed": bool}`. A pushed image is
+//! pinned by digest in the deploy plan (ko-style); anything else keeps the committed tag.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use xtask_engine::UserError;
+
+/// One record, as written by `cargo xtask image`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ImageRecord {
+    pub app: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    pub pushed: bool,
+}
+
+/// Where the record of `app` lives.
+pub fn record_path(target_dir: &Path, app: &str) -> PathBuf {
+    target_dir
+        .join("xtask")
+        .join("images")
+        .join(format!("{app}.json"))
+}
+
+/// Reads the record of `app`: `None` when there is none; an error naming the file when it is
+/// unreadable, malformed, or about another app.
+pub fn read_record(target_dir: &Path, app: &str) -> anyhow::Result<Option<ImageRecord>> {
+    let path = record_path(target_dir, app);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("failed to read `{}`", path.display()));
+        }
+    };
+    let record: ImageRecord = serde_json::from_str(&text).map_err(|error| {
+        UserError(format!(
+            "`{}`: not an image record: {error}",
+            path.display()
+        ))
+    })?;
+    let hex = record.digest.strip_prefix("sha256:").unwrap_or("");
+    let problem = if record.app != app {
+        Some(format!("`app` is `{}`, expected `{app}`", record.app))
+    } else if hex.len() != 64
+        || !hex
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
+        Some(format!(
+            "`digest` must be `sha256:` and 64 lowercase hex digits, got `{}`",
+            record.digest
+        ))
+    } else if record.repository.is_empty() || record.repository.contains(char::is_whitespace) {
+        Some(format!(
+            "`repository` is not an image repository: `{}`",
+            record.repository
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(UserError(format!("`{}`: {problem}", path.display())).into());
+    }
+    Ok(Some(record))
+}

@@ -1,0 +1,130 @@
+//! Deployment artifacts generated from the workspace model, and the deploy plan:
+//!
+//! - `cargo xtask k8s [--check]`: the Kustomize base and overlays in `k8s/` ([`k8s`]);
+//! - `cargo xtask ci generate [--check]`: the GitHub Actions workflows in `.github/workflows/`
+//!   ([`workflows`]);
+//! - `cargo xtask deploy ENV [--dry-run]`: the overlay rendered with built images pinned by
+//!   digest, applied with `kubectl`, every rollout awaited, a failed one rolled back
+//!   ([`deploy`]).
+//!
+//! Invariants:
+//! - Generators are pure functions of the validated [`model::Project`]: no IO, no processes,
+//!   no clock, so the same workspace always gives byte-identical files.
+//! - Every generated file goes through ONE function, [`files::sync`], in write or check mode;
+//!   check mode writes nothing and reports a diff and the command that fixes it.
+//! - Secret values are never written anywhere: manifests hold Secret names and keys only.
+//! - Only `deploy` starts processes (`kubectl`), and only `deploy` without `--dry-run`
+//!   talks to a cluster.
+
+pub mod checkov;
+mod deploy;
+pub mod files;
+pub mod images;
+pub mod k8s;
+pub mod model;
+mod quantity;
+pub mod workflows;
+pub mod yaml;
+
+use xtask_engine::Location;
+use xtask_engine::report::Reporter;
+use xtask_model::Workspace;
+
+pub use deploy::{
+    DeployOptions, DeployOutcome, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, deploy, plan,
+};
+pub use files::{GeneratedFile, GeneratedSet, SyncMode, SyncReport, sync};
+pub use model::{App, Environment, Project, project};
+
+/// Options of `cargo xtask k8s` and `cargo xtask ci generate`.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub location: Location,
+    /// Check instead of write: nothing is written, differences are reported.
+    pub check: bool,
+}
+
+/// The files of `cargo xtask k8s`.
+pub fn k8s_set(project: &Project) -> GeneratedSet {
+    GeneratedSet {
+        command: "cargo xtask k8s",
+        owned_dirs: vec!["k8s"],
+        files: k8s::files(project),
+    }
+}
+
+/// The files of `cargo xtask ci generate`.
+pub fn workflows_set(project: &Project) -> GeneratedSet {
+    GeneratedSet {
+        command: "cargo xtask ci generate",
+        owned_dirs: vec![".github/workflows"],
+        files: workflows::files(project),
+    }
+}
+
+/// Both sets, for the drift test.
+pub fn generated_sets(workspace: &Workspace) -> anyhow::Result<Vec<GeneratedSet>> {
+    let project = project(workspace)?;
+    Ok(vec![k8s_set(&project), workflows_set(&project)])
+}
+
+/// `cargo xtask k8s [--check]`; `Ok(false)` when `--check` found differences.
+pub fn k8s(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+    let workspace = xtask_engine::load_workspace(&options.location)?;
+    let project = project(&workspace)?;
+    if project.apps.is_empty() {
+        return Err(xtask_engine::UserError(
+            "no package declares `[package.metadata.xtask.app]`: there is nothing to deploy"
+                .to_string(),
+        )
+        .into());
+    }
+    generate(&workspace, &k8s_set(&project), options.check, reporter)
+}
+
+/// `cargo xtask ci generate [--check]`; `Ok(false)` when `--check` found differences.
+pub fn ci_generate(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+    let workspace = xtask_engine::load_workspace(&options.location)?;
+    let project = project(&workspace)?;
+    generate(
+        &workspace,
+        &workflows_set(&project),
+        options.check,
+        reporter,
+    )
+}
+
+fn generate(
+    workspace: &Workspace,
+    set: &GeneratedSet,
+    check: bool,
+    reporter: &Reporter,
+) -> anyhow::Result<bool> {
+    let mode = if check {
+        SyncMode::Check
+    } else {
+        SyncMode::Write
+    };
+    let report = sync(&workspace.root, set, mode)?;
+    if check {
+        if report.is_clean() {
+            reporter.line(&format!("{} files are up to date", set.files.len()));
+            return Ok(true);
+        }
+        reporter.line(&report.drift_message(set.command));
+        return Ok(false);
+    }
+    for path in &report.changed {
+        reporter.line(&format!("wrote {path}"));
+    }
+    for path in &report.stale {
+        reporter.line(&format!("removed {path} (no longer generated)"));
+    }
+    reporter.line(&format!(
+        "{} files, {} changed, {} removed",
+        set.files.len(),
+        report.changed.len(),
+        report.stale.len()
+    ));
+    Ok(true)
+}

@@ -1,0 +1,192 @@
+//! What the generators read: the apps (`[package.metadata.xtask.app]`), where they deploy
+//! (`[workspace.metadata.xtask.deploy]`) and the environments, checked across packages
+//! (`talks_to` must name another app) with file, key and line.
+
+use crate::files::relative;
+use xtask_model::{AppConfig, ConfigProblem, ModelError, Workspace};
+
+/// The deployment environments, in promotion order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Environment {
+    Dev,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub const ALL: [Environment; 3] = [
+        Environment::Dev,
+        Environment::Staging,
+        Environment::Production,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+
+    /// Replicas of every Deployment (and the autoscaler's minimum).
+    pub(crate) fn replicas(self) -> u32 {
+        match self {
+            Environment::Dev => 1,
+            Environment::Staging => 2,
+            Environment::Production => 3,
+        }
+    }
+
+    /// The autoscaler's maximum.
+    pub(crate) fn max_replicas(self) -> u32 {
+        match self {
+            Environment::Dev => 2,
+            Environment::Staging => 4,
+            Environment::Production => 10,
+        }
+    }
+
+    /// The Ingress host: `<env>.<domain>`, and the bare domain for production.
+    pub(crate) fn host(self, domain: &str) -> String {
+        match self {
+            Environment::Production => domain.to_string(),
+            other => format!("{}.{domain}", other.name()),
+        }
+    }
+}
+
+/// One deployable app.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub version: String,
+    /// Workspace-relative manifest path, for messages.
+    pub manifest: String,
+    pub config: AppConfig,
+}
+
+/// Everything the generators need, validated.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Apps sorted by name; empty when the workspace declares none.
+    pub apps: Vec<App>,
+    pub namespace: String,
+    pub registry: String,
+    pub domain: String,
+    /// Workspace-relative local cache directory (the CI fallback cache).
+    pub cache_dir: String,
+}
+
+impl Project {
+    pub fn namespace_of(&self, environment: Environment) -> String {
+        format!("{}-{}", self.namespace, environment.name())
+    }
+
+    /// The committed image reference of an app: `<registry>/<app>:<version>`.
+    pub fn image_name(&self, app: &App) -> String {
+        format!("{}/{}", self.registry, app.name)
+    }
+
+    pub fn image(&self, app: &App) -> String {
+        format!("{}:{}", self.image_name(app), app.version)
+    }
+
+    pub fn app(&self, name: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    pub fn has_ingress(&self) -> bool {
+        self.apps.iter().any(|a| a.config.ingress_path.is_some())
+    }
+
+    pub fn has_secrets(&self) -> bool {
+        self.apps.iter().any(|a| !a.config.secrets.is_empty())
+    }
+}
+
+/// Builds the [`Project`]: a configuration error (exit code 3) when an app names an unknown app
+/// in `talks_to`, or when apps exist without `[workspace.metadata.xtask.deploy]`.
+pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
+    let mut problems = Vec::new();
+    let apps: Vec<App> = workspace
+        .packages
+        .iter()
+        .filter_map(|p| {
+            p.app.as_ref().map(|config| App {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                manifest: relative(&workspace.root, &p.manifest_path),
+                config: config.clone(),
+            })
+        })
+        .collect();
+    for (package, app) in workspace
+        .packages
+        .iter()
+        .filter_map(|p| p.app.as_ref().map(|a| (p, a)))
+    {
+        for other in &app.talks_to {
+            let known = apps
+                .iter()
+                .any(|a| &a.name == other && a.name != package.name);
+            if !known {
+                let text = std::fs::read_to_string(&package.manifest_path).unwrap_or_default();
+                let line = text
+                    .find("talks_to")
+                    .map(|at| text[..at].matches('\n').count() + 1);
+                let names: Vec<&str> = apps
+                    .iter()
+                    .filter(|a| a.name != package.name)
+                    .map(|a| a.name.as_str())
+                    .collect();
+                problems.push(ConfigProblem {
+                    file: package.manifest_path.clone(),
+                    key: "package.metadata.xtask.app.talks_to".to_string(),
+                    line,
+                    message: format!(
+                        "`{other}` is not another app of the workspace (apps: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+    }
+    let deploy = workspace.config.deploy.clone();
+    if deploy.is_none() && !apps.is_empty() {
+        problems.push(ConfigProblem {
+            file: workspace.manifest_path.clone(),
+            key: "workspace.metadata.xtask.deploy".to_string(),
+            line: None,
+            message: format!(
+                "missing: {} declare `[package.metadata.xtask.app]`, so the workspace needs \
+                 `namespace`, `registry` and `domain` to deploy them",
+                apps.iter()
+                    .map(|a| format!("`{}`", a.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ModelError::Config(problems));
+    }
+    let deploy = deploy.unwrap_or_else(|| xtask_model::DeployConfig {
+        namespace: String::new(),
+        registry: String::new(),
+        domain: String::new(),
+    });
+    Ok(Project {
+        apps,
+        namespace: deploy.namespace,
+        registry: deploy.registry,
+        domain: deploy.domain,
+        cache_dir: relative(
+            &workspace.root,
+            &workspace.root.join(&workspace.config.cache.dir),
+        ),
+    })
+}

@@ -1,0 +1,232 @@
+//! The CLI of the deployment artifacts: `k8s --check` and `ci generate --check` on this
+//! repository, `deploy ENV --dry-run` for every environment, a bad environment name, `ci`'s
+//! flags and subcommand kept apart, and a failed rollout rolled back (with a recording
+//! `kubectl` stand-in, since no cluster can run here; `kubectl kustomize` is the real one).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn xtask(args: &[&str], root: &Path, envs: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .env("CI", "true")
+        .env_remove("XTASK_KUBECTL");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.output().expect("run xtask")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn committed_artifacts_pass_their_checks() {
+    for args in [["k8s", "--check"], ["ci", "generate"]] {
+        let args: Vec<&str> = if args[0] == "ci" {
+            vec!["ci", "generate", "--check"]
+        } else {
+            args.to_vec()
+        };
+        let output = xtask(&args, &repo_root(), &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}:\n{}",
+            text(&output)
+        );
+        assert!(
+            text(&output).contains("files are up to date"),
+            "{}",
+            text(&output)
+        );
+    }
+}
+
+#[test]
+fn dry_run_prints_the_plan_of_every_environment() {
+    for environment in ["dev", "staging", "production"] {
+        let output = xtask(&["deploy", environment, "--dry-run"], &repo_root(), &[]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let namespace = format!("monorepo-{environment}");
+        assert!(
+            stdout.starts_with(&format!(
+                "deploy plan: {environment} (namespace {namespace}"
+            )),
+            "{stdout}"
+        );
+        for expected in [
+            format!("manifests: target/xtask/deploy/{environment}/manifests.yaml"),
+            "kubectl apply --server-side".to_string(),
+            format!("kubectl rollout status deployment/api --namespace {namespace} --timeout=300s"),
+            format!("kubectl rollout undo deployment/worker --namespace {namespace}"),
+            "Deployment/api".to_string(),
+            "Ingress/public".to_string(),
+        ] {
+            assert!(
+                stdout.contains(&expected),
+                "missing {expected:?}:\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_environment_is_a_usage_error() {
+    let output = xtask(&["deploy", "prod", "--dry-run"], &repo_root(), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid value 'prod'")
+            && stderr.contains("[possible values: dev, staging, production]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ci_flags_and_ci_generate_do_not_mix() {
+    let output = xtask(&["ci", "-j", "1", "generate"], &repo_root(), &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let help = xtask(&["ci", "--help"], &repo_root(), &[]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("generate") && help.contains("--jobs") && help.contains("--force"),
+        "{help}"
+    );
+}
+
+/// A copy of the deploy fixture with its k8s/ generated and the dev Secret file written.
+fn shop() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let source = repo_root().join("crates/xtask-deploy/tests/fixtures/shop");
+    copy_dir(&source, dir.path());
+    let output = xtask(&["k8s"], dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    std::fs::write(
+        dir.path().join("k8s/overlays/dev/front.secrets.env"),
+        "SESSION_KEY=dev\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// A `kubectl` that records its arguments, runs the real `kubectl kustomize`, and fails
+/// `rollout status` of `deployment/FAIL`.
+fn recording_kubectl(dir: &Path, fail: &str) -> (PathBuf, PathBuf) {
+    let log = dir.join("kubectl.log");
+    let script = dir.join("kubectl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1 $2 $3\" in\n  kustomize*) exec '{real}' \"$@\" ;;\n  'rollout status deployment/{fail}') echo 'error: deployment \"{fail}\" exceeded its progress deadline' >&2; exit 1 ;;\nesac\necho ok\n",
+            log = log.display(),
+            real = testkit::tool("kubectl").display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+#[test]
+fn a_failed_rollout_is_rolled_back_and_fails_the_deploy() {
+    let workspace = shop();
+    let tools = tempfile::tempdir().unwrap();
+    let (kubectl, log) = recording_kubectl(tools.path(), "front");
+    let output = xtask(
+        &["deploy", "staging"],
+        workspace.path(),
+        &[("XTASK_KUBECTL", &kubectl)],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls
+        .lines()
+        .map(|l| l.split(" /").next().unwrap_or(l))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "kustomize",
+            "apply --server-side --field-manager=cargo-xtask -f target/xtask/deploy/staging/manifests.yaml",
+            "rollout status deployment/back --namespace shop-staging --timeout=300s",
+            "rollout status deployment/front --namespace shop-staging --timeout=300s",
+            "rollout undo deployment/front --namespace shop-staging",
+            "rollout status deployment/front --namespace shop-staging --timeout=300s",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("rollout of deployment/front failed: rolling back"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("deploy staging: failed (front rolled back)"),
+        "{stderr}"
+    );
+
+    // And a clean rollout succeeds without any undo.
+    std::fs::remove_file(&log).unwrap();
+    let (kubectl, log) = recording_kubectl(tools.path(), "none");
+    let output = xtask(
+        &["deploy", "dev"],
+        workspace.path(),
+        &[("XTASK_KUBECTL", &kubectl)],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("undo"));
+}
+
+#[test]
+fn deploy_refuses_out_of_date_manifests() {
+    let workspace = shop();
+    let path = workspace.path().join("k8s/base/back.yaml");
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("maxUnavailable: 1", "maxUnavailable: 2");
+    std::fs::write(&path, edited).unwrap();
+    let output = xtask(&["deploy", "staging", "--dry-run"], workspace.path(), &[]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`k8s/` is out of date (k8s/base/back.yaml): run `cargo xtask k8s`"),
+        "{stderr}"
+    );
+    // And `k8s --check` shows the diff.
+    let output = xtask(&["k8s", "--check"], workspace.path(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("-  maxUnavailable: 2\n+  maxUnavailable: 1"),
+        "{}",
+        text(&output)
+    );
+}
