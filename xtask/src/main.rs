@@ -215,6 +215,19 @@ enum BenchCommand {
     },
     /// Image assembly and a cached no-op `image` run for apps/api, beside `podman build`.
     Image,
+    /// Remote cache: a second machine's full restore from a loopback server vs a cold build,
+    /// and the upload overhead, on a synthetic workspace.
+    Remote {
+        /// Crates in the synthetic workspace.
+        #[arg(long, value_name = "N", default_value_t = 500)]
+        crates: usize,
+        /// `build` (cargo) or `size` (the synthetic tree's shell task, as turbo runs it).
+        #[arg(long, value_name = "TASK", default_value = "build")]
+        task: String,
+        /// Cold builds per variant (each restore is measured 3 times per iteration).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        iterations: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -433,6 +446,25 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Bench {
             bench: BenchCommand::Image,
         } => xtask_container::bench_image(&location, jobs(None)),
+        Command::Bench {
+            bench:
+                BenchCommand::Remote {
+                    crates,
+                    task,
+                    iterations,
+                },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            print(&xtask_bench::remote::bench_remote(
+                &xtask_bench::remote::RemoteBenchOptions {
+                    xtask: std::env::current_exe()?,
+                    crates,
+                    task,
+                    iterations,
+                    work_dir: workspace.target_dir.join("bench"),
+                },
+            )?)
+        }
         Command::Ci {
             action: Some(CiCommand::Generate { check }),
             ..

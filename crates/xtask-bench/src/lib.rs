@@ -1,0 +1,12 @@
+//! Benchmark suites behind `cargo xtask bench ...`: they run the real `xtask` binary (and other
+//! tools) on synthetic workspaces and report ratios measured side by side in one run, never
+//! absolute timings checked by a test.
+//!
+//! - [`synthetic`]: workspaces from `../shared/bench/gen_monorepo.py` (also usable by turbo),
+//!   with the xtask configuration that makes both tools do the same work.
+//! - [`timing`]: medians of repeated runs, alternating the commands compared.
+//! - [`remote`]: the remote cache (`bench remote`).
+
+pub mod remote;
+pub mod synthetic;
+pub mod timing;

@@ -1,0 +1,183 @@
+//! `cargo xtask bench remote`: what the remote cache buys a second machine. On a synthetic
+//! workspace (default 500 crates), in one run:
+//!
+//! 1. cold: `xtask build` with an empty cache and no remote (the baseline);
+//! 2. cold + upload: the same on a fresh copy, uploading every result to a real
+//!    `turborepo-remote-cache` on loopback (the run ends when the uploads are done);
+//! 3. machine B: a fresh copy (no `target/`, empty local cache) restoring everything from the
+//!    server, checked to be all hits by the run summary.
+//!
+//! Targets (issue 3): restore at least 10x faster than the cold build; uploads add less than
+//! 10% to the cold build. Cold builds are long, so each is run `iterations` times (default 1)
+//! and the restore `3 x iterations` times; every sample runs on its own fresh copy.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::synthetic::{self, Shape};
+use crate::timing::{format_duration, median, ratio, time_once};
+
+const TOKEN: &str = "bench-token";
+
+#[derive(Debug, Clone)]
+pub struct RemoteBenchOptions {
+    /// The xtask binary to time (the running one by default).
+    pub xtask: PathBuf,
+    pub crates: usize,
+    /// `build` (cargo, the default) or `size` (the synthetic tree's shell task, turbo's twin).
+    pub task: String,
+    pub iterations: usize,
+    /// Where trees and copies go (default: `target/bench`).
+    pub work_dir: PathBuf,
+}
+
+struct Measured {
+    cold: Duration,
+    cold_upload: Duration,
+    restore: Duration,
+    tasks: usize,
+}
+
+pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
+    let tree = synthetic::generate(
+        &options.work_dir.join("trees"),
+        Shape::standard(options.crates),
+        false,
+    )?;
+    let runs = options.work_dir.join("remote-runs");
+    let _ = std::fs::remove_dir_all(&runs);
+    std::fs::create_dir_all(&runs)
+        .with_context(|| format!("failed to create `{}`", runs.display()))?;
+    let server = testkit::servers::turborepo_remote_cache(TOKEN, None);
+    let env = [
+        ("TURBO_API", server.url()),
+        ("TURBO_TOKEN", TOKEN.to_string()),
+        ("TURBO_TEAM", "bench".to_string()),
+    ];
+    let mut copies = 0usize;
+    let mut fresh_copy = |what: &str| -> anyhow::Result<PathBuf> {
+        copies += 1;
+        let dir = runs.join(format!("{copies:02}-{what}"));
+        copy_tree(&tree, &dir)?;
+        Ok(dir)
+    };
+    let task_args: Vec<String> = if options.task == "build" {
+        vec!["build".into()]
+    } else {
+        vec!["run".into(), options.task.clone()]
+    };
+    let xtask = |dir: &Path, remote: bool, summary: Option<&Path>| {
+        let mut command = Command::new(&options.xtask);
+        command
+            .arg("-C")
+            .arg(dir)
+            .args(&task_args)
+            .env("CI", "true");
+        for variable in [
+            "TURBO_API",
+            "TURBO_TOKEN",
+            "TURBO_TEAM",
+            "XTASK_REMOTE_CACHE_URL",
+            "XTASK_CACHE_DIR",
+            "CARGO_TARGET_DIR",
+        ] {
+            command.env_remove(variable);
+        }
+        if remote {
+            command.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        if let Some(summary) = summary {
+            command.arg(format!("--summarize={}", summary.display()));
+        }
+        command
+    };
+
+    let mut cold = Vec::new();
+    let mut cold_upload = Vec::new();
+    let mut restore = Vec::new();
+    let mut tasks = 0;
+    for _ in 0..options.iterations.max(1) {
+        let dir = fresh_copy("cold")?;
+        cold.push(time_once(&mut xtask(&dir, false, None))?);
+        let dir = fresh_copy("cold-upload")?;
+        cold_upload.push(time_once(&mut xtask(&dir, true, None))?);
+        for _ in 0..3 {
+            let dir = fresh_copy("machine-b")?;
+            let summary = dir.with_extension("summary.json");
+            restore.push(time_once(&mut xtask(&dir, true, Some(&summary)))?);
+            tasks = check_all_hits(&summary)?;
+            // Keep the disk bounded: machine B's copy is not needed any more.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    let measured = Measured {
+        cold: median(&mut cold),
+        cold_upload: median(&mut cold_upload),
+        restore: median(&mut restore),
+        tasks,
+    };
+    drop(server);
+    Ok(render(options, &measured))
+}
+
+fn check_all_hits(summary: &Path) -> anyhow::Result<usize> {
+    let text = std::fs::read_to_string(summary)
+        .with_context(|| format!("failed to read `{}`", summary.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let tasks = value["totals"]["tasks"].as_u64().unwrap_or(0);
+    let hits = value["totals"]["hits"].as_u64().unwrap_or(0);
+    let remote_hits = value["remote"]["hits"].as_u64().unwrap_or(0);
+    if tasks == 0 || hits != tasks || remote_hits != tasks {
+        bail!(
+            "machine B was not fully restored from the remote: {hits} hits ({remote_hits} remote) of {tasks} tasks; see {}",
+            summary.display()
+        );
+    }
+    Ok(tasks as usize)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("failed to run cp")?;
+    if !status.success() {
+        bail!("cp -a {} {} failed", from.display(), to.display());
+    }
+    // The source tree never ran, but be sure: no cache or target dir comes along.
+    for leftover in ["target", "turbo-like-cache/v1"] {
+        let _ = std::fs::remove_dir_all(to.join(leftover));
+    }
+    Ok(())
+}
+
+fn render(options: &RemoteBenchOptions, m: &Measured) -> String {
+    let restore_speedup = ratio(m.cold, m.restore);
+    let upload_overhead = (ratio(m.cold_upload, m.cold) - 1.0) * 100.0;
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    format!(
+        "bench remote: {} crates, task `{}`, {} tasks, turborepo-remote-cache on loopback\n\
+         \n\
+         | measurement | median |\n\
+         |---|---|\n\
+         | cold build, empty cache, no remote | {} |\n\
+         | cold build, uploading every result | {} |\n\
+         | machine B: full restore from the remote | {} |\n\
+         \n\
+         restore vs cold build: {restore_speedup:.1}x faster (target >= 10x: {})\n\
+         upload overhead on a cold build: {upload_overhead:+.1}% (target < 10%: {})\n",
+        options.crates,
+        options.task,
+        m.tasks,
+        format_duration(m.cold),
+        format_duration(m.cold_upload),
+        format_duration(m.restore),
+        verdict(restore_speedup >= 10.0),
+        verdict(upload_overhead < 10.0),
+    )
+}
