@@ -499,5 +499,5 @@ pub fn write_record(path: &Path, record: &ImageRecord) -> anyhow::Result<()> {
     let mut text =
         serde_json::to_vec_pretty(record).context("failed to encode the image record")?;
     text.push(b'\n');
-    oci::write_atomically(path, &text)
+    xtask_engine::generated::write_atomically(path, &text)
 }

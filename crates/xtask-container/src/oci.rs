@@ -23,6 +23,7 @@ use oci_spec::image::{
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use xtask_engine::generated::write_atomically;
 
 /// The annotation naming a manifest's tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -387,25 +388,6 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
         out.push_str(&format!("{byte:02x}"));
     }
     out
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path.parent().context("a file needs a parent directory")?;
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("failed to create `{}`", parent.display()))?;
-    let mut file = tempfile::NamedTempFile::new_in(parent)
-        .with_context(|| format!("failed to create a file in `{}`", parent.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    // NamedTempFile is 0600; these are ordinary files.
-    use std::os::unix::fs::PermissionsExt as _;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    file.persist(path)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    Ok(())
 }
 
 /// Serializes with every object's keys sorted, compact: the same value gives the same bytes.

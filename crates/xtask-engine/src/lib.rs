@@ -14,6 +14,7 @@ mod cache_cmd;
 mod cargo;
 mod ci;
 mod error;
+pub mod generated;
 pub mod output;
 mod outputs;
 mod plan;
