@@ -10,11 +10,11 @@ use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, UserError};
 
-use crate::images::{ImageRecord, read_record, record_path};
 use crate::k8s::dev_secrets_file;
 use crate::model::{Environment, Project};
 use crate::yaml::{file, map, seq, str};
 use xtask_engine::generated::{SyncMode, relative, sync, write_atomically};
+use xtask_engine::image_record::{ImageRecord, read_record, record_path};
 
 /// How long `kubectl rollout status` waits for each Deployment.
 pub const ROLLOUT_TIMEOUT: &str = "300s";

@@ -18,7 +18,6 @@
 
 pub mod checkov;
 mod deploy;
-pub mod images;
 pub mod k8s;
 pub mod model;
 mod quantity;

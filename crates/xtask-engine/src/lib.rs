@@ -15,6 +15,7 @@ mod cargo;
 mod ci;
 mod error;
 pub mod generated;
+pub mod image_record;
 pub mod output;
 mod outputs;
 mod plan;
