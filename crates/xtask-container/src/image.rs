@@ -316,7 +316,9 @@ pub fn image_spec(
     annotations.insert("org.opencontainers.image.version".into(), version);
     annotations.insert(
         "org.opencontainers.image.created".into(),
-        oci::rfc3339(created_epoch),
+        xtask_engine::timefmt::rfc3339(
+            i64::try_from(created_epoch).context("SOURCE_DATE_EPOCH is out of range")?,
+        ),
     );
     if let Some((revision, _)) = &commit {
         annotations.insert("org.opencontainers.image.revision".into(), revision.clone());

@@ -122,7 +122,7 @@ pub fn make_plan(
         })?,
         _ => git.commit_time(&base_commit)?,
     };
-    let date = crate::timefmt::date(timestamp);
+    let date = xtask_engine::timefmt::date(timestamp);
     for name in request.packages {
         if workspace.package_index(name).is_none() {
             return Err(UserError(format!(
