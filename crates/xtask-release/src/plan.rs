@@ -124,18 +124,7 @@ pub fn make_plan(
     };
     let date = xtask_engine::timefmt::date(timestamp);
     for name in request.packages {
-        if workspace.package_index(name).is_none() {
-            return Err(UserError(format!(
-                "unknown package `{name}`: workspace packages are {}",
-                workspace
-                    .packages
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
+        workspace.require_package(name)?;
     }
 
     let root_text = read(workspace, "Cargo.toml")?;
