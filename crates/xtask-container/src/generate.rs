@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+pub use xtask_engine::generated::GeneratedFile;
 use xtask_model::{AppConfig, BackingService, DepKind, Package, Workspace};
 
 /// The first line of every generated file.
@@ -19,13 +20,6 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static";
 /// The uid:gid images run as (the "nonroot" user of distroless images).
 pub const NON_ROOT_USER: &str = "65532:65532";
-
-/// One generated file: its workspace-relative path and contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GeneratedFile {
-    pub path: String,
-    pub contents: String,
-}
 
 /// An app: a package with `[package.metadata.xtask.app]`.
 #[derive(Debug, Clone, Copy)]

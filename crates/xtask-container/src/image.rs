@@ -11,7 +11,8 @@
 //! ```
 //!
 //! (`repository` is the local name, the app's, until a push.) Later steps (Kubernetes
-//! overlays) read that file; it is written atomically after the image and again after a push.
+//! overlays) read that file ([`xtask_engine::image_record`], the one definition of the contract);
+//! it is written atomically after the image and again after a push.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 use xtask_cache::{NewEntry, OutputFile, OutputRoot, RestoreRoots};
+use xtask_engine::image_record::{ImageRecord, record_path, write_record};
 use xtask_engine::report::Reporter;
 use xtask_engine::{CargoTarget, Location, RunOptions, UserError, exit_code, load_workspace};
 use xtask_model::Workspace;
@@ -42,18 +43,6 @@ pub struct ImageOptions {
     /// Push to this registry (`HOST[:PORT][/NAMESPACE]`, optionally with `http://`/`https://`).
     pub push: Option<String>,
     pub jobs: usize,
-}
-
-/// `target/xtask/images/<app>.json`: the contract with later steps (Kubernetes overlays).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageRecord {
-    pub app: String,
-    /// `registry/name` after a push, else the local name.
-    pub repository: String,
-    pub tag: String,
-    /// `sha256:<hex>` of the image manifest.
-    pub digest: String,
-    pub pushed: bool,
 }
 
 /// A built (or restored) image.
@@ -201,7 +190,7 @@ pub fn assemble_cached(
     let dir = images.join(&app.package.name);
     let layout = dir.join("oci");
     let archive = dir.join(format!("{}.tar", app.package.name));
-    let record_path = images.join(format!("{}.json", app.package.name));
+    let record_path = record_path(&workspace.target_dir, &app.package.name);
     let cache = xtask_engine::open_cache(workspace);
     let roots = RestoreRoots {
         workspace: workspace.root.clone(),
@@ -327,7 +316,9 @@ pub fn image_spec(
     annotations.insert("org.opencontainers.image.version".into(), version);
     annotations.insert(
         "org.opencontainers.image.created".into(),
-        oci::rfc3339(created_epoch),
+        xtask_engine::timefmt::rfc3339(
+            i64::try_from(created_epoch).context("SOURCE_DATE_EPOCH is out of range")?,
+        ),
     );
     if let Some((revision, _)) = &commit {
         annotations.insert("org.opencontainers.image.revision".into(), revision.clone());
@@ -492,12 +483,4 @@ fn remove_files_except(
         }
     }
     Ok(())
-}
-
-/// Writes the record JSON atomically.
-pub fn write_record(path: &Path, record: &ImageRecord) -> anyhow::Result<()> {
-    let mut text =
-        serde_json::to_vec_pretty(record).context("failed to encode the image record")?;
-    text.push(b'\n');
-    oci::write_atomically(path, &text)
 }

@@ -23,6 +23,6 @@ pub mod push;
 pub mod sync;
 
 pub use bench::bench_image;
-pub use image::{ImageOptions, ImageRecord, image};
+pub use image::{ImageOptions, image};
 pub use prune::{PruneOptions, prune};
 pub use sync::{DockerOptions, docker};

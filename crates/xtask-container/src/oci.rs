@@ -23,6 +23,8 @@ use oci_spec::image::{
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use xtask_engine::generated::write_atomically;
+use xtask_engine::timefmt::rfc3339;
 
 /// The annotation naming a manifest's tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -126,7 +128,9 @@ pub fn assemble(spec: &ImageSpec) -> anyhow::Result<Image> {
     let layer = gzip(&layer_tar)?;
     let layer_digest = sha256_digest(&layer);
 
-    let created = rfc3339(spec.created_epoch);
+    let created = rfc3339(
+        i64::try_from(spec.created_epoch).context("the image's creation time is out of range")?,
+    );
     let (mut diff_ids, mut history, mut layers, base_blobs, mut env) = match &spec.base {
         Some(base) => {
             let layers: Vec<Descriptor> = base.manifest.layers().clone();
@@ -389,25 +393,6 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     out
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path.parent().context("a file needs a parent directory")?;
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("failed to create `{}`", parent.display()))?;
-    let mut file = tempfile::NamedTempFile::new_in(parent)
-        .with_context(|| format!("failed to create a file in `{}`", parent.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    // NamedTempFile is 0600; these are ordinary files.
-    use std::os::unix::fs::PermissionsExt as _;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    file.persist(path)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    Ok(())
-}
-
 /// Serializes with every object's keys sorted, compact: the same value gives the same bytes.
 pub fn canonical_json(value: &impl Serialize) -> anyhow::Result<Vec<u8>> {
     fn sort(value: serde_json::Value) -> serde_json::Value {
@@ -425,28 +410,6 @@ pub fn canonical_json(value: &impl Serialize) -> anyhow::Result<Vec<u8>> {
     }
     let value = serde_json::to_value(value).context("failed to encode JSON")?;
     Ok(serde_json::to_vec(&sort(value))?)
-}
-
-/// RFC 3339 UTC time of `epoch` seconds.
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let seconds = epoch % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
 }
 
 fn descriptor(
@@ -641,12 +604,5 @@ mod tests {
         let revision = text[labels..].find("revision").unwrap();
         let title = text[labels..].find("title").unwrap();
         assert!(revision < title, "{text}");
-    }
-
-    #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }

@@ -24,18 +24,7 @@ pub struct PruneOptions {
 /// Writes the pruned workspace to `options.out`; returns the exit code.
 pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32> {
     let workspace = load_workspace(&options.location)?;
-    let app = workspace.package_index(&options.app).ok_or_else(|| {
-        UserError(format!(
-            "unknown package `{}`: workspace packages are {}",
-            options.app,
-            workspace
-                .packages
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let app = workspace.require_package(&options.app)?;
     let out = &options.out;
     if out.exists()
         && std::fs::read_dir(out)

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use service_kit::testing::{free_loopback_port, http_get};
 use xtask_container::generate::{generated_files, skeleton};
 use xtask_container::image::{BuiltImage, ImageOptions, build_image};
-use xtask_container::sync::{FIX_COMMAND, rust_version, sync_files};
+use xtask_container::sync::{FIX_COMMAND, docker_set, rust_version};
 use xtask_engine::Location;
+use xtask_engine::generated::{SyncMode, sync};
 use xtask_engine::report::{ReportMode, Reporter};
 
 fn root() -> PathBuf {
@@ -123,12 +124,8 @@ fn generated_files_are_current() {
         workspace(),
         &rust_version(&root().join("Cargo.toml")).unwrap(),
     );
-    let drift = sync_files(&root(), &files, true).unwrap();
-    assert!(
-        drift.is_empty(),
-        "generated container files are out of date; run `{FIX_COMMAND}`:\n{}",
-        drift.join("\n")
-    );
+    let drift = sync(&root(), &docker_set(files), SyncMode::Check).unwrap();
+    assert!(drift.is_clean(), "{}", drift.drift_message(FIX_COMMAND));
 }
 
 #[test]

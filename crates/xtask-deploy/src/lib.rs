@@ -10,7 +10,7 @@
 //! Invariants:
 //! - Generators are pure functions of the validated [`model::Project`]: no IO, no processes,
 //!   no clock, so the same workspace always gives byte-identical files.
-//! - Every generated file goes through ONE function, [`files::sync`], in write or check mode;
+//! - Every generated file goes through ONE function, [`xtask_engine::generated::sync`], in write or check mode;
 //!   check mode writes nothing and reports a diff and the command that fixes it.
 //! - Secret values are never written anywhere: manifests hold Secret names and keys only.
 //! - Only `deploy` starts processes (`kubectl`), and only `deploy` without `--dry-run`
@@ -18,8 +18,6 @@
 
 pub mod checkov;
 mod deploy;
-pub mod files;
-pub mod images;
 pub mod k8s;
 pub mod model;
 mod quantity;
@@ -33,8 +31,8 @@ use xtask_model::Workspace;
 pub use deploy::{
     DeployOptions, DeployOutcome, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, deploy, plan,
 };
-pub use files::{GeneratedFile, GeneratedSet, SyncMode, SyncReport, sync};
 pub use model::{App, Environment, Project, project};
+pub use xtask_engine::generated::{GeneratedFile, GeneratedSet, SyncMode, SyncReport, sync};
 
 /// Options of `cargo xtask k8s` and `cargo xtask ci generate`.
 #[derive(Debug, Clone)]
@@ -100,31 +98,10 @@ fn generate(
     check: bool,
     reporter: &Reporter,
 ) -> anyhow::Result<bool> {
-    let mode = if check {
-        SyncMode::Check
-    } else {
-        SyncMode::Write
-    };
-    let report = sync(&workspace.root, set, mode)?;
-    if check {
-        if report.is_clean() {
-            reporter.line(&format!("{} files are up to date", set.files.len()));
-            return Ok(true);
-        }
-        reporter.line(&report.drift_message(set.command));
-        return Ok(false);
-    }
-    for path in &report.changed {
-        reporter.line(&format!("wrote {path}"));
-    }
-    for path in &report.stale {
-        reporter.line(&format!("removed {path} (no longer generated)"));
-    }
-    reporter.line(&format!(
-        "{} files, {} changed, {} removed",
-        set.files.len(),
-        report.changed.len(),
-        report.stale.len()
-    ));
-    Ok(true)
+    xtask_engine::generated::sync_and_report(
+        &workspace.root,
+        set,
+        SyncMode::from_check(check),
+        reporter,
+    )
 }

@@ -2,7 +2,7 @@
 //! (`[workspace.metadata.xtask.deploy]`) and the environments, checked across packages
 //! (`talks_to` must name another app) with file, key and line.
 
-use crate::files::relative;
+use xtask_engine::generated::relative;
 use xtask_model::{AppConfig, ConfigProblem, ModelError, Workspace};
 
 /// The deployment environments, in promotion order.

@@ -26,7 +26,8 @@ pub mod exit_code {
 #[error("{0}")]
 pub struct Refused(pub String);
 
-/// A mistake in what the user asked for (an unknown package, a bad `PKG:TASK`).
+/// A mistake in what the user asked for (an unknown package, a bad `PKG:TASK`); like
+/// [`xtask_model::UnknownPackage`], it exits with [`exit_code::CONFIG`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UserError(pub String);
@@ -45,6 +46,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if cause.downcast_ref::<GraphError>().is_some()
             || cause.downcast_ref::<UserError>().is_some()
+            || cause
+                .downcast_ref::<xtask_model::UnknownPackage>()
+                .is_some()
             || cause
                 .downcast_ref::<xtask_remote::SettingsError>()
                 .is_some()

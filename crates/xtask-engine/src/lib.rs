@@ -14,6 +14,8 @@ mod cache_cmd;
 mod cargo;
 mod ci;
 mod error;
+pub mod generated;
+pub mod image_record;
 pub mod output;
 mod outputs;
 mod plan;
@@ -21,6 +23,7 @@ mod process;
 mod remote;
 pub mod report;
 mod run;
+pub mod timefmt;
 mod why;
 
 use std::path::PathBuf;

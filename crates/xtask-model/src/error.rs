@@ -50,6 +50,16 @@ pub enum ModelError {
     Config(Vec<ConfigProblem>),
 }
 
+/// A package name that is not a member of the workspace (a user mistake: the engine maps it to
+/// the configuration exit code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown package `{name}`: workspace packages are {}", .known.join(", "))]
+pub struct UnknownPackage {
+    pub name: String,
+    /// Every workspace package, sorted by name.
+    pub known: Vec<String>,
+}
+
 fn render_problems(problems: &[ConfigProblem]) -> String {
     problems
         .iter()

@@ -20,6 +20,6 @@ pub use config::{
     DEFAULT_CACHE_MAX_SIZE, DependsOn, DeployConfig, ReleaseConfig, ReleaseMode, RemoteCacheConfig,
     RemoteMode, RemoteProtocol, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };
-pub use error::{ConfigProblem, ModelError};
+pub use error::{ConfigProblem, ModelError, UnknownPackage};
 pub use quantity::parse_size;
 pub use workspace::{DepKind, Edge, Package, PackageIndex, Target, Workspace, load_metadata};

@@ -11,7 +11,7 @@ use crate::config::{
     AppConfig, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
     parse_package_config, parse_workspace_config,
 };
-use crate::error::{ConfigProblem, ModelError};
+use crate::error::{ConfigProblem, ModelError, UnknownPackage};
 
 /// Index of a package in [`Workspace::packages`].
 pub type PackageIndex = usize;
@@ -297,6 +297,14 @@ impl Workspace {
         self.packages
             .binary_search_by(|p| p.name.as_str().cmp(name))
             .ok()
+    }
+
+    /// The index of the package `name`, or an error listing every workspace package.
+    pub fn require_package(&self, name: &str) -> Result<PackageIndex, UnknownPackage> {
+        self.package_index(name).ok_or_else(|| UnknownPackage {
+            name: name.to_string(),
+            known: self.packages.iter().map(|p| p.name.clone()).collect(),
+        })
     }
 
     /// The package whose directory contains `relative_path` (workspace-relative, `/`-separated),

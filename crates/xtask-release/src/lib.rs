@@ -25,7 +25,6 @@ mod publish;
 mod render;
 mod sbom;
 mod state;
-mod timefmt;
 mod version;
 
 use anyhow::Context;

@@ -122,20 +122,9 @@ pub fn make_plan(
         })?,
         _ => git.commit_time(&base_commit)?,
     };
-    let date = crate::timefmt::date(timestamp);
+    let date = xtask_engine::timefmt::date(timestamp);
     for name in request.packages {
-        if workspace.package_index(name).is_none() {
-            return Err(UserError(format!(
-                "unknown package `{name}`: workspace packages are {}",
-                workspace
-                    .packages
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
+        workspace.require_package(name)?;
     }
 
     let root_text = read(workspace, "Cargo.toml")?;

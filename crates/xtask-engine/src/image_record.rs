@@ -1,19 +1,23 @@
-//! Image records written by `cargo xtask image APP` (`target/xtask/images/<app>.json`):
+//! The image record, the contract between `cargo xtask image APP`, which writes it, and
+//! `cargo xtask deploy`, which reads it: `target/xtask/images/<app>.json`,
 //! `{"app", "repository", "tag", "digest": "sha256:...", "pushed": bool}`. A pushed image is
 //! pinned by digest in the deploy plan (ko-style); anything else keeps the committed tag.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
-use xtask_engine::UserError;
+use serde::{Deserialize, Serialize};
 
-/// One record, as written by `cargo xtask image`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+use crate::UserError;
+
+/// One record of a built (and maybe pushed) image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub app: String,
+    /// `registry/name` after a push, else the local name.
     pub repository: String,
     pub tag: String,
+    /// `sha256:<hex>` of the image manifest.
     pub digest: String,
     pub pushed: bool,
 }
@@ -67,4 +71,44 @@ pub fn read_record(target_dir: &Path, app: &str) -> anyhow::Result<Option<ImageR
         return Err(UserError(format!("`{}`: {problem}", path.display())).into());
     }
     Ok(Some(record))
+}
+
+/// Writes the record JSON (pretty, with a final newline) atomically.
+pub fn write_record(path: &Path, record: &ImageRecord) -> anyhow::Result<()> {
+    let mut text =
+        serde_json::to_vec_pretty(record).context("failed to encode the image record")?;
+    text.push(b'\n');
+    crate::generated::write_atomically(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_record_reads_back_and_a_wrong_app_is_refused() {
+        let target = tempfile::tempdir().unwrap();
+        let record = ImageRecord {
+            app: "api".into(),
+            repository: "127.0.0.1:5000/api".into(),
+            tag: "0.1.0".into(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            pushed: true,
+        };
+        write_record(&record_path(target.path(), "api"), &record).unwrap();
+        assert_eq!(read_record(target.path(), "api").unwrap(), Some(record));
+        assert_eq!(read_record(target.path(), "worker").unwrap(), None);
+        std::fs::copy(
+            record_path(target.path(), "api"),
+            record_path(target.path(), "worker"),
+        )
+        .unwrap();
+        let error = read_record(target.path(), "worker").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`app` is `api`, expected `worker`"),
+            "{error}"
+        );
+    }
 }

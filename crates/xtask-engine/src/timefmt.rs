@@ -1,5 +1,6 @@
-//! Calendar arithmetic without a time crate: UTC dates for changelogs and SBOMs, and the
-//! HTTP dates of a registry's "try again after" message.
+//! Calendar arithmetic without a time crate: UTC dates and RFC 3339 times of Unix times (for
+//! changelogs, SBOMs and the `created` time of OCI images), and the HTTP dates of a registry's
+//! "try again after" message.
 
 /// `YYYY-MM-DD` of a Unix time (UTC).
 pub fn date(unix: i64) -> String {
@@ -89,5 +90,12 @@ mod tests {
         assert_eq!(rfc3339(1_692_368_796), "2023-08-18T14:26:36Z");
         assert_eq!(parse_http_date("Fri, 18 Aug 2023 14:26 GMT"), None);
         assert_eq!(parse_http_date("soon"), None);
+    }
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }
