@@ -1,8 +1,12 @@
 //! `cargo xtask prune APP --out DIR`: the minimal workspace subset that builds APP: the
 //! members APP depends on (every edge kind, since cargo resolves members' dev-dependencies
 //! too), a root manifest listing only them, and a `Cargo.lock` holding only the packages they
-//! reach. The result is verified with `cargo metadata --locked --offline` before it is moved
-//! into place, so DIR is either a complete, verified workspace or not there at all.
+//! reach. Reachability over the lockfile's edges over-approximates (an optional dependency that
+//! only a removed member's features turned on stays), so cargo then trims the lockfile offline,
+//! and every package it keeps must be in the original lockfile with the same version, source
+//! and checksum: nothing is re-resolved. The result is verified with
+//! `cargo metadata --locked --offline` before it is moved into place, so DIR is either a
+//! complete, verified workspace or not there at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,6 +53,7 @@ pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32>
         .tempdir_in(parent)
         .with_context(|| format!("failed to create a directory in `{}`", parent.display()))?;
     write_pruned(&workspace, &kept, staging.path())?;
+    trim_lockfile(staging.path(), &workspace.root.join("Cargo.lock"))?;
     verify(staging.path())?;
     if out.exists() {
         std::fs::remove_dir(out)
@@ -259,18 +264,56 @@ pub fn prune_lockfile(text: &str, roots: &[(String, String)]) -> anyhow::Result<
     Ok(document.to_string())
 }
 
+/// Lets cargo drop what the pruned workspace does not use (offline, so nothing can be fetched),
+/// then checks that every package left is the original lockfile's own, byte for byte in its
+/// identity: the pruned workspace builds exactly the versions the full one does.
+fn trim_lockfile(dir: &Path, original: &Path) -> anyhow::Result<()> {
+    cargo_metadata(dir, false)?;
+    let packages = |path: &Path| -> anyhow::Result<BTreeSet<(String, String, String, String)>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let document: toml_edit::DocumentMut = text
+            .parse()
+            .with_context(|| format!("`{}` is not TOML", path.display()))?;
+        let Some(entries) = document.get("package").and_then(|p| p.as_array_of_tables()) else {
+            return Ok(BTreeSet::new());
+        };
+        Ok(entries
+            .iter()
+            .map(|t| {
+                let get = |key: &str| {
+                    t.get(key)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                (get("name"), get("version"), get("source"), get("checksum"))
+            })
+            .collect())
+    };
+    let before = packages(original)?;
+    let after = packages(&dir.join("Cargo.lock"))?;
+    if let Some((name, version, _, _)) = after.difference(&before).next() {
+        anyhow::bail!(
+            "pruning changed the lockfile: `{name} {version}` is not in `{}` as it is; run `cargo update --workspace` there first",
+            original.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `cargo metadata --locked --offline` on the pruned workspace.
 fn verify(dir: &Path) -> anyhow::Result<()> {
+    cargo_metadata(dir, true)
+}
+
+/// `cargo metadata --offline` (with `--locked` when `locked`) in `dir`.
+fn cargo_metadata(dir: &Path, locked: bool) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--locked",
-            "--offline",
-            "--format-version",
-            "1",
-            "--manifest-path",
-        ])
+        .arg("metadata")
+        .args(locked.then_some("--locked"))
+        .args(["--offline", "--format-version", "1", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -278,7 +321,8 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
         .context("failed to run `cargo metadata`")?;
     anyhow::ensure!(
         output.status.success(),
-        "the pruned workspace does not pass `cargo metadata --locked --offline`: {}",
+        "the pruned workspace does not pass `cargo metadata{} --offline`: {}",
+        if locked { " --locked" } else { "" },
         String::from_utf8_lossy(&output.stderr).trim()
     );
     Ok(())
