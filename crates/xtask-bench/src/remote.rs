@@ -8,8 +8,9 @@
 //!    server, checked to be all hits by the run summary.
 //!
 //! Targets (issue 3): restore at least 10x faster than the cold build; uploads add less than
-//! 10% to the cold build. Cold builds are long, so each is run `iterations` times (default 1)
-//! and the restore `3 x iterations` times; every sample runs on its own fresh copy.
+//! 10% to the cold build. Cold builds are long, so each is run `iterations` times (default 1;
+//! the order of the two cold variants alternates between iterations) and the restore
+//! `3 x iterations` times; every sample runs on its own fresh copy.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,11 +100,18 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     let mut cold_upload = Vec::new();
     let mut restore = Vec::new();
     let mut tasks = 0;
-    for _ in 0..options.iterations.max(1) {
-        let dir = fresh_copy("cold")?;
-        cold.push(time_once(&mut xtask(&dir, false, None))?);
-        let dir = fresh_copy("cold-upload")?;
-        cold_upload.push(time_once(&mut xtask(&dir, true, None))?);
+    for iteration in 0..options.iterations.max(1) {
+        // Alternate which variant goes first, so a warming machine favours neither.
+        for upload in [iteration % 2 == 1, iteration % 2 == 0] {
+            let dir = fresh_copy(if upload { "cold-upload" } else { "cold" })?;
+            let took = time_once(&mut xtask(&dir, upload, None))?;
+            if upload {
+                cold_upload.push(took);
+            } else {
+                cold.push(took);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         for _ in 0..3 {
             let dir = fresh_copy("machine-b")?;
             let summary = dir.with_extension("summary.json");
