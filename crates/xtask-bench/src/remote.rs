@@ -2,8 +2,9 @@
 //! workspace (default 500 crates), in one run:
 //!
 //! 1. cold: `xtask build` with an empty cache and no remote (the baseline);
-//! 2. cold + upload: the same on a fresh copy, uploading every result to a real
-//!    `turborepo-remote-cache` on loopback (the run ends when the uploads are done);
+//! 2. cold + upload: the same on a fresh copy, with a real, empty `turborepo-remote-cache` on
+//!    loopback (every lookup misses, every result is uploaded; the run ends when the uploads
+//!    are done); each iteration starts its own server;
 //! 3. machine B: a fresh copy (no `target/`, empty local cache) restoring everything from the
 //!    server, checked to be all hits by the run summary.
 //!
@@ -52,12 +53,6 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     let _ = std::fs::remove_dir_all(&runs);
     std::fs::create_dir_all(&runs)
         .with_context(|| format!("failed to create `{}`", runs.display()))?;
-    let server = testkit::servers::turborepo_remote_cache(TOKEN, None);
-    let env = [
-        ("TURBO_API", server.url()),
-        ("TURBO_TOKEN", TOKEN.to_string()),
-        ("TURBO_TEAM", "bench".to_string()),
-    ];
     let mut copies = 0usize;
     let mut fresh_copy = |what: &str| -> anyhow::Result<PathBuf> {
         copies += 1;
@@ -70,7 +65,7 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     } else {
         vec!["run".into(), options.task.clone()]
     };
-    let xtask = |dir: &Path, remote: bool, summary: Option<&Path>| {
+    let xtask = |dir: &Path, server: Option<&testkit::servers::Server>, summary: Option<&Path>| {
         let mut command = Command::new(&options.xtask);
         command
             .arg("-C")
@@ -87,8 +82,11 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
         ] {
             command.env_remove(variable);
         }
-        if remote {
-            command.envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(server) = server {
+            command
+                .env("TURBO_API", server.url())
+                .env("TURBO_TOKEN", TOKEN)
+                .env("TURBO_TEAM", "bench");
         }
         if let Some(summary) = summary {
             command.arg(format!("--summarize={}", summary.display()));
@@ -101,10 +99,12 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     let mut restore = Vec::new();
     let mut tasks = 0;
     for iteration in 0..options.iterations.max(1) {
+        // A new, empty server per iteration: the uploading build must miss everywhere.
+        let server = testkit::servers::turborepo_remote_cache(TOKEN, None);
         // Alternate which variant goes first, so a warming machine favours neither.
         for upload in [iteration % 2 == 1, iteration % 2 == 0] {
             let dir = fresh_copy(if upload { "cold-upload" } else { "cold" })?;
-            let took = time_once(&mut xtask(&dir, upload, None))?;
+            let took = time_once(&mut xtask(&dir, upload.then_some(&server), None))?;
             if upload {
                 cold_upload.push(took);
             } else {
@@ -115,7 +115,7 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
         for _ in 0..3 {
             let dir = fresh_copy("machine-b")?;
             let summary = dir.with_extension("summary.json");
-            restore.push(time_once(&mut xtask(&dir, true, Some(&summary)))?);
+            restore.push(time_once(&mut xtask(&dir, Some(&server), Some(&summary)))?);
             tasks = check_all_hits(&summary)?;
             // Keep the disk bounded: machine B's copy is not needed any more.
             let _ = std::fs::remove_dir_all(&dir);
@@ -127,7 +127,6 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
         restore: median(&mut restore),
         tasks,
     };
-    drop(server);
     Ok(render(options, &measured))
 }
 
