@@ -166,11 +166,9 @@ fn an_edit_restarts_only_the_apps_that_depend_on_it_and_refuses_no_connection() 
     dev.wait_for_body(worker, "/v1/job", FIRST_BUILD, |b| b == "job v1");
     let api_pid = dev.pid(api);
     let worker_pid = dev.pid(worker);
-    assert!(
-        dev.output()
-            .contains(&format!("api | stdout line from pid {api_pid}"))
-    );
-    assert!(dev.output().contains("worker | serving on"));
+    // The output is copied from dev's pipes by a thread: wait for it rather than race it.
+    dev.wait_for_output(&format!("api | stdout line from pid {api_pid}"), REBUILD);
+    dev.wait_for_output("worker | serving on", REBUILD);
 
     // Hammer the api while it is replaced: the socket stays open, so nothing is refused.
     let stop = Arc::new(AtomicBool::new(false));
@@ -215,9 +213,9 @@ fn an_edit_restarts_only_the_apps_that_depend_on_it_and_refuses_no_connection() 
     assert_ne!(new_worker_pid, worker_pid);
     assert!(!alive(worker_pid));
     assert_eq!(dev.pid(api), new_api_pid, "the api was restarted");
-    assert!(
-        dev.output()
-            .contains("changed: crates/jobs/src/lib.rs -> rebuilding worker\n")
+    dev.wait_for_output(
+        "changed: crates/jobs/src/lib.rs -> rebuilding worker\n",
+        REBUILD,
     );
 
     // Ignored files and the target dir never trigger a build.
@@ -302,7 +300,7 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period_and_nothing_survive
     assert!(stopping.elapsed() >= Duration::from_millis(700));
     assert!(!alive(pid) && !alive(helper), "a process outlived dev");
     assert!(group_members(pid).is_empty(), "{:?}", group_members(pid));
-    assert!(dev.output().contains("[dev] stopping: SIGTERM received"));
+    dev.wait_for_output("[dev] stopping: SIGTERM received", REBUILD);
 }
 
 fn pids(body: &str) -> (u32, u32) {
