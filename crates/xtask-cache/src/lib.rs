@@ -242,7 +242,8 @@ impl LocalCache {
         store::store(&self.layout, entry)
     }
 
-    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`).
+    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`);
+    /// writes nothing when that is already the record.
     pub fn set_last(&self, package: &str, task: &str, task_hash: &str) -> Result<(), CacheError> {
         if !is_sha256_hex(task_hash) {
             return Err(CacheError::InvalidTaskHash {
@@ -250,8 +251,12 @@ impl LocalCache {
             });
         }
         let path = self.layout.last_path(package, task)?;
-        self.layout
-            .write_atomically(&path, format!("{task_hash}\n").as_bytes())
+        let content = format!("{task_hash}\n");
+        // A hit usually finds the same record: reading it is much cheaper than rewriting it.
+        if fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
+            return Ok(());
+        }
+        self.layout.write_atomically(&path, content.as_bytes())
     }
 
     /// The task hash recorded by [`LocalCache::set_last`], if any.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use xtask_graph::{TaskGraph, dependency_closure};
 use xtask_hash::{
     InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
-    ToolchainKey, discover_global_inputs, discover_inputs, env_value_digest, hash_files,
+    ToolchainKey, discover_global_inputs, discover_inputs, env_value_digest,
     source_fingerprint,
 };
 use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
@@ -58,21 +58,13 @@ pub struct Toolchain {
 }
 
 impl Toolchain {
-    /// Runs `rustc -vV` in the workspace root (so rustup honours `rust-toolchain.toml`).
-    pub fn detect(workspace_root: &Path) -> anyhow::Result<Toolchain> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = std::process::Command::new(&rustc)
-            .arg("-vV")
-            .current_dir(workspace_root)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("failed to run `{} -vV`", rustc.to_string_lossy()))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "`rustc -vV` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        let rustc_version = String::from_utf8_lossy(&output.stdout).into_owned();
+    /// `rustc -vV` as run in the workspace root (so rustup honours `rust-toolchain.toml`),
+    /// from the toolchain cache when nothing it depends on changed (see [`crate::fast`]).
+    pub fn detect(
+        fast: &crate::fast::FastPaths,
+        workspace_root: &Path,
+    ) -> anyhow::Result<Toolchain> {
+        let rustc_version = crate::fast::rustc_version(fast, workspace_root)?;
         let host = rustc_version
             .lines()
             .find_map(|l| l.strip_prefix("host: "))
@@ -156,6 +148,7 @@ pub fn plan(
     graph: &TaskGraph,
     toolchain: Option<&Toolchain>,
     settings: &CargoSettings,
+    fast: &crate::fast::FastPaths,
     threads: usize,
 ) -> anyhow::Result<Vec<PlannedTask>> {
     let cache_dir = workspace.cache_dir();
@@ -221,7 +214,13 @@ pub fn plan(
             .or_insert_with(|| file.clone());
     }
     let unique: Vec<InputFile> = unique.into_values().collect();
-    let digests = hash_files(&unique, threads).context("failed to hash the inputs")?;
+    // Unchanged files come from the stat cache; the rest are read on every core.
+    let (digests, _counts) = fast
+        .stat_cache
+        .hash_files(&unique, threads.max(available_cores()))
+        .context("failed to hash the inputs")?;
+    // A failed write only loses the speed-up of the next run.
+    let _ = fast.save();
     let digests_of = |files: &[InputFile]| -> BTreeMap<String, String> {
         files
             .iter()
@@ -387,6 +386,10 @@ pub fn plan(
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .context("internal error: a task node was not planned")
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The cargo-relevant environment variables that are set, sorted.

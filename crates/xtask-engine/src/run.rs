@@ -145,8 +145,9 @@ fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<
         .nodes
         .iter()
         .any(|n| matches!(n.def.kind, TaskKind::Cargo(_)));
+    let fast = crate::fast::FastPaths::open(&workspace.cache_dir());
     let toolchain = if needs_toolchain {
-        Some(Toolchain::detect(&workspace.root)?)
+        Some(Toolchain::detect(&fast, &workspace.root)?)
     } else {
         None
     };
@@ -155,6 +156,7 @@ fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<
         &graph,
         toolchain.as_ref(),
         &settings,
+        &fast,
         options.jobs,
     )?;
     Ok(Prepared {
