@@ -180,23 +180,33 @@ pub fn plan(
     let mut exclude_dirs_base: Vec<PathBuf> = vec![workspace.target_dir.clone(), cache_dir];
     exclude_dirs_base.dedup();
     let mut files_by_spec: HashMap<SpecKey, Vec<InputFile>> = HashMap::new();
-    for spec in &specs {
+    // Package directories sorted component-wise: the packages nested in one directory come
+    // right after it, so finding them is a short scan, not a pass over every package.
+    let mut sorted_dirs: Vec<&Path> = workspace.packages.iter().map(|p| p.dir.as_path()).collect();
+    sorted_dirs.sort();
+    // One walk per spec, on every core (each walk is sequential).
+    let spec_list: Vec<&SpecKey> = specs.iter().collect();
+    let walked = crate::run::parallel_map(&spec_list, threads.max(available_cores()), |spec| {
         let package = &workspace.packages[spec.0];
         let mut exclude_dirs = exclude_dirs_base.clone();
-        for other in &workspace.packages {
-            if other.dir != package.dir && other.dir.starts_with(&package.dir) {
-                exclude_dirs.push(other.dir.clone());
+        let start = sorted_dirs.partition_point(|dir| *dir <= package.dir.as_path());
+        for other in &sorted_dirs[start..] {
+            if !other.starts_with(&package.dir) {
+                break;
             }
+            exclude_dirs.push(other.to_path_buf());
         }
-        let files = discover_inputs(&InputSpec {
+        discover_inputs(&InputSpec {
             workspace_root: &workspace.root,
             package_dir: &package.dir,
             include: &spec.1,
             exclude_globs: &spec.2,
             exclude_dirs: &exclude_dirs,
         })
-        .with_context(|| format!("failed to list the inputs of package `{}`", package.name))?;
-        files_by_spec.insert(spec.clone(), files);
+        .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
+    });
+    for (spec, files) in spec_list.into_iter().zip(walked) {
+        files_by_spec.insert(spec.clone(), files?);
     }
 
     // 3. Hash every distinct file once, in parallel.

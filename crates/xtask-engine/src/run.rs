@@ -738,7 +738,7 @@ fn exit_description(code: Option<i32>) -> String {
 }
 
 /// Maps `f` over `items` on up to `threads` threads, keeping the order.
-fn parallel_map<T: Sync, R: Send>(
+pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> R + Sync,
