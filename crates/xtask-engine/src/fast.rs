@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use xtask_hash::{FileStat, StatCache, sha256_hex, write_atomically};
+use xtask_hash::{FileStat, ListingCache, StatCache, sha256_hex, write_atomically};
 
 /// Environment variables in the metadata cache key.
 pub const METADATA_ENV: [&str; 10] = [
@@ -61,6 +61,8 @@ const RECORD_VERSION: u32 = 1;
 pub struct FastPaths {
     dir: PathBuf,
     pub stat_cache: StatCache,
+    /// Input listings, loaded on first use (only planning needs them).
+    listing_cache: std::sync::OnceLock<ListingCache>,
 }
 
 impl FastPaths {
@@ -68,11 +70,43 @@ impl FastPaths {
     pub fn open(cache_dir: &Path) -> FastPaths {
         let dir = cache_dir.join("v1").join("fast");
         let stat_cache = StatCache::load(&dir.join("stat-cache"));
-        FastPaths { dir, stat_cache }
+        FastPaths {
+            dir,
+            stat_cache,
+            listing_cache: std::sync::OnceLock::new(),
+        }
     }
 
-    /// Saves the stat cache if it changed; a failure is only a lost speed-up.
+    /// The fast paths of `cache_dir`, opened once per process: `load_workspace` and planning
+    /// share one stat cache. Safe for long-lived processes: every cached fact is re-checked
+    /// against the file system on use.
+    pub fn shared(cache_dir: &Path) -> std::sync::Arc<FastPaths> {
+        static OPENED: std::sync::Mutex<Option<(PathBuf, std::sync::Arc<FastPaths>)>> =
+            std::sync::Mutex::new(None);
+        let mut opened = OPENED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((dir, fast)) = opened.as_ref()
+            && dir == cache_dir
+        {
+            return fast.clone();
+        }
+        let fast = std::sync::Arc::new(FastPaths::open(cache_dir));
+        *opened = Some((cache_dir.to_path_buf(), fast.clone()));
+        fast
+    }
+
+    /// The input listing cache (`listings.json`).
+    pub fn listing_cache(&self) -> &ListingCache {
+        self.listing_cache
+            .get_or_init(|| ListingCache::load(&self.dir.join("listings.json")))
+    }
+
+    /// Saves the caches that changed; a failure is only a lost speed-up.
     pub fn save(&self) -> Result<(), xtask_hash::HashError> {
+        if let Some(listings) = self.listing_cache.get() {
+            listings.save()?;
+        }
         self.stat_cache.save()
     }
 

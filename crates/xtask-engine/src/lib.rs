@@ -81,7 +81,7 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
     let fast = root_text
         .as_deref()
         .and_then(|text| fast::cache_dir_of_root_manifest(&manifest, text))
-        .map(|dir| fast::FastPaths::open(&dir));
+        .map(|dir| fast::FastPaths::shared(&dir));
     if let (Some(fast), Some(text)) = (&fast, &root_text)
         && let Some(metadata) = fast::cached_metadata(fast, &manifest, text)
         && let Ok(workspace) = xtask_model::Workspace::from_metadata(&metadata)

@@ -11,7 +11,7 @@ use anyhow::Context;
 use xtask_graph::{TaskGraph, dependency_closure};
 use xtask_hash::{
     InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
-    ToolchainKey, discover_global_inputs, discover_inputs, env_value_digest,
+    ToolchainKey, discover_global_inputs, env_value_digest,
     source_fingerprint,
 };
 use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
@@ -196,7 +196,7 @@ pub fn plan(
             }
             exclude_dirs.push(other.to_path_buf());
         }
-        discover_inputs(&InputSpec {
+        fast.listing_cache().discover(&InputSpec {
             workspace_root: &workspace.root,
             package_dir: &package.dir,
             include: &spec.1,

@@ -145,7 +145,7 @@ fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<
         .nodes
         .iter()
         .any(|n| matches!(n.def.kind, TaskKind::Cargo(_)));
-    let fast = crate::fast::FastPaths::open(&workspace.cache_dir());
+    let fast = crate::fast::FastPaths::shared(&workspace.cache_dir());
     let toolchain = if needs_toolchain {
         Some(Toolchain::detect(&fast, &workspace.root)?)
     } else {
@@ -252,11 +252,12 @@ pub fn run_loaded(
     // 1. Cache hits: lookups read only the small entry files; restores run in parallel.
     let mut hits: Vec<(NodeIndex, EntryMeta)> = Vec::new();
     if !options.force {
-        for (node, planned_task) in planned.iter().enumerate() {
-            if !graph.nodes[node].def.cache {
-                continue;
-            }
-            match cache.lookup(&planned_task.hash) {
+        let cacheable: Vec<NodeIndex> = (0..n).filter(|&node| graph.nodes[node].def.cache).collect();
+        let lookups = parallel_map(&cacheable, options.jobs.max(2), |&node| {
+            cache.lookup(&planned[node].hash)
+        });
+        for (node, lookup) in cacheable.into_iter().zip(lookups) {
+            match lookup {
                 Ok(Some(meta)) => hits.push((node, meta)),
                 Ok(None) => {}
                 Err(error) => reporter.warning(&format!(

@@ -26,6 +26,7 @@ mod error;
 mod files;
 mod inputs;
 mod key;
+mod listing_cache;
 mod lockfile;
 mod stat_cache;
 #[cfg(test)]
@@ -38,5 +39,6 @@ pub use inputs::{InputFile, InputSpec, discover_global_inputs, discover_inputs};
 pub use key::{
     KEY_SCHEMA, TaskDefinitionKey, TaskKey, ToolchainKey, env_value_digest, source_fingerprint,
 };
+pub use listing_cache::ListingCache;
 pub use lockfile::{LockedPackage, Lockfile};
 pub use stat_cache::{FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, write_atomically};
