@@ -49,6 +49,15 @@ pub fn generator() -> anyhow::Result<PathBuf> {
     if default.is_file() {
         return Ok(default);
     }
+    // A git worktree of the repository may sit deeper (e.g. `wt/NAME/`): look further up.
+    if let Some(found) = testkit::workspace_root()
+        .ancestors()
+        .skip(2)
+        .map(|dir| dir.join("shared/bench/gen_monorepo.py"))
+        .find(|candidate| candidate.is_file())
+    {
+        return Ok(found);
+    }
     bail!(
         "gen_monorepo.py not found at `{}`: set XTASK_GEN_MONOREPO to its path",
         default.display()
@@ -130,11 +139,23 @@ pub fn add_xtask_task(root: &Path) -> anyhow::Result<()> {
                 ])
                 .status()
                 .context("failed to run git")?;
-            anyhow::ensure!(status.success(), "git {} failed in `{}`", args.join(" "), root.display());
+            anyhow::ensure!(
+                status.success(),
+                "git {} failed in `{}`",
+                args.join(" "),
+                root.display()
+            );
             Ok(())
         };
         git(&["add", "Cargo.toml"])?;
-        git(&["-c", "commit.gpgsign=false", "commit", "-q", "-m", "xtask task"])?;
+        git(&[
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "xtask task",
+        ])?;
     }
     Ok(())
 }

@@ -233,7 +233,19 @@ impl LocalCache {
         meta: &EntryMeta,
         roots: &RestoreRoots,
     ) -> Result<RestoreStats, CacheError> {
-        restore::restore(&self.layout, meta, roots)
+        restore::restore(&self.layout, meta, roots, None)
+    }
+
+    /// [`LocalCache::restore`], learning the sha256 of files already in place from `digest`
+    /// (e.g. a stat cache, so unchanged outputs are only stat'ed) instead of reading them.
+    /// `digest` must return the content's sha256 or `None`; it is trusted.
+    pub fn restore_with(
+        &self,
+        meta: &EntryMeta,
+        roots: &RestoreRoots,
+        digest: &(dyn Fn(&Path) -> Option<String> + Sync),
+    ) -> Result<RestoreStats, CacheError> {
+        restore::restore(&self.layout, meta, roots, Some(digest))
     }
 
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each

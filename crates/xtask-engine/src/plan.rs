@@ -11,8 +11,7 @@ use anyhow::Context;
 use xtask_graph::{TaskGraph, dependency_closure};
 use xtask_hash::{
     InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
-    ToolchainKey, discover_global_inputs, env_value_digest,
-    source_fingerprint,
+    ToolchainKey, discover_global_inputs, env_value_digest, source_fingerprint,
 };
 use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
 
@@ -196,14 +195,15 @@ pub fn plan(
             }
             exclude_dirs.push(other.to_path_buf());
         }
-        fast.listing_cache().discover(&InputSpec {
-            workspace_root: &workspace.root,
-            package_dir: &package.dir,
-            include: &spec.1,
-            exclude_globs: &spec.2,
-            exclude_dirs: &exclude_dirs,
-        })
-        .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
+        fast.listing_cache()
+            .discover(&InputSpec {
+                workspace_root: &workspace.root,
+                package_dir: &package.dir,
+                include: &spec.1,
+                exclude_globs: &spec.2,
+                exclude_dirs: &exclude_dirs,
+            })
+            .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
     });
     for (spec, files) in spec_list.into_iter().zip(walked) {
         files_by_spec.insert(spec.clone(), files?);

@@ -192,7 +192,14 @@ pub fn discover_global_inputs(
             exclude_dirs: HashSet::new(),
             outer_ignores: OuterIgnores::load(workspace_root, &start_dir),
         };
-        walk_files(workspace_root, &start_dir, max_depth, filter, &mut files, None)?;
+        walk_files(
+            workspace_root,
+            &start_dir,
+            max_depth,
+            filter,
+            &mut files,
+            None,
+        )?;
     }
     files.sort_unstable_by(|a, b| a.relative_path.cmp(&b.relative_path));
     files.dedup_by(|a, b| a.relative_path == b.relative_path);

@@ -41,4 +41,6 @@ pub use key::{
 };
 pub use listing_cache::ListingCache;
 pub use lockfile::{LockedPackage, Lockfile};
-pub use stat_cache::{FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, write_atomically};
+pub use stat_cache::{
+    FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, write_atomically,
+};

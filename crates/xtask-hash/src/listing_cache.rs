@@ -264,7 +264,10 @@ mod tests {
             let cache = ListingCache::load(&cache_path);
             let files = cache.discover(&spec(&root, &package, &exclude)).unwrap();
             cache.save().unwrap();
-            names(&files).into_iter().map(str::to_owned).collect::<Vec<_>>()
+            names(&files)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         };
         settle();
         assert_eq!(list(), ["crates/a/Cargo.toml", "crates/a/src/lib.rs"]);
@@ -277,7 +280,11 @@ mod tests {
         std::fs::write(package.join("src/new.rs"), "").unwrap();
         assert_eq!(
             list(),
-            ["crates/a/Cargo.toml", "crates/a/src/lib.rs", "crates/a/src/new.rs"]
+            [
+                "crates/a/Cargo.toml",
+                "crates/a/src/lib.rs",
+                "crates/a/src/new.rs"
+            ]
         );
         // Removed: seen.
         std::fs::remove_file(package.join("src/new.rs")).unwrap();

@@ -345,8 +345,10 @@ mod tests {
     /// the last run had been that long ago.
     fn age(path: &Path, seconds_ago: u64) {
         let file = std::fs::File::options().write(true).open(path).unwrap();
-        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(seconds_ago))
-            .unwrap();
+        file.set_modified(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(seconds_ago),
+        )
+        .unwrap();
     }
 
     fn set_mtime(path: &Path, time: std::time::SystemTime) {
@@ -367,7 +369,13 @@ mod tests {
         let cache_path = dir.path().join("cache/stat-cache");
         let cache = StatCache::load(&cache_path);
         let (digests, counts) = cache.hash_files(&files, 2).unwrap();
-        assert_eq!(counts, StatCacheCounts { reused: 0, hashed: 2 });
+        assert_eq!(
+            counts,
+            StatCacheCounts {
+                reused: 0,
+                hashed: 2
+            }
+        );
         assert_eq!(digests["a.rs"], sha256_hex(b"aaa"));
         cache.save().unwrap();
         // ctime of the files is "now" (set_modified changes it), so age the files' ctime by
@@ -378,7 +386,13 @@ mod tests {
         write_atomically(&cache_path, &text).unwrap();
         let cache = StatCache::load(&cache_path);
         let (again, counts) = cache.hash_files(&files, 2).unwrap();
-        assert_eq!(counts, StatCacheCounts { reused: 2, hashed: 0 });
+        assert_eq!(
+            counts,
+            StatCacheCounts {
+                reused: 2,
+                hashed: 0
+            }
+        );
         assert_eq!(again, digests);
     }
 
@@ -434,8 +448,16 @@ mod tests {
         for (round, content) in ["2222", "3333", "4444"].iter().enumerate() {
             let cache = StatCache::load(&cache_path);
             let (digests, _) = cache.hash_files(&files, 2).unwrap();
-            let expected = if round == 0 { "1111" } else { ["2222", "3333", "4444"][round - 1] };
-            assert_eq!(digests["a.rs"], sha256_hex(expected.as_bytes()), "round {round}");
+            let expected = if round == 0 {
+                "1111"
+            } else {
+                ["2222", "3333", "4444"][round - 1]
+            };
+            assert_eq!(
+                digests["a.rs"],
+                sha256_hex(expected.as_bytes()),
+                "round {round}"
+            );
             cache.save().unwrap();
             // Immediately (same second, same size) rewrite the file.
             std::fs::write(&path, content).unwrap();
