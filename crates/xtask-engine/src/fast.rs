@@ -217,27 +217,50 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     Some(record.metadata)
 }
 
-/// Records `metadata` (which the caller validated) for [`cached_metadata`].
+/// The digests of the files a metadata record depends on, taken BEFORE `cargo metadata` runs,
+/// so an edit made while it runs is seen by the next run.
+pub struct MetadataKey {
+    files: BTreeMap<PathBuf, String>,
+}
+
+/// Digests the root manifest, the lockfile, the cargo configs and toolchain files, and the
+/// manifests the member globs match now.
+pub fn metadata_key_before_run(fast: &FastPaths, manifest: &Path, root_text: &str) -> MetadataKey {
+    let mut watched: Vec<PathBuf> = Vec::new();
+    if let Some(root) = manifest.parent() {
+        watched.push(manifest.to_path_buf());
+        watched.push(root.join("Cargo.lock"));
+        watched.extend(config_files(root));
+        watched.extend(expand_members(root, root_text).unwrap_or_default());
+    }
+    let files = watched
+        .into_iter()
+        .map(|file| {
+            let digest = fast.file_digest(&file);
+            (file, digest)
+        })
+        .collect();
+    MetadataKey { files }
+}
+
+/// Records `metadata` (which the caller validated) for [`cached_metadata`]. Records nothing
+/// when cargo reported a member whose manifest was not digested before it ran (a member
+/// outside the globs): such a workspace always takes the slow path.
 pub fn store_metadata(
     fast: &FastPaths,
     manifest: &Path,
+    key: MetadataKey,
     metadata: &str,
     member_manifests: BTreeSet<PathBuf>,
 ) -> anyhow::Result<()> {
-    let root = manifest.parent().context("the manifest has no directory")?;
-    let mut files: BTreeMap<PathBuf, String> = BTreeMap::new();
-    let mut watched: Vec<PathBuf> = vec![manifest.to_path_buf(), root.join("Cargo.lock")];
-    watched.extend(member_manifests.iter().cloned());
-    watched.extend(config_files(root));
-    for file in watched {
-        let digest = fast.file_digest(&file);
-        files.insert(file, digest);
+    if member_manifests.iter().any(|m| !key.files.contains_key(m)) {
+        return Ok(());
     }
     let record = MetadataRecord {
         version: RECORD_VERSION,
         manifest: manifest.to_path_buf(),
         env: env_key(&METADATA_ENV),
-        files,
+        files: key.files,
         members: member_manifests,
         metadata: metadata.to_string(),
     };
@@ -544,7 +567,8 @@ mod tests {
         let cache_dir = dir.path().join("cache");
         let fast = FastPaths::open(&cache_dir);
         let members = members_of(dir.path(), &["a", "b"]);
-        store_metadata(&fast, &manifest, "{\"json\":1}", members.clone()).unwrap();
+        let key = metadata_key_before_run(&fast, &manifest, &text);
+        store_metadata(&fast, &manifest, key, "{\"json\":1}", members.clone()).unwrap();
         fast.save().unwrap();
         let fresh = || FastPaths::open(&cache_dir);
         assert_eq!(
@@ -585,7 +609,8 @@ mod tests {
         let text = std::fs::read_to_string(&manifest).unwrap();
         let cache_dir = dir.path().join("cache");
         let fast = FastPaths::open(&cache_dir);
-        store_metadata(&fast, &manifest, "{}", members_of(dir.path(), &["a"])).unwrap();
+        let key = metadata_key_before_run(&fast, &manifest, &text);
+        store_metadata(&fast, &manifest, key, "{}", members_of(dir.path(), &["a"])).unwrap();
         let record = record_path(&fast.dir, "metadata", &env_key(&METADATA_ENV));
         let bytes = std::fs::read(&record).unwrap();
         std::fs::write(&record, &bytes[..bytes.len() / 2]).unwrap();

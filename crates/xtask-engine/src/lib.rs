@@ -89,18 +89,22 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
         let _ = fast.save();
         return Ok(workspace);
     }
+    let key = match (&fast, &root_text) {
+        (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, &manifest, text)),
+        _ => None,
+    };
     let metadata = xtask_model::load_metadata(&manifest)?;
     let workspace = xtask_model::Workspace::from_metadata(&metadata)?;
     // A task cycle anywhere is a configuration error for every command.
     xtask_graph::TaskGraph::validate(&workspace)?;
-    if let Some(fast) = &fast {
+    if let (Some(fast), Some(key)) = (&fast, key) {
         let members = workspace
             .packages
             .iter()
             .map(|p| p.dir.join("Cargo.toml"))
             .collect();
         // A failed write only loses the speed-up.
-        let _ = fast::store_metadata(fast, &manifest, &metadata, members);
+        let _ = fast::store_metadata(fast, &manifest, key, &metadata, members);
         let _ = fast.save();
     }
     Ok(workspace)

@@ -10,7 +10,10 @@
 //!   file may have been written again within the same timestamp tick after it was hashed. Such
 //!   entries are re-hashed, and the cache is rewritten so that they become trustworthy later.
 //! - The stat is taken before the file is read, so a write during hashing leaves a stat that
-//!   no longer matches and the file is read again next time.
+//!   no longer matches and the file is read again next time; and a stat is recorded only when
+//!   it is strictly older than the file system's clock read before it was taken (the mtime of
+//!   a `stat-clock` file written once per process), so a file written twice in the same tick,
+//!   before and after it was hashed, is never trusted.
 //! - The file is written through a temp file and a rename; a cache file that does not parse
 //!   (truncated, corrupt, another version) is ignored as if empty and rebuilt.
 //!
@@ -117,6 +120,7 @@ pub struct StatCache {
     /// When the cache file was last written (its mtime), in ns; `None` = nothing is trusted.
     written_at_ns: Option<i128>,
     entries: Mutex<HashMap<String, Entry>>,
+    clock: std::sync::OnceLock<Option<i128>>,
     dirty: AtomicBool,
 }
 
@@ -128,6 +132,7 @@ impl StatCache {
             path: path.to_path_buf(),
             written_at_ns: None,
             entries: Mutex::new(HashMap::new()),
+            clock: std::sync::OnceLock::new(),
             dirty: AtomicBool::new(dirty),
         };
         let Ok(stat) = FileStat::of(path) else {
@@ -141,6 +146,7 @@ impl StatCache {
                 path: path.to_path_buf(),
                 written_at_ns: Some(stat.mtime_ns),
                 entries: Mutex::new(entries),
+                clock: std::sync::OnceLock::new(),
                 dirty: AtomicBool::new(false),
             },
             None => empty(true),
@@ -159,8 +165,15 @@ impl StatCache {
         {
             return Ok((entry.sha256.clone(), true));
         }
+        // Racy timestamps, the other half: a file changed in the same tick as it is hashed
+        // (before and after the stat) keeps its stat. Only a stat strictly older than the
+        // file system's clock taken before that stat is recorded; the rest is hashed again
+        // next time.
+        let clock = self.clock();
+        let stat = FileStat::of(absolute_path)?;
         let sha256 = digest_path(absolute_path)?;
-        if !relative_path.contains('\n') {
+        let settled = clock.is_some_and(|clock| stat.mtime_ns < clock && stat.ctime_ns < clock);
+        if settled && !relative_path.contains('\n') {
             self.lock().insert(
                 relative_path.to_owned(),
                 Entry {
@@ -253,6 +266,19 @@ impl StatCache {
         })?;
         self.dirty.store(false, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The file system's clock: the mtime of a `stat-clock` file next to the cache, written
+    /// once per process before the first file is hashed. `None` if it cannot be written
+    /// (then nothing new is recorded).
+    fn clock(&self) -> Option<i128> {
+        *self.clock.get_or_init(|| {
+            let marker = self.path.with_file_name("stat-clock");
+            write_atomically(&marker, b"stat clock\n")
+                .ok()
+                .and_then(|()| FileStat::of(&marker).ok())
+                .map(|stat| stat.mtime_ns)
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -367,6 +393,9 @@ mod tests {
         set_mtime(&dir.path().join("b.rs"), old);
         let files = vec![input(dir.path(), "a.rs"), input(dir.path(), "b.rs")];
         let cache_path = dir.path().join("cache/stat-cache");
+        // Past the timestamp granularity: the files' ctime (set just now) must be older than
+        // the clock this run takes.
+        std::thread::sleep(std::time::Duration::from_millis(30));
         let cache = StatCache::load(&cache_path);
         let (digests, counts) = cache.hash_files(&files, 2).unwrap();
         assert_eq!(
@@ -436,6 +465,27 @@ mod tests {
         let cache = StatCache::load(&cache_path);
         let (digests, _) = cache.hash_files(&files, 1).unwrap();
         assert_eq!(digests["a.rs"], sha256_hex(b"two"));
+    }
+
+    #[test]
+    fn a_stat_not_older_than_the_clock_is_never_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.rs");
+        std::fs::write(&path, "one").unwrap();
+        // An mtime at or after the clock this run reads: the file may still be changing in
+        // the tick it was hashed in (as a same-tick second write would look).
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(30);
+        set_mtime(&path, future);
+        let files = vec![input(dir.path(), "a.rs")];
+        let cache_path = dir.path().join("stat-cache");
+        let cache = StatCache::load(&cache_path);
+        cache.hash_files(&files, 1).unwrap();
+        cache.save().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let cache = StatCache::load(&cache_path);
+        let (digests, counts) = cache.hash_files(&files, 1).unwrap();
+        assert_eq!(counts, StatCacheCounts { reused: 0, hashed: 1 });
+        assert_eq!(digests["a.rs"], sha256_hex(b"one"));
     }
 
     #[test]
