@@ -21,7 +21,11 @@ fn metadata_calls(fixture: &Fixture) -> usize {
 fn an_unchanged_run_skips_cargo_metadata_and_every_real_change_is_seen() {
     let fixture = Fixture::new("basic");
     fixture.run(&["run", "gen"]).assert_code(0);
-    assert_eq!(metadata_calls(&fixture), 1, "the first run loads the metadata");
+    assert_eq!(
+        metadata_calls(&fixture),
+        1,
+        "the first run loads the metadata"
+    );
 
     let unchanged = fixture.run(&["run", "gen"]);
     unchanged.assert_code(0);
@@ -33,7 +37,11 @@ fn an_unchanged_run_skips_cargo_metadata_and_every_real_change_is_seen() {
             ("util:gen", "hit")
         ])
     );
-    assert_eq!(metadata_calls(&fixture), 0, "an unchanged run reuses the metadata");
+    assert_eq!(
+        metadata_calls(&fixture),
+        0,
+        "an unchanged run reuses the metadata"
+    );
 
     // A same-size source edit, right after the last run.
     fixture.replace(UTIL_LIB, "fn doubled", "fn tripled");
@@ -57,9 +65,17 @@ fn an_unchanged_run_skips_cargo_metadata_and_every_real_change_is_seen() {
     assert_eq!(metadata_calls(&fixture), 0, "no manifest changed");
 
     // A same-size manifest edit: cargo metadata runs again.
-    fixture.replace("crates/util/Cargo.toml", "doctest = false", "doctest =false ");
+    fixture.replace(
+        "crates/util/Cargo.toml",
+        "doctest = false",
+        "doctest =false ",
+    );
     fixture.run(&["run", "gen"]).assert_code(0);
-    assert_eq!(metadata_calls(&fixture), 1, "a manifest edit reloads the metadata");
+    assert_eq!(
+        metadata_calls(&fixture),
+        1,
+        "a manifest edit reloads the metadata"
+    );
 
     // A new member matched by the `crates/*` glob (the root manifest is unchanged).
     fixture.write(
@@ -116,11 +132,18 @@ fn a_corrupt_fast_path_cache_is_ignored_and_rebuilt() {
         std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate it");
         corrupted += 1;
     }
-    assert!(corrupted >= 3, "stat cache, listings and metadata are there");
+    assert!(
+        corrupted >= 3,
+        "stat cache, listings and metadata are there"
+    );
     fixture.replace(UTIL_LIB, "fn doubled", "fn tripled");
     let run = fixture.run(&["run", "gen"]);
     run.assert_code(0);
     assert_eq!(run.summary.task("util:gen").status, "miss");
     assert_eq!(run.summary.task("core-lib:gen").status, "hit");
-    assert_eq!(metadata_calls(&fixture), 2, "the corrupt metadata record is rebuilt");
+    assert_eq!(
+        metadata_calls(&fixture),
+        2,
+        "the corrupt metadata record is rebuilt"
+    );
 }

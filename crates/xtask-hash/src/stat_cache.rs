@@ -31,6 +31,9 @@ use crate::HashError;
 use crate::files::digest_path;
 use crate::inputs::InputFile;
 
+/// A digest and whether it came from the cache.
+type DigestResult = io::Result<(String, bool)>;
+
 /// The first line of a stat cache file; another header means "ignore the file".
 pub const HEADER: &str = "xtask-stat-cache v1";
 
@@ -195,7 +198,7 @@ impl StatCache {
     ) -> Result<(BTreeMap<String, String>, StatCacheCounts), HashError> {
         let workers = threads.clamp(1, files.len().max(1));
         let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<io::Result<(String, bool)>>>> =
+        let results: Vec<Mutex<Option<DigestResult>>> =
             files.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -484,7 +487,13 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         let cache = StatCache::load(&cache_path);
         let (digests, counts) = cache.hash_files(&files, 1).unwrap();
-        assert_eq!(counts, StatCacheCounts { reused: 0, hashed: 1 });
+        assert_eq!(
+            counts,
+            StatCacheCounts {
+                reused: 0,
+                hashed: 1
+            }
+        );
         assert_eq!(digests["a.rs"], sha256_hex(b"one"));
     }
 
