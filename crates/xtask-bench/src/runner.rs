@@ -82,6 +82,8 @@ pub fn bench_runner_in(
 /// Runs every scenario and returns the table (also written to `options.write_to`).
 pub fn bench_runner(options: &RunnerBenchOptions) -> anyhow::Result<String> {
     let started = Instant::now();
+    // Taken first: the commit the timed binary was built from.
+    let versions = versions(options)?;
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let trees = options.work_dir.join("trees");
@@ -115,7 +117,6 @@ pub fn bench_runner(options: &RunnerBenchOptions) -> anyhow::Result<String> {
         bench_cargo(options, &tree, &runs_dir, largest, &mut rows, &mut notes)?;
     }
 
-    let versions = versions(options)?;
     let table = render(&rows, &notes, &versions, options, started.elapsed());
     if let Some(path) = &options.write_to {
         write_atomically(path, &table)?;
@@ -758,6 +759,15 @@ fn versions(options: &RunnerBenchOptions) -> anyhow::Result<Vec<(String, String)
     };
     let date = output(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let commit = output(Path::new("git"), &["rev-parse", "--short", "HEAD"]);
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    let commit = if dirty {
+        format!("{commit} + uncommitted changes")
+    } else {
+        commit
+    };
     Ok(vec![
         ("date".into(), date),
         (
@@ -777,7 +787,7 @@ fn versions(options: &RunnerBenchOptions) -> anyhow::Result<Vec<(String, String)
                 .unwrap_or_else(|_| "?".into()),
         ),
         (
-            "load average at the end".into(),
+            "load average at the start".into(),
             std::fs::read_to_string("/proc/loadavg")
                 .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
                 .unwrap_or_else(|_| "?".into()),
