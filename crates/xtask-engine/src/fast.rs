@@ -60,6 +60,10 @@ const RECORD_VERSION: u32 = 1;
 /// The fast-path state of one workspace: where its records live and its stat cache.
 pub struct FastPaths {
     dir: PathBuf,
+    /// The cache's `v1/` existed when opened: only then is anything written, so a command
+    /// that must write nothing (a dry run, `graph`, invalid configuration) on a workspace
+    /// without a cache creates none.
+    writable: bool,
     pub stat_cache: StatCache,
     /// Input listings, loaded on first use (only planning needs them).
     listing_cache: std::sync::OnceLock<ListingCache>,
@@ -69,9 +73,14 @@ impl FastPaths {
     /// Opens (reads nothing but the stat cache) `<cache_dir>/v1/fast/`.
     pub fn open(cache_dir: &Path) -> FastPaths {
         let dir = cache_dir.join("v1").join("fast");
-        let stat_cache = StatCache::load(&dir.join("stat-cache"));
+        let writable = cache_dir.join("v1").is_dir();
+        let mut stat_cache = StatCache::load(&dir.join("stat-cache"));
+        if !writable {
+            stat_cache = stat_cache.read_only();
+        }
         FastPaths {
             dir,
+            writable,
             stat_cache,
             listing_cache: std::sync::OnceLock::new(),
         }
@@ -98,8 +107,14 @@ impl FastPaths {
 
     /// The input listing cache (`listings.json`).
     pub fn listing_cache(&self) -> &ListingCache {
-        self.listing_cache
-            .get_or_init(|| ListingCache::load(&self.dir.join("listings.json")))
+        self.listing_cache.get_or_init(|| {
+            let cache = ListingCache::load(&self.dir.join("listings.json"));
+            if self.writable {
+                cache
+            } else {
+                cache.read_only()
+            }
+        })
     }
 
     /// Saves the caches that changed; a failure is only a lost speed-up.
@@ -253,7 +268,7 @@ pub fn store_metadata(
     metadata: &str,
     member_manifests: BTreeSet<PathBuf>,
 ) -> anyhow::Result<()> {
-    if member_manifests.iter().any(|m| !key.files.contains_key(m)) {
+    if !fast.writable || member_manifests.iter().any(|m| !key.files.contains_key(m)) {
         return Ok(());
     }
     let record = MetadataRecord {
@@ -499,7 +514,11 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
     }
     let rustc_version = run(&["-vV"])?;
     // Cache only when every watched binary was found: otherwise an update could go unseen.
-    if resolved.is_some() && sysroot.is_some() && binaries.values().all(Option::is_some) {
+    if fast.writable
+        && resolved.is_some()
+        && sysroot.is_some()
+        && binaries.values().all(Option::is_some)
+    {
         let record = ToolchainRecord {
             version: RECORD_VERSION,
             workspace_root: workspace_root.to_path_buf(),
@@ -565,6 +584,7 @@ mod tests {
         let manifest = workspace(dir.path(), &["a", "b"]);
         let text = std::fs::read_to_string(&manifest).unwrap();
         let cache_dir = dir.path().join("cache");
+        std::fs::create_dir_all(cache_dir.join("v1")).unwrap();
         let fast = FastPaths::open(&cache_dir);
         let members = members_of(dir.path(), &["a", "b"]);
         let key = metadata_key_before_run(&fast, &manifest, &text);
@@ -608,6 +628,7 @@ mod tests {
         let manifest = workspace(dir.path(), &["a"]);
         let text = std::fs::read_to_string(&manifest).unwrap();
         let cache_dir = dir.path().join("cache");
+        std::fs::create_dir_all(cache_dir.join("v1")).unwrap();
         let fast = FastPaths::open(&cache_dir);
         let key = metadata_key_before_run(&fast, &manifest, &text);
         store_metadata(&fast, &manifest, key, "{}", members_of(dir.path(), &["a"])).unwrap();
@@ -626,6 +647,7 @@ mod tests {
         let root = dir.path().join("ws");
         std::fs::create_dir_all(&root).unwrap();
         let cache_dir = dir.path().join("cache");
+        std::fs::create_dir_all(cache_dir.join("v1")).unwrap();
         let first = rustc_version(&FastPaths::open(&cache_dir), &root).unwrap();
         assert!(first.contains("host: "), "{first}");
         let record = record_path(

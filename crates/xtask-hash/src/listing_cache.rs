@@ -73,6 +73,7 @@ pub struct ListingCache {
     listings: Mutex<HashMap<String, Listing>>,
     clock: Mutex<Option<i128>>,
     dirty: AtomicBool,
+    writable: bool,
 }
 
 impl ListingCache {
@@ -89,7 +90,15 @@ impl ListingCache {
             listings: Mutex::new(listings),
             clock: Mutex::new(None),
             dirty: AtomicBool::new(false),
+            writable: true,
         }
+    }
+
+    /// This cache, used but never written (no clock file, no new listings, `save` does
+    /// nothing).
+    pub fn read_only(mut self) -> ListingCache {
+        self.writable = false;
+        self
     }
 
     /// [`crate::discover_inputs`] through the cache: the stored listing when nothing it
@@ -166,7 +175,7 @@ impl ListingCache {
 
     /// Writes the cache back if a listing was added (temp file + rename).
     pub fn save(&self) -> Result<(), HashError> {
-        if !self.dirty.load(Ordering::Relaxed) {
+        if !self.writable || !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let listings = self
@@ -191,6 +200,9 @@ impl ListingCache {
     /// the cache. Taken once per process, before the first walk. `None` if it cannot be
     /// written (then nothing is cached).
     fn clock(&self) -> Option<i128> {
+        if !self.writable {
+            return None;
+        }
         let mut clock = self
             .clock
             .lock()

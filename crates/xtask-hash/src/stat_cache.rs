@@ -125,6 +125,8 @@ pub struct StatCache {
     entries: Mutex<HashMap<String, Entry>>,
     clock: std::sync::OnceLock<Option<i128>>,
     dirty: AtomicBool,
+    /// False: use what is there, record and write nothing (see [`StatCache::read_only`]).
+    writable: bool,
 }
 
 impl StatCache {
@@ -137,6 +139,7 @@ impl StatCache {
             entries: Mutex::new(HashMap::new()),
             clock: std::sync::OnceLock::new(),
             dirty: AtomicBool::new(dirty),
+            writable: true,
         };
         let Ok(stat) = FileStat::of(path) else {
             return empty(false);
@@ -151,9 +154,17 @@ impl StatCache {
                 entries: Mutex::new(entries),
                 clock: std::sync::OnceLock::new(),
                 dirty: AtomicBool::new(false),
+                writable: true,
             },
             None => empty(true),
         }
+    }
+
+    /// This cache, used but never written: no clock file, no new entries, `save` does nothing
+    /// (for commands that must write nothing, e.g. before the cache directory exists).
+    pub fn read_only(mut self) -> StatCache {
+        self.writable = false;
+        self
     }
 
     /// The sha256 of `absolute_path` (known as `relative_path`), from the cache when its stat
@@ -241,7 +252,7 @@ impl StatCache {
 
     /// Writes the cache back (temp file + rename) if any entry was added or changed.
     pub fn save(&self) -> Result<(), HashError> {
-        if !self.dirty.load(Ordering::Relaxed) {
+        if !self.writable || !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let entries = self.lock();
@@ -275,6 +286,9 @@ impl StatCache {
     /// once per process before the first file is hashed. `None` if it cannot be written
     /// (then nothing new is recorded).
     fn clock(&self) -> Option<i128> {
+        if !self.writable {
+            return None;
+        }
         *self.clock.get_or_init(|| {
             let marker = self.path.with_file_name("stat-clock");
             write_atomically(&marker, b"stat clock\n")
