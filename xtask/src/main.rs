@@ -228,6 +228,32 @@ enum BenchCommand {
         #[arg(long, value_name = "N", default_value_t = 1)]
         iterations: usize,
     },
+    /// The task runner side by side with Turborepo on synthetic trees (fully cached, outputs
+    /// deleted, dry run, leaf and root change, cold, big inputs, `cargo build` no-op, memory);
+    /// writes the table to BENCHMARKS.md.
+    Runner {
+        /// Tree sizes, comma-separated.
+        #[arg(long, value_name = "N,N", value_delimiter = ',', default_values_t = [100, 500])]
+        crates: Vec<usize>,
+        /// Runs per tool of each quick scenario.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        iterations: usize,
+        /// Runs per tool of root change and cold at N <= 100.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        slow_iterations: usize,
+        /// Runs per tool of root change and cold above N = 100 (turbo's cold run takes minutes).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        large_slow_iterations: usize,
+        /// Skip the big-inputs tree (50 crates, 20 files of 200 kB each).
+        #[arg(long)]
+        skip_big: bool,
+        /// Skip `xtask build` against `cargo build` no-op and the `cargo xtask` alias cost.
+        #[arg(long)]
+        skip_cargo: bool,
+        /// Print the table only; do not write BENCHMARKS.md.
+        #[arg(long)]
+        no_write: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -462,6 +488,36 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
                     task,
                     iterations,
                     work_dir: workspace.target_dir.join("bench"),
+                },
+            )?)
+        }
+        Command::Bench {
+            bench:
+                BenchCommand::Runner {
+                    crates,
+                    iterations,
+                    slow_iterations,
+                    large_slow_iterations,
+                    skip_big,
+                    skip_cargo,
+                    no_write,
+                },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            print(&xtask_bench::runner::bench_runner_in(
+                &workspace.root,
+                &workspace.target_dir,
+                xtask_bench::runner::RunnerBenchOptions {
+                    xtask: PathBuf::new(),
+                    turbo: PathBuf::new(),
+                    crates,
+                    iterations,
+                    slow_iterations,
+                    large_slow_iterations,
+                    skip_big,
+                    skip_cargo,
+                    work_dir: workspace.target_dir.join("bench"),
+                    write_to: (!no_write).then(|| workspace.root.join("BENCHMARKS.md")),
                 },
             )?)
         }

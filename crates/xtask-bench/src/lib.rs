@@ -6,7 +6,9 @@
 //!   with the xtask configuration that makes both tools do the same work.
 //! - [`timing`]: medians of repeated runs, alternating the commands compared.
 //! - [`remote`]: the remote cache (`bench remote`).
+//! - [`runner`]: the task runner against Turborepo (`bench runner`), writes `BENCHMARKS.md`.
 
 pub mod remote;
+pub mod runner;
 pub mod synthetic;
 pub mod timing;

@@ -49,6 +49,15 @@ pub fn generator() -> anyhow::Result<PathBuf> {
     if default.is_file() {
         return Ok(default);
     }
+    // A git worktree of the repository may sit deeper (e.g. `wt/NAME/`): look further up.
+    if let Some(found) = testkit::workspace_root()
+        .ancestors()
+        .skip(2)
+        .map(|dir| dir.join("shared/bench/gen_monorepo.py"))
+        .find(|candidate| candidate.is_file())
+    {
+        return Ok(found);
+    }
     bail!(
         "gen_monorepo.py not found at `{}`: set XTASK_GEN_MONOREPO to its path",
         default.display()
@@ -64,7 +73,7 @@ pub fn generate(parent: &Path, shape: Shape, with_npm: bool) -> anyhow::Result<P
         shape.dir_name(),
         if with_npm { "-npm" } else { "" }
     ));
-    let done = dir.join(".xtask-bench-complete");
+    let done = dir.join(".xtask-bench-complete-v2");
     if done.is_file() {
         return Ok(dir);
     }
@@ -96,7 +105,10 @@ pub fn generate(parent: &Path, shape: Shape, with_npm: bool) -> anyhow::Result<P
     Ok(dir)
 }
 
-/// Appends the xtask twin of the turbo `build` task to the tree's root manifest.
+/// Appends the xtask twin of the turbo `build` task to the tree's root manifest. Its inputs are
+/// the default, every file of the package that git does not ignore (outputs excluded), which is
+/// exactly what turbo hashes by default; the root `Cargo.toml`, like turbo's `turbo.json` and
+/// root `package.json`, is a global input.
 pub fn add_xtask_task(root: &Path) -> anyhow::Result<()> {
     let manifest = root.join("Cargo.toml");
     let mut text = std::fs::read_to_string(&manifest)
@@ -107,10 +119,43 @@ pub fn add_xtask_task(root: &Path) -> anyhow::Result<()> {
     text.push_str(&format!(
         "\n[workspace.metadata.xtask.tasks.{TASK_NAME}]\n\
          command = [\"sh\", \"-c\", {TASK_SCRIPT:?}]\n\
-         inputs = [\"src/**\", \"Cargo.toml\"]\n\
          outputs = [\"out/**\"]\n\
          depends_on = [\"^{TASK_NAME}\"]\n"
     ));
     std::fs::write(&manifest, text)
-        .with_context(|| format!("failed to write `{}`", manifest.display()))
+        .with_context(|| format!("failed to write `{}`", manifest.display()))?;
+    // Commit it, so turbo (which takes committed files' hashes from git's index) sees a clean
+    // tree, as it would in a real repository.
+    if root.join(".git").is_dir() {
+        let git = |args: &[&str]| -> anyhow::Result<()> {
+            let status = Command::new("git")
+                .args(args)
+                .current_dir(root)
+                .envs([
+                    ("GIT_AUTHOR_NAME", "bench"),
+                    ("GIT_AUTHOR_EMAIL", "bench@example.invalid"),
+                    ("GIT_COMMITTER_NAME", "bench"),
+                    ("GIT_COMMITTER_EMAIL", "bench@example.invalid"),
+                ])
+                .status()
+                .context("failed to run git")?;
+            anyhow::ensure!(
+                status.success(),
+                "git {} failed in `{}`",
+                args.join(" "),
+                root.display()
+            );
+            Ok(())
+        };
+        git(&["add", "Cargo.toml"])?;
+        git(&[
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "xtask task",
+        ])?;
+    }
+    Ok(())
 }

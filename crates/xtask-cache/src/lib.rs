@@ -233,7 +233,19 @@ impl LocalCache {
         meta: &EntryMeta,
         roots: &RestoreRoots,
     ) -> Result<RestoreStats, CacheError> {
-        restore::restore(&self.layout, meta, roots)
+        restore::restore(&self.layout, meta, roots, None)
+    }
+
+    /// [`LocalCache::restore`], learning the sha256 of files already in place from `digest`
+    /// (e.g. a stat cache, so unchanged outputs are only stat'ed) instead of reading them.
+    /// `digest` must return the content's sha256 or `None`; it is trusted.
+    pub fn restore_with(
+        &self,
+        meta: &EntryMeta,
+        roots: &RestoreRoots,
+        digest: &(dyn Fn(&Path) -> Option<String> + Sync),
+    ) -> Result<RestoreStats, CacheError> {
+        restore::restore(&self.layout, meta, roots, Some(digest))
     }
 
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each
@@ -242,7 +254,8 @@ impl LocalCache {
         store::store(&self.layout, entry)
     }
 
-    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`).
+    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`);
+    /// writes nothing when that is already the record.
     pub fn set_last(&self, package: &str, task: &str, task_hash: &str) -> Result<(), CacheError> {
         if !is_sha256_hex(task_hash) {
             return Err(CacheError::InvalidTaskHash {
@@ -250,8 +263,12 @@ impl LocalCache {
             });
         }
         let path = self.layout.last_path(package, task)?;
-        self.layout
-            .write_atomically(&path, format!("{task_hash}\n").as_bytes())
+        let content = format!("{task_hash}\n");
+        // A hit usually finds the same record: reading it is much cheaper than rewriting it.
+        if fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
+            return Ok(());
+        }
+        self.layout.write_atomically(&path, content.as_bytes())
     }
 
     /// The task hash recorded by [`LocalCache::set_last`], if any.

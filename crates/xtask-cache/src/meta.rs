@@ -128,6 +128,13 @@ pub(crate) fn parse_entry(
     bytes: &[u8],
     task_hash: &str,
 ) -> Result<EntryMeta, CacheError> {
+    // Fast path: a well-formed entry of this format parses straight into `EntryMeta` (one
+    // pass, no intermediate `Value` tree).
+    if let Ok(meta) = serde_json::from_slice::<EntryMeta>(bytes)
+        && meta.format == ENTRY_FORMAT
+    {
+        return check_entry(path, meta, task_hash);
+    }
     // Two phases: check `format` first, so an entry of a newer format reports that rather than
     // an unknown field.
     let value: serde_json::Value = serde_json::from_slice(bytes)
@@ -144,6 +151,11 @@ pub(crate) fn parse_entry(
     }
     let meta: EntryMeta = serde_json::from_value(value)
         .map_err(|error| CacheError::corrupt(path, format!("invalid entry: {error}")))?;
+    check_entry(path, meta, task_hash)
+}
+
+/// The checks every parsed entry passes: its task hash, blob references and output records.
+fn check_entry(path: &Path, meta: EntryMeta, task_hash: &str) -> Result<EntryMeta, CacheError> {
     if meta.task_hash != task_hash {
         return Err(CacheError::corrupt(
             path,

@@ -20,10 +20,14 @@ use crate::{OutputRoot, RestoreRoots, RestoreStats};
 /// not cost a metadata write on every hit.
 const LRU_REFRESH_AFTER: Duration = Duration::from_secs(10 * 60);
 
+/// How to learn a file's sha256 when checking whether an output is in place: `None` reads it.
+pub(crate) type DigestFn<'a> = Option<&'a (dyn Fn(&Path) -> Option<String> + Sync)>;
+
 pub(crate) fn restore(
     layout: &Layout,
     meta: &EntryMeta,
     roots: &RestoreRoots,
+    digest: DigestFn<'_>,
 ) -> Result<RestoreStats, CacheError> {
     let entry_path = layout.entry_path(&meta.task_hash)?;
     check_blob_refs(&entry_path, meta)?;
@@ -31,7 +35,7 @@ pub(crate) fn restore(
 
     let mut needed: BTreeMap<String, &OutputRecord> = BTreeMap::new();
     for record in &meta.outputs {
-        if !is_in_place(roots.path(record.root), record) {
+        if !is_in_place(roots.path(record.root), record, digest) {
             needed.insert(record.member_name(), record);
         }
     }
@@ -102,7 +106,7 @@ pub(crate) fn restore(
 
 /// An output is in place when the path holds the same kind of thing with the same content:
 /// size, mode and sha256 for files, the link target for symlinks. Any error means "not in place".
-fn is_in_place(root: &Path, record: &OutputRecord) -> bool {
+fn is_in_place(root: &Path, record: &OutputRecord, digest: DigestFn<'_>) -> bool {
     let path = root.join(&record.path);
     let Ok(metadata) = fs::symlink_metadata(&path) else {
         return false;
@@ -112,8 +116,11 @@ fn is_in_place(root: &Path, record: &OutputRecord) -> bool {
             metadata.is_file()
                 && metadata.len() == record.size
                 && crate::archive::file_mode(&metadata) == record.mode
-                && sha256_file(&path)
-                    .is_ok_and(|(sha256, _)| Some(sha256.as_str()) == record.sha256.as_deref())
+                && match digest {
+                    Some(digest) => digest(&path),
+                    None => sha256_file(&path).ok().map(|(sha256, _)| sha256),
+                }
+                .is_some_and(|sha256| Some(sha256.as_str()) == record.sha256.as_deref())
         }
         OutputKind::Symlink => {
             metadata.file_type().is_symlink()

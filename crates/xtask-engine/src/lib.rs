@@ -14,6 +14,7 @@ mod cache_cmd;
 mod cargo;
 mod ci;
 mod error;
+mod fast;
 pub mod generated;
 pub mod image_record;
 pub mod output;
@@ -72,13 +73,43 @@ impl Location {
     }
 }
 
-/// Loads the workspace model (runs `cargo metadata`).
+/// Loads the workspace model. `cargo metadata` runs only when a manifest, the lockfile, a cargo
+/// config, a toolchain file, the member set or the relevant environment changed since the last
+/// validated load (see [`fast`]); otherwise its cached JSON is used and the task graph, already
+/// validated for that exact model, is not validated again.
 pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Workspace> {
     let manifest = location.manifest_path()?;
+    let manifest = std::fs::canonicalize(&manifest).unwrap_or(manifest);
+    let root_text = std::fs::read_to_string(&manifest).ok();
+    let fast = root_text
+        .as_deref()
+        .and_then(|text| fast::cache_dir_of_root_manifest(&manifest, text))
+        .map(|dir| fast::FastPaths::shared(&dir));
+    if let (Some(fast), Some(text)) = (&fast, &root_text)
+        && let Some(metadata) = fast::cached_metadata(fast, &manifest, text)
+        && let Ok(workspace) = xtask_model::Workspace::from_metadata(&metadata)
+    {
+        let _ = fast.save();
+        return Ok(workspace);
+    }
+    let key = match (&fast, &root_text) {
+        (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, &manifest, text)),
+        _ => None,
+    };
     let metadata = xtask_model::load_metadata(&manifest)?;
     let workspace = xtask_model::Workspace::from_metadata(&metadata)?;
     // A task cycle anywhere is a configuration error for every command.
     xtask_graph::TaskGraph::validate(&workspace)?;
+    if let (Some(fast), Some(key)) = (&fast, key) {
+        let members = workspace
+            .packages
+            .iter()
+            .map(|p| p.dir.join("Cargo.toml"))
+            .collect();
+        // A failed write only loses the speed-up.
+        let _ = fast::store_metadata(fast, &manifest, key, &metadata, members);
+        let _ = fast.save();
+    }
     Ok(workspace)
 }
 

@@ -11,8 +11,7 @@ use anyhow::Context;
 use xtask_graph::{TaskGraph, dependency_closure};
 use xtask_hash::{
     InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
-    ToolchainKey, discover_global_inputs, discover_inputs, env_value_digest, hash_files,
-    source_fingerprint,
+    ToolchainKey, discover_global_inputs, env_value_digest, source_fingerprint,
 };
 use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
 
@@ -58,21 +57,13 @@ pub struct Toolchain {
 }
 
 impl Toolchain {
-    /// Runs `rustc -vV` in the workspace root (so rustup honours `rust-toolchain.toml`).
-    pub fn detect(workspace_root: &Path) -> anyhow::Result<Toolchain> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = std::process::Command::new(&rustc)
-            .arg("-vV")
-            .current_dir(workspace_root)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("failed to run `{} -vV`", rustc.to_string_lossy()))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "`rustc -vV` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        let rustc_version = String::from_utf8_lossy(&output.stdout).into_owned();
+    /// `rustc -vV` as run in the workspace root (so rustup honours `rust-toolchain.toml`),
+    /// from the toolchain cache when nothing it depends on changed (see [`crate::fast`]).
+    pub fn detect(
+        fast: &crate::fast::FastPaths,
+        workspace_root: &Path,
+    ) -> anyhow::Result<Toolchain> {
+        let rustc_version = crate::fast::rustc_version(fast, workspace_root)?;
         let host = rustc_version
             .lines()
             .find_map(|l| l.strip_prefix("host: "))
@@ -156,6 +147,7 @@ pub fn plan(
     graph: &TaskGraph,
     toolchain: Option<&Toolchain>,
     settings: &CargoSettings,
+    fast: &crate::fast::FastPaths,
     threads: usize,
 ) -> anyhow::Result<Vec<PlannedTask>> {
     let cache_dir = workspace.cache_dir();
@@ -187,23 +179,34 @@ pub fn plan(
     let mut exclude_dirs_base: Vec<PathBuf> = vec![workspace.target_dir.clone(), cache_dir];
     exclude_dirs_base.dedup();
     let mut files_by_spec: HashMap<SpecKey, Vec<InputFile>> = HashMap::new();
-    for spec in &specs {
+    // Package directories sorted component-wise: the packages nested in one directory come
+    // right after it, so finding them is a short scan, not a pass over every package.
+    let mut sorted_dirs: Vec<&Path> = workspace.packages.iter().map(|p| p.dir.as_path()).collect();
+    sorted_dirs.sort();
+    // One walk per spec, on every core (each walk is sequential).
+    let spec_list: Vec<&SpecKey> = specs.iter().collect();
+    let walked = crate::run::parallel_map(&spec_list, threads.max(available_cores()), |spec| {
         let package = &workspace.packages[spec.0];
         let mut exclude_dirs = exclude_dirs_base.clone();
-        for other in &workspace.packages {
-            if other.dir != package.dir && other.dir.starts_with(&package.dir) {
-                exclude_dirs.push(other.dir.clone());
+        let start = sorted_dirs.partition_point(|dir| *dir <= package.dir.as_path());
+        for other in &sorted_dirs[start..] {
+            if !other.starts_with(&package.dir) {
+                break;
             }
+            exclude_dirs.push(other.to_path_buf());
         }
-        let files = discover_inputs(&InputSpec {
-            workspace_root: &workspace.root,
-            package_dir: &package.dir,
-            include: &spec.1,
-            exclude_globs: &spec.2,
-            exclude_dirs: &exclude_dirs,
-        })
-        .with_context(|| format!("failed to list the inputs of package `{}`", package.name))?;
-        files_by_spec.insert(spec.clone(), files);
+        fast.listing_cache()
+            .discover(&InputSpec {
+                workspace_root: &workspace.root,
+                package_dir: &package.dir,
+                include: &spec.1,
+                exclude_globs: &spec.2,
+                exclude_dirs: &exclude_dirs,
+            })
+            .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
+    });
+    for (spec, files) in spec_list.into_iter().zip(walked) {
+        files_by_spec.insert(spec.clone(), files?);
     }
 
     // 3. Hash every distinct file once, in parallel.
@@ -221,7 +224,13 @@ pub fn plan(
             .or_insert_with(|| file.clone());
     }
     let unique: Vec<InputFile> = unique.into_values().collect();
-    let digests = hash_files(&unique, threads).context("failed to hash the inputs")?;
+    // Unchanged files come from the stat cache; the rest are read on every core.
+    let (digests, _counts) = fast
+        .stat_cache
+        .hash_files(&unique, threads.max(available_cores()))
+        .context("failed to hash the inputs")?;
+    // A failed write only loses the speed-up of the next run.
+    let _ = fast.save();
     let digests_of = |files: &[InputFile]| -> BTreeMap<String, String> {
         files
             .iter()
@@ -387,6 +396,10 @@ pub fn plan(
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .context("internal error: a task node was not planned")
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The cargo-relevant environment variables that are set, sorted.

@@ -145,8 +145,9 @@ fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<
         .nodes
         .iter()
         .any(|n| matches!(n.def.kind, TaskKind::Cargo(_)));
+    let fast = crate::fast::FastPaths::shared(&workspace.cache_dir());
     let toolchain = if needs_toolchain {
-        Some(Toolchain::detect(&workspace.root)?)
+        Some(Toolchain::detect(&fast, &workspace.root)?)
     } else {
         None
     };
@@ -155,6 +156,7 @@ fn prepare_loaded(workspace: Workspace, options: &RunOptions) -> anyhow::Result<
         &graph,
         toolchain.as_ref(),
         &settings,
+        &fast,
         options.jobs,
     )?;
     Ok(Prepared {
@@ -250,11 +252,13 @@ pub fn run_loaded(
     // 1. Cache hits: lookups read only the small entry files; restores run in parallel.
     let mut hits: Vec<(NodeIndex, EntryMeta)> = Vec::new();
     if !options.force {
-        for (node, planned_task) in planned.iter().enumerate() {
-            if !graph.nodes[node].def.cache {
-                continue;
-            }
-            match cache.lookup(&planned_task.hash) {
+        let cacheable: Vec<NodeIndex> =
+            (0..n).filter(|&node| graph.nodes[node].def.cache).collect();
+        let lookups = parallel_map(&cacheable, options.jobs.max(2), |&node| {
+            cache.lookup(&planned[node].hash)
+        });
+        for (node, lookup) in cacheable.into_iter().zip(lookups) {
+            match lookup {
                 Ok(Some(meta)) => hits.push((node, meta)),
                 Ok(None) => {}
                 Err(error) => reporter.warning(&format!(
@@ -289,10 +293,19 @@ pub fn run_loaded(
         workspace: workspace.root.clone(),
         target: workspace.target_dir.clone(),
     };
-    let restored = parallel_map(&hits, options.jobs, |(node, meta)| {
+    // Outputs already in place are recognised through the stat cache (only stat'ed when
+    // unchanged since they were last hashed, with the same racy-timestamp rule as inputs).
+    let fast = crate::fast::FastPaths::shared(&workspace.cache_dir());
+    let digest_in_place = |path: &std::path::Path| -> Option<String> {
+        fast.stat_cache
+            .digest(&path.to_string_lossy(), path)
+            .ok()
+            .map(|(digest, _)| digest)
+    };
+    let restored = parallel_map(&hits, options.jobs.max(2), |(node, meta)| {
         let restore_started = Instant::now();
         let result = cache
-            .restore(meta, &roots)
+            .restore_with(meta, &roots, &digest_in_place)
             .and_then(|_| cache.read_log(meta));
         (*node, result, restore_started.elapsed())
     });
@@ -334,6 +347,9 @@ pub fn run_loaded(
             )),
         }
     }
+
+    // A failed write only loses the speed-up of the next run.
+    let _ = fast.save();
 
     // 2. Misses, dependencies first. Cargo nodes of one task run as one batch and do not wait
     //    for other cargo nodes (cargo orders those itself); they wait for custom tasks.
@@ -736,7 +752,7 @@ fn exit_description(code: Option<i32>) -> String {
 }
 
 /// Maps `f` over `items` on up to `threads` threads, keeping the order.
-fn parallel_map<T: Sync, R: Send>(
+pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> R + Sync,

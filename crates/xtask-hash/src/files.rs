@@ -111,7 +111,7 @@ fn hash_in_parallel(files: &[InputFile], workers: usize) -> Vec<io::Result<Strin
 }
 
 /// sha256 of a file's bytes, or of `symlink:` + target for a symlink.
-fn digest_path(path: &Path) -> io::Result<String> {
+pub(crate) fn digest_path(path: &Path) -> io::Result<String> {
     let metadata = std::fs::symlink_metadata(path)?;
     if metadata.file_type().is_symlink() {
         let target = std::fs::read_link(path)?;

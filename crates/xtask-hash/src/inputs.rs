@@ -63,6 +63,14 @@ pub struct InputFile {
 
 /// Lists the input files of a package, sorted by `relative_path`.
 pub fn discover_inputs(spec: &InputSpec<'_>) -> Result<Vec<InputFile>, HashError> {
+    discover_inputs_visiting(spec, None)
+}
+
+/// [`discover_inputs`], also collecting every directory the walk entered into `visited`.
+pub(crate) fn discover_inputs_visiting(
+    spec: &InputSpec<'_>,
+    visited: Option<&mut Vec<PathBuf>>,
+) -> Result<Vec<InputFile>, HashError> {
     // Fails early, with a clear error, when the package is not inside the workspace.
     relative_string(spec.package_dir, spec.workspace_root)?;
     let mut include = Vec::new();
@@ -93,6 +101,7 @@ pub fn discover_inputs(spec: &InputSpec<'_>) -> Result<Vec<InputFile>, HashError
         None,
         filter,
         &mut files,
+        visited,
     )?;
     files.sort_unstable_by(|a, b| a.relative_path.cmp(&b.relative_path));
     Ok(files)
@@ -183,7 +192,14 @@ pub fn discover_global_inputs(
             exclude_dirs: HashSet::new(),
             outer_ignores: OuterIgnores::load(workspace_root, &start_dir),
         };
-        walk_files(workspace_root, &start_dir, max_depth, filter, &mut files)?;
+        walk_files(
+            workspace_root,
+            &start_dir,
+            max_depth,
+            filter,
+            &mut files,
+            None,
+        )?;
     }
     files.sort_unstable_by(|a, b| a.relative_path.cmp(&b.relative_path));
     files.dedup_by(|a, b| a.relative_path == b.relative_path);
@@ -197,6 +213,7 @@ fn walk_files(
     max_depth: Option<usize>,
     filter: EntryFilter,
     files: &mut Vec<InputFile>,
+    mut visited: Option<&mut Vec<PathBuf>>,
 ) -> Result<(), HashError> {
     let filter = Arc::new(filter);
     let mut builder = WalkBuilder::new(start_dir);
@@ -220,6 +237,11 @@ fn walk_files(
         let Some(file_type) = entry.file_type() else {
             continue;
         };
+        if file_type.is_dir()
+            && let Some(visited) = visited.as_deref_mut()
+        {
+            visited.push(entry.path().to_path_buf());
+        }
         if !(file_type.is_file() || file_type.is_symlink()) {
             continue;
         }

@@ -5,7 +5,8 @@
 //! respected, outputs excluded), [`hash_files`] digests them in parallel,
 //! [`Lockfile::external_closure`] names the locked crates a package builds against, and a
 //! [`TaskKey`] gathers those with the task definition, toolchain and environment into one
-//! canonical encoding whose sha256 is the task hash. [`diff_keys`] explains why two keys differ.
+//! canonical encoding whose sha256 is the task hash. [`StatCache`] remembers digests by
+//! `(size, mtime, ctime, inode)` so unchanged files are not read again. [`diff_keys`] explains why two keys differ.
 //!
 //! # Invariants
 //!
@@ -25,7 +26,9 @@ mod error;
 mod files;
 mod inputs;
 mod key;
+mod listing_cache;
 mod lockfile;
+mod stat_cache;
 #[cfg(test)]
 mod test_fixture;
 
@@ -36,4 +39,8 @@ pub use inputs::{InputFile, InputSpec, discover_global_inputs, discover_inputs};
 pub use key::{
     KEY_SCHEMA, TaskDefinitionKey, TaskKey, ToolchainKey, env_value_digest, source_fingerprint,
 };
+pub use listing_cache::ListingCache;
 pub use lockfile::{LockedPackage, Lockfile};
+pub use stat_cache::{
+    FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, write_atomically,
+};
