@@ -56,9 +56,7 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     let mut copies = 0usize;
     let mut fresh_copy = |what: &str| -> anyhow::Result<PathBuf> {
         copies += 1;
-        let dir = runs.join(format!("{copies:02}-{what}"));
-        copy_tree(&tree, &dir)?;
-        Ok(dir)
+        crate::runner::fresh_copy(&tree, &runs.join(format!("{copies:02}-{what}")))
     };
     let task_args: Vec<String> = if options.task == "build" {
         vec!["build".into()]
@@ -144,23 +142,6 @@ fn check_all_hits(summary: &Path) -> anyhow::Result<usize> {
         );
     }
     Ok(tasks as usize)
-}
-
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("failed to run cp")?;
-    if !status.success() {
-        bail!("cp -a {} {} failed", from.display(), to.display());
-    }
-    // The source tree never ran, but be sure: no cache or target dir comes along.
-    for leftover in ["target", "turbo-like-cache/v1"] {
-        let _ = std::fs::remove_dir_all(to.join(leftover));
-    }
-    Ok(())
 }
 
 fn render(options: &RemoteBenchOptions, m: &Measured) -> String {

@@ -585,7 +585,8 @@ fn read_meta(tree: &Path) -> anyhow::Result<TreeMeta> {
     })
 }
 
-fn fresh_copy(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+/// `cp -a` of a tree into `to` (replaced), without any target dir or cache that came along.
+pub(crate) fn fresh_copy(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
     remove_dir_if_exists(to)?;
     let status = Command::new("cp")
         .arg("-a")
