@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::HashError;
 use crate::inputs::{InputFile, InputSpec, discover_inputs_visiting};
-use crate::stat_cache::{FileStat, write_atomically};
+use crate::stat_cache::{FileStat, file_system_clock, write_atomically};
 
 const VERSION: u32 = 1;
 
@@ -208,11 +208,7 @@ impl ListingCache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if clock.is_none() {
-            let marker = self.path.with_file_name("walk-clock");
-            *clock = write_atomically(&marker, b"walk clock\n")
-                .ok()
-                .and_then(|()| FileStat::of(&marker).ok())
-                .map(|stat| stat.mtime_ns);
+            *clock = file_system_clock(&self.path.with_file_name("walk-clock"));
         }
         *clock
     }

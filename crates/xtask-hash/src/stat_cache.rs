@@ -289,13 +289,9 @@ impl StatCache {
         if !self.writable {
             return None;
         }
-        *self.clock.get_or_init(|| {
-            let marker = self.path.with_file_name("stat-clock");
-            write_atomically(&marker, b"stat clock\n")
-                .ok()
-                .and_then(|()| FileStat::of(&marker).ok())
-                .map(|stat| stat.mtime_ns)
-        })
+        *self
+            .clock
+            .get_or_init(|| file_system_clock(&self.path.with_file_name("stat-clock")))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -352,6 +348,16 @@ fn parse(text: &str) -> Option<HashMap<String, Entry>> {
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+/// The file system's clock now: writes `marker` afresh and returns its mtime (what the racy
+/// timestamp rules compare against; the system clock can differ from the file system's). `None`
+/// if it cannot be written.
+pub(crate) fn file_system_clock(marker: &Path) -> Option<i128> {
+    write_atomically(marker, b"clock\n")
+        .ok()
+        .and_then(|()| FileStat::of(marker).ok())
+        .map(|stat| stat.mtime_ns)
+}
+
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
