@@ -119,7 +119,8 @@ pub fn bench_runner(options: &RunnerBenchOptions) -> anyhow::Result<String> {
 
     let table = render(&rows, &notes, &versions, options, started.elapsed());
     if let Some(path) = &options.write_to {
-        write_atomically(path, &table)?;
+        xtask_hash::write_atomically(path, table.as_bytes())
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
     }
     Ok(table)
 }
@@ -893,15 +894,6 @@ fn format_duration_precise(duration: Duration) -> String {
     } else {
         format_duration(duration)
     }
-}
-
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let temporary = parent.join(format!(".benchmarks.tmp-{}", std::process::id()));
-    std::fs::write(&temporary, text)
-        .with_context(|| format!("failed to write `{}`", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("failed to write `{}`", path.display()))
 }
 
 #[cfg(test)]

@@ -169,8 +169,10 @@ pub fn sync_and_report(
     Ok(true)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename:
-/// readers see the old or the new file. The file gets mode 0644 (not the temporary file's 0600).
+/// Writes `bytes` to `path` through a temporary file in the same directory, synced, and a
+/// rename: readers (and a rerun after a crash) see the old or the new file, never a part. The
+/// file gets mode 0644 (not the temporary file's 0600). Used for generated files, run
+/// summaries, release files and the release state.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let parent = path
         .parent()
@@ -184,6 +186,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         )
     })?;
     file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
         .with_context(|| format!("failed to write `{}`", path.display()))?;
     use std::os::unix::fs::PermissionsExt as _;
     file.as_file()

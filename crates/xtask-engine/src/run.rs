@@ -588,7 +588,10 @@ pub fn run_loaded(
                 remote: totals.remote.as_ref(),
                 tasks: &records,
             };
-            write_json_atomically(&path, &summary)?;
+            let mut text =
+                serde_json::to_vec_pretty(&summary).context("failed to encode the run summary")?;
+            text.push(b'\n');
+            crate::generated::write_atomically(&path, &text)?;
             reporter.line(&format!("run summary: {}", path.display()));
             Some(path)
         }
@@ -781,27 +784,4 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
         .into_iter()
         .filter_map(|m| m.into_inner().ok().flatten())
         .collect()
-}
-
-/// Writes JSON to `path` through a temporary file and a rename.
-pub(crate) fn write_json_atomically(
-    path: &std::path::Path,
-    value: &impl Serialize,
-) -> anyhow::Result<()> {
-    let parent = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("failed to create `{}`", parent.display()))?;
-    let temporary = parent.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("summary"),
-        std::process::id()
-    ));
-    let mut text = serde_json::to_vec_pretty(value).context("failed to encode the run summary")?;
-    text.push(b'\n');
-    std::fs::write(&temporary, &text)
-        .with_context(|| format!("failed to write `{}`", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("failed to write `{}`", path.display()))
 }

@@ -5,9 +5,6 @@
 //! names, modes 0755 (directories, executables) or 0644, GNU headers; the gzip header carries no
 //! file name and mtime 0, at a fixed compression level.
 
-use std::io::Write;
-use std::path::Path;
-
 use anyhow::Context;
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
@@ -95,26 +92,6 @@ pub fn sha256sums(files: &[(String, Vec<u8>)]) -> String {
         .into_iter()
         .map(|(name, digest)| format!("{digest}  {name}\n"))
         .collect()
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("failed to create `{}`", parent.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = std::fs::File::create(&temporary)
-        .with_context(|| format!("failed to create `{}`", temporary.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("failed to write `{}`", temporary.display()))?;
-    drop(file);
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("failed to write `{}`", path.display()))
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::dist::write_atomically;
 use crate::plan::Plan;
+use xtask_engine::generated::write_atomically;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
