@@ -19,40 +19,27 @@ pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>>
     Ok(settings.map(RemoteCache::new))
 }
 
-/// Fetches `hashes` (local misses) in parallel; returns the hits, in no particular order, as
-/// (index into `hashes`, imported entry). Warnings go to the reporter.
+/// Fetches `hashes` (local misses) in parallel; returns the hits as (index into `hashes`,
+/// imported entry). Warnings go to the reporter, in the order of `hashes`. Once the remote is
+/// switched off, the remaining fetches return at once without a request.
 pub(crate) fn fetch_misses(
     remote: &RemoteCache,
     local: &LocalCache,
     hashes: &[&str],
     reporter: &Reporter,
 ) -> Vec<(usize, EntryMeta)> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let hits = Mutex::new(Vec::new());
     // Network-bound: more threads than cores; bounded so a big graph does not open hundreds
     // of connections at once.
-    let threads = hashes.len().clamp(1, 16);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(hash) = hashes.get(i) else { break };
-                    match remote.fetch_into(local, hash) {
-                        FetchOutcome::Hit(meta) => {
-                            if let Ok(mut hits) = hits.lock() {
-                                hits.push((i, meta));
-                            }
-                        }
-                        FetchOutcome::Warning(warning) => reporter.warning(&warning),
-                        FetchOutcome::Miss => {}
-                        FetchOutcome::Disabled => break,
-                    }
-                }
-            });
+    let outcomes = crate::run::parallel_map(hashes, 16, |hash| remote.fetch_into(local, hash));
+    let mut hits = Vec::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            FetchOutcome::Hit(meta) => hits.push((i, meta)),
+            FetchOutcome::Warning(warning) => reporter.warning(&warning),
+            FetchOutcome::Miss | FetchOutcome::Disabled => {}
         }
-    });
-    hits.into_inner().unwrap_or_default()
+    }
+    hits
 }
 
 /// One upload job: a stored entry and whose it is.
