@@ -15,6 +15,7 @@ use cargo_metadata::Message;
 use xtask_cache::{OutputFile, OutputRoot};
 use xtask_model::{CargoTask, PackageIndex, Workspace};
 
+use crate::observe::Observation;
 use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
 
@@ -29,27 +30,76 @@ pub struct PackageResult {
     pub tests_failed: u64,
 }
 
-/// Runs `task` for `packages` in one cargo invocation. Returns one result per package, in order.
+/// What one cargo batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// One result per wanted package, in order.
+    pub results: Vec<PackageResult>,
+    /// What rustc and build scripts read, per workspace package compiled in the batch.
+    pub observations: HashMap<PackageIndex, Observation>,
+    /// What they read for path packages outside the workspace (charged to every task).
+    pub outside: Observation,
+    /// When the batch started: an input modified at or after it changed during the run.
+    pub started: Option<std::time::SystemTime>,
+}
+
+/// Runs `task` for the `wanted` packages in one cargo invocation that selects every package
+/// of `selection` (a superset of `wanted`), so features unify exactly as the task keys
+/// assume (see `plan::cargo_selection`). Returns one result per wanted package, in order.
 pub fn run_batch(
     workspace: &Workspace,
     task: CargoTask,
-    packages: &[PackageIndex],
+    selection: &[PackageIndex],
+    wanted: &[PackageIndex],
     settings: &CargoSettings,
     jobs: usize,
-) -> anyhow::Result<Vec<PackageResult>> {
-    match task {
+) -> anyhow::Result<BatchOutcome> {
+    let started = std::time::SystemTime::now();
+    let mut outcome = match task {
         CargoTask::Build | CargoTask::Lint => {
-            compile(workspace, task, packages, settings).map(|c| c.results)
+            let compiled = compile(workspace, task, selection, settings)?;
+            let results = pick(compiled.results, selection, wanted);
+            BatchOutcome {
+                results,
+                observations: compiled.observations,
+                outside: compiled.outside,
+                started: None,
+            }
         }
-        CargoTask::Test => test(workspace, packages, settings, jobs),
-        CargoTask::Fmt => fmt(workspace, packages),
-    }
+        CargoTask::Test => test(workspace, selection, wanted, settings, jobs)?,
+        CargoTask::Fmt => BatchOutcome {
+            results: fmt(workspace, wanted)?,
+            ..BatchOutcome::default()
+        },
+    };
+    outcome.started = Some(started);
+    Ok(outcome)
+}
+
+/// The results of `wanted` out of results indexed like `selection`.
+fn pick<T: Default>(
+    mut all: Vec<T>,
+    selection: &[PackageIndex],
+    wanted: &[PackageIndex],
+) -> Vec<T> {
+    wanted
+        .iter()
+        .map(|p| {
+            selection
+                .iter()
+                .position(|s| s == p)
+                .map(|i| std::mem::take(&mut all[i]))
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 struct Compiled {
     results: Vec<PackageResult>,
     /// Test executables per package (only for `cargo test --no-run`).
     test_binaries: Vec<Vec<PathBuf>>,
+    observations: HashMap<PackageIndex, Observation>,
+    outside: Observation,
 }
 
 fn selection_args(workspace: &Workspace, packages: &[PackageIndex]) -> Vec<String> {
@@ -58,6 +108,40 @@ fn selection_args(workspace: &Workspace, packages: &[PackageIndex]) -> Vec<Strin
         .flat_map(|&p| ["-p".to_string(), workspace.packages[p].name.clone()])
         .collect()
 }
+
+/// The targets `task` must produce an artifact for before a package counts as built when
+/// cargo failed (targets with `required-features` may be skipped by cargo, so they are not
+/// required). Named as [`target_label`] names artifacts.
+fn required_targets(package: &xtask_model::Package, task: CargoTask) -> Vec<String> {
+    package
+        .targets
+        .iter()
+        .filter(|t| t.required_features.is_empty())
+        .filter(|t| match task {
+            CargoTask::Build => t.is_lib() || t.is_bin(),
+            CargoTask::Test => t.test && (t.is_lib() || t.is_bin() || kind_is(t, "test")),
+            CargoTask::Lint => !kind_is(t, "custom-build"),
+            CargoTask::Fmt => false,
+        })
+        .map(|t| target_label(&t.name, t.is_lib(), t.kinds.first().map(String::as_str)))
+        .collect()
+}
+
+fn kind_is(target: &xtask_model::Target, kind: &str) -> bool {
+    target.kinds.iter().any(|k| k == kind)
+}
+
+fn target_label(name: &str, is_lib: bool, kind: Option<&str>) -> String {
+    if is_lib {
+        format!("lib:{name}")
+    } else {
+        format!("{}:{name}", kind.unwrap_or("?"))
+    }
+}
+
+const LIB_KINDS: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro"];
+/// Artifact kinds whose files `cargo build` leaves for users in the target directory.
+const OUTPUT_KINDS: [&str; 5] = ["bin", "cdylib", "dylib", "staticlib", "example"];
 
 /// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages.
 fn compile(
@@ -111,33 +195,97 @@ fn compile(
         .enumerate()
         .map(|(i, &p)| (workspace.packages[p].id.as_str(), i))
         .collect();
+    let index_of: HashMap<&str, PackageIndex> = workspace
+        .packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
     let mut results: Vec<PackageResult> =
         packages.iter().map(|_| PackageResult::default()).collect();
     let mut errors = vec![false; packages.len()];
-    let mut artifacts = vec![false; packages.len()];
+    let mut seen: Vec<std::collections::HashSet<String>> = vec![Default::default(); packages.len()];
     let mut test_binaries = vec![Vec::new(); packages.len()];
+    let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
+    let mut outside = Observation::default();
     let stdout = child.stdout.take().context("cargo stdout")?;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { continue };
         match message {
             Message::CompilerArtifact(artifact) => {
-                let Some(&i) = slot.get(artifact.package_id.repr.as_str()) else {
-                    continue;
+                let id = artifact.package_id.repr.as_str();
+                let into = match index_of.get(id) {
+                    Some(&p) => Some(observations.entry(p).or_default()),
+                    None if id.starts_with("path+") => Some(&mut outside),
+                    None => None,
                 };
-                artifacts[i] = true;
-                results[i].duration = started.elapsed();
-                if let Some(executable) = artifact.executable {
-                    let executable = executable.into_std_path_buf();
-                    if artifact.profile.test {
-                        test_binaries[i].push(executable);
-                    } else if task == CargoTask::Build
-                        && artifact.target.kind.iter().any(|k| k.to_string() == "bin")
-                    {
-                        results[i]
-                            .outputs
-                            .push(target_output(workspace, &executable)?);
+                if let Some(into) = into {
+                    for file in &artifact.filenames {
+                        crate::observe::read_artifact_dep_info(
+                            file.as_std_path(),
+                            &artifact.target.name,
+                            &workspace.root,
+                            into,
+                        );
                     }
                 }
+                let Some(&i) = slot.get(id) else {
+                    continue;
+                };
+                let kinds: Vec<String> =
+                    artifact.target.kind.iter().map(|k| k.to_string()).collect();
+                if kinds.iter().any(|k| k == "custom-build") {
+                    continue;
+                }
+                let is_lib = kinds.iter().any(|k| LIB_KINDS.contains(&k.as_str()));
+                seen[i].insert(target_label(
+                    &artifact.target.name,
+                    is_lib,
+                    kinds.first().map(String::as_str),
+                ));
+                results[i].duration = started.elapsed();
+                if artifact.profile.test {
+                    if let Some(executable) = artifact.executable {
+                        test_binaries[i].push(executable.into_std_path_buf());
+                    }
+                } else if task == CargoTask::Build
+                    && kinds.iter().any(|k| OUTPUT_KINDS.contains(&k.as_str()))
+                {
+                    for file in &artifact.filenames {
+                        let file = file.as_std_path();
+                        // Uplifted files only: `deps/` holds cargo's own copies.
+                        if file
+                            .parent()
+                            .and_then(Path::file_name)
+                            .is_some_and(|d| d == "deps")
+                        {
+                            continue;
+                        }
+                        if file
+                            .extension()
+                            .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "d")
+                        {
+                            continue;
+                        }
+                        results[i].outputs.push(target_output(workspace, file)?);
+                    }
+                }
+            }
+            Message::BuildScriptExecuted(script) => {
+                let id = script.package_id.repr.as_str();
+                let (into, package_dir) = match index_of.get(id) {
+                    Some(&p) => (
+                        observations.entry(p).or_default(),
+                        workspace.packages[p].dir.clone(),
+                    ),
+                    None if id.starts_with("path+") => (&mut outside, path_package_dir(id)),
+                    None => continue,
+                };
+                crate::observe::read_build_script_output(
+                    script.out_dir.as_std_path(),
+                    &package_dir,
+                    into,
+                );
             }
             Message::CompilerMessage(message) => {
                 let Some(&i) = slot.get(message.package_id.repr.as_str()) else {
@@ -163,9 +311,14 @@ fn compile(
     let stderr = stderr_thread.join().unwrap_or_default();
     let stderr_text = String::from_utf8_lossy(&stderr);
     for (i, result) in results.iter_mut().enumerate() {
-        result.success = !errors[i] && (status.success() || artifacts[i]);
+        // When cargo failed, a package counts as built only if every target it must
+        // produce was produced (a failed build script or dependency produces none).
+        let complete = required_targets(&workspace.packages[packages[i]], task)
+            .iter()
+            .all(|label| seen[i].contains(label));
+        result.success = !errors[i] && (status.success() || complete);
         if !result.success && !errors[i] {
-            // Nothing attributable: a dependency failed, or cargo itself did. Show cargo's words.
+            // Nothing attributable: a build script, a dependency or cargo itself failed.
             result
                 .log
                 .extend_from_slice(relevant_stderr(&stderr_text).as_bytes());
@@ -183,7 +336,15 @@ fn compile(
     Ok(Compiled {
         results,
         test_binaries,
+        observations,
+        outside,
     })
+}
+
+/// The directory of a `path+file:///dir#name@version` package id.
+fn path_package_dir(id: &str) -> PathBuf {
+    let rest = id.strip_prefix("path+file://").unwrap_or(id);
+    PathBuf::from(rest.split('#').next().unwrap_or(rest))
 }
 
 /// Cargo's error lines, without its progress chatter.
@@ -240,43 +401,42 @@ fn target_output(workspace: &Workspace, path: &Path) -> anyhow::Result<OutputFil
     })
 }
 
-/// `cargo test --no-run` once, then each package's test binaries (and doctests), packages in
-/// parallel on `jobs` threads.
+/// `cargo test --no-run` once over the whole selection, then each wanted package's test
+/// binaries, packages in parallel on `jobs` threads, then the doctests of every wanted
+/// package in one `cargo test --doc`.
 fn test(
     workspace: &Workspace,
-    packages: &[PackageIndex],
+    selection: &[PackageIndex],
+    wanted: &[PackageIndex],
     settings: &CargoSettings,
     jobs: usize,
-) -> anyhow::Result<Vec<PackageResult>> {
-    let compiled = compile(workspace, CargoTask::Test, packages, settings)?;
-    let mut results = compiled.results;
-    let work: Vec<usize> = (0..packages.len())
-        .filter(|&i| results[i].success)
-        .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: std::sync::Mutex<Vec<(usize, anyhow::Result<PackageResult>)>> =
-        std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, work.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&i) = work.get(n) else { break };
-                    let outcome = run_package_tests(
-                        workspace,
-                        packages[i],
-                        &compiled.test_binaries[i],
-                        settings,
-                    );
-                    if let Ok(mut all) = outcomes.lock() {
-                        all.push((i, outcome));
-                    }
-                }
-            });
-        }
+) -> anyhow::Result<BatchOutcome> {
+    let compiled = compile(workspace, CargoTask::Test, selection, settings)?;
+    let mut results = pick(compiled.results, selection, wanted);
+    let test_binaries = pick(compiled.test_binaries, selection, wanted);
+    let mut observations = compiled.observations;
+    // What a test reads at run time leaves no dep-info: scan its sources (see `observe`).
+    for &package in wanted {
+        let p = &workspace.packages[package];
+        let sources: Vec<PathBuf> = observations
+            .get(&package)
+            .map(|o| {
+                o.files
+                    .iter()
+                    .filter(|f| f.starts_with(&p.dir) && f.extension().is_some_and(|e| e == "rs"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let into = observations.entry(package).or_default();
+        crate::observe::scan_test_sources(&sources, &p.dir, into);
+    }
+    let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
+    let runs = crate::run::parallel_map(&work, jobs.max(1), |&i| {
+        run_package_tests(workspace, wanted[i], &test_binaries[i], settings)
     });
-    for (i, outcome) in outcomes.into_inner().unwrap_or_default() {
-        let ran = outcome?;
+    for (&i, ran) in work.iter().zip(runs) {
+        let ran = ran?;
         let result = &mut results[i];
         result.log.extend_from_slice(&ran.log);
         result.success = ran.success;
@@ -284,7 +444,86 @@ fn test(
         result.tests_failed = ran.tests_failed;
         result.duration += ran.duration;
     }
-    Ok(results)
+    run_doctests(workspace, selection, wanted, settings, &mut results)?;
+    Ok(BatchOutcome {
+        results,
+        observations,
+        outside: compiled.outside,
+        started: None,
+    })
+}
+
+/// The environment cargo gives a package's test processes: its manifest facts and a library
+/// path with the toolchain's and the target directory's libraries (proc-macro and dylib
+/// crates link `libstd-*.so`).
+fn test_environment(
+    workspace: &Workspace,
+    package: &xtask_model::Package,
+    settings: &CargoSettings,
+) -> Vec<(String, std::ffi::OsString)> {
+    let mut env: Vec<(String, std::ffi::OsString)> = vec![
+        ("CARGO_MANIFEST_DIR".into(), package.dir.clone().into()),
+        (
+            "CARGO_MANIFEST_PATH".into(),
+            package.dir.join("Cargo.toml").into(),
+        ),
+        ("CARGO_PKG_NAME".into(), package.name.clone().into()),
+        ("CARGO_PKG_VERSION".into(), package.version.clone().into()),
+        (
+            "CARGO_CRATE_NAME".into(),
+            package.name.replace('-', "_").into(),
+        ),
+        (
+            "CARGO".into(),
+            std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+        ),
+    ];
+    let version = package.version.split(['-', '+']).next().unwrap_or("");
+    let mut numbers = version.split('.');
+    for name in ["MAJOR", "MINOR", "PATCH"] {
+        env.push((
+            format!("CARGO_PKG_VERSION_{name}"),
+            numbers.next().unwrap_or("0").to_string().into(),
+        ));
+    }
+    let pre = package
+        .version
+        .split_once('-')
+        .map(|(_, pre)| pre.split('+').next().unwrap_or(""))
+        .unwrap_or("");
+    env.push(("CARGO_PKG_VERSION_PRE".into(), pre.to_string().into()));
+    let mut profile_dir = workspace.target_dir.clone();
+    if let Some(target) = &settings.target {
+        profile_dir.push(&target.triple);
+    }
+    profile_dir.push(if settings.release { "release" } else { "debug" });
+    let mut library_path = vec![profile_dir.join("deps"), profile_dir.clone()];
+    if let Some(sysroot_lib) = sysroot_library_dir() {
+        library_path.push(sysroot_lib);
+    }
+    if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH") {
+        library_path.extend(std::env::split_paths(&existing));
+    }
+    if let Ok(joined) = std::env::join_paths(library_path) {
+        env.push(("LD_LIBRARY_PATH".into(), joined));
+    }
+    env
+}
+
+/// `<sysroot>/lib/rustlib/<host>/lib` and `<sysroot>/lib`, asked of rustc once per process.
+fn sysroot_library_dir() -> Option<PathBuf> {
+    static SYSROOT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SYSROOT
+        .get_or_init(|| {
+            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+            let output = std::process::Command::new(rustc)
+                .args(["--print", "sysroot"])
+                .output()
+                .ok()?;
+            let sysroot = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+            Some(sysroot.join("lib"))
+        })
+        .clone()
 }
 
 fn run_package_tests(
@@ -302,17 +541,14 @@ fn run_package_tests(
     let mut binaries = binaries.to_vec();
     binaries.sort();
     binaries.dedup();
+    let env = test_environment(workspace, p, settings);
     for binary in &binaries {
         let shown = binary.strip_prefix(&workspace.target_dir).unwrap_or(binary);
         result
             .log
             .extend_from_slice(format!("running {}\n", shown.display()).as_bytes());
         let mut command = std::process::Command::new(binary);
-        command
-            .env("CARGO_MANIFEST_DIR", &p.dir)
-            .env("CARGO_PKG_NAME", &p.name)
-            .env("CARGO_PKG_VERSION", &p.version)
-            .env("CARGO_CRATE_NAME", p.name.replace('-', "_"));
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let captured = run_captured(
             command,
             &format!("test binary `{}`", binary.display()),
@@ -320,41 +556,119 @@ fn run_package_tests(
         )?;
         count_tests(&captured.output, &mut result);
         result.log.extend_from_slice(&captured.output);
-        result.success &= captured.success;
-    }
-    if result.success && p.targets.iter().any(|t| t.is_lib() && t.doctest) {
-        let mut command = cargo_command();
-        command
-            .args(["test", "--doc", "--manifest-path"])
-            .arg(&workspace.manifest_path)
-            .args(["-p", &p.name]);
-        if settings.release {
-            command.arg("--release");
+        if !captured.success {
+            result.log.extend_from_slice(
+                format!("test binary `{}` failed\n", shown.display()).as_bytes(),
+            );
         }
-        result.log.extend_from_slice(b"running doctests\n");
-        let captured = run_captured(command, "`cargo test --doc`", &workspace.root)?;
-        count_tests(&captured.output, &mut result);
-        let text = String::from_utf8_lossy(&captured.output);
-        let filtered: String = text
-            .lines()
-            .filter(|l| {
-                ![
-                    "Compiling ",
-                    "Finished ",
-                    "Running ",
-                    "Doc-tests ",
-                    "Blocking ",
-                ]
-                .iter()
-                .any(|p| l.trim_start().starts_with(p))
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        result.log.extend_from_slice(filtered.as_bytes());
         result.success &= captured.success;
     }
     result.duration = started.elapsed();
     Ok(result)
+}
+
+/// The doctests of every wanted package whose library has them, in ONE `cargo test --doc`
+/// over the packages of the selection that have doctests (a subset fixed by the selection,
+/// so the same key always runs the same unification); its output is split at cargo's
+/// `Doc-tests <crate>` lines and charged to each package.
+fn run_doctests(
+    workspace: &Workspace,
+    selection: &[PackageIndex],
+    wanted: &[PackageIndex],
+    settings: &CargoSettings,
+    results: &mut [PackageResult],
+) -> anyhow::Result<()> {
+    let has_doctests = |p: PackageIndex| {
+        workspace.packages[p]
+            .targets
+            .iter()
+            .any(|t| t.is_lib() && t.doctest)
+    };
+    let crate_of = |p: PackageIndex| -> Option<String> {
+        workspace.packages[p]
+            .targets
+            .iter()
+            .find(|t| t.is_lib())
+            .map(|t| t.name.replace('-', "_"))
+    };
+    let runs: Vec<usize> = (0..wanted.len())
+        .filter(|&i| results[i].success && has_doctests(wanted[i]))
+        .collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let doc_selection: Vec<PackageIndex> = selection
+        .iter()
+        .copied()
+        .filter(|&p| has_doctests(p))
+        .collect();
+    let started = Instant::now();
+    let mut command = cargo_command();
+    command
+        .args(["test", "--doc", "--no-fail-fast", "--manifest-path"])
+        .arg(&workspace.manifest_path)
+        .args(selection_args(workspace, &doc_selection));
+    if settings.release {
+        command.arg("--release");
+    }
+    let captured = run_captured(command, "`cargo test --doc`", &workspace.root)?;
+    let text = String::from_utf8_lossy(&captured.output);
+    let mut sections: HashMap<String, String> = HashMap::new();
+    let mut current: Option<String> = None;
+    let mut preamble = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if let Some(name) = trimmed.strip_prefix("Doc-tests ") {
+            current = Some(name.trim().to_string());
+            continue;
+        }
+        if ["Compiling ", "Finished ", "Running ", "Blocking ", "Fresh "]
+            .iter()
+            .any(|p| trimmed.starts_with(p))
+        {
+            continue;
+        }
+        match &current {
+            Some(name) => {
+                let section = sections.entry(name.clone()).or_default();
+                section.push_str(line);
+                section.push('\n');
+            }
+            None => {
+                preamble.push_str(line);
+                preamble.push('\n');
+            }
+        }
+    }
+    let took = started.elapsed();
+    for i in runs {
+        let result = &mut results[i];
+        result.log.extend_from_slice(b"running doctests\n");
+        let section = crate_of(wanted[i]).and_then(|c| sections.get(&c));
+        match section {
+            Some(section) => {
+                let mut counts = PackageResult::default();
+                count_tests(section.as_bytes(), &mut counts);
+                result.log.extend_from_slice(section.as_bytes());
+                result.tests_passed += counts.tests_passed;
+                result.tests_failed += counts.tests_failed;
+                let passed = section
+                    .lines()
+                    .any(|l| l.trim().starts_with("test result: ok."));
+                result.success &= counts.tests_failed == 0 && passed;
+            }
+            None => {
+                // cargo failed before this crate's doctests ran: that is not a pass.
+                result.log.extend_from_slice(preamble.as_bytes());
+                result
+                    .log
+                    .extend_from_slice(b"error: the doctests of this package did not run\n");
+                result.success = false;
+            }
+        }
+        result.duration += took;
+    }
+    Ok(())
 }
 
 /// Adds libtest's `test result: ok. 3 passed; 1 failed; ...` lines to the counts.

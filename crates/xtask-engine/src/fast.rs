@@ -8,6 +8,11 @@
 //!   and in `$CARGO_HOME`, every `rust-toolchain{,.toml}` there;
 //! - the set of members: the root manifest's `workspace.members` globs are expanded again on
 //!   every run (a directory listing), so a new member directory is a miss;
+//! - the targets cargo discovers by itself in every member (and a root package): whether
+//!   `src/lib.rs`, `src/main.rs` and `build.rs` exist and the entries of `src/bin/`,
+//!   `examples/`, `tests/` and `benches/` ([`discovery_listing`]), so adding a `src/lib.rs`
+//!   to a bin-only package is a miss (its content is not in the key: editing it changes
+//!   nothing cargo metadata reports);
 //! - the environment variables that change what `cargo metadata --no-deps` reports
 //!   ([`METADATA_ENV`]): one record per distinct environment, so `cargo xtask` (whose
 //!   environment cargo changes) and an installed `xtask` do not evict each other.
@@ -55,7 +60,7 @@ const TOOLCHAIN_ENV: [&str; 6] = [
     "RUSTC_BOOTSTRAP",
 ];
 
-const RECORD_VERSION: u32 = 1;
+const RECORD_VERSION: u32 = 2;
 
 /// The fast-path state of one workspace: where its records live and its stat cache.
 pub struct FastPaths {
@@ -166,6 +171,8 @@ struct MetadataRecord {
     files: BTreeMap<PathBuf, String>,
     /// Every member's manifest, as cargo reported them.
     members: BTreeSet<PathBuf>,
+    /// Member directory -> [`discovery_listing`].
+    discovery: BTreeMap<PathBuf, String>,
     metadata: String,
 }
 
@@ -222,6 +229,13 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     if !unchanged.into_inner() {
         return None;
     }
+    if record
+        .discovery
+        .iter()
+        .any(|(dir, listing)| &discovery_listing(dir) != listing)
+    {
+        return None;
+    }
     // Every manifest the member globs match now must be a known member.
     let root = manifest.parent()?;
     for member in expand_members(root, root_text)? {
@@ -236,17 +250,30 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
 /// so an edit made while it runs is seen by the next run.
 pub struct MetadataKey {
     files: BTreeMap<PathBuf, String>,
+    discovery: BTreeMap<PathBuf, String>,
 }
 
 /// Digests the root manifest, the lockfile, the cargo configs and toolchain files, and the
 /// manifests the member globs match now.
 pub fn metadata_key_before_run(fast: &FastPaths, manifest: &Path, root_text: &str) -> MetadataKey {
     let mut watched: Vec<PathBuf> = Vec::new();
+    let mut discovery = BTreeMap::new();
     if let Some(root) = manifest.parent() {
         watched.push(manifest.to_path_buf());
         watched.push(root.join("Cargo.lock"));
         watched.extend(config_files(root));
-        watched.extend(expand_members(root, root_text).unwrap_or_default());
+        let members = expand_members(root, root_text).unwrap_or_default();
+        let root_is_package = root_text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("package"));
+        let member_dirs = members
+            .iter()
+            .filter_map(|m| m.parent())
+            .chain(root_is_package.then_some(root));
+        for dir in member_dirs {
+            discovery.insert(dir.to_path_buf(), discovery_listing(dir));
+        }
+        watched.extend(members);
     }
     let files = watched
         .into_iter()
@@ -255,7 +282,41 @@ pub fn metadata_key_before_run(fast: &FastPaths, manifest: &Path, root_text: &st
             (file, digest)
         })
         .collect();
-    MetadataKey { files }
+    MetadataKey { files, discovery }
+}
+
+/// What cargo's target auto-discovery sees in a package directory: which of `src/lib.rs`,
+/// `src/main.rs` and `build.rs` exist, and the sorted entries of `src/bin/`, `examples/`,
+/// `tests/` and `benches/` (a subdirectory with whether it has a `main.rs`).
+pub fn discovery_listing(package_dir: &Path) -> String {
+    let mut listing = String::new();
+    for file in ["src/lib.rs", "src/main.rs", "build.rs"] {
+        if package_dir.join(file).exists() {
+            listing.push_str(file);
+            listing.push('\n');
+        }
+    }
+    for dir in ["src/bin", "examples", "tests", "benches"] {
+        let Ok(entries) = std::fs::read_dir(package_dir.join(dir)) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().join("main.rs").exists() {
+                    format!("{name}/main.rs")
+                } else {
+                    name
+                }
+            })
+            .collect();
+        names.sort();
+        for name in names {
+            listing.push_str(&format!("{dir}/{name}\n"));
+        }
+    }
+    listing
 }
 
 /// Records `metadata` (which the caller validated) for [`cached_metadata`]. Records nothing
@@ -277,6 +338,7 @@ pub fn store_metadata(
         env: env_key(&METADATA_ENV),
         files: key.files,
         members: member_manifests,
+        discovery: key.discovery,
         metadata: metadata.to_string(),
     };
     let path = record_path(&fast.dir, "metadata", &record.env);

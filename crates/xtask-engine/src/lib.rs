@@ -17,6 +17,7 @@ mod error;
 mod fast;
 pub mod generated;
 pub mod image_record;
+mod observe;
 pub mod output;
 mod outputs;
 mod plan;

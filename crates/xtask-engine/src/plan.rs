@@ -28,7 +28,7 @@ pub const BUILTIN_GLOBAL_INPUTS: [&str; 5] = [
 
 /// Environment variables that change what cargo produces; their values are hashed into every
 /// cargo task (never logged).
-const CARGO_ENV_EXACT: [&str; 10] = [
+const CARGO_ENV_EXACT: [&str; 12] = [
     "RUSTFLAGS",
     "RUSTDOCFLAGS",
     "CARGO_ENCODED_RUSTFLAGS",
@@ -39,8 +39,16 @@ const CARGO_ENV_EXACT: [&str; 10] = [
     "RUSTDOC",
     "RUSTC_BOOTSTRAP",
     "CARGO_INCREMENTAL",
+    // clippy's configuration directory and the rustfmt binary `cargo fmt` runs.
+    "CLIPPY_CONF_DIR",
+    "RUSTFMT",
 ];
-const CARGO_ENV_PREFIXES: [&str; 3] = ["CARGO_PROFILE_", "CARGO_BUILD_", "CARGO_TARGET_"];
+const CARGO_ENV_PREFIXES: [&str; 4] = [
+    "CARGO_PROFILE_",
+    "CARGO_BUILD_",
+    "CARGO_TARGET_",
+    "CARGO_UNSTABLE_",
+];
 const CARGO_ENV_EXCLUDED: [&str; 4] = [
     "CARGO_TARGET_DIR",
     "CARGO_BUILD_TARGET_DIR",
@@ -128,6 +136,25 @@ impl CargoSettings {
 pub struct PlannedTask {
     pub key: TaskKey,
     pub hash: String,
+    /// The workspace packages a cargo task builds against (empty for custom tasks).
+    pub closure: Vec<PackageIndex>,
+}
+
+/// The plan of a whole graph.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Indexed like `graph.nodes`.
+    pub tasks: Vec<PlannedTask>,
+    /// The input digests (workspace-relative path -> sha256) of every package that some cargo
+    /// task builds against: what its source fingerprint covers.
+    pub package_inputs: HashMap<PackageIndex, BTreeMap<String, String>>,
+}
+
+impl std::ops::Index<usize> for Plan {
+    type Output = PlannedTask;
+    fn index(&self, node: usize) -> &PlannedTask {
+        &self.tasks[node]
+    }
 }
 
 /// Which dependency edges a cargo task's hash follows (first hop).
@@ -149,7 +176,7 @@ pub fn plan(
     settings: &CargoSettings,
     fast: &crate::fast::FastPaths,
     threads: usize,
-) -> anyhow::Result<Vec<PlannedTask>> {
+) -> anyhow::Result<Plan> {
     let cache_dir = workspace.cache_dir();
     let spec_of = |package: PackageIndex, def: &TaskDef| -> SpecKey {
         (package, def.inputs.clone(), def.outputs.clone())
@@ -266,8 +293,44 @@ pub fn plan(
             .clone()
     };
 
-    // 5. Keys, dependencies first.
+    // 5. The feature-unification context of each cargo task's one invocation.
+    let mut unification: HashMap<CargoTask, String> = HashMap::new();
+    for task in [CargoTask::Build, CargoTask::Test, CargoTask::Lint] {
+        let selection = cargo_selection(graph, task);
+        if selection.is_empty() {
+            continue;
+        }
+        let mut reached: BTreeSet<PackageIndex> = selection.iter().copied().collect();
+        for &package in &selection {
+            reached.extend(closures[&(package, task)].iter().copied());
+        }
+        let manifests: BTreeMap<&str, Option<&String>> = reached
+            .iter()
+            .map(|&p| {
+                let package = &workspace.packages[p];
+                let manifest = manifest_relative_path(&package.relative_dir);
+                (package.name.as_str(), digests.get(&manifest))
+            })
+            .collect();
+        let mut external: BTreeSet<LockedPackage> = BTreeSet::new();
+        for &package in &selection {
+            external.extend(external_of(package));
+        }
+        let names: Vec<&str> = selection
+            .iter()
+            .map(|&p| workspace.packages[p].name.as_str())
+            .collect();
+        let encoded = serde_json::to_vec(&(names, manifests, external))
+            .context("internal error: failed to encode a selection")?;
+        unification.insert(
+            task,
+            format!("unified:{}", xtask_hash::sha256_hex(&encoded)),
+        );
+    }
+
+    // 6. Keys, dependencies first.
     let cargo_env = cargo_env();
+    let mut config_dirs = ConfigFiles::new(workspace);
     let mut fingerprints: HashMap<PackageIndex, String> = HashMap::new();
     let mut planned: Vec<Option<PlannedTask>> = vec![None; graph.nodes.len()];
     for &node_index in &graph.topological_order {
@@ -354,7 +417,7 @@ pub fn plan(
                         } else {
                             settings.profile().to_string()
                         },
-                        features: Vec::new(),
+                        features: unification.get(task).cloned().into_iter().collect(),
                         cargo_args: Vec::new(),
                     });
                     (
@@ -366,6 +429,15 @@ pub fn plan(
                     )
                 }
             };
+        let mut task_global_inputs = global_inputs.clone();
+        let mut closure = Vec::new();
+        if let TaskKind::Cargo(task) = node.def.kind {
+            task_global_inputs.extend(config_dirs.inputs_of(package, task));
+            closure = closures
+                .get(&(node.package, task))
+                .map(|c| c.iter().copied().collect())
+                .unwrap_or_default();
+        }
         let key = TaskKey {
             schema: KEY_SCHEMA,
             tool_version: crate::TOOL_VERSION.to_string(),
@@ -381,7 +453,7 @@ pub fn plan(
                 depends_on: node.def.depends_on.iter().map(|d| d.to_string()).collect(),
             },
             inputs,
-            global_inputs: global_inputs.clone(),
+            global_inputs: task_global_inputs,
             task_dependencies,
             workspace_dependencies,
             external_dependencies,
@@ -389,13 +461,138 @@ pub fn plan(
             env,
         };
         let hash = key.hash();
-        planned[node_index] = Some(PlannedTask { key, hash });
+        planned[node_index] = Some(PlannedTask { key, hash, closure });
     }
     // Every node is in the topological order, so every slot is filled.
-    planned
+    let tasks = planned
         .into_iter()
         .collect::<Option<Vec<_>>>()
-        .context("internal error: a task node was not planned")
+        .context("internal error: a task node was not planned")?;
+    let package_inputs = closures
+        .values()
+        .flatten()
+        .map(|&p| (p, digests_of(&files_by_spec[&build_spec(p)])))
+        .collect();
+    Ok(Plan {
+        tasks,
+        package_inputs,
+    })
+}
+
+/// The packages one cargo invocation of `task` selects: every node of that task, sorted.
+pub fn cargo_selection(graph: &TaskGraph, task: CargoTask) -> Vec<PackageIndex> {
+    let mut selection: Vec<PackageIndex> = graph
+        .nodes
+        .iter()
+        .filter(|n| n.def.kind == TaskKind::Cargo(task))
+        .map(|n| n.package)
+        .collect();
+    selection.sort_unstable();
+    selection.dedup();
+    selection
+}
+
+fn manifest_relative_path(package_dir: &str) -> String {
+    if package_dir.is_empty() {
+        "Cargo.toml".to_string()
+    } else {
+        format!("{package_dir}/Cargo.toml")
+    }
+}
+
+/// The configuration files a cargo task's tools read from outside the package's inputs:
+/// cargo's configs from the workspace root up and in `$CARGO_HOME`, clippy's (lint) and
+/// rustfmt's (fmt) from the package directory up. Keyed by portable path (relative to the
+/// workspace root, `$CARGO_HOME/...`, `$HOME/...`), digested by content; missing files are
+/// absent. Directory lookups are memoised for the whole plan.
+struct ConfigFiles<'a> {
+    workspace: &'a Workspace,
+    found: HashMap<PathBuf, Vec<(String, String)>>,
+    cargo: BTreeMap<String, String>,
+}
+
+const CARGO_CONFIG_NAMES: [&str; 2] = [".cargo/config", ".cargo/config.toml"];
+const CLIPPY_CONFIG_NAMES: [&str; 2] = ["clippy.toml", ".clippy.toml"];
+const RUSTFMT_CONFIG_NAMES: [&str; 2] = ["rustfmt.toml", ".rustfmt.toml"];
+
+impl<'a> ConfigFiles<'a> {
+    fn new(workspace: &'a Workspace) -> ConfigFiles<'a> {
+        let mut cargo = BTreeMap::new();
+        for dir in workspace.root.ancestors().skip(1) {
+            for name in CARGO_CONFIG_NAMES {
+                insert_existing(&mut cargo, &workspace.root, &dir.join(name), None);
+            }
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+        if let Some(cargo_home) = cargo_home {
+            for name in ["config", "config.toml"] {
+                insert_existing(
+                    &mut cargo,
+                    &workspace.root,
+                    &cargo_home.join(name),
+                    Some(format!("$CARGO_HOME/{name}")),
+                );
+            }
+        }
+        ConfigFiles {
+            workspace,
+            found: HashMap::new(),
+            cargo,
+        }
+    }
+
+    fn inputs_of(
+        &mut self,
+        package: &xtask_model::Package,
+        task: CargoTask,
+    ) -> BTreeMap<String, String> {
+        let mut inputs = self.cargo.clone();
+        let names: &[&str] = match task {
+            CargoTask::Lint => &CLIPPY_CONFIG_NAMES,
+            CargoTask::Fmt => &RUSTFMT_CONFIG_NAMES,
+            CargoTask::Build | CargoTask::Test => return inputs,
+        };
+        for dir in package.dir.ancestors() {
+            let root = &self.workspace.root;
+            let files = self.found.entry(dir.join(names[0])).or_insert_with(|| {
+                let mut found = BTreeMap::new();
+                for name in names {
+                    insert_existing(&mut found, root, &dir.join(name), None);
+                }
+                found.into_iter().collect()
+            });
+            inputs.extend(files.iter().cloned());
+        }
+        if task == CargoTask::Fmt
+            && let Some(home) = std::env::var_os("HOME").map(PathBuf::from)
+        {
+            for name in RUSTFMT_CONFIG_NAMES {
+                let path = home.join(".config/rustfmt").join(name);
+                insert_existing(
+                    &mut inputs,
+                    &self.workspace.root,
+                    &path,
+                    Some(format!("$HOME/.config/rustfmt/{name}")),
+                );
+            }
+        }
+        inputs
+    }
+}
+
+fn insert_existing(
+    into: &mut BTreeMap<String, String>,
+    workspace_root: &Path,
+    path: &Path,
+    name: Option<String>,
+) {
+    if path.is_file() {
+        let name = name.unwrap_or_else(|| xtask_hash::portable_path(workspace_root, path));
+        into.insert(name, xtask_hash::observed_digest(path));
+    }
 }
 
 fn available_cores() -> usize {

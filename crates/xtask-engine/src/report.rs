@@ -66,6 +66,8 @@ pub struct RunTotals {
     pub ran_tests: bool,
     /// What the remote cache did, when one is configured.
     pub remote: Option<xtask_remote::RemoteTotals>,
+    /// Tasks whose results were not stored because an input changed while they ran.
+    pub changed_during_run: Vec<String>,
 }
 
 pub struct Reporter {
@@ -177,6 +179,12 @@ impl Reporter {
             format_duration(totals.elapsed),
             format_duration(totals.saved)
         ));
+        if !totals.changed_during_run.is_empty() {
+            text.push_str(&format!(
+                "Not cached (inputs changed while running): {}\n",
+                totals.changed_during_run.join(", ")
+            ));
+        }
         if let Some(remote) = &totals.remote {
             let mut line = format!(
                 "Remote:  {} hits, {} uploaded",

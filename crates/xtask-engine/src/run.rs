@@ -1,7 +1,7 @@
 //! `build | test | lint | fmt | run TASK`: plan the graph, restore hits, run misses (cargo
 //! batches and custom tasks in topological order), store successes, report, summarize.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -10,12 +10,14 @@ use anyhow::Context;
 use serde::Serialize;
 use xtask_cache::{CacheOptions, EntryMeta, LocalCache, NewEntry, OutputFile, RestoreRoots};
 use xtask_graph::{GraphRequest, NodeIndex, TaskGraph};
+use xtask_hash::ObservedInputs;
 use xtask_model::{CargoTask, PackageIndex, TaskKind, Workspace};
 
-use crate::cargo::{PackageResult, count_tests, run_batch};
+use crate::cargo::{BatchOutcome, PackageResult, count_tests, run_batch};
 use crate::error::UserError;
+use crate::observe::{Exclusions, Observation, RunStart, digest_observation};
 use crate::outputs::collect_outputs;
-use crate::plan::{CargoSettings, CargoTarget, PlannedTask, Toolchain, plan};
+use crate::plan::{CargoSettings, CargoTarget, Plan, Toolchain, cargo_selection, plan};
 use crate::process::run_captured;
 use crate::remote::{Upload, Uploader};
 use crate::report::{Reporter, RunTotals, TaskStatus};
@@ -82,6 +84,8 @@ struct RunSummary<'a> {
     /// What the remote cache did, when one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     remote: Option<&'a xtask_remote::RemoteTotals>,
+    /// Tasks whose results were not stored because an input changed while they ran.
+    changed_during_run: &'a [String],
     tasks: &'a [TaskRecord],
 }
 
@@ -99,7 +103,7 @@ struct SummaryTotals {
 pub(crate) struct Prepared {
     pub workspace: Workspace,
     pub graph: TaskGraph,
-    pub planned: Vec<PlannedTask>,
+    pub planned: Plan,
     pub settings: CargoSettings,
 }
 
@@ -192,7 +196,7 @@ enum Finished {
     },
     Batch {
         nodes: Vec<NodeIndex>,
-        result: anyhow::Result<Vec<PackageResult>>,
+        result: anyhow::Result<BatchOutcome>,
     },
 }
 
@@ -289,6 +293,22 @@ pub fn run_loaded(
             }
         }
     }
+    // 1c. An entry is a hit only while everything its task was observed to read (beyond the
+    //     declared key) is unchanged: a two-level key, as in ccache's direct mode.
+    let checks = parallel_map(&hits, options.jobs.max(2), |(_, meta)| {
+        ObservedInputs::from_manifest(&meta.manifest).first_mismatch(&workspace.root)
+    });
+    let mut kept = Vec::with_capacity(hits.len());
+    for (hit, change) in hits.into_iter().zip(checks) {
+        match change {
+            None => kept.push(hit),
+            Some(change) => reporter.line(&format!(
+                "{}: cache entry not used: {change}",
+                graph.label(workspace, hit.0)
+            )),
+        }
+    }
+    let hits = kept;
     let roots = RestoreRoots {
         workspace: workspace.root.clone(),
         target: workspace.target_dir.clone(),
@@ -442,10 +462,13 @@ pub fn run_loaded(
                     .iter()
                     .map(|&node| graph.nodes[node].package)
                     .collect();
+                // Cargo is always called with the whole selection the keys were planned
+                // for, so features unify the same way whatever is a hit.
+                let selection = cargo_selection(graph, task);
                 let jobs = options.jobs;
                 batch_running = true;
                 scope.spawn(move || {
-                    let result = run_batch(workspace, task, &packages, settings, jobs);
+                    let result = run_batch(workspace, task, &selection, &packages, settings, jobs);
                     let _ = sender.send(Finished::Batch { nodes, result });
                 });
             }
@@ -467,6 +490,7 @@ pub fn run_loaded(
             }
             let Ok(finished) = receiver.recv() else { break };
             let mut completed: Vec<(NodeIndex, anyhow::Result<Executed>, u64, u64)> = Vec::new();
+            let mut batch_observed: Option<BatchOutcome> = None;
             match finished {
                 Finished::Custom { node, result } => {
                     running_custom -= 1;
@@ -475,7 +499,8 @@ pub fn run_loaded(
                 Finished::Batch { nodes, result } => {
                     batch_running = false;
                     match result {
-                        Ok(results) => {
+                        Ok(mut outcome) => {
+                            let results = std::mem::take(&mut outcome.results);
                             for (node, r) in nodes.into_iter().zip(results) {
                                 let (passed, failed) = (r.tests_passed, r.tests_failed);
                                 let executed = Executed {
@@ -486,6 +511,7 @@ pub fn run_loaded(
                                 };
                                 completed.push((node, Ok(executed), passed, failed));
                             }
+                            batch_observed = Some(outcome);
                         }
                         Err(error) => {
                             let message = format!("{error:#}");
@@ -496,6 +522,11 @@ pub fn run_loaded(
                     }
                 }
             }
+            let digested = batch_observed
+                .as_ref()
+                .map(|batch| digest_batch(workspace, batch))
+                .unwrap_or_default();
+            let mut rechecked: HashMap<String, bool> = HashMap::new();
             for (node, result, passed, failed) in completed {
                 let label = graph.label(workspace, node);
                 let hash = &planned[node].hash;
@@ -508,9 +539,33 @@ pub fn run_loaded(
                 }
                 let (status, duration, log) = match result {
                     Ok(executed) if executed.success => {
-                        if write_cache && graph.nodes[node].def.cache {
-                            let stored =
-                                store(&cache, workspace, graph, planned, node, &executed, reporter);
+                        let observed = if write_cache && graph.nodes[node].def.cache {
+                            observed_inputs(
+                                workspace,
+                                planned,
+                                node,
+                                graph.nodes[node].package,
+                                &digested,
+                                &fast,
+                                &mut rechecked,
+                            )
+                        } else {
+                            Err(Vec::new())
+                        };
+                        if let Err(changed) = &observed
+                            && !changed.is_empty()
+                        {
+                            totals.changed_during_run.push(label.clone());
+                            reporter.warning(&format!(
+                                "{label}: result not cached: `{}` changed while the task ran",
+                                changed.join("`, `")
+                            ));
+                        }
+                        if let Ok(observed) = observed {
+                            let stored = store(
+                                &cache, workspace, graph, planned, node, &executed, &observed,
+                                reporter,
+                            );
                             stored_any = true;
                             if let (Some(uploader), Some(meta)) = (&uploader, stored) {
                                 uploader.submit(Upload {
@@ -586,6 +641,7 @@ pub fn run_loaded(
                     saved_ms: totals.saved.as_millis() as u64,
                 },
                 remote: totals.remote.as_ref(),
+                changed_during_run: &totals.changed_during_run,
                 tasks: &records,
             };
             let mut text =
@@ -608,7 +664,7 @@ pub fn run_loaded(
 fn record(
     workspace: &Workspace,
     graph: &TaskGraph,
-    planned: &[PlannedTask],
+    planned: &Plan,
     node: NodeIndex,
     status: TaskStatus,
     duration: Duration,
@@ -636,7 +692,7 @@ fn record(
 pub(crate) fn dry_run_records(
     workspace: &Workspace,
     graph: &TaskGraph,
-    planned: &[PlannedTask],
+    planned: &Plan,
     cache: &LocalCache,
     force: bool,
 ) -> Vec<TaskRecord> {
@@ -657,20 +713,106 @@ pub(crate) fn dry_run_records(
         .collect()
 }
 
+/// Each package's observations of one cargo batch, digested once: `None` keys the path
+/// packages outside the workspace. With them, the inputs that changed while the batch ran.
+type DigestedBatch = HashMap<Option<PackageIndex>, (ObservedInputs, Vec<String>)>;
+
+fn digest_batch(workspace: &Workspace, batch: &BatchOutcome) -> DigestedBatch {
+    let exclusions = Exclusions::new(&workspace.target_dir);
+    let started = RunStart(batch.started.unwrap_or_else(std::time::SystemTime::now));
+    let mut all: Vec<(Option<PackageIndex>, &Observation)> = batch
+        .observations
+        .iter()
+        .map(|(package, observation)| (Some(*package), observation))
+        .collect();
+    all.push((None, &batch.outside));
+    all.into_iter()
+        .map(|(package, observation)| {
+            let digested = digest_observation(&workspace.root, observation, &exclusions, started);
+            (package, digested)
+        })
+        .collect()
+}
+
+/// What `node` was observed to read beyond its declared key, digested. `Err` lists the
+/// inputs (declared or observed) that changed while it ran: its result must not be stored.
+fn observed_inputs(
+    workspace: &Workspace,
+    planned: &Plan,
+    node: NodeIndex,
+    package: PackageIndex,
+    digested: &DigestedBatch,
+    fast: &crate::fast::FastPaths,
+    rechecked: &mut HashMap<String, bool>,
+) -> Result<ObservedInputs, Vec<String>> {
+    let task = &planned[node];
+    let key = &task.key;
+    let closure_inputs = task
+        .closure
+        .iter()
+        .filter_map(|p| planned.package_inputs.get(p))
+        .flatten();
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    // The declared inputs, read again: an edit during the run must not be stored under the
+    // key computed before it.
+    for (path, digest) in key.inputs.iter().chain(closure_inputs) {
+        let same = *rechecked.entry(path.clone()).or_insert_with(|| {
+            fast.stat_cache
+                .digest(path, &workspace.root.join(path))
+                .is_ok_and(|(now, _)| &now == digest)
+        });
+        if !same {
+            changed.insert(path.clone());
+        }
+    }
+    let mut observed = ObservedInputs::default();
+    let sources = std::iter::once(Some(package))
+        .chain(task.closure.iter().map(|&p| Some(p)))
+        .chain(std::iter::once(None));
+    for source in sources {
+        if let Some((inputs, during)) = digested.get(&source) {
+            observed.extend(inputs);
+            changed.extend(during.iter().cloned());
+        }
+    }
+    // What the declared key already pins with the same content needs no second check.
+    let declared = |path: &str| -> Option<&String> {
+        key.inputs
+            .get(path)
+            .or_else(|| key.global_inputs.get(path))
+            .or_else(|| {
+                task.closure
+                    .iter()
+                    .find_map(|p| planned.package_inputs.get(p)?.get(path))
+            })
+    };
+    observed
+        .files
+        .retain(|path, digest| declared(path) != Some(digest));
+    observed.env.retain(|name, _| !key.env.contains_key(name));
+    if changed.is_empty() {
+        Ok(observed)
+    } else {
+        Err(changed.into_iter().collect())
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "the run's parts a store needs")]
 fn store(
     cache: &LocalCache,
     workspace: &Workspace,
     graph: &TaskGraph,
-    planned: &[PlannedTask],
+    planned: &Plan,
     node: NodeIndex,
     executed: &Executed,
+    observed: &ObservedInputs,
     reporter: &Reporter,
 ) -> Option<EntryMeta> {
     let package = &workspace.packages[graph.nodes[node].package];
     let task = &graph.nodes[node].task;
     let entry = NewEntry {
         task_hash: &planned[node].hash,
-        manifest: planned[node].key.manifest(),
+        manifest: observed.add_to_manifest(planned[node].key.manifest()),
         outputs: executed.outputs.clone(),
         log: &executed.log,
         duration_ms: executed.duration.as_millis() as u64,
@@ -696,7 +838,7 @@ fn store(
 fn run_custom(
     workspace: &Workspace,
     graph: &TaskGraph,
-    planned: &[PlannedTask],
+    planned: &Plan,
     node: NodeIndex,
 ) -> anyhow::Result<Executed> {
     let started = Instant::now();

@@ -10,15 +10,30 @@
 //! - `inputs`: workspace-relative path -> sha256 of every input file of the package
 //!   (symlinks by target).
 //! - `global_inputs`: the same for workspace-wide files (`Cargo.toml`, `rust-toolchain*`,
-//!   `.cargo/config*`, ...).
+//!   `.cargo/config*`, ...) and for the configuration files the task's tools read from
+//!   outside the package (see `xtask_engine::plan::config_inputs`): every
+//!   `.cargo/config{,.toml}` from the workspace root up to `/` and in `$CARGO_HOME`
+//!   (named `$CARGO_HOME/...`), and for `lint` every `clippy.toml` / `.clippy.toml`, for
+//!   `fmt` every `rustfmt.toml` / `.rustfmt.toml`, from the package directory up (and
+//!   rustfmt's `$HOME/.config/rustfmt/`). Paths outside the workspace are relative to it
+//!   (`../.cargo/config.toml`), never absolute.
 //! - `task_dependencies`: `"package:task"` -> hash of each task this one depends on.
 //! - `workspace_dependencies`: package name -> [`source_fingerprint`] of each workspace
 //!   package this one builds against (for cargo tasks, the transitive ones).
 //! - `external_dependencies`: every locked external crate reachable from the package
 //!   (name, version, source, checksum).
 //! - `toolchain` (cargo tasks only): the full `rustc -vV` text, the target, the profile, the
-//!   features and the extra cargo arguments.
+//!   feature-unification context and the extra cargo arguments. `features` is
+//!   `["unified:<sha256>"]`: a digest of the packages the one cargo invocation selects
+//!   (cargo unifies features across them), the manifests of every workspace package they
+//!   reach and their locked external crates; two selections that can compile a unit with
+//!   different features never share a key (see ARCHITECTURE.md, "Features").
 //! - `env`: var name -> sha256 of its value, or `None` when unset.
+//!
+//! # Observed inputs (beside the key, not in it)
+//!
+//! What rustc and build scripts were seen to read ([`crate::ObservedInputs`]) is stored with
+//! the entry and must still match for a hit: a two-level key, as in ccache's direct mode.
 //!
 //! # What is deliberately not in the key
 //!
@@ -51,7 +66,7 @@ use crate::files::sha256_hex;
 use crate::lockfile::LockedPackage;
 
 /// The version of the key encoding; bump when [`TaskKey::canonical_bytes`] changes shape.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 /// Everything a task hash depends on. See the module documentation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -131,6 +146,12 @@ impl TaskKey {
     /// [`HashError::ManifestSchema`]; one that still decodes is returned as is, and
     /// [`crate::diff_keys`] reports the schema change.
     pub fn from_manifest(manifest: &serde_json::Value) -> Result<TaskKey, HashError> {
+        // The observed inputs stored beside the key are not part of it.
+        let mut manifest = manifest.clone();
+        if let Some(object) = manifest.as_object_mut() {
+            object.remove(crate::OBSERVED_FIELD);
+        }
+        let manifest = &manifest;
         TaskKey::deserialize(manifest).map_err(|source| {
             match manifest.get("schema").and_then(serde_json::Value::as_u64) {
                 Some(found) if found != u64::from(KEY_SCHEMA) => HashError::ManifestSchema {

@@ -28,6 +28,7 @@ mod inputs;
 mod key;
 mod listing_cache;
 mod lockfile;
+mod observed;
 mod stat_cache;
 #[cfg(test)]
 mod test_fixture;
@@ -41,6 +42,10 @@ pub use key::{
 };
 pub use listing_cache::ListingCache;
 pub use lockfile::{LockedPackage, Lockfile};
+pub use observed::{
+    MISSING, OBSERVED_FIELD, ObservedChange, ObservedInputs, normalize, observed_digest,
+    portable_path, resolve_portable,
+};
 pub use stat_cache::{
     FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, write_atomically,
 };

@@ -48,6 +48,8 @@ pub struct Target {
     pub src_path: PathBuf,
     pub doctest: bool,
     pub test: bool,
+    /// Features the target needs; cargo skips it when they are not enabled.
+    pub required_features: Vec<String>,
 }
 
 impl Target {
@@ -235,6 +237,7 @@ impl Workspace {
                         src_path: t.src_path.clone().into_std_path_buf(),
                         doctest: t.doctest,
                         test: t.test,
+                        required_features: t.required_features.clone(),
                     })
                     .collect(),
                 features: member.features.clone(),

@@ -1,0 +1,488 @@
+//! What cargo's tools were seen to read: rustc's dep-info files (`*.d`: every source file,
+//! `include_*!` targets anywhere, and `# env-dep:` lines for `env!` / `option_env!`), each
+//! build script's `rerun-if-changed` / `rerun-if-env-changed` lines, and, for tests, the
+//! env vars and paths named by string literals in the test sources (what a test reads at run
+//! time leaves no dep-info). Turned into [`ObservedInputs`] per package after a cargo batch.
+//!
+//! Not recorded: files under the target directory (outputs of units whose own inputs are
+//! recorded), under `$CARGO_HOME` (registry and git checkouts, pinned by `Cargo.lock`
+//! checksums) and `$RUSTUP_HOME` (the toolchain, pinned by `rustc -vV`), and the env vars
+//! cargo itself sets for rustc (`CARGO_PKG_*`, `OUT_DIR`, a build script's `rustc-env`, ...),
+//! which follow from the manifest and the recorded build script inputs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use xtask_hash::{ObservedInputs, env_value_digest, observed_digest, portable_path};
+
+/// Raw observations for one package, before digesting.
+#[derive(Debug, Default, Clone)]
+pub struct Observation {
+    /// Absolute paths read.
+    pub files: BTreeSet<PathBuf>,
+    /// Env vars read (names).
+    pub env: BTreeSet<String>,
+    /// Env vars cargo set for rustc from a build script's `rustc-env` (not the user's).
+    pub cargo_set_env: BTreeSet<String>,
+}
+
+/// Paths that are never recorded (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Exclusions {
+    pub prefixes: Vec<PathBuf>,
+}
+
+impl Exclusions {
+    pub fn new(target_dir: &Path) -> Exclusions {
+        let mut prefixes = vec![target_dir.to_path_buf()];
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+        let rustup_home = std::env::var_os("RUSTUP_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
+        prefixes.extend(cargo_home.into_iter().chain(rustup_home));
+        // Remapped standard library paths and the like.
+        prefixes.push(PathBuf::from("/rustc"));
+        Exclusions { prefixes }
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.prefixes.iter().any(|p| path.starts_with(p))
+    }
+}
+
+/// A file whose modification time is at or after this moment was written while the task ran.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart(pub SystemTime);
+
+/// Digests an observation: the files (portable paths), the user's env vars.
+///
+/// Returns the observed inputs and the files that changed after `started` (a result built
+/// from them must not be stored).
+pub fn digest_observation(
+    workspace_root: &Path,
+    observation: &Observation,
+    exclusions: &Exclusions,
+    started: RunStart,
+) -> (ObservedInputs, Vec<String>) {
+    let mut observed = ObservedInputs::default();
+    let mut changed = Vec::new();
+    for file in &observation.files {
+        let file = xtask_hash::normalize(file);
+        if exclusions.excluded(&file) {
+            continue;
+        }
+        let portable = portable_path(workspace_root, &file);
+        if let Ok(metadata) = std::fs::metadata(&file)
+            && metadata.is_file()
+            && metadata.modified().is_ok_and(|m| m >= started.0)
+        {
+            changed.push(portable.clone());
+        }
+        observed.files.insert(portable, observed_digest(&file));
+    }
+    for name in &observation.env {
+        if is_cargo_set_env(name) || observation.cargo_set_env.contains(name) {
+            continue;
+        }
+        observed.env.insert(
+            name.clone(),
+            std::env::var(name).ok().map(|v| env_value_digest(&v)),
+        );
+    }
+    (observed, changed)
+}
+
+/// Env vars cargo sets for rustc and build scripts itself.
+fn is_cargo_set_env(name: &str) -> bool {
+    matches!(
+        name,
+        "CARGO"
+            | "OUT_DIR"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_TARGET_TMPDIR"
+            | "CARGO_RUSTC_CURRENT_DIR"
+            | "CARGO_MAKEFLAGS"
+            | "CARGO_ENCODED_RUSTFLAGS"
+            | "TARGET"
+            | "HOST"
+            | "NUM_JOBS"
+            | "OPT_LEVEL"
+            | "DEBUG"
+            | "PROFILE"
+            | "RUSTC"
+            | "RUSTDOC"
+            | "RUSTC_LINKER"
+    ) || [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
+}
+
+/// The files and env vars of a rustc dep-info file. Relative paths are relative to
+/// `base` (rustc's working directory: the workspace root).
+pub fn read_dep_info(path: &Path, base: &Path, into: &mut Observation) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    for line in text.lines() {
+        if let Some(env) = line.strip_prefix("# env-dep:") {
+            let name = env.split_once('=').map_or(env, |(name, _)| name);
+            into.env.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        // `target: dep dep ...`; spaces inside paths are escaped as `\ `.
+        let Some((_, deps)) = split_rule(line) else {
+            continue;
+        };
+        for dep in split_escaped(deps) {
+            let dep = PathBuf::from(dep);
+            into.files.insert(if dep.is_absolute() {
+                dep
+            } else {
+                base.join(dep)
+            });
+        }
+    }
+    true
+}
+
+/// Splits a make rule at its first unescaped `: `.
+fn split_rule(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b':' if bytes.get(i + 1).is_none_or(|b| *b == b' ') => {
+                return Some((&line[..i], line.get(i + 1..).unwrap_or("")));
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn split_escaped(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                current.push(' ');
+                chars.next();
+            }
+            ' ' => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Reads the dep-info rustc wrote for one artifact file of the target `target_name`:
+/// `deps/foo-HASH.d` for `deps/libfoo-HASH.rlib`; for a file cargo uplifted out of `deps/`
+/// (`debug/app`), cargo's rewritten `debug/app.d`, which drops the `# env-dep:` lines, so
+/// the env vars of every `deps/<crate>-*.d` of that target are taken too (more names than
+/// needed is only more conservative); for a build script (its own directory), every `.d`
+/// file beside it.
+pub fn read_artifact_dep_info(
+    artifact_file: &Path,
+    target_name: &str,
+    base: &Path,
+    into: &mut Observation,
+) {
+    let Some(dir) = artifact_file.parent() else {
+        return;
+    };
+    let Some(stem) = artifact_file.file_stem().map(|s| s.to_string_lossy()) else {
+        return;
+    };
+    if stem.starts_with("build-script-") || stem.starts_with("build_script_") {
+        for path in files_with_extension(dir, "d", "") {
+            read_dep_info(&path, base, into);
+        }
+        return;
+    }
+    let mut candidates = vec![dir.join(format!("{stem}.d"))];
+    if let Some(without_lib) = stem.strip_prefix("lib") {
+        candidates.push(dir.join(format!("{without_lib}.d")));
+    }
+    if let Some(found) = candidates.into_iter().find(|c| c.is_file()) {
+        read_dep_info(&found, base, into);
+    }
+    if dir.file_name().is_some_and(|d| d != "deps") {
+        let crate_name = target_name.replace('-', "_");
+        for path in files_with_extension(&dir.join("deps"), "d", &format!("{crate_name}-")) {
+            let mut env_only = Observation::default();
+            read_dep_info(&path, base, &mut env_only);
+            into.env.extend(env_only.env);
+        }
+    }
+}
+
+fn files_with_extension(dir: &Path, extension: &str, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == extension)
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect()
+}
+
+/// A build script's `output` file (beside its `out` dir): `rerun-if-changed` paths (relative
+/// to `package_dir`), `rerun-if-env-changed` names, and the `rustc-env` names it set.
+pub fn read_build_script_output(out_dir: &Path, package_dir: &Path, into: &mut Observation) {
+    let Some(output) = out_dir.parent().map(|d| d.join("output")) else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(output) else {
+        return;
+    };
+    for line in text.lines() {
+        let Some(directive) = line
+            .strip_prefix("cargo::")
+            .or_else(|| line.strip_prefix("cargo:"))
+        else {
+            continue;
+        };
+        let Some((key, value)) = directive.split_once('=') else {
+            continue;
+        };
+        match key {
+            "rerun-if-changed" => {
+                let path = Path::new(value);
+                into.files.insert(if path.is_absolute() {
+                    path.to_path_buf()
+                } else {
+                    package_dir.join(path)
+                });
+            }
+            "rerun-if-env-changed" => {
+                into.env.insert(value.to_string());
+            }
+            "rustc-env" => {
+                if let Some((name, _)) = value.split_once('=') {
+                    into.cargo_set_env.insert(name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What test sources name that a test may read at run time: string literals that name an
+/// existing path outside `package_dir` (relative to the package directory, as tests run
+/// there, or after `env!("CARGO_MANIFEST_DIR")`), and the env vars read with
+/// `env::var("NAME")` / `var_os("NAME")`. A heuristic: a name built at run time is not
+/// seen; declare such inputs with `inputs` and `env`.
+pub fn scan_test_sources(sources: &[PathBuf], package_dir: &Path, into: &mut Observation) {
+    for source in sources {
+        let Ok(text) = std::fs::read_to_string(source) else {
+            continue;
+        };
+        for literal in string_literals(&text) {
+            let literal = literal.trim_start_matches('/');
+            if literal.contains("..") && literal.len() < 512 {
+                let candidate = xtask_hash::normalize(&package_dir.join(literal));
+                if !candidate.starts_with(package_dir) && candidate.exists() {
+                    into.files.insert(candidate);
+                }
+            }
+        }
+        for pattern in ["var(\"", "var_os(\""] {
+            for (at, _) in text.match_indices(pattern) {
+                let rest = &text[at + pattern.len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && rest[name.len()..].starts_with('"') {
+                    into.env.insert(name);
+                }
+            }
+        }
+    }
+}
+
+/// The contents of the plain `"..."` string literals in Rust source (escapes kept as
+/// written; raw strings and chars are skipped well enough for path-like literals).
+fn string_literals(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'"' {
+            let start = i + 1;
+            let mut j = start;
+            while j < bytes.len() && bytes[j] != b'"' {
+                if bytes[j] == b'\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            if j <= bytes.len()
+                && let Some(literal) = text.get(start..j.min(bytes.len()))
+            {
+                out.push(literal);
+            }
+            i = j + 1;
+        } else if bytes[i] == b'\'' && bytes.get(i + 2) == Some(&b'\'') {
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_dep_info_with_env_deps_and_escaped_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app-1.d");
+        std::fs::write(
+            &d,
+            "/t/deps/app-1: src/main.rs ../shared\\ dir/x.txt /abs/y.rs\n\n\
+             src/main.rs:\n# env-dep:GREETING=hi\n# env-dep:UNSET\n",
+        )
+        .unwrap();
+        let mut observation = Observation::default();
+        assert!(read_dep_info(&d, Path::new("/w/ws"), &mut observation));
+        let files: Vec<_> = observation.files.iter().cloned().collect();
+        assert_eq!(
+            files,
+            vec![
+                PathBuf::from("/abs/y.rs"),
+                PathBuf::from("/w/ws/../shared dir/x.txt"),
+                PathBuf::from("/w/ws/src/main.rs"),
+            ]
+        );
+        assert_eq!(
+            observation.env.iter().cloned().collect::<Vec<_>>(),
+            vec!["GREETING".to_string(), "UNSET".to_string()]
+        );
+    }
+
+    #[test]
+    fn reads_build_script_directives() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::fs::write(
+            dir.path().join("output"),
+            "cargo:rerun-if-changed=data.txt\ncargo::rerun-if-env-changed=GREETING\n\
+             cargo:rustc-env=BUILT=1\ncargo:warning=x\n",
+        )
+        .unwrap();
+        let mut observation = Observation::default();
+        read_build_script_output(
+            &dir.path().join("out"),
+            Path::new("/w/ws/app"),
+            &mut observation,
+        );
+        assert!(observation.files.contains(Path::new("/w/ws/app/data.txt")));
+        assert!(observation.env.contains("GREETING"));
+        assert!(observation.cargo_set_env.contains("BUILT"));
+    }
+
+    #[test]
+    fn cargo_set_env_and_excluded_paths_are_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(root.join("target")).unwrap();
+        std::fs::write(root.join("target/gen.rs"), "").unwrap();
+        std::fs::write(dir.path().join("shared.txt"), "x").unwrap();
+        let mut observation = Observation::default();
+        observation.files.insert(root.join("target/gen.rs"));
+        observation.files.insert(root.join("../shared.txt"));
+        observation.env.insert("CARGO_PKG_NAME".into());
+        observation.env.insert("BUILT".into());
+        observation.env.insert("GREETING".into());
+        observation.cargo_set_env.insert("BUILT".into());
+        let exclusions = Exclusions {
+            prefixes: vec![root.join("target")],
+        };
+        let (observed, changed) = digest_observation(
+            &root,
+            &observation,
+            &exclusions,
+            RunStart(SystemTime::now() + std::time::Duration::from_secs(3600)),
+        );
+        assert_eq!(
+            observed.files.keys().cloned().collect::<Vec<_>>(),
+            vec!["../shared.txt".to_string()]
+        );
+        assert_eq!(
+            observed.env.keys().cloned().collect::<Vec<_>>(),
+            vec!["GREETING".to_string()]
+        );
+        assert!(changed.is_empty());
+        let (_, changed) = digest_observation(
+            &root,
+            &observation,
+            &exclusions,
+            RunStart(SystemTime::UNIX_EPOCH),
+        );
+        assert_eq!(changed, vec!["../shared.txt".to_string()]);
+    }
+
+    #[test]
+    fn test_sources_name_outside_paths_and_env_vars() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path().join("ws/app");
+        std::fs::create_dir_all(package.join("tests")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ws/fixtures")).unwrap();
+        std::fs::write(dir.path().join("ws/fixtures/data.txt"), "x").unwrap();
+        let source = package.join("tests/t.rs");
+        std::fs::write(
+            &source,
+            r#"let a = std::fs::read_to_string("../fixtures/data.txt");
+               let b = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+               let c = std::env::var("MODE"); let d = std::env::var_os("OTHER");
+               let e = "../missing.txt"; let f = 'x';"#,
+        )
+        .unwrap();
+        let mut observation = Observation::default();
+        scan_test_sources(&[source], &package, &mut observation);
+        let files: Vec<_> = observation.files.iter().cloned().collect();
+        assert_eq!(
+            files,
+            vec![
+                dir.path().join("ws/fixtures"),
+                dir.path().join("ws/fixtures/data.txt")
+            ]
+        );
+        assert_eq!(
+            observation.env.iter().cloned().collect::<Vec<_>>(),
+            vec!["MODE".to_string(), "OTHER".to_string()]
+        );
+    }
+}
