@@ -463,8 +463,8 @@ mod tests {
     #[test]
     fn identity_changes() {
         assert_eq!(
-            lines_after(|key| key.schema = 2),
-            ["key schema changed: 1 -> 2"]
+            lines_after(|key| key.schema = 3),
+            ["key schema changed: 2 -> 3"]
         );
         assert_eq!(
             lines_after(|key| key.tool_version = "0.2.0".to_owned()),

@@ -195,7 +195,7 @@ mod tests {
 
     /// The hash of the fixture key. If this changes, the key encoding changed: bump
     /// `KEY_SCHEMA` (old cache entries must not be read as new ones) and update this value.
-    const FIXTURE_HASH: &str = "aecbaabaf08aede9534c9122ad2949e9d2edad5fff13d5ddd3ce43aa8736ef15";
+    const FIXTURE_HASH: &str = "cc5ccea213f26791b670764e48ce170105ab2e26d37d24d64c9d98343982ce29";
 
     #[test]
     fn fixture_hash_is_pinned() {
@@ -217,7 +217,7 @@ mod tests {
     fn canonical_bytes_are_json_in_field_order() {
         let bytes = String::from_utf8(fixture_key().canonical_bytes()).unwrap();
         assert!(
-            bytes.starts_with(r#"{"schema":1,"tool_version":"0.1.0","package":"a","#),
+            bytes.starts_with(r#"{"schema":2,"tool_version":"0.1.0","package":"a","#),
             "{bytes}"
         );
         assert!(bytes.ends_with(r#""UNSET_VAR":null}}"#), "{bytes}");
@@ -372,17 +372,21 @@ mod tests {
             "{error}"
         );
 
-        manifest["schema"] = serde_json::json!(2);
+        manifest["schema"] = serde_json::json!(1);
         let error = TaskKey::from_manifest(&manifest).unwrap_err().to_string();
         assert_eq!(
             error,
-            "task key manifest has schema 2, this tool reads schema 1"
+            "task key manifest has schema 1, this tool reads schema 2"
         );
 
         // A manifest of another schema that still decodes is returned as is.
         let mut manifest = fixture_key().manifest();
-        manifest["schema"] = serde_json::json!(2);
-        assert_eq!(TaskKey::from_manifest(&manifest).unwrap().schema, 2);
+        manifest["schema"] = serde_json::json!(1);
+        assert_eq!(TaskKey::from_manifest(&manifest).unwrap().schema, 1);
+
+        // Observed inputs stored beside the key are not part of it.
+        let observed = crate::ObservedInputs::default().add_to_manifest(fixture_key().manifest());
+        assert_eq!(TaskKey::from_manifest(&observed).unwrap(), fixture_key());
     }
 
     #[test]
