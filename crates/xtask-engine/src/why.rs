@@ -4,7 +4,7 @@
 //! manifest is stored beside the artifacts): "why did CI miss?" / "why do I miss CI's cache?".
 
 use xtask_cache::LocalCache;
-use xtask_hash::{KeyChange, TaskKey, diff_keys};
+use xtask_hash::{KeyChange, ObservedInputs, TaskKey, diff_keys};
 use xtask_remote::RemoteCache;
 
 use crate::Location;
@@ -47,6 +47,9 @@ enum Baseline<'a> {
 enum Previous {
     /// The baseline has the current hash.
     Same,
+    /// The baseline has the current hash, but something its task was observed to read
+    /// (beyond the key) changed since.
+    ObservedChanged(String),
     None,
     Key {
         hash: String,
@@ -55,11 +58,23 @@ enum Previous {
 }
 
 impl Baseline<'_> {
-    fn previous(&self, package: &str, task: &str, hash: &str) -> anyhow::Result<Previous> {
+    fn previous(
+        &self,
+        workspace_root: &std::path::Path,
+        package: &str,
+        task: &str,
+        hash: &str,
+    ) -> anyhow::Result<Previous> {
+        let same = |manifest: &serde_json::Value| match ObservedInputs::from_manifest(manifest)
+            .first_mismatch(workspace_root)
+        {
+            None => Previous::Same,
+            Some(change) => Previous::ObservedChanged(change.to_string()),
+        };
         match self {
             Baseline::Local(cache) => {
-                if matches!(cache.lookup(hash), Ok(Some(_))) {
-                    return Ok(Previous::Same);
+                if let Ok(Some(meta)) = cache.lookup(hash) {
+                    return Ok(same(&meta.manifest));
                 }
                 let Some(previous_hash) = cache.last(package, task)? else {
                     return Ok(Previous::None);
@@ -80,7 +95,7 @@ impl Baseline<'_> {
                     return Ok(Previous::None);
                 };
                 if last.task_hash == hash {
-                    return Ok(Previous::Same);
+                    return Ok(same(&last.manifest));
                 }
                 let key = TaskKey::from_manifest(&last.manifest).map_err(|error| {
                     anyhow::anyhow!(
@@ -107,10 +122,12 @@ pub fn why(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
+    // Planned as `cargo xtask TASK` plans it (every package that has the task): the
+    // selection is part of a cargo task's key (features unify across it).
     let options = RunOptions {
         location: location.clone(),
         tasks: vec![task.to_string()],
-        packages: vec![package.to_string()],
+        packages: Vec::new(),
         affected: None,
         force: false,
         no_cache: true,
@@ -121,6 +138,10 @@ pub fn why(
         target: None,
     };
     let prepared = prepare(&options)?;
+    prepared
+        .workspace
+        .require_package(package)
+        .map_err(|error| UserError(error.to_string()))?;
     let cache = open_cache(&prepared.workspace);
     let node = prepared
         .graph
@@ -167,9 +188,17 @@ fn explain(
         return Ok(explanation);
     }
     let package = &workspace.packages[n.package].name;
-    let (previous_hash, previous) = match baseline.previous(package, &n.task, &planned.hash)? {
+    let previous = baseline.previous(&workspace.root, package, &n.task, &planned.hash)?;
+    let (previous_hash, previous) = match previous {
         Previous::Same => {
             explanation.verdict = Verdict::Hit;
+            return Ok(explanation);
+        }
+        Previous::ObservedChanged(change) => {
+            explanation.verdict = Verdict::Changed {
+                previous_hash: planned.hash.clone(),
+                changes: vec![change],
+            };
             return Ok(explanation);
         }
         Previous::None => return Ok(explanation),

@@ -264,7 +264,9 @@ impl fmt::Display for ToolchainField {
             ToolchainField::RustcVersion => "rustc version",
             ToolchainField::Target => "target",
             ToolchainField::Profile => "profile",
-            ToolchainField::Features => "features",
+            ToolchainField::Features => {
+                "feature unification (the packages one cargo call selects, or their manifests)"
+            }
             ToolchainField::CargoArgs => "cargo args",
         })
     }
@@ -626,7 +628,7 @@ mod tests {
                 "toolchain changed: rustc version",
                 "toolchain changed: target",
                 "toolchain changed: profile",
-                "toolchain changed: features",
+                "toolchain changed: feature unification (the packages one cargo call selects, or their manifests)",
                 "toolchain changed: cargo args",
             ]
         );
