@@ -510,18 +510,19 @@ fn test_environment(
     env
 }
 
-/// `<sysroot>/lib/rustlib/<host>/lib` and `<sysroot>/lib`, asked of rustc once per process.
+/// `<sysroot>/lib/rustlib/<host>/lib` (where `libstd-*.so` is), asked of rustc once per
+/// process (cargo puts it on the library path of every test it runs).
 fn sysroot_library_dir() -> Option<PathBuf> {
-    static SYSROOT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    SYSROOT
+    static LIBDIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    LIBDIR
         .get_or_init(|| {
             let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
             let output = std::process::Command::new(rustc)
-                .args(["--print", "sysroot"])
+                .args(["--print", "target-libdir"])
                 .output()
                 .ok()?;
-            let sysroot = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
-            Some(sysroot.join("lib"))
+            let dir = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+            dir.is_dir().then_some(dir)
         })
         .clone()
 }
