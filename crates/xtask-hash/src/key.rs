@@ -28,7 +28,19 @@
 //!   (cargo unifies features across them), the manifests of every workspace package they
 //!   reach and their locked external crates; two selections that can compile a unit with
 //!   different features never share a key (see ARCHITECTURE.md, "Features").
-//! - `env`: var name -> sha256 of its value, or `None` when unset.
+//! - `env`: var name -> sha256 of its value, or `None` when unset: the task's declared `env`
+//!   and the workspace's, and for cargo tasks every set variable that cargo, rustc, clippy
+//!   or rustfmt read to decide what they produce (the list lives in
+//!   `xtask_engine::plan`): `RUSTFLAGS`, `RUSTDOCFLAGS`, `CARGO_ENCODED_RUSTFLAGS`,
+//!   `CARGO_ENCODED_RUSTDOCFLAGS`, `RUSTC`, `RUSTC_WRAPPER`, `RUSTC_WORKSPACE_WRAPPER`,
+//!   `RUSTDOC`, `RUSTC_BOOTSTRAP`, `CARGO_INCREMENTAL`, `CLIPPY_CONF_DIR`, `RUSTFMT`, and
+//!   every `CARGO_PROFILE_*`, `CARGO_BUILD_*`, `CARGO_TARGET_*` (linkers, runners, per-target
+//!   rustflags) and `CARGO_UNSTABLE_*`, except the ones that only move files
+//!   (`CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR`, `CARGO_BUILD_BUILD_DIR`) or set the job
+//!   count (`CARGO_BUILD_JOBS`). `RUSTUP_TOOLCHAIN` and `rust-toolchain*` reach the key
+//!   through `rustc -vV`. The env vars a crate reads with `env!` / `option_env!`, a build
+//!   script's `rerun-if-env-changed` and a test's `env::var("NAME")` are observed inputs
+//!   (below), not declared ones.
 //!
 //! # Observed inputs (beside the key, not in it)
 //!
