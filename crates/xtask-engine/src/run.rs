@@ -702,7 +702,12 @@ pub(crate) fn dry_run_records(
         .map(|&node| {
             let hit = !force
                 && graph.nodes[node].def.cache
-                && matches!(cache.lookup(&planned[node].hash), Ok(Some(_)));
+                && matches!(
+                    cache.lookup(&planned[node].hash),
+                    Ok(Some(meta)) if ObservedInputs::from_manifest(&meta.manifest)
+                        .first_mismatch(&workspace.root)
+                        .is_none()
+                );
             let status = if hit {
                 TaskStatus::Hit
             } else {
