@@ -20,66 +20,79 @@ use std::time::Instant;
 
 use support::{Fixture, Output};
 
-/// The table: a name and a case that returns its first disagreement with plain cargo.
-const CASES: &[(&str, fn() -> Result<(), String>)] = &[
+/// `(name, case)` pairs named after the case functions.
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        &[$((stringify!($case), $case as fn() -> Result<(), String>)),*]
+    };
+}
+
+/// The table: every case returns its first disagreement with plain cargo.
+const CASES: &[(&str, fn() -> Result<(), String>)] = cases![
     // 1. failures are failures
-    ("build_script_panic_fails_build", build_script_panic_fails_build),
-    ("build_script_panic_fails_test", build_script_panic_fails_test),
-    ("lib_error_fails_dependent_build", lib_error_fails_dependent_build),
-    ("lib_error_fails_dependent_test", lib_error_fails_dependent_test),
-    ("lib_error_fails_dependent_lint", lib_error_fails_dependent_lint),
-    ("failing_test_is_never_a_cached_pass", failing_test_is_never_a_cached_pass),
+    build_script_panic_fails_build,
+    build_script_panic_fails_test,
+    lib_error_fails_dependent_build,
+    lib_error_fails_dependent_test,
+    lib_error_fails_dependent_lint,
+    lib_error_fails_dependent_with_build_script_build,
+    lib_error_fails_dependent_with_build_script_test,
+    lib_error_fails_dependent_with_build_script_lint,
+    failing_test_is_never_a_cached_pass,
     // 2. feature unification
-    ("features_build_selection_then_workspace", features_build_selection_then_workspace),
-    ("features_build_workspace_then_selection", features_build_workspace_then_selection),
-    ("features_test_counts_selection_then_workspace", features_test_counts_selection_then_workspace),
-    ("features_test_counts_workspace_then_selection", features_test_counts_workspace_then_selection),
-    ("test_counts_selection_then_workspace", test_counts_selection_then_workspace),
+    features_build_selection_then_workspace,
+    features_build_workspace_then_selection,
+    features_test_counts_selection_then_workspace,
+    features_test_counts_workspace_then_selection,
+    test_counts_selection_then_workspace,
     // 3. files the compiler reads
-    ("include_str_outside_package", include_str_outside_package),
-    ("include_str_outside_package_after_rm_target", include_str_outside_package_after_rm_target),
-    ("gitignored_generated_file_included", gitignored_generated_file_included),
-    ("symlinked_source_target_changes", symlinked_source_target_changes),
-    ("build_script_reads_root_file", build_script_reads_root_file),
+    include_str_outside_package,
+    include_str_outside_package_after_rm_target,
+    gitignored_generated_file_included,
+    symlinked_source_target_changes,
+    build_script_reads_root_file,
     // 4. graph edges
-    ("path_dependency_outside_workspace", path_dependency_outside_workspace),
-    ("patch_crates_io_to_member_build", patch_crates_io_to_member_build),
-    ("patch_crates_io_to_member_test", patch_crates_io_to_member_test),
+    path_dependency_outside_workspace,
+    patch_crates_io_to_member_build,
+    patch_crates_io_to_member_test,
     // 5. env vars read at compile time
-    ("env_macro_at_compile_time", env_macro_at_compile_time),
-    ("option_env_at_compile_time", option_env_at_compile_time),
-    ("build_script_rerun_if_env_changed", build_script_rerun_if_env_changed),
-    ("rustflags_env_change", rustflags_env_change),
+    env_macro_at_compile_time,
+    option_env_at_compile_time,
+    build_script_rerun_if_env_changed,
+    rustflags_env_change,
     // 6. what tests read at run time
-    ("test_reads_env_at_run_time", test_reads_env_at_run_time),
-    ("test_reads_fixture_outside_package", test_reads_fixture_outside_package),
-    ("test_runs_script_that_lost_its_executable_bit", test_runs_script_that_lost_its_executable_bit),
+    test_reads_env_at_run_time,
+    test_reads_fixture_outside_package,
+    test_runs_script_that_lost_its_executable_bit,
     // 7. configuration
-    ("parent_cargo_config_rustflags_build", parent_cargo_config_rustflags_build),
-    ("parent_cargo_config_cfg_test_counts", parent_cargo_config_cfg_test_counts),
-    ("cargo_home_config_rustflags", cargo_home_config_rustflags),
-    ("rustfmt_toml_max_width", rustfmt_toml_max_width),
-    ("dot_rustfmt_toml_max_width", dot_rustfmt_toml_max_width),
-    ("clippy_toml_threshold", clippy_toml_threshold),
-    ("dot_clippy_toml_threshold", dot_clippy_toml_threshold),
+    parent_cargo_config_rustflags_build,
+    parent_cargo_config_cfg_test_counts,
+    cargo_home_config_rustflags,
+    rustfmt_toml_max_width,
+    dot_rustfmt_toml_max_width,
+    clippy_toml_threshold,
+    dot_clippy_toml_threshold,
     // 8. auto-discovered targets
-    ("new_lib_with_failing_doctest_in_bin_package", new_lib_with_failing_doctest_in_bin_package),
+    new_lib_with_failing_doctest_in_bin_package,
     // 9. edits during the build
-    ("build_script_rewrites_source_during_build", build_script_rewrites_source_during_build),
+    build_script_rewrites_source_during_build,
     // 10. outputs
-    ("cdylib_restored_after_rm_target", cdylib_restored_after_rm_target),
-    ("staticlib_restored_after_rm_target", staticlib_restored_after_rm_target),
-    ("binary_restored_after_rm_target", binary_restored_after_rm_target),
+    cdylib_restored_after_rm_target,
+    staticlib_restored_after_rm_target,
+    binary_restored_after_rm_target,
     // 11. the cache directory
-    ("cache_dir_invisible_to_git_and_affected", cache_dir_invisible_to_git_and_affected),
-    ("build_script_without_rerun_if_stays_fresh", build_script_without_rerun_if_stays_fresh),
+    cache_dir_invisible_to_git_and_affected,
+    build_script_without_rerun_if_stays_fresh,
     // plain edits the cache must follow
-    ("clippy_warning_in_test_code", clippy_warning_in_test_code),
-    ("misformatted_edit_fails_fmt", misformatted_edit_fails_fmt),
+    clippy_warning_in_test_code,
+    misformatted_edit_fails_fmt,
 ];
 
 #[test]
-#[expect(clippy::print_stderr, reason = "progress of a multi-minute test, one line per case")]
+#[expect(
+    clippy::print_stderr,
+    reason = "progress of a multi-minute test, one line per case"
+)]
 fn every_case_agrees_with_plain_cargo() {
     let filter = std::env::var("SOUNDNESS_CASE").unwrap_or_default();
     let mut failures = Vec::new();
@@ -93,7 +106,10 @@ fn every_case_agrees_with_plain_cargo() {
         let result = std::panic::catch_unwind(case)
             .unwrap_or_else(|panic| Err(format!("the case panicked: {}", panic_text(&panic))));
         let verdict = if result.is_ok() { "ok" } else { "DISAGREES" };
-        eprintln!("soundness case {name}: {verdict} ({:.1?})", started.elapsed());
+        eprintln!(
+            "soundness case {name}: {verdict} ({:.1?})",
+            started.elapsed()
+        );
         if let Err(report) = result {
             failures.push((name, report));
         }
@@ -111,7 +127,11 @@ fn every_case_agrees_with_plain_cargo() {
             names.join(", ")
         );
     }
-    assert_eq!(CASES.len(), 42, "update the count (and the issue's list) with the table");
+    assert_eq!(
+        CASES.len(),
+        45,
+        "update the count (and the issue's list) with the table"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,6 +198,10 @@ struct Scenario {
     fixture: Fixture,
     /// Plain cargo's target dir, outside the workspace.
     plain_target: PathBuf,
+    /// Whether plain cargo starts from an empty target dir at every check (for inputs that
+    /// cargo's own fingerprints miss, where only a fresh build is the truth).
+    fresh_plain: bool,
+    checks: usize,
     env: Vec<(String, String)>,
     binaries: Vec<String>,
     artifacts: Vec<String>,
@@ -189,15 +213,33 @@ impl Scenario {
     fn new(workspace: &str, files: &[(&str, &str)]) -> Scenario {
         let fixture = Fixture::from_files(workspace, files);
         let plain_target = fixture.tools().join("plain-target");
-        Scenario {
+        let scenario = Scenario {
             fixture,
             plain_target,
+            fresh_plain: false,
+            checks: 0,
             // Nothing may need the network; a path-only workspace never does.
             env: vec![("CARGO_NET_OFFLINE".to_string(), "true".to_string())],
             binaries: Vec::new(),
             artifacts: Vec::new(),
             steps: Vec::new(),
+        };
+        // A lock file from the start, as in a committed repository: its creation by the first
+        // build must not be the change that makes the second run miss.
+        if !scenario.fixture.exists("Cargo.lock") {
+            let envs = scenario.envs();
+            scenario
+                .fixture
+                .cargo_env(&["generate-lockfile", "--offline"], &envs)
+                .assert_code(0);
         }
+        scenario
+    }
+
+    /// Plain cargo builds from an empty target dir at every check.
+    fn fresh_plain_target(mut self) -> Scenario {
+        self.fresh_plain = true;
+        self
     }
 
     /// Binaries in `target/debug` to run and compare after each build.
@@ -234,7 +276,8 @@ impl Scenario {
 
     fn replace(&mut self, relative: &str, from: &str, to: &str) {
         self.fixture.replace(relative, from, to);
-        self.steps.push(format!("edit {relative}: {from:?} -> {to:?}"));
+        self.steps
+            .push(format!("edit {relative}: {from:?} -> {to:?}"));
     }
 
     /// `rm -rf target` (the tool's; plain cargo keeps its own).
@@ -259,9 +302,21 @@ impl Scenario {
             args.extend(["-p", package]);
         }
         self.steps.push(format!("xtask {}", args.join(" ")));
+        self.checks += 1;
+        if self.fresh_plain {
+            self.plain_target = self
+                .fixture
+                .tools()
+                .join(format!("plain-target-{}", self.checks));
+        }
         let envs = self.envs();
         let tool_output = self.fixture.xtask_env(&args, &envs);
-        let tool = self.observe(task, &tool_output, &self.fixture.path("target"), tool_counts);
+        let tool = self.observe(
+            task,
+            &tool_output,
+            &self.fixture.path("target"),
+            tool_counts,
+        );
 
         let cargo_args = task.cargo_args(packages);
         let cargo_args: Vec<&str> = cargo_args.iter().map(String::as_str).collect();
@@ -525,7 +580,18 @@ fn core_and_app() -> Scenario {
 }
 
 fn lib_error_fails_dependents(task: Task) -> Result<(), String> {
-    let mut s = core_and_app();
+    lib_error_fails_dependents_of(core_and_app(), task)
+}
+
+/// Like [`lib_error_fails_dependents`], where `app` also has a build script (which compiles
+/// even when `core` does not).
+fn lib_error_fails_dependents_with_build_script(task: Task) -> Result<(), String> {
+    let s = core_and_app();
+    s.fixture.write("app/build.rs", "fn main() {}\n");
+    lib_error_fails_dependents_of(s, task)
+}
+
+fn lib_error_fails_dependents_of(mut s: Scenario, task: Task) -> Result<(), String> {
     s.check(task, &[])?;
     s.replace("core/src/lib.rs", "    42\n", "    \"not a number\"\n");
     s.check(task, &[])?;
@@ -542,6 +608,18 @@ fn lib_error_fails_dependent_test() -> Result<(), String> {
 
 fn lib_error_fails_dependent_lint() -> Result<(), String> {
     lib_error_fails_dependents(Task::Lint)
+}
+
+fn lib_error_fails_dependent_with_build_script_build() -> Result<(), String> {
+    lib_error_fails_dependents_with_build_script(Task::Build)
+}
+
+fn lib_error_fails_dependent_with_build_script_test() -> Result<(), String> {
+    lib_error_fails_dependents_with_build_script(Task::Test)
+}
+
+fn lib_error_fails_dependent_with_build_script_lint() -> Result<(), String> {
+    lib_error_fails_dependents_with_build_script(Task::Lint)
 }
 
 fn failing_test_is_never_a_cached_pass() -> Result<(), String> {
@@ -626,8 +704,10 @@ fn features_test_counts_workspace_then_selection() -> Result<(), String> {
 /// No features involved: a `-p` run then a full run count the same tests as cargo.
 fn test_counts_selection_then_workspace() -> Result<(), String> {
     let mut s = core_and_app();
-    s.fixture
-        .append("core/src/lib.rs", "\n#[test]\nfn one() {}\n\n#[test]\nfn two() {}\n");
+    s.fixture.append(
+        "core/src/lib.rs",
+        "\n#[test]\nfn one() {}\n\n#[test]\nfn two() {}\n",
+    );
     s.check(Task::Test, &["core"])?;
     s.check(Task::Test, &[])?;
     s.check(Task::Test, &["app"])
@@ -705,8 +785,11 @@ fn symlinked_source_target_changes() -> Result<(), String> {
         ],
     )
     .watch_binaries(&["app"]);
-    std::os::unix::fs::symlink("../../real/message.txt", s.fixture.path("app/src/message.txt"))
-        .expect("create a symlink");
+    std::os::unix::fs::symlink(
+        "../../real/message.txt",
+        s.fixture.path("app/src/message.txt"),
+    )
+    .expect("create a symlink");
     s.check(Task::Build, &[])?;
     s.write("real/message.txt", "two\n");
     s.check(Task::Build, &[])
@@ -949,9 +1032,8 @@ fn cargo_home_config_rustflags() -> Result<(), String> {
     let cargo_home = s.fixture.path("../cargo-home");
     fs::create_dir_all(&cargo_home).expect("create CARGO_HOME");
     // rustup's proxies find their toolchains through RUSTUP_HOME, not CARGO_HOME.
-    let rustup_home = std::env::var("RUSTUP_HOME").unwrap_or_else(|_| {
-        format!("{}/.rustup", std::env::var("HOME").expect("HOME is set"))
-    });
+    let rustup_home = std::env::var("RUSTUP_HOME")
+        .unwrap_or_else(|_| format!("{}/.rustup", std::env::var("HOME").expect("HOME is set")));
     s.remove_env("RUSTUP_HOME");
     s.env.push(("RUSTUP_HOME".to_string(), rustup_home));
     s.set_env("CARGO_HOME", &cargo_home.display().to_string());
@@ -985,7 +1067,9 @@ const THREE_ARGUMENTS_MAIN: &str = "fn add(a: u32, b: u32, c: u32) -> u32 {\n   
     fn main() {\n    println!(\"{}\", add(1, 2, 3));\n}\n";
 
 fn clippy_config(file: &str) -> Result<(), String> {
-    let mut s = app_workspace(THREE_ARGUMENTS_MAIN);
+    // cargo's fingerprint of a clippy run does not cover `clippy.toml`: only a fresh lint is
+    // the truth.
+    let mut s = app_workspace(THREE_ARGUMENTS_MAIN).fresh_plain_target();
     s.check(Task::Lint, &[])?;
     s.write(file, "too-many-arguments-threshold = 2\n");
     s.check(Task::Lint, &[])
@@ -1021,7 +1105,8 @@ fn new_lib_with_failing_doctest_in_bin_package() -> Result<(), String> {
 /// the binary is built from contents the key computed before the build never saw. Once the file
 /// is back to its old contents, cargo compiles those; a hit would restore the other binary.
 fn build_script_rewrites_source_during_build() -> Result<(), String> {
-    let mut s = app_workspace("fn main() {\n    print!(\"{}\", include_str!(\"message.txt\"));\n}\n");
+    let mut s =
+        app_workspace("fn main() {\n    print!(\"{}\", include_str!(\"message.txt\"));\n}\n");
     s.fixture.write("app/src/message.txt", "one\n");
     s.fixture.write(
         "app/build.rs",
@@ -1045,7 +1130,10 @@ fn library_restored_after_rm_target(crate_type: &str, file: &str) -> Result<(), 
             ("Cargo.toml", &workspace_manifest(&["native"])),
             (
                 "native/Cargo.toml",
-                &package_manifest("native", &format!("[lib]\ncrate-type = [\"{crate_type}\"]\n")),
+                &package_manifest(
+                    "native",
+                    &format!("[lib]\ncrate-type = [\"{crate_type}\"]\n"),
+                ),
             ),
             (
                 "native/src/lib.rs",
@@ -1087,14 +1175,21 @@ fn cache_dir_invisible_to_git_and_affected() -> Result<(), String> {
     s.fixture.git(&["add", "-A"]);
     s.fixture.git(&["commit", "-q", "-m", "init"]);
     s.check(Task::Build, &[])?;
-    let status = s.fixture.git(&["status", "--porcelain", "--untracked-files=all"]);
+    let status = s
+        .fixture
+        .git(&["status", "--porcelain", "--untracked-files=all"]);
     let affected = s.fixture.xtask(&["affected", "--since", "HEAD"]);
     let mut problems = Vec::new();
     if !status.trim().is_empty() {
-        problems.push(format!("`git status --porcelain` after a build:\n{}", tail(&status, 20)));
+        problems.push(format!(
+            "`git status --porcelain` after a build:\n{}",
+            tail(&status, 20)
+        ));
     }
     if affected.code != 0 || !affected.stdout.trim().is_empty() {
-        problems.push(format!("`xtask affected --since HEAD` on a clean tree:\n{affected}"));
+        problems.push(format!(
+            "`xtask affected --since HEAD` on a clean tree:\n{affected}"
+        ));
     }
     if problems.is_empty() {
         Ok(())
@@ -1124,19 +1219,27 @@ fn build_script_without_rerun_if_stays_fresh() -> Result<(), String> {
     s.fixture.git(&["commit", "-q", "-m", "init"]);
     s.check(Task::Build, &[])?;
     s.check(Task::Build, &[])?;
-    let envs = s.envs();
-    let cargo = s.fixture.cargo_env(&["build", "-v"], &envs);
-    let rebuilt = cargo
-        .stderr
-        .lines()
-        .any(|line| line.trim_start().starts_with("Compiling app"));
-    if cargo.code == 0 && !rebuilt {
+    let mut envs = s.envs();
+    let after_tool = s.fixture.cargo_env(&["build", "-v"], &envs);
+    // The reference: the same command after plain cargo's own two builds.
+    let plain_target = s.plain_target.display().to_string();
+    envs.push(("CARGO_TARGET_DIR", &plain_target));
+    let after_cargo = s.fixture.cargo_env(&["build", "-v"], &envs);
+    let rebuilt = |output: &Output| {
+        output
+            .stderr
+            .lines()
+            .any(|line| line.trim_start().starts_with("Compiling app"))
+    };
+    if after_tool.code == after_cargo.code && rebuilt(&after_tool) == rebuilt(&after_cargo) {
         Ok(())
     } else {
         Err(format!(
-            "steps: {}\nplain `cargo build -v` after the tool's builds rebuilt `app` \
-             (cargo alone leaves it Fresh):\n{cargo}",
-            s.steps.join("; ")
+            "steps: {}\n`cargo build -v` rebuilt `app` after the tool's builds: {}, after \
+             cargo's: {}\n--- after the tool\n{after_tool}\n--- after cargo\n{after_cargo}",
+            s.steps.join("; "),
+            rebuilt(&after_tool),
+            rebuilt(&after_cargo),
         ))
     }
 }
@@ -1159,7 +1262,11 @@ fn clippy_warning_in_test_code() -> Result<(), String> {
 fn misformatted_edit_fails_fmt() -> Result<(), String> {
     let mut s = app_workspace(APP_MAIN);
     s.check(Task::Fmt, &[])?;
-    s.replace("app/src/main.rs", "    println!(\"app\");", "println!( \"app\" ) ;");
+    s.replace(
+        "app/src/main.rs",
+        "    println!(\"app\");",
+        "println!( \"app\" ) ;",
+    );
     s.check(Task::Fmt, &[])
 }
 
@@ -1208,7 +1315,10 @@ fn differential_workspace() -> Scenario {
     Scenario::new(
         "ws",
         &[
-            ("ws/Cargo.toml", &workspace_manifest(&["shared", "app", "b"])),
+            (
+                "ws/Cargo.toml",
+                &workspace_manifest(&["shared", "app", "b"]),
+            ),
             (
                 "ws/shared/Cargo.toml",
                 &package_manifest("shared", "[features]\nloud = []\n"),
@@ -1283,17 +1393,33 @@ fn random_mutation_sequences_agree_with_plain_cargo() {
             3 => s.remove_target(),
             4 => {
                 loud_config = !loud_config;
-                let config = if loud_config { LOUD_CONFIG } else { "[build]\n" };
+                let config = if loud_config {
+                    LOUD_CONFIG
+                } else {
+                    "[build]\n"
+                };
                 s.write("../.cargo/config.toml", config);
             }
             5 => {
-                let (from, to) = if passing { ("2);", "3);") } else { ("3);", "2);") };
-                s.replace("app/src/main.rs", &format!("1 + 1, {from}"), &format!("1 + 1, {to}"));
+                let (from, to) = if passing {
+                    ("2);", "3);")
+                } else {
+                    ("3);", "2);")
+                };
+                s.replace(
+                    "app/src/main.rs",
+                    &format!("1 + 1, {from}"),
+                    &format!("1 + 1, {to}"),
+                );
                 passing = !passing;
             }
             _ => s.steps.push("no change".to_string()),
         }
-        let task = if rng.below(2) == 0 { Task::Build } else { Task::Test };
+        let task = if rng.below(2) == 0 {
+            Task::Build
+        } else {
+            Task::Test
+        };
         if let Err(report) = s.check(task, selection) {
             panic!(
                 "step {step} of the sequence with SOUNDNESS_SEED={seed:#x} disagrees with plain \
