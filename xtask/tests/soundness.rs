@@ -7,6 +7,12 @@
 //! test that reports every disagreement at the end; a seeded differential test applies random
 //! mutation sequences to one workspace and checks the same agreement at every step.
 //!
+//! The reference is cargo's own answer: `cargo build|test --no-fail-fast|clippy --all-targets --
+//! -D warnings|fmt --check` with the same `-p` selection (`--workspace` without one), in a target
+//! dir that persists through the case, except where cargo's fingerprint misses an input
+//! (`clippy.toml`), where a fresh target dir is the truth. Fixture files are an hour old and the
+//! tool runs twice before its first compared run, so its fast paths are as warm as a user's.
+//!
 //! `SOUNDNESS_CASE=substring` runs only the matching cases; `SOUNDNESS_SEED=n` (decimal or
 //! `0x` hex) and `SOUNDNESS_STEPS=n` choose the differential test's sequence.
 
