@@ -153,6 +153,45 @@ impl Fixture {
         }
     }
 
+    /// A workspace written from `files` (paths relative to a fresh temp dir) whose root is the
+    /// subdirectory `workspace` of that dir (`"."` for the temp dir itself), so that files can also
+    /// be placed next to or above the workspace. Executable files are not needed: use
+    /// [`Fixture::set_executable`].
+    pub fn from_files(workspace: &str, files: &[(&str, &str)]) -> Fixture {
+        let outer_dir = tempfile::Builder::new()
+            .prefix("xtask-cli-")
+            .tempdir()
+            .expect("create a temp dir");
+        let tools_dir = tempfile::Builder::new()
+            .prefix("xtask-cli-tools-")
+            .tempdir()
+            .expect("create a temp dir");
+        let outer = fs::canonicalize(outer_dir.path()).expect("canonicalize the temp dir");
+        for (relative, contents) in files {
+            let path = outer.join(relative);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).unwrap_or_else(|error| {
+                    panic!("failed to create `{}`: {error}", parent.display())
+                });
+            }
+            fs::write(&path, contents)
+                .unwrap_or_else(|error| panic!("failed to write `{}`: {error}", path.display()));
+        }
+        let root = outer.join(workspace);
+        fs::create_dir_all(&root)
+            .unwrap_or_else(|error| panic!("failed to create `{}`: {error}", root.display()));
+        let root = fs::canonicalize(root).expect("canonicalize the workspace dir");
+        let tools = fs::canonicalize(tools_dir.path()).expect("canonicalize the temp dir");
+        write_cargo_wrapper(&tools);
+        Fixture {
+            root,
+            tools,
+            summaries: AtomicUsize::new(0),
+            _workspace_dir: outer_dir,
+            _tools_dir: tools_dir,
+        }
+    }
+
     /// The workspace root of the copy.
     pub fn root(&self) -> &Path {
         &self.root
@@ -240,6 +279,36 @@ impl Fixture {
         command
     }
 
+    /// Plain `cargo ARGS` (the real cargo, not the logging wrapper) run in the workspace root with
+    /// the same hermetic environment as the tool, plus `envs`; waited for.
+    pub fn cargo_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let real_cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut command = Command::new(real_cargo);
+        command.args(args);
+        self.hermetic(&mut command);
+        // Cargo finds `.cargo/config.toml` from its working directory, as a user's shell would.
+        command.current_dir(&self.root).envs(envs.iter().copied());
+        let output = command.output().expect("failed to start cargo");
+        Output {
+            code: output
+                .status
+                .code()
+                .unwrap_or_else(|| panic!("cargo {args:?} was killed by a signal")),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Sets or clears the executable bits of a file of the workspace.
+    pub fn set_executable(&self, relative: &str, executable: bool) {
+        use std::os::unix::fs::PermissionsExt;
+
+        let path = self.path(relative);
+        let mode = if executable { 0o755 } else { 0o644 };
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|error| panic!("failed to chmod `{}`: {error}", path.display()));
+    }
+
     /// Runs a task command with `--summarize` and returns the output and the parsed summary.
     pub fn run(&self, args: &[&str]) -> TaskRun {
         self.run_env(args, &[])
@@ -261,8 +330,8 @@ impl Fixture {
         TaskRun { output, summary }
     }
 
-    /// `git ARGS` in the workspace copy, with a local identity; panics if it fails.
-    pub fn git(&self, args: &[&str]) {
+    /// `git ARGS` in the workspace copy, with a local identity; panics if it fails. Returns stdout.
+    pub fn git(&self, args: &[&str]) -> String {
         let mut command = Command::new("git");
         command
             .args([
@@ -283,6 +352,7 @@ impl Fixture {
             "git {args:?} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// The cargo command lines (arguments only) the tool ran so far, then forgets them.
