@@ -208,25 +208,28 @@ fn compile(
     let mut test_binaries = vec![Vec::new(); packages.len()];
     let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
     let mut outside = Observation::default();
+    let mut dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)> = Vec::new();
+    let mut build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)> = Vec::new();
     let stdout = child.stdout.take().context("cargo stdout")?;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { continue };
         match message {
             Message::CompilerArtifact(artifact) => {
                 let id = artifact.package_id.repr.as_str();
-                let into = match index_of.get(id) {
-                    Some(&p) => Some(observations.entry(p).or_default()),
-                    None if id.starts_with("path+") => Some(&mut outside),
+                // Read once cargo has exited: it writes an uplifted file's dep-info after
+                // announcing the artifact.
+                let owner = match index_of.get(id) {
+                    Some(&p) => Some(Some(p)),
+                    None if id.starts_with("path+") => Some(None),
                     None => None,
                 };
-                if let Some(into) = into {
+                if let Some(owner) = owner {
                     for file in &artifact.filenames {
-                        crate::observe::read_artifact_dep_info(
-                            file.as_std_path(),
-                            &artifact.target.name,
-                            &workspace.root,
-                            into,
-                        );
+                        dep_infos.push((
+                            owner,
+                            file.clone().into_std_path_buf(),
+                            artifact.target.name.clone(),
+                        ));
                     }
                 }
                 let Some(&i) = slot.get(id) else {
@@ -273,19 +276,16 @@ fn compile(
             }
             Message::BuildScriptExecuted(script) => {
                 let id = script.package_id.repr.as_str();
-                let (into, package_dir) = match index_of.get(id) {
-                    Some(&p) => (
-                        observations.entry(p).or_default(),
-                        workspace.packages[p].dir.clone(),
-                    ),
-                    None if id.starts_with("path+") => (&mut outside, path_package_dir(id)),
+                let (owner, package_dir) = match index_of.get(id) {
+                    Some(&p) => (Some(p), workspace.packages[p].dir.clone()),
+                    None if id.starts_with("path+") => (None, path_package_dir(id)),
                     None => continue,
                 };
-                crate::observe::read_build_script_output(
-                    script.out_dir.as_std_path(),
-                    &package_dir,
-                    into,
-                );
+                build_outputs.push((
+                    owner,
+                    script.out_dir.clone().into_std_path_buf(),
+                    package_dir,
+                ));
             }
             Message::CompilerMessage(message) => {
                 let Some(&i) = slot.get(message.package_id.repr.as_str()) else {
@@ -308,6 +308,20 @@ fn compile(
     let status = child
         .wait()
         .with_context(|| format!("failed to wait for `{description}`"))?;
+    for (owner, file, target_name) in dep_infos {
+        let into = match owner {
+            Some(p) => observations.entry(p).or_default(),
+            None => &mut outside,
+        };
+        crate::observe::read_artifact_dep_info(&file, &target_name, &workspace.root, into);
+    }
+    for (owner, out_dir, package_dir) in build_outputs {
+        let into = match owner {
+            Some(p) => observations.entry(p).or_default(),
+            None => &mut outside,
+        };
+        crate::observe::read_build_script_output(&out_dir, &package_dir, into);
+    }
     let stderr = stderr_thread.join().unwrap_or_default();
     let stderr_text = String::from_utf8_lossy(&stderr);
     for (i, result) in results.iter_mut().enumerate() {
