@@ -2,6 +2,7 @@
 #![cfg(unix)]
 
 mod corruption;
+mod escapes;
 mod import;
 mod maintenance;
 mod round_trip;
