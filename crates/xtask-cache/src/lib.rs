@@ -153,6 +153,13 @@ impl LocalCache {
         }
     }
 
+    /// Creates the cache directory and `v1/` if missing, with the root's `.gitignore` (`*`) and
+    /// `CACHEDIR.TAG` (never overwriting existing ones). Every write of this crate does this
+    /// first; call it before writing anything else under the root (e.g. `v1/fast/`).
+    pub fn create_dirs(&self) -> Result<(), CacheError> {
+        self.layout.create_v1()
+    }
+
     pub fn root(&self) -> &Path {
         &self.layout.root
     }

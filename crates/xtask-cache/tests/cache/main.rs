@@ -4,6 +4,7 @@
 mod corruption;
 mod escapes;
 mod import;
+mod invisible;
 mod maintenance;
 mod round_trip;
 mod safety;

@@ -208,7 +208,10 @@ fn clean_removes_v1_but_keeps_the_readme_and_other_files() {
     let stats = fixture.cache.clean().expect("clean");
     assert_eq!(stats.entries_removed, 1);
     assert_eq!(stats.bytes_removed, before.total_bytes);
-    assert_eq!(list_tree(&root), ["README.md", "notes.txt"]);
+    assert_eq!(
+        list_tree(&root),
+        [".gitignore", "CACHEDIR.TAG", "README.md", "notes.txt"]
+    );
     assert_eq!(fixture.cache.lookup(&meta.task_hash).expect("lookup"), None);
     assert_eq!(fixture.cache.last("pkg", "build").expect("last"), None);
     assert_eq!(
