@@ -10,14 +10,13 @@ use xtask_cache::{CacheOptions, LocalCache, OutputRoot};
 use crate::support::{Fixture, new_entry, task_hash};
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new("git")
+    Command::new("git")
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
-        .expect("run git (a test dependency, like cargo's own tests)");
-    output
+        .expect("run git (a test dependency, like cargo's own tests)")
 }
 
 #[test]
