@@ -27,6 +27,9 @@ pub enum CacheError {
     /// nothing of it was written.
     #[error("rejected the entry from {origin}: {reason}")]
     Rejected { origin: String, reason: String },
+    /// A custom task's `outputs` glob that does not parse (building an [`crate::AllowedOutputs`]).
+    #[error("invalid output glob `{glob}`: {reason}")]
+    InvalidOutputGlob { glob: String, reason: String },
     #[error("invalid task hash `{task_hash}`: expected 64 lowercase hex digits")]
     InvalidTaskHash { task_hash: String },
     #[error("invalid {what} `{name}`: {reason}")]

@@ -1,14 +1,16 @@
 //! Importing an entry fetched from elsewhere (a remote cache). Nothing of it is trusted: the
 //! entry JSON is parsed and checked as if read from disk (format, task hash, blob names, output
-//! records), both blobs must match the size and sha256 the entry records, and only then is
-//! anything written, like a store: blobs first, the entry JSON last (the commit point).
+//! records, output paths inside the task's [`AllowedOutputs`]), both blobs must match the size
+//! and sha256 the entry records, and only then is anything written, like a store: blobs first,
+//! the entry JSON last (the commit point).
 
 use std::io::Write;
 
+use crate::allowed::AllowedOutputs;
 use crate::digest::sha256_hex;
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::Layout;
-use crate::meta::{BlobRef, EntryMeta, check_output_records, parse_entry};
+use crate::meta::{BlobRef, EntryMeta, check_allowed_outputs, check_output_records, parse_entry};
 
 /// The three parts of an entry as they travel between caches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,7 @@ pub(crate) fn import(
     task_hash: &str,
     parts: &EntryParts,
     origin: &str,
+    allowed: &AllowedOutputs,
 ) -> Result<EntryMeta, CacheError> {
     let rejected = |reason: String| CacheError::Rejected {
         origin: origin.to_owned(),
@@ -38,6 +41,7 @@ pub(crate) fn import(
     })?;
     check_output_records(&entry_path, &meta.outputs)
         .map_err(|error| rejected(error.to_string()))?;
+    check_allowed_outputs(&meta.outputs, allowed).map_err(|error| rejected(error.to_string()))?;
     verify_blob("archive", &meta.archive, &parts.archive).map_err(rejected)?;
     verify_blob("log", &meta.log, &parts.log).map_err(rejected)?;
 

@@ -1,10 +1,16 @@
 //! Where things live under the cache root (`v1/entries`, `v1/blobs`, `v1/tmp`, `v1/last`,
 //! `v1/lock`), temp files that are renamed into place, and the process lock.
+//!
+//! Whenever this crate creates `v1/` it also makes the root invisible to what it caches, as
+//! cargo does for `target/`: a `.gitignore` of `*` (git never reports the cache, so `affected`
+//! never sees it) and a `CACHEDIR.TAG` (backup and indexing tools skip it). Existing files of
+//! those names are never overwritten.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::is_sha256_hex;
@@ -15,17 +21,72 @@ pub(crate) const FORMAT_DIR: &str = "v1";
 /// The name of the lock file inside [`FORMAT_DIR`].
 pub(crate) const LOCK_FILE: &str = "lock";
 
+/// Written to `<root>/.gitignore`: git ignores the whole cache, this file included.
+pub(crate) const GITIGNORE: &str =
+    "# Created by cargo xtask: the task cache is local and disposable.\n*\n";
+/// Written to `<root>/CACHEDIR.TAG` (<https://bford.info/cachedir/>).
+pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by cargo xtask.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
 /// The paths of one cache root. Building it does no IO.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub(crate) root: PathBuf,
     pub(crate) v1: PathBuf,
+    /// Set once `v1/` and the root's markers are known to exist (shared by clones).
+    created: Arc<OnceLock<()>>,
 }
 
 impl Layout {
     pub(crate) fn new(root: PathBuf) -> Layout {
         let v1 = root.join(FORMAT_DIR);
-        Layout { root, v1 }
+        Layout {
+            root,
+            v1,
+            created: Arc::default(),
+        }
+    }
+
+    /// Creates `v1/` (and the root) if missing, and the root's `.gitignore` and `CACHEDIR.TAG`
+    /// if missing; checked once per [`Layout`] (a later `clean` keeps the markers).
+    pub(crate) fn create_v1(&self) -> Result<(), CacheError> {
+        if self.created.get().is_some() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.v1).at(&self.v1)?;
+        for (name, content) in [(".gitignore", GITIGNORE), ("CACHEDIR.TAG", CACHEDIR_TAG)] {
+            self.write_if_missing(&self.root.join(name), content.as_bytes())?;
+        }
+        let _ = self.created.set(());
+        Ok(())
+    }
+
+    /// Writes `destination` unless something exists there: the content goes to a temp file
+    /// first and is hard-linked into place, so a crash never leaves a partial marker and an
+    /// existing file is never replaced.
+    fn write_if_missing(&self, destination: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+        if fs::symlink_metadata(destination).is_ok() {
+            return Ok(());
+        }
+        let tmp_dir = self.tmp_dir();
+        fs::create_dir_all(&tmp_dir).at(&tmp_dir)?;
+        let mut temp = TempFile::create_in(&tmp_dir, "marker")?;
+        temp.file.write_all(bytes).at(temp.path())?;
+        match fs::hard_link(temp.path(), destination) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            // No hard links on this file system: create it exclusively instead.
+            Err(_) => match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(destination)
+            {
+                Ok(mut file) => file.write_all(bytes).at(destination),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(error) => Err(CacheError::io(destination, error)),
+            },
+        }
     }
 
     pub(crate) fn entries_dir(&self) -> PathBuf {
@@ -75,6 +136,7 @@ impl Layout {
 
     /// A new, empty temp file in `v1/tmp` (created if missing).
     pub(crate) fn temp_file(&self) -> Result<TempFile, CacheError> {
+        self.create_v1()?;
         let tmp_dir = self.tmp_dir();
         fs::create_dir_all(&tmp_dir).at(&tmp_dir)?;
         TempFile::create_in(&tmp_dir, "store")
@@ -94,6 +156,8 @@ impl Layout {
     /// Opens (creating `v1/` and the file if needed) the lock file. Locking is up to the caller;
     /// the lock is released when the returned file is dropped.
     pub(crate) fn open_lock(&self) -> Result<File, CacheError> {
+        self.create_v1()?;
+        // Again: a `clean` since the first creation removed `v1/`.
         fs::create_dir_all(&self.v1).at(&self.v1)?;
         let lock_path = self.lock_path();
         OpenOptions::new()

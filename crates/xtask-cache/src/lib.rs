@@ -9,11 +9,14 @@
 //! cache can speak that protocol later.
 //!
 //! What this crate does NOT do: it never computes task hashes (that is `xtask-hash`), never runs
-//! processes, never decides what a task's outputs are, never writes outside its root except when
-//! restoring into the given [`RestoreRoots`], never trusts the archive (it is verified against
-//! the entry before anything is extracted, and every path is checked), and [`LocalCache::new`]
-//! does no IO.
+//! processes, never decides what a task's outputs are (the caller says where a restore may write,
+//! as [`AllowedOutputs`]), never writes outside its root except when restoring into the given
+//! [`RestoreRoots`] where the [`AllowedOutputs`] permit (checked through symlinks, on disk and in
+//! the entry, before anything is written), never trusts the archive (it is verified against the
+//! entry before anything is extracted, and every path is checked), and [`LocalCache::new`] does
+//! no IO.
 
+mod allowed;
 mod archive;
 mod digest;
 mod error;
@@ -22,6 +25,7 @@ mod layout;
 mod maintenance;
 mod meta;
 mod paths;
+mod resolve;
 mod restore;
 mod store;
 
@@ -30,6 +34,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub use crate::allowed::AllowedOutputs;
 pub use crate::digest::{sha256_file, sha256_hex};
 pub use crate::error::CacheError;
 pub use crate::import::EntryParts;
@@ -148,6 +153,13 @@ impl LocalCache {
         }
     }
 
+    /// Creates the cache directory and `v1/` if missing, with the root's `.gitignore` (`*`) and
+    /// `CACHEDIR.TAG` (never overwriting existing ones). Every write of this crate does this
+    /// first; call it before writing anything else under the root (e.g. `v1/fast/`).
+    pub fn create_dirs(&self) -> Result<(), CacheError> {
+        self.layout.create_v1()
+    }
+
     pub fn root(&self) -> &Path {
         &self.layout.root
     }
@@ -211,29 +223,36 @@ impl LocalCache {
     /// output records are safe, both blobs match the sizes and sha256s it records) and only
     /// then writes it like [`LocalCache::store`] does. A failed check is
     /// [`CacheError::Rejected`] and writes nothing.
+    ///
+    /// `allowed` is where the task may write (see [`AllowedOutputs`]): an entry naming any other
+    /// output path is rejected here already (restore checks again, also through symlinks).
     pub fn import(
         &self,
         task_hash: &str,
         parts: &EntryParts,
         origin: &str,
+        allowed: &AllowedOutputs,
     ) -> Result<EntryMeta, CacheError> {
-        import::import(&self.layout, task_hash, parts, origin)
+        import::import(&self.layout, task_hash, parts, origin, allowed)
     }
 
-    /// Restores the entry's outputs under `roots`.
+    /// Restores the entry's outputs under `roots`, writing only where `allowed` permits.
     ///
     /// Outputs already in place (same kind, size, sha256 and mode, or same link target) are
     /// skipped; if all are, the archive is not opened. Otherwise the archive blob's size and
-    /// sha256 are checked, then every member and record (paths, types, symlink targets,
-    /// symlinked parent directories) before anything is written; then each missing output is
-    /// written to a temp file next to it and renamed into place. Refreshes the entry's LRU time
-    /// (best effort, at most every 10 minutes).
+    /// sha256 are checked, then every member and record before anything is written: paths,
+    /// types, every output path (as recorded and as resolved through symlinks on disk and
+    /// symlinks the entry restores earlier) inside `allowed`, every symlink target resolving
+    /// inside its root. A violation is [`CacheError::UnsafePath`] naming the output, and nothing
+    /// is written. Then each missing output is written to a temp file next to it and renamed
+    /// into place. Refreshes the entry's LRU time (best effort, at most every 10 minutes).
     pub fn restore(
         &self,
         meta: &EntryMeta,
         roots: &RestoreRoots,
+        allowed: &AllowedOutputs,
     ) -> Result<RestoreStats, CacheError> {
-        restore::restore(&self.layout, meta, roots, None)
+        restore::restore(&self.layout, meta, roots, allowed, None)
     }
 
     /// [`LocalCache::restore`], learning the sha256 of files already in place from `digest`
@@ -243,9 +262,10 @@ impl LocalCache {
         &self,
         meta: &EntryMeta,
         roots: &RestoreRoots,
+        allowed: &AllowedOutputs,
         digest: &(dyn Fn(&Path) -> Option<String> + Sync),
     ) -> Result<RestoreStats, CacheError> {
-        restore::restore(&self.layout, meta, roots, Some(digest))
+        restore::restore(&self.layout, meta, roots, allowed, Some(digest))
     }
 
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::allowed::AllowedOutputs;
 use crate::digest::is_sha256_hex;
 use crate::error::CacheError;
 use crate::paths::{check_link_target, check_relative_path};
@@ -229,6 +230,22 @@ pub(crate) fn check_output_records(
                 check_link_target(&record.path, target)
                     .map_err(|reason| CacheError::unsafe_path(&member, reason))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every output record is a path `allowed` permits, before anything is written.
+pub(crate) fn check_allowed_outputs(
+    records: &[OutputRecord],
+    allowed: &AllowedOutputs,
+) -> Result<(), CacheError> {
+    for record in records {
+        if !allowed.allows(record.root, &record.path) {
+            return Err(CacheError::unsafe_path(
+                record.member_name(),
+                format!("it is outside the task's outputs ({})", allowed.describe()),
+            ));
         }
     }
     Ok(())

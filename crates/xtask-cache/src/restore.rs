@@ -9,11 +9,16 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::allowed::AllowedOutputs;
 use crate::archive::{MemberKind, open_archive, read_member};
 use crate::digest::{sha256_file, sha256_reader, to_hex};
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{Layout, TempFile, TempPath};
-use crate::meta::{EntryMeta, OutputKind, OutputRecord, check_blob_refs, check_output_records};
+use crate::meta::{
+    EntryMeta, OutputKind, OutputRecord, check_allowed_outputs, check_blob_refs,
+    check_output_records,
+};
+use crate::resolve::Resolver;
 use crate::{OutputRoot, RestoreRoots, RestoreStats};
 
 /// An entry's LRU time is refreshed by a restore only when older than this, so hot entries do
@@ -27,11 +32,13 @@ pub(crate) fn restore(
     layout: &Layout,
     meta: &EntryMeta,
     roots: &RestoreRoots,
+    allowed: &AllowedOutputs,
     digest: DigestFn<'_>,
 ) -> Result<RestoreStats, CacheError> {
     let entry_path = layout.entry_path(&meta.task_hash)?;
     check_blob_refs(&entry_path, meta)?;
     check_output_records(&entry_path, &meta.outputs)?;
+    check_allowed_outputs(&meta.outputs, allowed)?;
 
     let mut needed: BTreeMap<String, &OutputRecord> = BTreeMap::new();
     for record in &meta.outputs {
@@ -59,11 +66,9 @@ pub(crate) fn restore(
         .iter()
         .map(|record| (record.member_name(), record))
         .collect();
-    check_members(&archive, &archive_path, &records)?;
+    let write_order = check_members(&archive, &archive_path, &records)?;
+    check_resolved_writes(roots, allowed, &write_order, &needed, &meta.outputs)?;
     let mut canonical_roots = CanonicalRoots::default();
-    for (member, record) in &needed {
-        check_existing_parents(roots, &mut canonical_roots, member, record)?;
-    }
 
     // Pass 2: write what is not in place.
     let mut reader = open_archive(&archive, &archive_path)?;
@@ -79,7 +84,7 @@ pub(crate) fn restore(
         };
         let root = roots.path(record.root);
         let canonical_root = canonical_roots.create(root, record.root)?;
-        let parent = create_parent(root, &canonical_root, record, &member.name)?;
+        let parent = create_parent(root, &canonical_root, record, &member.name, allowed)?;
         let destination = root.join(&record.path);
         match record.kind {
             OutputKind::File => {
@@ -168,17 +173,19 @@ fn open_verified_archive(archive_path: &Path, meta: &EntryMeta) -> Result<File, 
 }
 
 /// Pass 1: every member must be a listed output of the same kind (and size, and link target),
-/// at most once; every listed output must have a member.
+/// at most once; every listed output must have a member. Returns the member names in archive
+/// order (the order pass 2 writes them in).
 fn check_members(
     archive: &File,
     archive_path: &Path,
     records: &BTreeMap<String, &OutputRecord>,
-) -> Result<(), CacheError> {
+) -> Result<Vec<String>, CacheError> {
     let mut reader = open_archive(archive, archive_path)?;
     let entries = reader
         .entries()
         .map_err(|error| corrupt_archive(archive_path, &error))?;
     let mut seen = HashSet::new();
+    let mut order = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|error| corrupt_archive(archive_path, &error))?;
         let member = read_member(&entry)?;
@@ -224,6 +231,7 @@ fn check_members(
                 "the archive member appears twice",
             ));
         }
+        order.push(member.name);
     }
     if let Some(missing) = records.keys().find(|member| !seen.contains(*member)) {
         return Err(CacheError::corrupt(
@@ -231,7 +239,7 @@ fn check_members(
             format!("the archive has no member for output `{missing}`"),
         ));
     }
-    Ok(())
+    Ok(order)
 }
 
 /// Canonical restore roots, computed once each (the target root may have to be created first).
@@ -249,21 +257,6 @@ impl CanonicalRoots {
         }
     }
 
-    /// The canonical root if it exists (`None` if it does not: nothing under it exists either).
-    fn existing(&mut self, path: &Path, root: OutputRoot) -> Result<Option<PathBuf>, CacheError> {
-        if let Some(canonical) = self.slot(root) {
-            return Ok(Some(canonical.clone()));
-        }
-        match fs::canonicalize(path) {
-            Ok(canonical) => {
-                *self.slot(root) = Some(canonical.clone());
-                Ok(Some(canonical))
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(CacheError::io(path, error)),
-        }
-    }
-
     /// The canonical root, creating the directory if it is missing.
     fn create(&mut self, path: &Path, root: OutputRoot) -> Result<PathBuf, CacheError> {
         if let Some(canonical) = self.slot(root) {
@@ -276,42 +269,60 @@ impl CanonicalRoots {
     }
 }
 
-/// Before anything is written: no existing ancestor directory of the output may be a symlink
-/// that leads outside its root (writing through it would land outside).
-fn check_existing_parents(
+/// Before anything is written: simulates pass 2's writes in archive order, resolving each
+/// destination's parent through the symlinks on disk and those written earlier in the same
+/// restore. Every destination must resolve inside its root to a path `allowed` permits, and every
+/// symlink's target must resolve inside its root, both when it is written and once the whole
+/// entry is in place.
+fn check_resolved_writes(
     roots: &RestoreRoots,
-    canonical_roots: &mut CanonicalRoots,
-    member: &str,
-    record: &OutputRecord,
+    allowed: &AllowedOutputs,
+    write_order: &[String],
+    needed: &BTreeMap<String, &OutputRecord>,
+    all: &[OutputRecord],
 ) -> Result<(), CacheError> {
-    let root = roots.path(record.root);
-    let Some(canonical_root) = canonical_roots.existing(root, record.root)? else {
-        return Ok(());
-    };
-    let mut current = root.to_path_buf();
-    let mut components: Vec<&str> = record.path.split('/').collect();
-    components.pop();
-    for component in components {
-        current.push(component);
-        match fs::symlink_metadata(&current) {
-            // Missing: it will be created as a real directory.
-            Err(_) => return Ok(()),
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                let inside = fs::canonicalize(&current)
-                    .is_ok_and(|resolved| resolved.starts_with(&canonical_root));
-                if !inside {
-                    return Err(CacheError::unsafe_path(
-                        member,
-                        format!(
-                            "its parent `{}` is a symlink that leads outside the {} root",
-                            current.display(),
-                            record.root.as_str()
-                        ),
-                    ));
-                }
-            }
-            Ok(_) => {}
+    let mut workspace = Resolver::new(&roots.workspace, OutputRoot::Workspace.as_str())?;
+    let mut target = Resolver::new(&roots.target, OutputRoot::Target.as_str())?;
+    for member in write_order {
+        let Some(record) = needed.get(member) else {
+            continue;
+        };
+        let resolver = match record.root {
+            OutputRoot::Workspace => &mut workspace,
+            OutputRoot::Target => &mut target,
+        };
+        let location = resolver
+            .resolve_location(&record.path)
+            .map_err(|reason| CacheError::unsafe_path(member, reason))?;
+        if location != record.path && !allowed.allows(record.root, &location) {
+            return Err(CacheError::unsafe_path(
+                member,
+                format!(
+                    "it resolves to `{location}`, outside the task's outputs ({})",
+                    allowed.describe()
+                ),
+            ));
         }
+        if let Some(link_target) = &record.link_target {
+            resolver
+                .resolve_target(&location, link_target)
+                .map_err(|reason| CacheError::unsafe_path(member, reason))?;
+        }
+        resolver.record_write(location, record.link_target.clone());
+    }
+    // Once everything is written, every symlink of the entry must still resolve inside.
+    for record in all {
+        let Some(link_target) = &record.link_target else {
+            continue;
+        };
+        let resolver = match record.root {
+            OutputRoot::Workspace => &workspace,
+            OutputRoot::Target => &target,
+        };
+        resolver
+            .resolve_location(&record.path)
+            .and_then(|location| resolver.resolve_target(&location, link_target))
+            .map_err(|reason| CacheError::unsafe_path(record.member_name(), reason))?;
     }
     Ok(())
 }
@@ -323,6 +334,7 @@ fn create_parent(
     canonical_root: &Path,
     record: &OutputRecord,
     member: &str,
+    allowed: &AllowedOutputs,
 ) -> Result<PathBuf, CacheError> {
     let outside = |path: &Path| {
         CacheError::unsafe_path(
@@ -358,8 +370,25 @@ fn create_parent(
         }
     }
     let resolved = fs::canonicalize(&parent).at(&parent)?;
-    if !resolved.starts_with(canonical_root) {
+    let Ok(relative_parent) = resolved.strip_prefix(canonical_root) else {
         return Err(outside(&parent));
+    };
+    // The same check as before writing, against what is on disk now (a concurrent change).
+    let name = record.path.rsplit('/').next().unwrap_or_default();
+    let mut location: Vec<String> = relative_parent
+        .components()
+        .map(|component| component.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    location.push(name.to_owned());
+    let location = location.join("/");
+    if !allowed.allows(record.root, &location) {
+        return Err(CacheError::unsafe_path(
+            member,
+            format!(
+                "it resolves to `{location}`, outside the task's outputs ({})",
+                allowed.describe()
+            ),
+        ));
     }
     Ok(parent)
 }

@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use xtask_cache::{NewEntry, OutputFile, OutputRoot, RestoreRoots};
+use xtask_cache::{AllowedOutputs, NewEntry, OutputFile, OutputRoot, RestoreRoots};
 use xtask_engine::image_record::{ImageRecord, record_path, write_record};
 use xtask_engine::report::Reporter;
 use xtask_engine::{CargoTarget, Location, RunOptions, UserError, exit_code, load_workspace};
@@ -211,7 +211,12 @@ pub fn assemble_cached(
                 .map(|o| workspace.target_dir.join(&o.path))
                 .collect();
             remove_files_except(&dir, &keep)?;
-            match (digest, cache.restore(&meta, &roots)) {
+            // Only this app's image directory: `target/xtask/images/<app>/`.
+            let allowed = AllowedOutputs::directory(
+                OutputRoot::Target,
+                &format!("xtask/images/{}", app.package.name),
+            );
+            match (digest, cache.restore(&meta, &roots, &allowed)) {
                 (Some(digest), Ok(_)) => Some(digest),
                 (_, Err(error)) => {
                     reporter.warning(&format!(

@@ -5,8 +5,10 @@ use std::path::Path;
 
 use anyhow::Context;
 use globset::{Glob, GlobSetBuilder};
-use xtask_cache::{OutputFile, OutputRoot};
-use xtask_model::Package;
+use xtask_cache::{AllowedOutputs, OutputFile, OutputRoot};
+use xtask_model::{Package, TaskDef, TaskKind, Workspace};
+
+use crate::plan::CargoSettings;
 
 /// The files (and symlinks) under `package.dir` matching `globs`, sorted, workspace-relative.
 pub fn collect_outputs(
@@ -57,6 +59,40 @@ pub fn collect_outputs(
         })?;
     }
     Ok(found.into_values().collect())
+}
+
+/// Where restoring `def`'s cached outputs for `package` may write: for a cargo task the
+/// artifacts cargo uplifts into the profile directory `settings` builds (`debug` or `release`,
+/// also under the explicit target's triple), never `deps/`, `build/`, `.fingerprint/` or
+/// `incremental/`; for a custom task the paths in the package matching its declared `outputs`
+/// globs, exactly what [`collect_outputs`] stores.
+#[expect(
+    dead_code,
+    reason = "run.rs passes it to LocalCache::restore_with and remote::fetch_misses (issue 12, the lead's part)"
+)]
+pub(crate) fn allowed_outputs(
+    workspace: &Workspace,
+    package: &Package,
+    def: &TaskDef,
+    settings: &CargoSettings,
+) -> anyhow::Result<AllowedOutputs> {
+    match def.kind {
+        TaskKind::Cargo(_) => {
+            let profile_dir = if settings.release { "release" } else { "debug" };
+            Ok(AllowedOutputs::cargo_artifacts(&[profile_dir]))
+        }
+        TaskKind::Custom { .. } => {
+            let Ok(package_dir) = package.dir.strip_prefix(&workspace.root) else {
+                return Ok(AllowedOutputs::nothing());
+            };
+            AllowedOutputs::package_globs(&to_slash(package_dir), &def.outputs).with_context(|| {
+                format!(
+                    "invalid `outputs` of task `{}` in package `{}`",
+                    def.name, package.name
+                )
+            })
+        }
+    }
 }
 
 /// The directory part of a glob before its first wildcard: `out/**` -> `out`.

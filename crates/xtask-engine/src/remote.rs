@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use xtask_cache::{EntryMeta, LocalCache};
+use xtask_cache::{AllowedOutputs, EntryMeta, LocalCache};
 use xtask_model::Workspace;
 use xtask_remote::{FetchOutcome, RemoteCache};
 
@@ -19,18 +19,21 @@ pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>>
     Ok(settings.map(RemoteCache::new))
 }
 
-/// Fetches `hashes` (local misses) in parallel; returns the hits as (index into `hashes`,
-/// imported entry). Warnings go to the reporter, in the order of `hashes`. Once the remote is
+/// Fetches `misses` (local misses: task hash and the task's allowed outputs, which every
+/// imported entry must stay within) in parallel; returns the hits as (index into `misses`,
+/// imported entry). Warnings go to the reporter, in the order of `misses`. Once the remote is
 /// switched off, the remaining fetches return at once without a request.
 pub(crate) fn fetch_misses(
     remote: &RemoteCache,
     local: &LocalCache,
-    hashes: &[&str],
+    misses: &[(&str, AllowedOutputs)],
     reporter: &Reporter,
 ) -> Vec<(usize, EntryMeta)> {
     // Network-bound: more threads than cores; bounded so a big graph does not open hundreds
     // of connections at once.
-    let outcomes = crate::run::parallel_map(hashes, 16, |hash| remote.fetch_into(local, hash));
+    let outcomes = crate::run::parallel_map(misses, 16, |(hash, allowed)| {
+        remote.fetch_into(local, hash, allowed)
+    });
     let mut hits = Vec::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {

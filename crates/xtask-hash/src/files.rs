@@ -3,6 +3,16 @@
 //! A regular file's digest is the sha256 of its bytes, read in 64 KiB chunks. A symlink is
 //! never followed: its digest is the sha256 of `symlink:` followed by its target as written
 //! in the link, so retargeting a link changes the digest and a dangling link is fine.
+//!
+//! The executable bit is part of an input: git tracks it, and a script that lost `+x` must not
+//! stay a hit. The digest of an input file ([`hash_files`], [`crate::StatCache::hash_files`])
+//! is its content sha256 followed by [`EXECUTABLE_SUFFIX`] (`+x`) when any execute bit is set
+//! (Unix; symlinks never), so `chmod +x` changes the key while the content part stays
+//! readable in a key manifest (`why` shows the same sha256 with and without `+x`). The bit is
+//! read from the `lstat` taken for every file, also when the stat cache supplies the content
+//! digest (a chmod changes ctime, so the stat cache misses anyway). [`hash_file`] and
+//! [`crate::StatCache::digest`] stay the plain content sha256 (what restored outputs are
+//! compared with).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,6 +24,9 @@ use sha2::{Digest, Sha256};
 
 use crate::HashError;
 use crate::inputs::InputFile;
+
+/// Appended to the digest of an input file that has an execute bit set.
+pub const EXECUTABLE_SUFFIX: &str = "+x";
 
 /// The size of the read buffer used when hashing a file.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -34,7 +47,7 @@ pub fn hash_file(path: &Path) -> Result<String, HashError> {
 }
 
 /// Hashes every file with `threads` worker threads (at least one); returns
-/// `relative_path -> sha256`.
+/// `relative_path -> sha256`, with [`EXECUTABLE_SUFFIX`] for executable files.
 ///
 /// Work is handed out through an atomic index, so a slow large file does not hold up the
 /// others. On failure the error is the one of the first failing file in `files` order, and
@@ -51,8 +64,8 @@ pub fn hash_files(
     let mut by_path = BTreeMap::new();
     if workers == 1 {
         for file in files {
-            let digest =
-                digest_path(&file.absolute_path).map_err(|source| read_error(file, source))?;
+            let digest = input_digest_path(&file.absolute_path)
+                .map_err(|source| read_error(file, source))?;
             by_path.insert(file.relative_path.clone(), digest);
         }
         return Ok(by_path);
@@ -79,7 +92,7 @@ fn hash_in_parallel(files: &[InputFile], workers: usize) -> Vec<io::Result<Strin
                         let Some(file) = files.get(index) else {
                             return done;
                         };
-                        let digest = digest_path(&file.absolute_path);
+                        let digest = input_digest_path(&file.absolute_path);
                         let failed = digest.is_err();
                         done.push((index, digest));
                         if failed {
@@ -110,9 +123,43 @@ fn hash_in_parallel(files: &[InputFile], workers: usize) -> Vec<io::Result<Strin
         .collect()
 }
 
+/// The digest of an input file: [`digest_path`] plus [`EXECUTABLE_SUFFIX`] when executable.
+fn input_digest_path(path: &Path) -> io::Result<String> {
+    let metadata = std::fs::symlink_metadata(path)?;
+    let digest = digest_with_metadata(path, &metadata)?;
+    Ok(input_digest(digest, is_executable(&metadata)))
+}
+
+/// `content_digest` as an input digest: with [`EXECUTABLE_SUFFIX`] when `executable`.
+pub(crate) fn input_digest(content_digest: String, executable: bool) -> String {
+    if executable {
+        content_digest + EXECUTABLE_SUFFIX
+    } else {
+        content_digest
+    }
+}
+
+/// Whether `metadata` (of an `lstat`) is a regular file with any execute bit set.
+#[cfg(unix)]
+pub(crate) fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
+}
+
+/// Whether `metadata` is executable: never outside Unix (no execute bit to track).
+#[cfg(not(unix))]
+pub(crate) fn is_executable(_metadata: &std::fs::Metadata) -> bool {
+    false
+}
+
 /// sha256 of a file's bytes, or of `symlink:` + target for a symlink.
 pub(crate) fn digest_path(path: &Path) -> io::Result<String> {
     let metadata = std::fs::symlink_metadata(path)?;
+    digest_with_metadata(path, &metadata)
+}
+
+/// [`digest_path`] with the `lstat` already taken.
+fn digest_with_metadata(path: &Path, metadata: &std::fs::Metadata) -> io::Result<String> {
     if metadata.file_type().is_symlink() {
         let target = std::fs::read_link(path)?;
         let mut hasher = Sha256::new();
@@ -186,6 +233,49 @@ mod tests {
         std::fs::write(dir.path().join("empty"), "").unwrap();
         assert_eq!(hash_file(&dir.path().join("abc")).unwrap(), SHA256_ABC);
         assert_eq!(hash_file(&dir.path().join("empty")).unwrap(), SHA256_EMPTY);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_executable_bit_is_part_of_an_input_digest_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for name in ["plain", "other", "script", "script2"] {
+            std::fs::write(root.join(name), "abc").unwrap();
+        }
+        for name in ["script", "script2"] {
+            std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        std::os::unix::fs::symlink("plain", root.join("link")).unwrap();
+        let files: Vec<InputFile> = ["plain", "other", "script", "script2", "link"]
+            .iter()
+            .map(|name| input(root, name))
+            .collect();
+        for threads in [1, 4] {
+            let digests = hash_files(&files, threads).unwrap();
+            assert_eq!(digests["plain"], SHA256_ABC);
+            assert_eq!(
+                digests["other"], digests["plain"],
+                "equal content, equal digest"
+            );
+            assert_eq!(digests["script"], format!("{SHA256_ABC}+x"));
+            assert_eq!(digests["script2"], digests["script"]);
+            assert!(
+                !digests["link"].ends_with(EXECUTABLE_SUFFIX),
+                "links are never +x"
+            );
+        }
+        // Only the owner's bit is enough; clearing every bit restores the plain digest.
+        std::fs::set_permissions(root.join("plain"), std::fs::Permissions::from_mode(0o744))
+            .unwrap();
+        assert!(hash_files(&files, 1).unwrap()["plain"].ends_with("+x"));
+        std::fs::set_permissions(root.join("script"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        assert_eq!(hash_files(&files, 1).unwrap()["script"], SHA256_ABC);
+        // The content digest of a single file stays the plain sha256.
+        assert_eq!(hash_file(&root.join("script2")).unwrap(), SHA256_ABC);
     }
 
     #[test]

@@ -929,6 +929,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_cache_dir_anywhere_in_the_workspace_is_never_an_input() {
+        // As `xtask-cache` creates it: a `.gitignore` of `*` and a `CACHEDIR.TAG`. Not entered
+        // even when the caller forgets to list it in `exclude_dirs`, nor by a global `**`.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_tree(
+            root,
+            &[
+                ("Cargo.toml", ""),
+                ("src/main.rs", ""),
+                ("src/build-cache/.gitignore", "*\n"),
+                (
+                    "src/build-cache/CACHEDIR.TAG",
+                    "Signature: 8a477f597d28d172789f06886806bc55\n",
+                ),
+                ("src/build-cache/v1/entries/ab/x.json", "{}"),
+            ],
+        );
+        assert_eq!(
+            discover(root, Discover::default()),
+            ["Cargo.toml", "src/main.rs"]
+        );
+        assert_eq!(global(root, &["**"]), ["Cargo.toml", "src/main.rs"]);
+        // And listed in `exclude_dirs` (how the engine passes `XTASK_CACHE_DIR` or
+        // `[workspace.metadata.xtask.cache] dir`), even without its markers.
+        std::fs::remove_file(root.join("src/build-cache/.gitignore")).unwrap();
+        assert_eq!(
+            discover(
+                root,
+                Discover {
+                    exclude_dirs: &["src/build-cache"],
+                    ..Discover::default()
+                }
+            ),
+            ["Cargo.toml", "src/main.rs"]
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlinks_are_inputs_and_never_followed() {

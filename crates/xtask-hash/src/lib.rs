@@ -35,7 +35,7 @@ mod test_fixture;
 
 pub use diff::{DefinitionField, KeyChange, ToolchainField, diff_keys};
 pub use error::HashError;
-pub use files::{hash_file, hash_files, sha256_hex};
+pub use files::{EXECUTABLE_SUFFIX, hash_file, hash_files, sha256_hex};
 pub use inputs::{InputFile, InputSpec, discover_global_inputs, discover_inputs};
 pub use key::{
     KEY_SCHEMA, TaskDefinitionKey, TaskKey, ToolchainKey, env_value_digest, source_fingerprint,

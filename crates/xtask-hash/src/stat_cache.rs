@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::HashError;
-use crate::files::digest_path;
+use crate::files::{digest_path, input_digest, is_executable};
 use crate::inputs::InputFile;
 
 /// A digest and whether it came from the cache.
@@ -169,22 +169,36 @@ impl StatCache {
 
     /// The sha256 of `absolute_path` (known as `relative_path`), from the cache when its stat
     /// matches and is not racy, else read and hashed (and recorded).
+    /// This is the content sha256 (what restored outputs are compared with); input digests
+    /// from [`StatCache::hash_files`] add the executable bit (see [`crate::EXECUTABLE_SUFFIX`]).
     pub fn digest(&self, relative_path: &str, absolute_path: &Path) -> io::Result<(String, bool)> {
-        let stat = FileStat::of(absolute_path)?;
+        self.digest_and_mode(relative_path, absolute_path)
+            .map(|(sha256, reused, _)| (sha256, reused))
+    }
+
+    /// [`StatCache::digest`] and whether the file is executable, from the same `lstat`.
+    fn digest_and_mode(
+        &self,
+        relative_path: &str,
+        absolute_path: &Path,
+    ) -> io::Result<(String, bool, bool)> {
+        let metadata = std::fs::symlink_metadata(absolute_path)?;
+        let stat = FileStat::from_metadata(&metadata);
         if let Some(written_at) = self.written_at_ns
             && stat.mtime_ns < written_at
             && stat.ctime_ns < written_at
             && let Some(entry) = self.lock().get(relative_path)
             && entry.stat == stat
         {
-            return Ok((entry.sha256.clone(), true));
+            return Ok((entry.sha256.clone(), true, is_executable(&metadata)));
         }
         // Racy timestamps, the other half: a file changed in the same tick as it is hashed
         // (before and after the stat) keeps its stat. Only a stat strictly older than the
         // file system's clock taken before that stat is recorded; the rest is hashed again
         // next time.
         let clock = self.clock();
-        let stat = FileStat::of(absolute_path)?;
+        let metadata = std::fs::symlink_metadata(absolute_path)?;
+        let stat = FileStat::from_metadata(&metadata);
         let sha256 = digest_path(absolute_path)?;
         let settled = clock.is_some_and(|clock| stat.mtime_ns < clock && stat.ctime_ns < clock);
         if settled && !relative_path.contains('\n') {
@@ -197,11 +211,12 @@ impl StatCache {
             );
             self.dirty.store(true, Ordering::Relaxed);
         }
-        Ok((sha256, false))
+        Ok((sha256, false, is_executable(&metadata)))
     }
 
     /// Like [`crate::hash_files`], through the cache: unchanged files are only stat'ed, the
-    /// others are read and hashed, all on `threads` threads.
+    /// others are read and hashed, all on `threads` threads. Input digests: executable files
+    /// get [`crate::EXECUTABLE_SUFFIX`], taken from the fresh `lstat`, never from the cache.
     pub fn hash_files(
         &self,
         files: &[InputFile],
@@ -217,7 +232,11 @@ impl StatCache {
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(file) = files.get(index) else { break };
-                        let result = self.digest(&file.relative_path, &file.absolute_path);
+                        let result = self
+                            .digest_and_mode(&file.relative_path, &file.absolute_path)
+                            .map(|(sha256, reused, executable)| {
+                                (input_digest(sha256, executable), reused)
+                            });
                         let failed = result.is_err();
                         *results[index]
                             .lock()
@@ -403,6 +422,53 @@ mod tests {
     fn set_mtime(path: &Path, time: std::time::SystemTime) {
         let file = std::fs::File::options().write(true).open(path).unwrap();
         file.set_modified(time).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_executable_bit_is_in_input_digests_also_when_the_content_digest_is_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str, mode: u32| {
+            std::fs::set_permissions(dir.path().join(name), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        };
+        std::fs::write(dir.path().join("run.sh"), "echo").unwrap();
+        std::fs::write(dir.path().join("copy.sh"), "echo").unwrap();
+        mode("run.sh", 0o755);
+        let files = vec![input(dir.path(), "run.sh"), input(dir.path(), "copy.sh")];
+        let cache_path = dir.path().join("cache/stat-cache");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let cache = StatCache::load(&cache_path);
+        let (digests, _) = cache.hash_files(&files, 2).unwrap();
+        let content = sha256_hex(b"echo");
+        assert_eq!(digests["run.sh"], format!("{content}+x"));
+        assert_eq!(digests["copy.sh"], content);
+        assert_eq!(
+            cache
+                .digest("run.sh", &dir.path().join("run.sh"))
+                .unwrap()
+                .0,
+            content,
+            "`digest` is the content sha256"
+        );
+        cache.save().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let text = std::fs::read(&cache_path).unwrap();
+        write_atomically(&cache_path, &text).unwrap();
+
+        // Reused from the cache: the bit still comes from the file.
+        let cache = StatCache::load(&cache_path);
+        let (again, counts) = cache.hash_files(&files, 1).unwrap();
+        assert_eq!(counts.reused, 2);
+        assert_eq!(again, digests);
+
+        // chmod either way changes the input digest.
+        mode("run.sh", 0o644);
+        mode("copy.sh", 0o700);
+        let (flipped, _) = cache.hash_files(&files, 1).unwrap();
+        assert_eq!(flipped["run.sh"], content);
+        assert_eq!(flipped["copy.sh"], format!("{content}+x"));
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Workspace members, their targets, features and dependency edges, from `cargo metadata`,
 //! with each package's effective task definitions.
+//!
+//! An edge is every dependency cargo resolves to a workspace member: a `path` dependency on a
+//! member, and a registry or git dependency on a crate that the root manifest's
+//! `[patch.<source>]` or `[replace]` points at a member's path (cargo builds the member in its
+//! place, e.g. a workspace-hack crate). Patched dependencies are matched by crate name, not by
+//! source or version: an edge too many costs a rebuild, an edge too few a stale cache hit.
+//! Patches in `.cargo/config.toml` are not read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -33,7 +40,8 @@ impl DepKind {
     }
 }
 
-/// A dependency of one workspace member on another.
+/// A dependency of one workspace member on another (directly by path, or through a root
+/// `[patch]`/`[replace]` of the crate it names), with the kind of that dependency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Edge {
     pub to: PackageIndex,
@@ -170,9 +178,11 @@ impl Workspace {
             })
             .collect();
 
+        let patched = patched_members(&root, &root_text, &index_by_dir);
+
         let mut packages = Vec::with_capacity(members.len());
         let mut package_texts: Vec<String> = Vec::with_capacity(members.len());
-        for member in &members {
+        for (member_index, member) in members.iter().enumerate() {
             let manifest = member.manifest_path.as_std_path().to_path_buf();
             let dir = manifest.parent().unwrap_or(&root).to_path_buf();
             let text: String = if manifest == manifest_path {
@@ -203,7 +213,14 @@ impl Workspace {
                 .dependencies
                 .iter()
                 .filter_map(|dep| {
-                    let to = *index_by_dir.get(dep.path.as_ref()?.as_std_path())?;
+                    let to = match &dep.path {
+                        Some(path) => *index_by_dir.get(path.as_std_path())?,
+                        // A registry or git dependency that a root patch builds from a member.
+                        None => *patched.get(dep.name.as_str())?,
+                    };
+                    if to == member_index {
+                        return None;
+                    }
                     let kind = match dep.kind {
                         DependencyKind::Development => DepKind::Dev,
                         DependencyKind::Build => DepKind::Build,
@@ -336,6 +353,82 @@ impl Workspace {
     }
 }
 
+/// Crate name -> the member that the root manifest's `[patch.<source>]` or `[replace]` builds
+/// in its place (entries with a `path` to a member's directory). A manifest that does not parse
+/// gives none here; its problems are reported by the configuration parser.
+fn patched_members(
+    root: &Path,
+    root_text: &str,
+    index_by_dir: &BTreeMap<PathBuf, PackageIndex>,
+) -> BTreeMap<String, PackageIndex> {
+    let mut patched = BTreeMap::new();
+    let Ok(manifest) = root_text.parse::<toml::Table>() else {
+        return patched;
+    };
+    let mut add = |name: &str, entry: &toml::Value| {
+        let Some(path) = entry.get("path").and_then(toml::Value::as_str) else {
+            return;
+        };
+        let name = entry
+            .get("package")
+            .and_then(toml::Value::as_str)
+            .unwrap_or(name);
+        if let Some(&member) = index_by_dir.get(&normalize(&root.join(path))) {
+            patched.insert(name.to_owned(), member);
+        }
+    };
+    if let Some(sources) = manifest.get("patch").and_then(toml::Value::as_table) {
+        for entries in sources.values().filter_map(toml::Value::as_table) {
+            for (name, entry) in entries {
+                add(name, entry);
+            }
+        }
+    }
+    if let Some(replacements) = manifest.get("replace").and_then(toml::Value::as_table) {
+        for (spec, entry) in replacements {
+            add(&package_id_spec_name(spec), entry);
+        }
+    }
+    patched
+}
+
+/// The crate name of a package ID spec: `hack`, `hack:0.1.0`, `hack@0.1.0`,
+/// `https://github.com/org/hack#0.1.0` (the URL's last segment) or `…#hack@0.1.0`.
+fn package_id_spec_name(spec: &str) -> String {
+    let (url, fragment) = match spec.rsplit_once('#') {
+        Some((url, fragment)) => (Some(url), fragment),
+        None => (None, spec),
+    };
+    let name = fragment.split([':', '@']).next().unwrap_or(fragment);
+    let is_version = name.starts_with(|c: char| c.is_ascii_digit());
+    match url {
+        Some(url) if is_version || name.is_empty() => url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".git")
+            .to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+/// `path` with `.` and `..` components resolved lexically (patch paths are written relative
+/// to the root manifest; cargo's member directories are normalized).
+fn normalize(path: &Path) -> PathBuf {
+    let mut normalized = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normalized.pop();
+            }
+            other => normalized.push(other),
+        }
+    }
+    normalized
+}
+
 fn read(path: &Path) -> Result<String, ModelError> {
     std::fs::read_to_string(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
@@ -359,4 +452,35 @@ fn target_kind_name(kind: &TargetKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_id_spec_names() {
+        for (spec, name) in [
+            ("hack", "hack"),
+            ("hack:0.1.0", "hack"),
+            ("hack@0.1.0", "hack"),
+            ("https://github.com/org/hack#0.1.0", "hack"),
+            ("https://github.com/org/hack.git#0.1.0", "hack"),
+            ("https://github.com/org/repo#hack@0.1.0", "hack"),
+            (
+                "registry+https://github.com/rust-lang/crates.io-index#hack:0.1.0",
+                "hack",
+            ),
+        ] {
+            assert_eq!(package_id_spec_name(spec), name, "{spec}");
+        }
+    }
+
+    #[test]
+    fn patch_paths_are_normalized() {
+        assert_eq!(
+            normalize(Path::new("/ws/./crates/../hack")),
+            PathBuf::from("/ws/hack")
+        );
+    }
 }

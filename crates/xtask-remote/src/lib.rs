@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use xtask_cache::{CacheError, EntryMeta, LocalCache};
+use xtask_cache::{AllowedOutputs, CacheError, EntryMeta, LocalCache};
 
 pub use crate::doctor::{Check, DoctorReport, doctor};
 pub use crate::http::{Failure, FailureKind};
@@ -154,8 +154,14 @@ impl RemoteCache {
         ))
     }
 
-    /// Looks `task_hash` up remotely and imports a hit into `local` (verified there).
-    pub fn fetch_into(&self, local: &LocalCache, task_hash: &str) -> FetchOutcome {
+    /// Looks `task_hash` up remotely and imports a hit into `local` (verified there, including
+    /// that every output is among `allowed`, the task's declared outputs).
+    pub fn fetch_into(
+        &self,
+        local: &LocalCache,
+        task_hash: &str,
+        allowed: &AllowedOutputs,
+    ) -> FetchOutcome {
         if self.is_disabled() {
             return FetchOutcome::Disabled;
         }
@@ -166,7 +172,7 @@ impl RemoteCache {
             }
             Ok(Fetched::Found(parts, bytes)) => {
                 self.stats.bytes_down.fetch_add(bytes, Ordering::Relaxed);
-                match local.import(task_hash, &parts, self.backend.server()) {
+                match local.import(task_hash, &parts, self.backend.server(), allowed) {
                     Ok(meta) => {
                         self.stats.hits.fetch_add(1, Ordering::Relaxed);
                         FetchOutcome::Hit(meta)

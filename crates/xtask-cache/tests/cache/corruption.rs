@@ -5,7 +5,8 @@ use std::fs;
 use xtask_cache::{CacheError, OutputRoot};
 
 use crate::support::{
-    Fixture, RawMember, file_record, list_tree, noise, raw_archive, task_hash, write_file,
+    Fixture, RawMember, allow_all, file_record, list_tree, noise, raw_archive, task_hash,
+    write_file,
 };
 
 fn assert_corrupt(error: &CacheError) {
@@ -38,7 +39,10 @@ fn a_truncated_archive_is_corrupt_and_nothing_is_written() {
     fs::write(&archive, &bytes[..bytes.len() / 2]).expect("truncate");
 
     let roots = fixture.fresh_roots("restored");
-    let error = fixture.cache.restore(&meta, &roots).expect_err("truncated");
+    let error = fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect_err("truncated");
     assert_corrupt(&error);
     assert!(
         list_tree(&roots.workspace).is_empty(),
@@ -58,7 +62,10 @@ fn a_flipped_byte_is_corrupt_and_nothing_is_written() {
     fs::write(&archive, &bytes).expect("flip");
 
     let roots = fixture.fresh_roots("restored");
-    let error = fixture.cache.restore(&meta, &roots).expect_err("flipped");
+    let error = fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect_err("flipped");
     assert_corrupt(&error);
     assert!(
         list_tree(&roots.workspace).is_empty(),
@@ -74,7 +81,7 @@ fn a_missing_archive_blob_is_corrupt() {
     fs::remove_file(fixture.blob_path(&meta.archive.sha256)).expect("remove archive");
     let error = fixture
         .cache
-        .restore(&meta, &fixture.fresh_roots("restored"))
+        .restore(&meta, &fixture.fresh_roots("restored"), &allow_all())
         .expect_err("missing");
     assert_corrupt(&error);
 }
@@ -95,7 +102,10 @@ fn a_member_that_does_not_match_its_record_is_never_left_half_written() {
 
     let roots = fixture.fresh_roots("restored");
     fs::write(roots.workspace.join("out.txt"), b"old content").expect("existing output");
-    let error = fixture.cache.restore(&meta, &roots).expect_err("mismatch");
+    let error = fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect_err("mismatch");
     assert_corrupt(&error);
     assert_eq!(
         fs::read(roots.workspace.join("out.txt")).expect("read"),
@@ -200,7 +210,10 @@ fn an_archive_that_matches_its_entry_but_does_not_decode_is_corrupt() {
             &archive,
         );
         let roots = fixture.fresh_roots(&format!("restored-{index}"));
-        let error = fixture.cache.restore(&meta, &roots).expect_err(case);
+        let error = fixture
+            .cache
+            .restore(&meta, &roots, &allow_all())
+            .expect_err(case);
         assert!(
             matches!(error, CacheError::Corrupt { .. }),
             "{case}: {error:?}"

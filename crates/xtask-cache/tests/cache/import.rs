@@ -6,7 +6,7 @@ use std::fs;
 
 use xtask_cache::{CacheError, CacheOptions, EntryParts, LocalCache, OutputRoot};
 
-use crate::support::{Fixture, list_tree, task_hash};
+use crate::support::{Fixture, allow_all, list_tree, task_hash};
 
 fn stored_parts(fixture: &Fixture, hash: &str) -> EntryParts {
     let outputs = vec![
@@ -28,12 +28,12 @@ fn an_imported_entry_restores_like_the_original() {
     let parts = stored_parts(&fixture, &hash);
     let other = other_cache(&fixture);
     let meta = other
-        .import(&hash, &parts, "http://127.0.0.1:1/")
+        .import(&hash, &parts, "http://127.0.0.1:1/", &allow_all())
         .expect("import");
     assert_eq!(other.lookup(&hash).unwrap(), Some(meta.clone()));
     assert_eq!(other.read_log(&meta).unwrap(), b"compiled\n");
     let roots = fixture.fresh_roots("machine-b");
-    let stats = other.restore(&meta, &roots).expect("restore");
+    let stats = other.restore(&meta, &roots, &allow_all()).expect("restore");
     assert_eq!(stats.restored, 2);
     assert_eq!(
         fs::read(roots.workspace.join("out/a.txt")).unwrap(),
@@ -90,7 +90,7 @@ fn a_tampered_or_mismatched_entry_is_rejected_and_nothing_is_written() {
     let other = other_cache(&fixture);
     for (case, task, parts, expected) in cases {
         let error = other
-            .import(task, parts, "http://127.0.0.1:1/")
+            .import(task, parts, "http://127.0.0.1:1/", &allow_all())
             .expect_err(case);
         assert!(
             matches!(error, CacheError::Rejected { .. }),

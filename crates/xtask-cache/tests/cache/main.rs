@@ -2,7 +2,9 @@
 #![cfg(unix)]
 
 mod corruption;
+mod escapes;
 mod import;
+mod invisible;
 mod maintenance;
 mod round_trip;
 mod safety;

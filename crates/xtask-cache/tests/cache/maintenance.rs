@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xtask_cache::{CacheError, CacheOptions, OutputRoot, RestoreStats};
 
-use crate::support::{Fixture, list_tree, noise, set_mtime, task_hash, write_file};
+use crate::support::{Fixture, allow_all, list_tree, noise, set_mtime, task_hash, write_file};
 
 /// Stores an entry with one 20 kB incompressible output unique to `name`.
 fn store_unique(fixture: &Fixture, name: &str, seed: u64) -> xtask_cache::EntryMeta {
@@ -66,7 +66,7 @@ fn prune_evicts_least_recently_used_entries_first_and_their_blobs() {
         assert_eq!(
             fixture
                 .cache
-                .restore(&found, &roots)
+                .restore(&found, &roots, &allow_all())
                 .expect("restore kept")
                 .restored,
             1
@@ -113,7 +113,7 @@ fn prune_keeps_blobs_that_remaining_entries_share() {
     assert_eq!(
         fixture
             .cache
-            .restore(&new, &roots)
+            .restore(&new, &roots, &allow_all())
             .expect("restore")
             .restored,
         1
@@ -208,7 +208,10 @@ fn clean_removes_v1_but_keeps_the_readme_and_other_files() {
     let stats = fixture.cache.clean().expect("clean");
     assert_eq!(stats.entries_removed, 1);
     assert_eq!(stats.bytes_removed, before.total_bytes);
-    assert_eq!(list_tree(&root), ["README.md", "notes.txt"]);
+    assert_eq!(
+        list_tree(&root),
+        [".gitignore", "CACHEDIR.TAG", "README.md", "notes.txt"]
+    );
     assert_eq!(fixture.cache.lookup(&meta.task_hash).expect("lookup"), None);
     assert_eq!(fixture.cache.last("pkg", "build").expect("last"), None);
     assert_eq!(
@@ -346,7 +349,10 @@ fn concurrent_stores_of_one_hash_with_a_concurrent_prune_leave_a_valid_entry() {
     assert!(logs.contains(&fixture.cache.read_log(&meta).expect("read log")));
     let roots = fixture.fresh_roots("restored");
     assert_eq!(
-        fixture.cache.restore(&meta, &roots).expect("restore"),
+        fixture
+            .cache
+            .restore(&meta, &roots, &allow_all())
+            .expect("restore"),
         RestoreStats {
             restored: 2,
             already_in_place: 0

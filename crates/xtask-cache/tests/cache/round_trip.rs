@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use xtask_cache::{CacheError, CacheOptions, LocalCache, OutputKind, OutputRoot, RestoreStats};
 
-use crate::support::{Fixture, list_tree, mode_of, mtime, set_mtime, task_hash};
+use crate::support::{Fixture, allow_all, list_tree, mode_of, mtime, set_mtime, task_hash};
 
 /// Outputs of a typical task: workspace files with different modes, a relative symlink and a
 /// file under the target dir.
@@ -67,7 +67,10 @@ fn store_then_restore_into_fresh_dirs_reproduces_bytes_modes_and_symlinks() {
     );
 
     let roots = fixture.fresh_roots("restored");
-    let stats = fixture.cache.restore(&stored, &roots).expect("restore");
+    let stats = fixture
+        .cache
+        .restore(&stored, &roots, &allow_all())
+        .expect("restore");
     assert_eq!(
         stats,
         RestoreStats {
@@ -124,13 +127,16 @@ fn restore_skips_outputs_in_place_and_does_not_open_the_archive() {
     let hash = task_hash("in place");
     let meta = fixture.store(&hash, sample_outputs(&fixture), b"log");
     let roots = fixture.fresh_roots("restored");
-    fixture.cache.restore(&meta, &roots).expect("first restore");
+    fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("first restore");
 
     // Everything is in place: the archive is never read, so deleting it does not matter.
     fs::remove_file(fixture.blob_path(&meta.archive.sha256)).expect("delete archive blob");
     let stats = fixture
         .cache
-        .restore(&meta, &roots)
+        .restore(&meta, &roots, &allow_all())
         .expect("restore with everything in place");
     assert_eq!(
         stats,
@@ -144,7 +150,7 @@ fn restore_skips_outputs_in_place_and_does_not_open_the_archive() {
     fs::write(roots.workspace.join("dist/app.js"), b"edited").expect("edit output");
     let error = fixture
         .cache
-        .restore(&meta, &roots)
+        .restore(&meta, &roots, &allow_all())
         .expect_err("archive is missing");
     assert!(matches!(error, CacheError::Corrupt { .. }), "{error:?}");
     assert_eq!(
@@ -158,7 +164,10 @@ fn restore_rewrites_only_outputs_that_differ_in_content_or_mode() {
     let fixture = Fixture::new();
     let meta = fixture.store(&task_hash("partial"), sample_outputs(&fixture), b"log");
     let roots = fixture.fresh_roots("restored");
-    fixture.cache.restore(&meta, &roots).expect("first restore");
+    fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("first restore");
 
     fs::write(roots.workspace.join("dist/app.js"), b"console.log(2)\n")
         .expect("same size, other content");
@@ -167,7 +176,10 @@ fn restore_rewrites_only_outputs_that_differ_in_content_or_mode() {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .expect("chmod");
-    let stats = fixture.cache.restore(&meta, &roots).expect("restore");
+    let stats = fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("restore");
     assert_eq!(
         stats,
         RestoreStats {
@@ -211,7 +223,10 @@ fn an_entry_without_outputs_stores_and_restores() {
         "an empty tar is still a valid zstd frame"
     );
     let roots = fixture.fresh_roots("restored");
-    let stats = fixture.cache.restore(&meta, &roots).expect("restore");
+    let stats = fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("restore");
     assert_eq!(
         stats,
         RestoreStats {
@@ -334,7 +349,10 @@ fn restore_refreshes_the_lru_time_only_when_it_is_older_than_ten_minutes() {
 
     set_mtime(&entry_path, Duration::from_secs(5 * 60));
     let recent = mtime(&entry_path);
-    fixture.cache.restore(&meta, &roots).expect("restore");
+    fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("restore");
     assert_eq!(
         mtime(&entry_path),
         recent,
@@ -343,7 +361,10 @@ fn restore_refreshes_the_lru_time_only_when_it_is_older_than_ten_minutes() {
 
     set_mtime(&entry_path, Duration::from_secs(60 * 60));
     let old = mtime(&entry_path);
-    fixture.cache.restore(&meta, &roots).expect("restore");
+    fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("restore");
     let refreshed = mtime(&entry_path);
     assert!(
         refreshed > old + Duration::from_secs(50 * 60),

@@ -5,7 +5,7 @@ use std::fs;
 use xtask_cache::{CacheError, EntryMeta, OutputRecord, OutputRoot, RestoreRoots};
 
 use crate::support::{
-    Fixture, RawMember, file_record, list_tree, raw_archive, symlink_record, task_hash,
+    Fixture, RawMember, allow_all, file_record, list_tree, raw_archive, symlink_record, task_hash,
 };
 
 /// Restores `meta` into a fresh workspace under `<tmp>/box/ws` and asserts it is refused with
@@ -20,7 +20,7 @@ fn assert_refused(fixture: &Fixture, meta: &EntryMeta) -> String {
     };
     let error = fixture
         .cache
-        .restore(meta, &roots)
+        .restore(meta, &roots, &allow_all())
         .expect_err("must be refused");
     assert!(
         matches!(error, CacheError::UnsafePath { .. }),
@@ -202,7 +202,7 @@ fn an_existing_symlinked_parent_that_leads_outside_is_refused() {
 
     let error = fixture
         .cache
-        .restore(&meta, &roots)
+        .restore(&meta, &roots, &allow_all())
         .expect_err("must be refused");
     assert!(matches!(error, CacheError::UnsafePath { .. }), "{error:?}");
     assert!(
@@ -221,7 +221,7 @@ fn an_existing_symlinked_parent_that_leads_outside_is_refused() {
     std::os::unix::fs::symlink("real", roots.workspace.join("out")).expect("inner symlink");
     fixture
         .cache
-        .restore(&meta, &roots)
+        .restore(&meta, &roots, &allow_all())
         .expect("restore through an inner symlink");
     assert_eq!(
         fs::read(roots.workspace.join("real/file.txt")).expect("read"),
@@ -242,7 +242,10 @@ fn an_existing_symlink_at_the_destination_is_replaced_not_followed() {
     let roots = fixture.fresh_roots("restored");
     std::os::unix::fs::symlink(&victim, roots.workspace.join("out.txt")).expect("symlink");
 
-    fixture.cache.restore(&meta, &roots).expect("restore");
+    fixture
+        .cache
+        .restore(&meta, &roots, &allow_all())
+        .expect("restore");
     assert_eq!(fs::read(&victim).expect("read victim"), b"precious");
     let restored = roots.workspace.join("out.txt");
     assert!(fs::symlink_metadata(&restored).expect("metadata").is_file());

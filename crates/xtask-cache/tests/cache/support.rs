@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use tempfile::TempDir;
 use xtask_cache::{
-    BlobRef, CacheOptions, ENTRY_FORMAT, EntryMeta, LocalCache, NewEntry, OutputFile, OutputKind,
-    OutputRecord, OutputRoot, RestoreRoots, sha256_hex,
+    AllowedOutputs, BlobRef, CacheOptions, ENTRY_FORMAT, EntryMeta, LocalCache, NewEntry,
+    OutputFile, OutputKind, OutputRecord, OutputRoot, RestoreRoots, sha256_hex,
 };
 
 /// A temp dir with `cache/`, a source workspace `src-ws/` (with `src-ws/target/`) and helpers.
@@ -128,6 +128,12 @@ impl Fixture {
         write_file(&self.entry_path(task_hash), &json, 0o644);
         meta
     }
+}
+
+/// Both roots entirely: for tests about something other than the allowed outputs.
+pub fn allow_all() -> AllowedOutputs {
+    AllowedOutputs::directory(OutputRoot::Workspace, "")
+        .or(AllowedOutputs::directory(OutputRoot::Target, ""))
 }
 
 pub fn new_entry<'a>(task_hash: &'a str, outputs: Vec<OutputFile>, log: &'a [u8]) -> NewEntry<'a> {
