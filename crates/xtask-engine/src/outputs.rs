@@ -66,10 +66,6 @@ pub fn collect_outputs(
 /// also under the explicit target's triple), never `deps/`, `build/`, `.fingerprint/` or
 /// `incremental/`; for a custom task the paths in the package matching its declared `outputs`
 /// globs, exactly what [`collect_outputs`] stores.
-#[expect(
-    dead_code,
-    reason = "run.rs passes it to LocalCache::restore_with and remote::fetch_misses (issue 12, the lead's part)"
-)]
 pub(crate) fn allowed_outputs(
     workspace: &Workspace,
     package: &Package,

@@ -253,6 +253,20 @@ pub fn run_loaded(
     };
     reporter.start(n);
 
+    // Where each task's cached outputs may be restored: nothing outside them is ever written.
+    let allowed: Vec<xtask_cache::AllowedOutputs> = graph
+        .nodes
+        .iter()
+        .map(|task| {
+            crate::outputs::allowed_outputs(
+                workspace,
+                &workspace.packages[task.package],
+                &task.def,
+                settings,
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+
     // 1. Cache hits: lookups read only the small entry files; restores run in parallel.
     let mut hits: Vec<(NodeIndex, EntryMeta)> = Vec::new();
     if !options.force {
@@ -283,12 +297,12 @@ pub fn run_loaded(
         let misses: Vec<NodeIndex> = (0..n)
             .filter(|&node| graph.nodes[node].def.cache && !local_hits.contains(&node))
             .collect();
-        let hashes: Vec<&str> = misses
+        let requests: Vec<(&str, xtask_cache::AllowedOutputs)> = misses
             .iter()
-            .map(|&node| planned[node].hash.as_str())
+            .map(|&node| (planned[node].hash.as_str(), allowed[node].clone()))
             .collect();
-        if !hashes.is_empty() {
-            for (i, meta) in crate::remote::fetch_misses(remote, &cache, &hashes, reporter) {
+        if !requests.is_empty() {
+            for (i, meta) in crate::remote::fetch_misses(remote, &cache, &requests, reporter) {
                 hits.push((misses[i], meta));
             }
         }
@@ -325,7 +339,7 @@ pub fn run_loaded(
     let restored = parallel_map(&hits, options.jobs.max(2), |(node, meta)| {
         let restore_started = Instant::now();
         let result = cache
-            .restore_with(meta, &roots, &digest_in_place)
+            .restore_with(meta, &roots, &allowed[*node], &digest_in_place)
             .and_then(|_| cache.read_log(meta));
         (*node, result, restore_started.elapsed())
     });
@@ -763,8 +777,8 @@ fn observed_inputs(
     for (path, digest) in key.inputs.iter().chain(closure_inputs) {
         let same = *rechecked.entry(path.clone()).or_insert_with(|| {
             fast.stat_cache
-                .digest(path, &workspace.root.join(path))
-                .is_ok_and(|(now, _)| &now == digest)
+                .input_digest(path, &workspace.root.join(path))
+                .is_ok_and(|now| &now == digest)
         });
         if !same {
             changed.insert(path.clone());

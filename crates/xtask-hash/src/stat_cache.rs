@@ -176,6 +176,13 @@ impl StatCache {
             .map(|(sha256, reused, _)| (sha256, reused))
     }
 
+    /// The input digest of one file, exactly as [`StatCache::hash_files`] gives it (the
+    /// executable bit included): what a task key holds for it.
+    pub fn input_digest(&self, relative_path: &str, absolute_path: &Path) -> io::Result<String> {
+        self.digest_and_mode(relative_path, absolute_path)
+            .map(|(sha256, _, executable)| input_digest(sha256, executable))
+    }
+
     /// [`StatCache::digest`] and whether the file is executable, from the same `lstat`.
     fn digest_and_mode(
         &self,
