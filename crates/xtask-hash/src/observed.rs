@@ -167,7 +167,7 @@ pub fn observed_digest(path: &Path) -> String {
         Ok(bytes) => {
             let digest = sha256_hex(&bytes);
             if is_executable(&metadata) {
-                format!("{digest}+x")
+                format!("{digest}{}", crate::files::EXECUTABLE_SUFFIX)
             } else {
                 digest
             }
