@@ -54,10 +54,19 @@ pub fn run_batch(
     settings: &CargoSettings,
     jobs: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let started = std::time::SystemTime::now();
+    let mut started = std::time::SystemTime::now();
     let mut outcome = match task {
         CargoTask::Build | CargoTask::Lint => {
-            let compiled = compile(workspace, task, selection, settings)?;
+            let mut compiled = compile(workspace, task, selection, settings)?;
+            if task == CargoTask::Lint {
+                let unseen = unseen_clippy_configs(workspace, wanted, &compiled.observations);
+                if !unseen.is_empty() {
+                    // Cargo replayed a lint result made before these configs existed: make
+                    // it lint those packages again, as cargo users do, by touching them.
+                    started = touch_sources(workspace, &unseen)?;
+                    compiled = compile(workspace, task, selection, settings)?;
+                }
+            }
             let results = pick(compiled.results, selection, wanted);
             BatchOutcome {
                 results,
@@ -74,6 +83,60 @@ pub fn run_batch(
     };
     outcome.started = Some(started);
     Ok(outcome)
+}
+
+/// The packages whose clippy configuration (the `.clippy.toml` or `clippy.toml` clippy finds
+/// from `CLIPPY_CONF_DIR` or the package directory up) exists but is not in the dep-info of
+/// their lint units: clippy tracks the file it read, so a config created after the last lint
+/// is one cargo does not know about.
+fn unseen_clippy_configs(
+    workspace: &Workspace,
+    wanted: &[PackageIndex],
+    observations: &HashMap<PackageIndex, Observation>,
+) -> Vec<PackageIndex> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|package| {
+            let start = std::env::var_os("CLIPPY_CONF_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.packages[*package].dir.clone());
+            let config = start.ancestors().find_map(|dir| {
+                [".clippy.toml", "clippy.toml"]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .find(|path| path.is_file())
+            });
+            config.is_some_and(|config| {
+                !observations
+                    .get(package)
+                    .is_some_and(|o| o.files.iter().any(|f| xtask_hash::normalize(f) == config))
+            })
+        })
+        .collect()
+}
+
+/// Sets the modification time of every target source root of `packages` to now (their
+/// content is untouched), so cargo's fingerprint sees them as changed. Returns a moment
+/// after the touch: the start of the run whose inputs must not change.
+fn touch_sources(
+    workspace: &Workspace,
+    packages: &[PackageIndex],
+) -> anyhow::Result<std::time::SystemTime> {
+    let now = std::time::SystemTime::now();
+    for &package in packages {
+        for target in &workspace.packages[package].targets {
+            let file = std::fs::File::options()
+                .append(true)
+                .open(&target.src_path)
+                .with_context(|| format!("failed to open `{}`", target.src_path.display()))?;
+            file.set_modified(now)
+                .with_context(|| format!("failed to touch `{}`", target.src_path.display()))?;
+        }
+    }
+    // Strictly after the touch, so the touched files do not count as changed during the run.
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(std::time::SystemTime::now())
 }
 
 /// The results of `wanted` out of results indexed like `selection`.
