@@ -7,6 +7,9 @@
 //! path as recorded and the path it resolves to on disk (through symlinks already there and
 //! symlinks the same entry restores earlier).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::CacheError;
@@ -32,9 +35,49 @@ enum Rule {
     /// not `exclude` (the semantics of a custom task's `outputs`).
     PackageGlobs {
         package_dir: String,
-        include: GlobSet,
-        exclude: GlobSet,
+        globs: Arc<CompiledGlobs>,
     },
+}
+
+/// A custom task's `outputs` globs, compiled once per process for each distinct list (every
+/// package of a workspace usually shares one: compiling a glob set per task would cost more
+/// than the rest of a fully cached run).
+#[derive(Debug)]
+struct CompiledGlobs {
+    include: GlobSet,
+    exclude: GlobSet,
+}
+
+impl CompiledGlobs {
+    fn of(globs: &[String]) -> Result<Arc<CompiledGlobs>, CacheError> {
+        static COMPILED: Mutex<Option<HashMap<Vec<String>, Arc<CompiledGlobs>>>> = Mutex::new(None);
+        let mut compiled = COMPILED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let compiled = compiled.get_or_insert_with(HashMap::new);
+        if let Some(found) = compiled.get(globs) {
+            return Ok(found.clone());
+        }
+        let mut include = GlobSetBuilder::new();
+        let mut exclude = GlobSetBuilder::new();
+        for glob in globs {
+            let (set, pattern) = match glob.strip_prefix('!') {
+                Some(pattern) => (&mut exclude, pattern),
+                None => (&mut include, glob.as_str()),
+            };
+            set.add(Glob::new(pattern).map_err(|error| invalid_glob(glob, &error))?);
+        }
+        let sets = Arc::new(CompiledGlobs {
+            include: include
+                .build()
+                .map_err(|error| invalid_glob(&globs.join(", "), &error))?,
+            exclude: exclude
+                .build()
+                .map_err(|error| invalid_glob(&globs.join(", "), &error))?,
+        });
+        compiled.insert(globs.to_vec(), sets.clone());
+        Ok(sets)
+    }
 }
 
 /// File names cargo uses for its own state next to uplifted artifacts; never an artifact.
@@ -81,26 +124,10 @@ impl AllowedOutputs {
         package_dir: &str,
         globs: &[String],
     ) -> Result<AllowedOutputs, CacheError> {
-        let mut include = GlobSetBuilder::new();
-        let mut exclude = GlobSetBuilder::new();
-        for glob in globs {
-            let (set, pattern) = match glob.strip_prefix('!') {
-                Some(pattern) => (&mut exclude, pattern),
-                None => (&mut include, glob.as_str()),
-            };
-            set.add(Glob::new(pattern).map_err(|error| invalid_glob(glob, &error))?);
-        }
-        let include = include
-            .build()
-            .map_err(|error| invalid_glob(&globs.join(", "), &error))?;
-        let exclude = exclude
-            .build()
-            .map_err(|error| invalid_glob(&globs.join(", "), &error))?;
         Ok(AllowedOutputs {
             rules: vec![Rule::PackageGlobs {
                 package_dir: package_dir.trim_matches('/').to_owned(),
-                include,
-                exclude,
+                globs: CompiledGlobs::of(globs)?,
             }],
         })
     }
@@ -160,11 +187,7 @@ impl Rule {
                             .strip_prefix(dir.as_str())
                             .is_some_and(|rest| rest.starts_with('/')))
             }
-            Rule::PackageGlobs {
-                package_dir,
-                include,
-                exclude,
-            } => {
+            Rule::PackageGlobs { package_dir, globs } => {
                 if root != OutputRoot::Workspace {
                     return false;
                 }
@@ -175,7 +198,7 @@ impl Rule {
                         .and_then(|rest| rest.strip_prefix('/'))
                 };
                 relative.is_some_and(|relative| {
-                    include.is_match(relative) && !exclude.is_match(relative)
+                    globs.include.is_match(relative) && !globs.exclude.is_match(relative)
                 })
             }
         }
