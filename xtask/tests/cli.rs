@@ -1033,6 +1033,84 @@ fn concurrent_builds_of_one_workspace_share_the_cache() {
     assert_restored_app_runs(&fixture);
 }
 
+/// The names `affected` prints (first column), from its output.
+fn affected_names(output: &Output) -> Vec<&str> {
+    output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect()
+}
+
+#[test]
+fn affected_without_a_base_finds_the_default_branch_or_says_what_to_pass() {
+    let fixture = Fixture::new("basic");
+    fixture.git(&["init", "-q", "-b", "trunk"]);
+    fixture.git(&["add", "-A"]);
+    fixture.git(&["commit", "-q", "-m", "fixture"]);
+    fixture.append(UTIL_LIB, "// changed\n");
+
+    // No origin/HEAD, main or master: a clear user error naming what to pass, not git's.
+    for args in [&["affected"][..], &["build", "--affected", "--dry-run"][..]] {
+        let output = fixture.xtask(args);
+        output.assert_code(3);
+        let stderr = fixture.redact(&output.stderr);
+        for needed in [
+            "[WORKSPACE]",
+            "origin/HEAD",
+            "--since REF",
+            "XTASK_AFFECTED_BASE",
+        ] {
+            assert!(
+                stderr.contains(needed),
+                "{args:?}: no {needed:?} in:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("fatal:"), "{stderr}");
+    }
+    // A named base that is not a commit: the same kind of error, naming it.
+    let unknown = fixture.xtask(&["affected", "--since", "no-such-ref"]);
+    unknown.assert_code(3);
+    assert!(
+        unknown.stderr.contains("`no-such-ref` is not a commit"),
+        "{unknown}"
+    );
+
+    // `master` (the commit before the change) is found...
+    fixture.git(&["branch", "master"]);
+    fixture.git(&["commit", "-q", "-am", "util changed"]);
+    let on_master = fixture.xtask(&["affected"]);
+    on_master.assert_code(0);
+    assert_eq!(affected_names(&on_master), ["app", "util"], "{on_master}");
+
+    // ... `main` wins over it, and origin/HEAD over both.
+    fixture.git(&["branch", "main", "trunk"]);
+    let on_main = fixture.xtask(&["affected"]);
+    on_main.assert_code(0);
+    assert_eq!(affected_names(&on_main), Vec::<&str>::new(), "{on_main}");
+
+    fixture.git(&["update-ref", "refs/remotes/origin/trunk", "master"]);
+    fixture.git(&[
+        "symbolic-ref",
+        "refs/remotes/origin/HEAD",
+        "refs/remotes/origin/trunk",
+    ]);
+    let on_origin = fixture.xtask(&["affected"]);
+    on_origin.assert_code(0);
+    assert_eq!(affected_names(&on_origin), ["app", "util"], "{on_origin}");
+    let dry_run = fixture.xtask(&["build", "--affected", "--dry-run=json"]);
+    dry_run.assert_code(0);
+    assert_eq!(
+        dry_run_statuses(&dry_run),
+        statuses(&[("app:build", "miss"), ("util:build", "miss")])
+    );
+
+    // XTASK_AFFECTED_BASE overrides the default branch.
+    let from_env = fixture.xtask_env(&["affected"], &[("XTASK_AFFECTED_BASE", "main")]);
+    from_env.assert_code(0);
+    assert_eq!(affected_names(&from_env), Vec::<&str>::new(), "{from_env}");
+}
+
 #[test]
 fn affected_outside_a_git_repository_is_a_short_environment_error() {
     let fixture = Fixture::new("basic");

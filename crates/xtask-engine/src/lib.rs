@@ -29,7 +29,7 @@ mod why;
 
 use std::path::PathBuf;
 
-pub use affected::{AffectedPackage, affected, default_base};
+pub use affected::{AffectedPackage, BASE_ENV, affected, default_base};
 pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
 pub use error::{Refused, UserError, exit_code, exit_code_for};
