@@ -133,8 +133,9 @@ enum Command {
     },
     /// Plan a release (versions, changelogs, tags, artifacts, publishing); --execute applies it.
     Release(ReleaseArgs),
-    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache;
-    /// `ci generate` writes the GitHub Actions workflows.
+    /// Run `[workspace.metadata.xtask.ci] setup` (here: install the tools the tests use when
+    /// missing), then every check (fmt, clippy, all tests including generated-file drift)
+    /// through the cache; `ci generate` writes the GitHub Actions workflows.
     #[command(args_conflicts_with_subcommands = true)]
     Ci {
         #[command(subcommand)]

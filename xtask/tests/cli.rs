@@ -1191,3 +1191,45 @@ fn relative_summary_path_is_relative_to_the_directory_given_with_c() {
         "not written relative to `-C`:\n{output}"
     );
 }
+
+#[test]
+fn ci_runs_the_setup_command_first_and_stops_when_it_fails() {
+    let fixture = Fixture::new("basic");
+    let marker = fixture.tools().join("setup-ran");
+    fixture.append(
+        "Cargo.toml",
+        &format!(
+            "\n[workspace.metadata.xtask.ci]\nsetup = [\"sh\", \"-c\", \"echo installing the tools >&2; touch '{}'; echo done\"]\n",
+            marker.display()
+        ),
+    );
+    let ci = fixture.xtask(&["ci", "-j", "2"]);
+    ci.assert_code(0);
+    assert!(marker.exists(), "the setup command did not run:\n{ci}");
+    let position = |needle: &str| {
+        ci.stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{ci}"))
+    };
+    // Said on stderr, relayed line by line, before the first check; stdout stays data only.
+    let announced = position("==> sh -c echo installing the tools");
+    assert!(announced < position("\ninstalling the tools\n"), "{ci}");
+    assert!(
+        position("\ndone\n") < position("==> cargo xtask fmt"),
+        "{ci}"
+    );
+    assert_eq!(ci.stdout, "", "{ci}");
+
+    fixture.replace("Cargo.toml", "touch '", "exit 7; touch '");
+    fs::remove_file(&marker).unwrap();
+    let failed = fixture.xtask(&["ci", "-j", "2"]);
+    failed.assert_code(4);
+    assert!(
+        failed
+            .stderr
+            .contains("(`[workspace.metadata.xtask.ci] setup`) failed in"),
+        "{failed}"
+    );
+    assert!(!failed.stderr.contains("==> cargo xtask fmt"), "{failed}");
+    assert!(!marker.exists());
+}
