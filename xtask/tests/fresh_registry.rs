@@ -44,7 +44,7 @@ fn xtask_with_home(fixture: &Fixture, cargo_home: &Path, args: &[&str]) -> suppo
 }
 
 #[test]
-fn build_test_and_prune_work_with_an_empty_cargo_home() {
+fn build_test_lint_and_prune_work_with_an_empty_cargo_home() {
     let fixture = Fixture::new("target-specific");
     let cargo_home = empty_cargo_home();
 
@@ -74,6 +74,7 @@ fn build_test_and_prune_work_with_an_empty_cargo_home() {
     );
 
     xtask_with_home(&fixture, cargo_home.path(), &["test"]).assert_code(0);
+    xtask_with_home(&fixture, cargo_home.path(), &["lint"]).assert_code(0);
 
     let out: PathBuf = fixture.tools().join("pruned");
     let out_arg = out.display().to_string();
