@@ -1233,3 +1233,40 @@ fn ci_runs_the_setup_command_first_and_stops_when_it_fails() {
     assert!(!failed.stderr.contains("==> cargo xtask fmt"), "{failed}");
     assert!(!marker.exists());
 }
+
+#[test]
+fn graph_shows_the_platform_of_a_target_specific_edge() {
+    let fixture = Fixture::new("basic");
+    fixture.append(
+        "apps/app/Cargo.toml",
+        "\n[target.'cfg(target_os = \"windows\")'.dependencies]\ncore-lib = { path = \"../../crates/core\" }\n",
+    );
+    let dot = fixture.xtask(&["graph"]);
+    dot.assert_code(0);
+    assert!(
+        dot.stdout
+            .contains(r#""app" -> "core-lib" [label="cfg(target_os = \"windows\")"];"#),
+        "{dot}"
+    );
+    assert!(dot.stdout.contains("  \"app\" -> \"util\";\n"), "{dot}");
+    let mermaid = fixture.xtask(&["graph", "--format", "mermaid"]);
+    mermaid.assert_code(0);
+    assert!(
+        mermaid
+            .stdout
+            .contains(r#"app -->|"cfg(target_os = #quot;windows#quot;)"| core_lib"#),
+        "{mermaid}"
+    );
+    let json = fixture.xtask(&["graph", "--format", "json"]);
+    json.assert_code(0);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let app = &value["packages"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(
+        app["dependencies"],
+        serde_json::json!([
+            {"package": "core-lib", "kind": "normal", "platform": "cfg(target_os = \"windows\")"},
+            {"package": "util", "kind": "normal"},
+        ])
+    );
+}
