@@ -16,13 +16,15 @@ Exit codes:
   1  a task (or a check) failed
   2  the command line is invalid
   3  the configuration is invalid (unknown key, wrong type, bad value, task cycle, unknown
-     task or package); nothing ran and nothing was written to the cache
+     task or package, an `affected` base that is not a commit or no default branch to
+     compare with); nothing ran and nothing was written to the cache
   4  the environment failed (cargo metadata, git, the file system)
   5  release refused (dirty tree, wrong branch, failing tests); nothing was changed
 
 Environment:
   XTASK_CACHE_DIR      local cache directory (default: turbo-like-cache/ in the workspace)
-  XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: main)
+  XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: the branch
+                       origin/HEAD points at, else main, else master; none: exit 3)
   CI                   when set, plain line output instead of progress bars
   SOURCE_DATE_EPOCH    file times of release archives and images (default: the last commit's)
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
@@ -81,7 +83,7 @@ enum Command {
     },
     /// List packages changed since a git ref and the packages that depend on them.
     Affected {
-        /// The git ref to compare with (default: $XTASK_AFFECTED_BASE or `main`).
+        /// The git ref to compare with (default: $XTASK_AFFECTED_BASE, else origin/HEAD's branch, `main` or `master`).
         #[arg(long, value_name = "REF")]
         since: Option<String>,
         /// Print JSON instead of lines.
@@ -131,8 +133,9 @@ enum Command {
     },
     /// Plan a release (versions, changelogs, tags, artifacts, publishing); --execute applies it.
     Release(ReleaseArgs),
-    /// Run every check (fmt, clippy, all tests including generated-file drift) through the cache;
-    /// `ci generate` writes the GitHub Actions workflows.
+    /// Run `[workspace.metadata.xtask.ci] setup` (here: install the tools the tests use when
+    /// missing), then every check (fmt, clippy, all tests including generated-file drift)
+    /// through the cache; `ci generate` writes the GitHub Actions workflows.
     #[command(args_conflicts_with_subcommands = true)]
     Ci {
         #[command(subcommand)]
@@ -273,7 +276,7 @@ struct TaskArgs {
     /// Only these packages (and the tasks they depend on). Repeatable.
     #[arg(short, long = "package", value_name = "PKG")]
     packages: Vec<String>,
-    /// Only packages changed since REF (default: $XTASK_AFFECTED_BASE or `main`) and their dependents.
+    /// Only packages changed since REF (default: $XTASK_AFFECTED_BASE, else origin/HEAD's branch, `main` or `master`) and their dependents.
     #[arg(long, value_name = "REF", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     affected: Option<String>,
     /// Ignore cache hits and run every task (results are still cached).
@@ -586,13 +589,8 @@ fn run_tasks(
         location,
         tasks: vec![task.to_string()],
         packages: args.packages,
-        affected: args.affected.map(|base| {
-            if base.is_empty() {
-                xtask_engine::default_base()
-            } else {
-                base
-            }
-        }),
+        // An empty REF (`--affected` alone) is the default base, found in the workspace's repository.
+        affected: args.affected,
         force: args.force,
         no_cache: args.no_cache,
         dry_run: args.dry_run.map(|f| match f {

@@ -1035,6 +1035,84 @@ fn concurrent_builds_of_one_workspace_share_the_cache() {
     assert_restored_app_runs(&fixture);
 }
 
+/// The names `affected` prints (first column), from its output.
+fn affected_names(output: &Output) -> Vec<&str> {
+    output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect()
+}
+
+#[test]
+fn affected_without_a_base_finds_the_default_branch_or_says_what_to_pass() {
+    let fixture = Fixture::new("basic");
+    fixture.git(&["init", "-q", "-b", "trunk"]);
+    fixture.git(&["add", "-A"]);
+    fixture.git(&["commit", "-q", "-m", "fixture"]);
+    fixture.append(UTIL_LIB, "// changed\n");
+
+    // No origin/HEAD, main or master: a clear user error naming what to pass, not git's.
+    for args in [&["affected"][..], &["build", "--affected", "--dry-run"][..]] {
+        let output = fixture.xtask(args);
+        output.assert_code(3);
+        let stderr = fixture.redact(&output.stderr);
+        for needed in [
+            "[WORKSPACE]",
+            "origin/HEAD",
+            "--since REF",
+            "XTASK_AFFECTED_BASE",
+        ] {
+            assert!(
+                stderr.contains(needed),
+                "{args:?}: no {needed:?} in:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("fatal:"), "{stderr}");
+    }
+    // A named base that is not a commit: the same kind of error, naming it.
+    let unknown = fixture.xtask(&["affected", "--since", "no-such-ref"]);
+    unknown.assert_code(3);
+    assert!(
+        unknown.stderr.contains("`no-such-ref` is not a commit"),
+        "{unknown}"
+    );
+
+    // `master` (the commit before the change) is found...
+    fixture.git(&["branch", "master"]);
+    fixture.git(&["commit", "-q", "-am", "util changed"]);
+    let on_master = fixture.xtask(&["affected"]);
+    on_master.assert_code(0);
+    assert_eq!(affected_names(&on_master), ["app", "util"], "{on_master}");
+
+    // ... `main` wins over it, and origin/HEAD over both.
+    fixture.git(&["branch", "main", "trunk"]);
+    let on_main = fixture.xtask(&["affected"]);
+    on_main.assert_code(0);
+    assert_eq!(affected_names(&on_main), Vec::<&str>::new(), "{on_main}");
+
+    fixture.git(&["update-ref", "refs/remotes/origin/trunk", "master"]);
+    fixture.git(&[
+        "symbolic-ref",
+        "refs/remotes/origin/HEAD",
+        "refs/remotes/origin/trunk",
+    ]);
+    let on_origin = fixture.xtask(&["affected"]);
+    on_origin.assert_code(0);
+    assert_eq!(affected_names(&on_origin), ["app", "util"], "{on_origin}");
+    let dry_run = fixture.xtask(&["build", "--affected", "--dry-run=json"]);
+    dry_run.assert_code(0);
+    assert_eq!(
+        dry_run_statuses(&dry_run),
+        statuses(&[("app:build", "miss"), ("util:build", "miss")])
+    );
+
+    // XTASK_AFFECTED_BASE overrides the default branch.
+    let from_env = fixture.xtask_env(&["affected"], &[("XTASK_AFFECTED_BASE", "main")]);
+    from_env.assert_code(0);
+    assert_eq!(affected_names(&from_env), Vec::<&str>::new(), "{from_env}");
+}
+
 #[test]
 fn affected_outside_a_git_repository_is_a_short_environment_error() {
     let fixture = Fixture::new("basic");
@@ -1113,5 +1191,84 @@ fn relative_summary_path_is_relative_to_the_directory_given_with_c() {
     assert!(
         fixture.exists("run-summary.json"),
         "not written relative to `-C`:\n{output}"
+    );
+}
+
+#[test]
+fn ci_runs_the_setup_command_first_and_stops_when_it_fails() {
+    let fixture = Fixture::new("basic");
+    let marker = fixture.tools().join("setup-ran");
+    fixture.append(
+        "Cargo.toml",
+        &format!(
+            "\n[workspace.metadata.xtask.ci]\nsetup = [\"sh\", \"-c\", \"echo installing the tools >&2; touch '{}'; echo done\"]\n",
+            marker.display()
+        ),
+    );
+    let ci = fixture.xtask(&["ci", "-j", "2"]);
+    ci.assert_code(0);
+    assert!(marker.exists(), "the setup command did not run:\n{ci}");
+    let position = |needle: &str| {
+        ci.stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{ci}"))
+    };
+    // Said on stderr, relayed line by line, before the first check; stdout stays data only.
+    let announced = position("==> sh -c echo installing the tools");
+    assert!(announced < position("\ninstalling the tools\n"), "{ci}");
+    assert!(
+        position("\ndone\n") < position("==> cargo xtask fmt"),
+        "{ci}"
+    );
+    assert_eq!(ci.stdout, "", "{ci}");
+
+    fixture.replace("Cargo.toml", "touch '", "exit 7; touch '");
+    fs::remove_file(&marker).unwrap();
+    let failed = fixture.xtask(&["ci", "-j", "2"]);
+    failed.assert_code(4);
+    assert!(
+        failed
+            .stderr
+            .contains("(`[workspace.metadata.xtask.ci] setup`) failed in"),
+        "{failed}"
+    );
+    assert!(!failed.stderr.contains("==> cargo xtask fmt"), "{failed}");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn graph_shows_the_platform_of_a_target_specific_edge() {
+    let fixture = Fixture::new("basic");
+    fixture.append(
+        "apps/app/Cargo.toml",
+        "\n[target.'cfg(target_os = \"windows\")'.dependencies]\ncore-lib = { path = \"../../crates/core\" }\n",
+    );
+    let dot = fixture.xtask(&["graph"]);
+    dot.assert_code(0);
+    assert!(
+        dot.stdout
+            .contains(r#""app" -> "core-lib" [label="cfg(target_os = \"windows\")"];"#),
+        "{dot}"
+    );
+    assert!(dot.stdout.contains("  \"app\" -> \"util\";\n"), "{dot}");
+    let mermaid = fixture.xtask(&["graph", "--format", "mermaid"]);
+    mermaid.assert_code(0);
+    assert!(
+        mermaid
+            .stdout
+            .contains(r#"app -->|"cfg(target_os = #quot;windows#quot;)"| core_lib"#),
+        "{mermaid}"
+    );
+    let json = fixture.xtask(&["graph", "--format", "json"]);
+    json.assert_code(0);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let app = &value["packages"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(
+        app["dependencies"],
+        serde_json::json!([
+            {"package": "core-lib", "kind": "normal", "platform": "cfg(target_os = \"windows\")"},
+            {"package": "util", "kind": "normal"},
+        ])
     );
 }

@@ -103,6 +103,19 @@ fn readme_shows_the_two_commands_and_ci_runs_the_test_command() {
         ci.lines().any(|l| l.trim() == "cargo xtask ci"),
         ".ci/run must run `cargo xtask ci`"
     );
+    // The test command installs the tools its tests need on a fresh machine by itself.
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let ci_table = manifest
+        .split("\n[workspace.metadata.xtask.ci]\n")
+        .nth(1)
+        .expect("Cargo.toml must have a [workspace.metadata.xtask.ci] table");
+    assert!(
+        ci_table
+            .lines()
+            .take_while(|l| !l.starts_with('['))
+            .any(|l| l.trim() == r#"setup = ["bash", ".ci/install-tools"]"#),
+        "`[workspace.metadata.xtask.ci] setup` in Cargo.toml must run `bash .ci/install-tools`"
+    );
 }
 
 #[test]

@@ -5,8 +5,14 @@
 //! only a removed member's features turned on stays), so cargo then trims the lockfile offline,
 //! and every package it keeps must be in the original lockfile with the same version, source
 //! and checksum: nothing is re-resolved. The result is verified with
-//! `cargo metadata --locked --offline` before it is moved into place, so DIR is either a
-//! complete, verified workspace or not there at all.
+//! `cargo metadata --locked --offline --filter-platform <host>` before it is moved into place,
+//! so DIR is either a complete, verified workspace or not there at all.
+//!
+//! Why `--filter-platform`: cargo resolves the lockfile for every platform (so `--locked`
+//! still checks every entry, wasm- and windows-only ones included, against the index), but
+//! without a filter `cargo metadata` also wants the source of every package, and a registry
+//! filled by `cargo build` holds only the host's (no `bumpalo` via `wasm-bindgen` on Linux).
+//! With the host's filter, it needs exactly what a host build fetched, and never the network.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -53,8 +59,9 @@ pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32>
         .tempdir_in(parent)
         .with_context(|| format!("failed to create a directory in `{}`", parent.display()))?;
     write_pruned(&workspace, &kept, staging.path())?;
-    trim_lockfile(staging.path(), &workspace.root.join("Cargo.lock"))?;
-    verify(staging.path())?;
+    let host = xtask_engine::host_triple(staging.path())?;
+    trim_lockfile(staging.path(), &workspace.root.join("Cargo.lock"), &host)?;
+    verify(staging.path(), &host)?;
     if out.exists() {
         std::fs::remove_dir(out)
             .with_context(|| format!("failed to replace `{}`", out.display()))?;
@@ -66,7 +73,7 @@ pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32>
         .map(|&p| workspace.packages[p].name.as_str())
         .collect();
     reporter.line(&format!(
-        "pruned workspace for `{}` in {} ({} members: {}); verified with cargo metadata --locked --offline",
+        "pruned workspace for `{}` in {} ({} members: {}); verified with cargo metadata --locked --offline --filter-platform {host}",
         options.app,
         out.display(),
         names.len(),
@@ -267,8 +274,8 @@ pub fn prune_lockfile(text: &str, roots: &[(String, String)]) -> anyhow::Result<
 /// Lets cargo drop what the pruned workspace does not use (offline, so nothing can be fetched),
 /// then checks that every package left is the original lockfile's own, byte for byte in its
 /// identity: the pruned workspace builds exactly the versions the full one does.
-fn trim_lockfile(dir: &Path, original: &Path) -> anyhow::Result<()> {
-    cargo_metadata(dir, false)?;
+fn trim_lockfile(dir: &Path, original: &Path, host: &str) -> anyhow::Result<()> {
+    cargo_metadata(dir, false, host)?;
     let packages = |path: &Path| -> anyhow::Result<BTreeSet<(String, String, String, String)>> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read `{}`", path.display()))?;
@@ -302,18 +309,18 @@ fn trim_lockfile(dir: &Path, original: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cargo metadata --locked --offline` on the pruned workspace.
-fn verify(dir: &Path) -> anyhow::Result<()> {
-    cargo_metadata(dir, true)
+/// Runs `cargo metadata --locked --offline --filter-platform HOST` on the pruned workspace.
+fn verify(dir: &Path, host: &str) -> anyhow::Result<()> {
+    cargo_metadata(dir, true, host)
 }
 
-/// `cargo metadata --offline` (with `--locked` when `locked`) in `dir`.
-fn cargo_metadata(dir: &Path, locked: bool) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = std::process::Command::new(cargo)
+/// `cargo metadata --offline --filter-platform HOST` (with `--locked` when `locked`) in `dir`.
+fn cargo_metadata(dir: &Path, locked: bool, host: &str) -> anyhow::Result<()> {
+    let output = xtask_engine::cargo_command()
         .arg("metadata")
         .args(locked.then_some("--locked"))
-        .args(["--offline", "--format-version", "1", "--manifest-path"])
+        .args(["--offline", "--filter-platform", host])
+        .args(["--format-version", "1", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -321,7 +328,7 @@ fn cargo_metadata(dir: &Path, locked: bool) -> anyhow::Result<()> {
         .context("failed to run `cargo metadata`")?;
     anyhow::ensure!(
         output.status.success(),
-        "the pruned workspace does not pass `cargo metadata{} --offline`: {}",
+        "the pruned workspace does not pass `cargo metadata{} --offline --filter-platform {host}`: {}",
         if locked { " --locked" } else { "" },
         String::from_utf8_lossy(&output.stderr).trim()
     );

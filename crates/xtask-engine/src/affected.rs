@@ -2,6 +2,7 @@
 //! changes) and every package that depends on them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
@@ -10,26 +11,75 @@ use xtask_graph::{AffectedReason, affected_packages};
 use xtask_model::{PackageIndex, Workspace};
 
 use crate::Location;
+use crate::UserError;
 use crate::plan::is_global_input;
 
-/// The default base for `--affected` and `affected --since`: `XTASK_AFFECTED_BASE` or `main`.
-pub fn default_base() -> String {
-    std::env::var("XTASK_AFFECTED_BASE")
-        .ok()
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| "main".to_string())
+/// The variable that names the base when the command line does not.
+pub const BASE_ENV: &str = "XTASK_AFFECTED_BASE";
+
+/// The base `--affected` and `affected` compare with when the command line names none:
+/// `XTASK_AFFECTED_BASE`, else the repository's default branch: the branch `origin/HEAD`
+/// points at (as `origin/<branch>`), else `main`, else `master`. With none of them, a
+/// [`UserError`] (exit code 3) that says what to pass.
+pub fn default_base(root: &Path) -> anyhow::Result<String> {
+    if let Some(base) = std::env::var(BASE_ENV).ok().filter(|b| !b.is_empty()) {
+        return Ok(base);
+    }
+    ensure_repository(root)?;
+    let git = |args: &[&str]| -> anyhow::Result<Option<String>> {
+        let output = git_command(root, args)?;
+        Ok(output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+            .filter(|s| !s.is_empty()))
+    };
+    if let Some(target) = git(&["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])?
+        && let Some(branch) = target.strip_prefix("refs/remotes/")
+    {
+        return Ok(branch.to_string());
+    }
+    for branch in ["main", "master"] {
+        let reference = format!("refs/heads/{branch}");
+        if git(&["rev-parse", "--verify", "--quiet", &reference])?.is_some() {
+            return Ok(branch.to_string());
+        }
+    }
+    Err(UserError(format!(
+        "`{}`: no default branch to compare with (no `origin/HEAD`, `main` or `master`): \
+         pass the base as `--since REF` (`affected`) or `--affected=REF`, or set {BASE_ENV}",
+        root.display()
+    ))
+    .into())
+}
+
+/// `base` itself, or the [`default_base`] when it is empty (`--affected` without a value).
+fn resolve_base(root: &Path, base: &str) -> anyhow::Result<String> {
+    let base = if base.is_empty() {
+        default_base(root)?
+    } else {
+        base.to_string()
+    };
+    ensure_repository(root)?;
+    let commit = format!("{base}^{{commit}}");
+    let output = git_command(root, &["rev-parse", "--verify", "--quiet", &commit])?;
+    if !output.status.success() {
+        return Err(UserError(format!(
+            "`{base}` is not a commit in `{}`: pass an existing ref as `--since REF` \
+             (`affected`) or `--affected=REF`, or set {BASE_ENV}",
+            root.display()
+        ))
+        .into());
+    }
+    Ok(base)
 }
 
 /// Workspace-relative files that differ from the merge base of `base` and HEAD, plus
-/// uncommitted and untracked (not ignored) files.
+/// uncommitted and untracked (not ignored) files. An empty `base` is the [`default_base`].
 pub fn changed_files(workspace: &Workspace, base: &str) -> anyhow::Result<Vec<String>> {
+    let base = resolve_base(&workspace.root, base)?;
     let git = |args: &[&str]| -> anyhow::Result<String> {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(&workspace.root)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("failed to run `git {}`", args.join(" ")))?;
+        let output = git_command(&workspace.root, args)?;
         anyhow::ensure!(
             output.status.success(),
             "`git {}` failed in `{}`: {}",
@@ -39,18 +89,6 @@ pub fn changed_files(workspace: &Workspace, base: &str) -> anyhow::Result<Vec<St
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
-    // Outside a repository `git diff` falls back to `--no-index` and prints its usage: ask first.
-    let inside = Command::new("git")
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .current_dir(&workspace.root)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("failed to run `git rev-parse`")?;
-    anyhow::ensure!(
-        inside.status.success() && inside.stdout.starts_with(b"true"),
-        "`{}`: not a git repository, and `affected` compares with a git ref",
-        workspace.root.display()
-    );
     let range = format!("{base}...HEAD");
     let mut files: Vec<String> = Vec::new();
     for args in [
@@ -76,6 +114,26 @@ pub fn changed_files(workspace: &Workspace, base: &str) -> anyhow::Result<Vec<St
     Ok(files)
 }
 
+fn git_command(root: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("failed to run `git {}`", args.join(" ")))
+}
+
+/// Outside a repository `git diff` falls back to `--no-index` and prints its usage: ask first.
+fn ensure_repository(root: &Path) -> anyhow::Result<()> {
+    let inside = git_command(root, &["rev-parse", "--is-inside-work-tree"])?;
+    anyhow::ensure!(
+        inside.status.success() && inside.stdout.starts_with(b"true"),
+        "`{}`: not a git repository, and `affected` compares with a git ref",
+        root.display()
+    );
+    Ok(())
+}
+
 pub(crate) fn affected_since(
     workspace: &Workspace,
     base: &str,
@@ -96,8 +154,7 @@ pub struct AffectedPackage {
 /// `cargo xtask affected [--since REF]`.
 pub fn affected(location: &Location, base: Option<&str>) -> anyhow::Result<Vec<AffectedPackage>> {
     let workspace = crate::load_workspace(location)?;
-    let base = base.map(str::to_string).unwrap_or_else(default_base);
-    Ok(affected_since(&workspace, &base)?
+    Ok(affected_since(&workspace, base.unwrap_or_default())?
         .into_iter()
         .map(|(p, reason)| AffectedPackage {
             name: workspace.packages[p].name.clone(),

@@ -30,12 +30,13 @@ mod why;
 
 use std::path::PathBuf;
 
-pub use affected::{AffectedPackage, affected, default_base};
+pub use affected::{AffectedPackage, BASE_ENV, affected, default_base};
 pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
 pub use error::{Refused, UserError, exit_code, exit_code_for};
 pub use output::{GraphFormat, render_graph};
 pub use plan::{BUILTIN_GLOBAL_INPUTS, CargoTarget};
+pub use process::{cargo_command, host_triple};
 pub use run::{DryRunFormat, RunOptions, RunOutcome, TaskRecord, open_cache, run, run_loaded};
 pub use why::{Explanation, Verdict, why};
 

@@ -92,6 +92,9 @@ struct JsonTarget<'a> {
 struct JsonEdge<'a> {
     package: &'a str,
     kind: &'static str,
+    /// `cfg(...)` or a triple, for a target-specific dependency only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -141,6 +144,7 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                             .map(|e| JsonEdge {
                                 package: &workspace.packages[e.to].name,
                                 kind: e.kind.name(),
+                                platform: e.platform.as_deref(),
                             })
                             .collect(),
                         tasks: p.tasks.keys().map(String::as_str).collect(),
@@ -161,11 +165,16 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                 for p in &workspace.packages {
                     text.push_str(&format!("  \"{}\";\n", p.name));
                     for e in &p.dependencies {
-                        let style = match e.kind {
+                        let line = match e.kind {
                             xtask_model::DepKind::Normal => "",
-                            xtask_model::DepKind::Build => " [style=dashed, label=\"build\"]",
-                            xtask_model::DepKind::Dev => " [style=dotted, label=\"dev\"]",
+                            xtask_model::DepKind::Build => "style=dashed, ",
+                            xtask_model::DepKind::Dev => "style=dotted, ",
                         };
+                        let style = edge_label(e)
+                            .map(|label| {
+                                format!(" [{line}label=\"{}\"]", label.replace('"', "\\\""))
+                            })
+                            .unwrap_or_default();
                         text.push_str(&format!(
                             "  \"{}\" -> \"{}\"{style};\n",
                             p.name, workspace.packages[e.to].name
@@ -190,9 +199,17 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                 for p in &workspace.packages {
                     text.push_str(&format!("  {}[\"{}\"]\n", id(&p.name), p.name));
                     for e in &p.dependencies {
-                        let arrow = match e.kind {
-                            xtask_model::DepKind::Normal => "-->".to_string(),
-                            other => format!("-.->|{}|", other.name()),
+                        let arrow = match (e.kind, edge_label(e)) {
+                            (xtask_model::DepKind::Normal, None) => "-->".to_string(),
+                            (kind, Some(label)) if e.platform.is_some() => {
+                                let arrow = if kind == xtask_model::DepKind::Normal {
+                                    "-->"
+                                } else {
+                                    "-.->"
+                                };
+                                format!("{arrow}|\"{}\"|", label.replace('"', "#quot;"))
+                            }
+                            (kind, _) => format!("-.->|{}|", kind.name()),
                         };
                         text.push_str(&format!(
                             "  {} {arrow} {}\n",
@@ -211,5 +228,17 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
             }
             text
         }
+    }
+}
+
+/// The label of a package-graph edge: its kind unless normal, and its platform when it has
+/// one (`build, cfg(unix)`); `None` for a plain normal edge.
+fn edge_label(edge: &xtask_model::Edge) -> Option<String> {
+    let kind = (edge.kind != xtask_model::DepKind::Normal).then(|| edge.kind.name());
+    match (kind, edge.platform.as_deref()) {
+        (None, None) => None,
+        (Some(kind), None) => Some(kind.to_string()),
+        (None, Some(platform)) => Some(platform.to_string()),
+        (Some(kind), Some(platform)) => Some(format!("{kind}, {platform}")),
     }
 }

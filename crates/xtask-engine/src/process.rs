@@ -47,3 +47,32 @@ pub fn run_captured(mut command: Command, what: &str, cwd: &Path) -> anyhow::Res
 pub fn cargo_command() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
+
+/// The host target triple (`host:` of `$RUSTC -vV`, or `rustc -vV`), run in `dir` so rustup
+/// honours the toolchain file there.
+pub fn host_triple(dir: &Path) -> anyhow::Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .arg("-vV")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("failed to run `{} -vV`", rustc.to_string_lossy()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "`{} -vV` failed in `{}`: {}",
+        rustc.to_string_lossy(),
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(|host| host.trim().to_string())
+        .with_context(|| {
+            format!(
+                "`{} -vV` printed no `host:` line: {text}",
+                rustc.to_string_lossy()
+            )
+        })
+}

@@ -45,6 +45,9 @@
 //! branch = "main"                        # releases are cut from this branch only
 //! tag_format = "{name}-v{version}"       # lockstep default: "v{version}"
 //! remote = "origin"                      # where `--push` pushes
+//!
+//! [workspace.metadata.xtask.ci]          # `cargo xtask ci`
+//! setup = ["bash", ".ci/install-tools"]  # run in the root before the checks (tools the tests use)
 //! services = ["postgres", "redis"]       # backing services it needs (compose.yaml)
 //! ingress_path = "/v1"                   # routed from the Ingress (absent: cluster-internal)
 //! talks_to = ["worker"]                  # apps it calls (NetworkPolicies allow only these)
@@ -244,6 +247,15 @@ pub struct WorkspaceConfig {
     pub release: ReleaseConfig,
     /// `[workspace.metadata.xtask.deploy]`, when present.
     pub deploy: Option<DeployConfig>,
+    pub ci: CiConfig,
+}
+
+/// `[workspace.metadata.xtask.ci]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CiConfig {
+    /// A command (program and arguments, no shell) `cargo xtask ci` runs in the workspace root
+    /// before its checks, e.g. to install the real tools the tests use when they are missing.
+    pub setup: Option<Vec<String>>,
 }
 
 /// How packages are versioned by `cargo xtask release`.
@@ -375,6 +387,13 @@ struct RawWorkspaceXtask {
     tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
     release: Option<Spanned<RawRelease>>,
     deploy: Option<Spanned<RawDeploy>>,
+    ci: Option<Spanned<RawCi>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCi {
+    setup: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -663,6 +682,10 @@ pub(crate) fn parse_workspace_config(
     let deploy = raw
         .deploy
         .and_then(|deploy| validate_deploy(source, &format!("{PREFIX}.deploy"), deploy, problems));
+    let ci = raw
+        .ci
+        .map(|raw| validate_ci(source, &format!("{PREFIX}.ci"), raw, problems))
+        .unwrap_or_default();
     ParsedWorkspace {
         config: WorkspaceConfig {
             global_inputs,
@@ -671,6 +694,7 @@ pub(crate) fn parse_workspace_config(
             task_names,
             release,
             deploy,
+            ci,
         },
         tasks,
     }
@@ -1384,6 +1408,32 @@ type DeployField<'a> = (
     &'a str,
 );
 
+fn validate_ci(
+    source: &ManifestSource<'_>,
+    key: &str,
+    raw: Spanned<RawCi>,
+    problems: &mut Vec<ConfigProblem>,
+) -> CiConfig {
+    let Some(setup) = raw.into_inner().setup else {
+        return CiConfig::default();
+    };
+    if setup
+        .get_ref()
+        .first()
+        .is_none_or(|program| program.is_empty())
+    {
+        problems.push(source.problem(
+            format!("{key}.setup"),
+            Some(setup.span().start),
+            "must be a program and its arguments, such as [\"bash\", \".ci/install-tools\"]",
+        ));
+        return CiConfig::default();
+    }
+    CiConfig {
+        setup: Some(setup.into_inner()),
+    }
+}
+
 fn validate_deploy(
     source: &ManifestSource<'_>,
     key: &str,
@@ -1516,6 +1566,26 @@ mod tests {
             parsed.tasks["lint"].0.kind,
             TaskKind::Cargo(CargoTask::Lint)
         );
+    }
+
+    #[test]
+    fn ci_setup_is_a_command_and_an_empty_one_names_key_and_line() {
+        let (parsed, problems) =
+            workspace("[workspace.metadata.xtask.ci]\nsetup = [\"bash\", \".ci/install-tools\"]\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            parsed.config.ci.setup,
+            Some(vec!["bash".to_string(), ".ci/install-tools".to_string()])
+        );
+        let (parsed, problems) =
+            workspace("[workspace]\n\n[workspace.metadata.xtask.ci]\nsetup = []\n");
+        assert_eq!(parsed.config.ci.setup, None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "workspace.metadata.xtask.ci.setup");
+        assert_eq!(problems[0].line, Some(4));
+        let (_, problems) = workspace("[workspace.metadata.xtask.ci]\nsetpu = [\"x\"]\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("setpu"), "{problems:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod quantity;
 mod workspace;
 
 pub use config::{
-    AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, DEFAULT_CACHE_DIR,
+    AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, CiConfig, DEFAULT_CACHE_DIR,
     DEFAULT_CACHE_MAX_SIZE, DependsOn, DeployConfig, ReleaseConfig, ReleaseMode, RemoteCacheConfig,
     RemoteMode, RemoteProtocol, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
 };

@@ -42,10 +42,15 @@ impl DepKind {
 
 /// A dependency of one workspace member on another (directly by path, or through a root
 /// `[patch]`/`[replace]` of the crate it names), with the kind of that dependency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Edge {
     pub to: PackageIndex,
     pub kind: DepKind,
+    /// For a `[target.'cfg(...)'.dependencies]` edge, its platform (`cfg(windows)` or a
+    /// triple): cargo uses it only when building for a matching target. Everything else in
+    /// the model treats it as any other edge (so keys and `affected` over-approximate, never
+    /// miss); the graph shows it.
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +231,8 @@ impl Workspace {
                         DependencyKind::Build => DepKind::Build,
                         _ => DepKind::Normal,
                     };
-                    Some(Edge { to, kind })
+                    let platform = dep.target.as_ref().map(|target| target.to_string());
+                    Some(Edge { to, kind, platform })
                 })
                 .collect();
             dependencies.sort();

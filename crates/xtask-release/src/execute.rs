@@ -368,19 +368,25 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
     Ok(format!("artifacts in {}", written.join(", ")))
 }
 
+/// The resolved graph for the SBOMs, of the host the release binaries were built for:
+/// `--filter-platform` keeps wasm- or windows-only packages out of the SBOM, and lets
+/// `--offline` work with a registry that holds only what the host build fetched.
 fn full_metadata(manifest: &Path) -> anyhow::Result<cargo_metadata::Metadata> {
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let host = xtask_engine::host_triple(dir)?;
     let args: Vec<String> = [
         "metadata",
         "--format-version",
         "1",
         "--offline",
+        "--filter-platform",
+        host.as_str(),
         "--manifest-path",
     ]
     .iter()
     .map(|s| s.to_string())
     .chain([manifest.display().to_string()])
     .collect();
-    let dir = manifest.parent().unwrap_or(Path::new("."));
     let attempt = run_cargo(dir, &args)?;
     if !attempt.success {
         anyhow::bail!(
