@@ -1272,3 +1272,44 @@ fn graph_shows_the_platform_of_a_target_specific_edge() {
         ])
     );
 }
+
+#[test]
+fn dry_run_lists_the_workspace_packages_cargo_tasks_build_against() {
+    let fixture = Fixture::new("basic");
+    for task in ["build", "test", "lint"] {
+        let json = fixture.xtask(&[task, "--dry-run=json"]);
+        json.assert_code(0);
+        let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+        let dependencies: Vec<(String, serde_json::Value)> = value["tasks"]
+            .as_array()
+            .expect("a task list")
+            .iter()
+            .map(|t| {
+                (
+                    t["task_id"].as_str().unwrap().to_string(),
+                    t["builds_against"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            dependencies,
+            [
+                (
+                    format!("app:{task}"),
+                    serde_json::json!(["core-lib", "util"])
+                ),
+                (format!("core-lib:{task}"), serde_json::json!([])),
+                (format!("util:{task}"), serde_json::json!(["core-lib"])),
+            ],
+            "{json}"
+        );
+        let text = fixture.xtask(&[task, "--dry-run"]);
+        text.assert_code(0);
+        let app_line = text
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("app:{task} ")))
+            .unwrap_or_else(|| panic!("no app:{task} row:\n{text}"));
+        assert!(app_line.ends_with("  core-lib, util"), "{text}");
+    }
+}

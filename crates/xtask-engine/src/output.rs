@@ -42,13 +42,20 @@ pub(crate) fn print_dry_run(records: &[TaskRecord], format: DryRunFormat) -> any
                 } else {
                     "miss"
                 };
+                // Task edges, then the packages a cargo task builds against.
+                let dependencies: Vec<&str> = r
+                    .dependencies
+                    .iter()
+                    .chain(&r.builds_against)
+                    .map(String::as_str)
+                    .collect();
                 text.push_str(&format!(
                     "{:width$}  {:12}  {:5}  {:>6}  {}\n",
                     r.task_id,
                     &r.hash[..12.min(r.hash.len())],
                     cache,
                     r.inputs_count,
-                    r.dependencies.join(", ")
+                    dependencies.join(", ")
                 ));
             }
             text

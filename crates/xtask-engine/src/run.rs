@@ -69,7 +69,11 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     pub duration_ms: u64,
     pub inputs_count: usize,
+    /// The tasks it depends on (task-graph edges).
     pub dependencies: Vec<String>,
+    /// For cargo tasks, the workspace packages it builds against inside its one cargo call
+    /// (no task edges: cargo orders them; their source fingerprints are in the key).
+    pub builds_against: Vec<String>,
     /// What the hit saved (the original run's duration), for hits.
     pub saved_ms: u64,
 }
@@ -697,6 +701,12 @@ fn record(
             .dependencies
             .iter()
             .map(|&d| graph.label(workspace, d))
+            .collect(),
+        builds_against: planned[node]
+            .key
+            .workspace_dependencies
+            .keys()
+            .cloned()
             .collect(),
         saved_ms,
     }
