@@ -63,7 +63,7 @@ fn serves_greetings_and_the_shared_endpoints_then_exits_0_on_sigterm() {
     assert_eq!(metrics.status, 200);
     assert_eq!(
         metrics.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let text = &metrics.body;
     let version = env!("CARGO_PKG_VERSION");

@@ -56,11 +56,11 @@ fn counts_jobs_is_ready_after_the_first_and_exits_0_on_sigterm() {
     let metrics = worker.get("/metrics").unwrap();
     assert_eq!(
         metrics.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let text = &metrics.body;
     for line in [
-        "# TYPE worker_jobs_total counter\n",
+        "# TYPE worker_jobs counter\n",
         "# TYPE worker_last_job_timestamp_seconds gauge\n",
         "# TYPE process_uptime_seconds gauge\n",
     ] {

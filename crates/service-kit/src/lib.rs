@@ -17,7 +17,7 @@ pub mod testing;
 pub use config::{Config, ConfigError, EnvReader, InvalidVar};
 pub use health_check::{HEALTH_CHECK_FLAG, health_check_requested, probe_health, run_health_check};
 pub use log::{Level, Logger};
-pub use metrics::{Counter, Gauge, Metrics};
+pub use metrics::{Counter, Gauge, Histogram, Metrics};
 pub use readiness::{Readiness, ReadinessState};
 pub use routes::router;
 pub use server::{
