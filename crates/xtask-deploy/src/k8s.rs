@@ -729,6 +729,7 @@ fn overlay(project: &Project, environment: Environment) -> Value {
         ("kind", str("Kustomization")),
         ("namespace", str(project.namespace_of(environment))),
         ("resources", seq([str("../../base")])),
+        ("components", seq([str("../../monitoring")])),
         (
             "labels",
             seq([map([
