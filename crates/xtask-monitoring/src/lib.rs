@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn alert_prefixes_are_camel_case_app_names() {
-        let config = xtask_model::AppConfig {
+        let config = AppConfig {
             port: 8080,
             health_path: "/health".into(),
             ready_path: "/ready".into(),
