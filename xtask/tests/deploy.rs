@@ -350,3 +350,61 @@ fn deploy_refuses_out_of_date_manifests() {
         text(&output)
     );
 }
+
+#[test]
+fn smoke_reports_each_check_and_exits_1_on_a_failure() {
+    let workspace = shop();
+    let healthy = format!("http://127.0.0.1:{}", stand_in_app(true));
+    let output = xtask(
+        &["smoke", "--base-url", &healthy, "--app", "front"],
+        workspace.path(),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "ok    front GET /ready (",
+        "ok    front GET /health (",
+        "ok    front GET /metrics (",
+        "ok    front GET / (",
+        "smoke: 4 checks, 0 failed\n",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}:\n{stdout}");
+    }
+
+    let failing = format!("http://127.0.0.1:{}", stand_in_app(false));
+    let output = xtask(
+        &[
+            "smoke",
+            "--base-url",
+            &failing,
+            "--app",
+            "front",
+            "--timeout",
+            "2",
+        ],
+        workspace.path(),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("smoke: 4 checks, 1 failed\n"),
+        "{}",
+        text(&output)
+    );
+
+    // An unknown app, and a base URL for several apps, are configuration errors (exit 3).
+    for args in [
+        vec!["smoke", "--app", "nope"],
+        vec!["smoke", "--base-url", &healthy],
+    ] {
+        let output = xtask(&args, workspace.path(), &[]);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {}", text(&output));
+    }
+    let output = xtask(&["smoke", "--app", "nope"], workspace.path(), &[]);
+    assert!(
+        text(&output).contains("`nope` is not an app (apps: back, front)"),
+        "{}",
+        text(&output)
+    );
+}
