@@ -370,11 +370,16 @@ fn service_spec(service: BackingService) -> ServiceSpec {
 
 /// Variables every app reads through `service-kit` (besides its metadata `env`), with their
 /// defaults and meaning. `PORT` and `BIND_ADDR` are fixed by compose.yaml.
-const SERVICE_KIT_VARIABLES: [(&str, &str, &str); 2] = [
+const SERVICE_KIT_VARIABLES: [(&str, &str, &str); 3] = [
     (
         "RUST_LOG",
         "info",
-        "log level: error, warn, info, debug or trace",
+        "log filter (tracing EnvFilter directives): info, warn,api=debug, info,hyper=warn",
+    ),
+    (
+        "LOG_FORMAT",
+        "text",
+        "log lines as text or json (the Kubernetes manifests use json)",
     ),
     (
         "SHUTDOWN_GRACE_MS",
