@@ -7,7 +7,8 @@
 //! ([`HTTP_REQUESTS_TOTAL`], [`HTTP_REQUEST_DURATION_SECONDS`]), plus kube-state-metrics and
 //! cAdvisor series in Kubernetes (restarts, autoscaler, CPU, memory, replicas).
 //!
-//! Invariant: no IO, no clock, no processes; the same apps always give the same text. The
+//! Invariant: no IO, no clock, no processes; the same apps always give the same text (maps
+//! are `serde_json` maps, written with sorted keys; lists keep their order). The
 //! Kubernetes wrappers (ServiceMonitor, PrometheusRule, dashboard ConfigMap) and the runbooks
 //! are `xtask-deploy`'s; compose's Prometheus files are `xtask-container`'s.
 
