@@ -207,3 +207,88 @@ fn panels(app: MonitoredApp<'_>) -> Vec<Panel> {
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn config() -> xtask_model::AppConfig {
+        xtask_model::AppConfig {
+            port: 8080,
+            health_path: "/health".into(),
+            ready_path: "/ready".into(),
+            metrics_path: "/metrics".into(),
+            resources: xtask_model::Resources {
+                cpu_request: "50m".into(),
+                cpu_limit: "500m".into(),
+                memory_request: "64Mi".into(),
+                memory_limit: "256Mi".into(),
+            },
+            env: Default::default(),
+            ingress_path: None,
+            talks_to: Vec::new(),
+            secrets: Vec::new(),
+            services: Vec::new(),
+            monitoring: Default::default(),
+            smoke: Vec::new(),
+        }
+    }
+
+    /// What Grafana needs to load a dashboard from the sidecar's ConfigMap, checked by
+    /// structure (no Grafana can run here): uid and title, the datasource variable, and panels
+    /// with unique ids, non-overlapping grid positions in the 24-column grid, and targets with
+    /// unique refIds on that datasource.
+    #[test]
+    fn the_dashboard_has_the_structure_grafana_loads() {
+        let config = config();
+        let app = MonitoredApp {
+            name: "api",
+            config: &config,
+        };
+        let text = dashboard_json(app);
+        let dashboard: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(dashboard["uid"], "xtask-api");
+        assert_eq!(dashboard["title"], "api");
+        assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
+        let variables = dashboard["templating"]["list"].as_array().unwrap();
+        assert!(variables.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"));
+        let panels = dashboard["panels"].as_array().unwrap();
+        assert_eq!(panels.len(), 6);
+        let mut ids = BTreeSet::new();
+        let mut cells = BTreeSet::new();
+        let mut queries = Vec::new();
+        for panel in panels {
+            assert!(ids.insert(panel["id"].as_u64().unwrap()), "{panel}");
+            assert_eq!(panel["type"], "timeseries");
+            assert_eq!(panel["datasource"]["uid"], "${datasource}");
+            let grid = &panel["gridPos"];
+            let (x, y, w, h) = (
+                grid["x"].as_u64().unwrap(),
+                grid["y"].as_u64().unwrap(),
+                grid["w"].as_u64().unwrap(),
+                grid["h"].as_u64().unwrap(),
+            );
+            assert!(x + w <= 24, "{panel}");
+            for column in x..x + w {
+                for row in y..y + h {
+                    assert!(
+                        cells.insert((column, row)),
+                        "panels overlap at {column},{row}"
+                    );
+                }
+            }
+            let mut ref_ids = BTreeSet::new();
+            for target in panel["targets"].as_array().unwrap() {
+                assert!(ref_ids.insert(target["refId"].as_str().unwrap().to_string()));
+                assert_eq!(target["datasource"]["uid"], "${datasource}");
+                queries.push(target["expr"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(queries, dashboard_queries(app));
+        assert!(text.ends_with("}\n"));
+    }
+}
