@@ -31,7 +31,8 @@ Environment:
   XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)
   XTASK_REGISTRY_USERNAME, XTASK_REGISTRY_PASSWORD
                        credentials for `image --push` (Basic, or for a Bearer token)
-  XTASK_KUBECTL        the kubectl program `deploy` runs (default: kubectl on PATH)";
+  XTASK_KUBECTL        the kubectl program `deploy` and `smoke --env` run (default: kubectl
+                       on PATH)";
 
 /// Cached builds, tests and custom tasks for Cargo workspaces.
 #[derive(Debug, Parser)]
@@ -162,7 +163,38 @@ enum Command {
         /// Print the plan (images, rendered objects, kubectl steps) without running it.
         #[arg(long)]
         dry_run: bool,
+        /// Roll back instead: `kubectl rollout undo` of every app's Deployment, each awaited.
+        #[arg(long, conflicts_with = "dry_run")]
+        rollback: bool,
     },
+    /// Check running apps: readiness (polled while an app becomes ready), health, metrics and
+    /// the requests each app declares in `[[package.metadata.xtask.app.smoke]]`; exit 1 when
+    /// any check fails. Default: the apps on 127.0.0.1 at their ports (as `dev` runs them).
+    Smoke(SmokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct SmokeArgs {
+    /// Check the apps deployed to ENV, through `kubectl port-forward`.
+    #[arg(
+        long = "env",
+        value_enum,
+        value_name = "ENV",
+        conflicts_with = "base_url"
+    )]
+    environment: Option<EnvironmentArg>,
+    /// Check one app (name it with --app when there are several) at this URL.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Only this app (repeatable; default: every app).
+    #[arg(long = "app", value_name = "APP")]
+    apps: Vec<String>,
+    /// Seconds each request may take.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    timeout: u64,
+    /// Seconds an app may take to become ready.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    ready_within: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +212,16 @@ enum EnvironmentArg {
     Dev,
     Staging,
     Production,
+}
+
+impl From<EnvironmentArg> for xtask_deploy::Environment {
+    fn from(environment: EnvironmentArg) -> xtask_deploy::Environment {
+        match environment {
+            EnvironmentArg::Dev => xtask_deploy::Environment::Dev,
+            EnvironmentArg::Staging => xtask_deploy::Environment::Staging,
+            EnvironmentArg::Production => xtask_deploy::Environment::Production,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -537,18 +579,48 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         )?),
         Command::Deploy {
             environment,
-            dry_run,
-        } => {
-            let environment = match environment {
-                EnvironmentArg::Dev => xtask_deploy::Environment::Dev,
-                EnvironmentArg::Staging => xtask_deploy::Environment::Staging,
-                EnvironmentArg::Production => xtask_deploy::Environment::Production,
+            rollback: true,
+            ..
+        } => success(xtask_deploy::rollback(
+            &xtask_deploy::RollbackOptions {
+                location,
+                environment: environment.into(),
+            },
+            &reporter(),
+        )?),
+        Command::Smoke(args) => {
+            let target = match (args.environment, args.base_url) {
+                (Some(environment), _) => xtask_deploy::SmokeWhere::Environment(environment.into()),
+                (None, Some(url)) => xtask_deploy::SmokeWhere::BaseUrl(url),
+                (None, None) => xtask_deploy::SmokeWhere::Local,
             };
+            let report = xtask_deploy::smoke(
+                &xtask_deploy::SmokeOptions {
+                    location,
+                    target,
+                    apps: args.apps,
+                    settings: xtask_deploy::SmokeSettings {
+                        request_timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+                        ready_within: std::time::Duration::from_secs(args.ready_within),
+                        ..xtask_deploy::SmokeSettings::default()
+                    },
+                },
+                &reporter(),
+            )?;
+            xtask_engine::output::write_stdout(&report.render())?;
+            success(report.passed())
+        }
+        Command::Deploy {
+            environment,
+            dry_run,
+            rollback: false,
+        } => {
             let outcome = xtask_deploy::deploy(
                 &xtask_deploy::DeployOptions {
                     location,
-                    environment,
+                    environment: environment.into(),
                     dry_run,
+                    smoke: xtask_deploy::SmokeSettings::default(),
                 },
                 &reporter(),
             )?;

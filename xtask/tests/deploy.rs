@@ -1,7 +1,9 @@
 //! The CLI of the deployment artifacts: `k8s --check` and `ci generate --check` on this
 //! repository, `deploy ENV --dry-run` for every environment, a bad environment name, `ci`'s
-//! flags and subcommand kept apart, and a failed rollout rolled back (with a recording
-//! `kubectl` stand-in, since no cluster can run here; `kubectl kustomize` is the real one).
+//! flags and subcommand kept apart, a failed rollout rolled back, a failed smoke check after
+//! the rollouts rolling every app back, and `--rollback` (with a recording `kubectl` stand-in,
+//! since no cluster can run here: `kubectl kustomize` is the real one, and `port-forward`
+//! points at a stand-in app on loopback).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -138,15 +140,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A `kubectl` that records its arguments, runs the real `kubectl kustomize`, and fails
-/// `rollout status` of `deployment/FAIL`.
-fn recording_kubectl(dir: &Path, fail: &str) -> (PathBuf, PathBuf) {
+/// A `kubectl` that records its arguments, runs the real `kubectl kustomize`, fails
+/// `rollout status` of `deployment/FAIL`, and answers `port-forward` with `app_port` (a
+/// stand-in app on loopback).
+fn recording_kubectl(dir: &Path, fail: &str, app_port: u16) -> (PathBuf, PathBuf) {
     let log = dir.join("kubectl.log");
     let script = dir.join("kubectl");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1 $2 $3\" in\n  kustomize*) exec '{real}' \"$@\" ;;\n  'rollout status deployment/{fail}') echo 'error: deployment \"{fail}\" exceeded its progress deadline' >&2; exit 1 ;;\nesac\necho ok\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1 $2 $3\" in\n  kustomize*) exec '{real}' \"$@\" ;;\n  'rollout status deployment/{fail}') echo 'error: deployment \"{fail}\" exceeded its progress deadline' >&2; exit 1 ;;\n  port-forward*) echo 'Forwarding from 127.0.0.1:{app_port} -> 3000'; exec sleep 60 ;;\nesac\necho ok\n",
             log = log.display(),
             real = testkit::tool("kubectl").display(),
         ),
@@ -157,24 +160,60 @@ fn recording_kubectl(dir: &Path, fail: &str) -> (PathBuf, PathBuf) {
     (script, log)
 }
 
+/// A stand-in app on loopback for the smoke check: 200 and a body with "shop" and the
+/// metrics the rules need on every path, or 500 on `/` when `healthy` is false.
+fn stand_in_app(healthy: bool) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+            let status = if path == "/" && !healthy {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let body = "shop\nhttp_requests_total{} 1\nhttp_request_duration_seconds_bucket{le=\"+Inf\"} 1\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn calls(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(" /").next().unwrap_or(l).to_string())
+        .collect()
+}
+
 #[test]
 fn a_failed_rollout_is_rolled_back_and_fails_the_deploy() {
     let workspace = shop();
     let tools = tempfile::tempdir().unwrap();
-    let (kubectl, log) = recording_kubectl(tools.path(), "front");
+    let (kubectl, log) = recording_kubectl(tools.path(), "front", stand_in_app(true));
     let output = xtask(
         &["deploy", "staging"],
         workspace.path(),
         &[("XTASK_KUBECTL", &kubectl)],
     );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let calls = std::fs::read_to_string(&log).unwrap();
-    let calls: Vec<&str> = calls
-        .lines()
-        .map(|l| l.split(" /").next().unwrap_or(l))
-        .collect();
     assert_eq!(
-        calls,
+        calls(&log),
         [
             "kustomize",
             "apply --server-side --field-manager=cargo-xtask -f target/xtask/deploy/staging/manifests.yaml",
@@ -194,16 +233,97 @@ fn a_failed_rollout_is_rolled_back_and_fails_the_deploy() {
         "{stderr}"
     );
 
-    // And a clean rollout succeeds without any undo.
+    // And a clean rollout whose smoke check passes succeeds without any undo.
     std::fs::remove_file(&log).unwrap();
-    let (kubectl, log) = recording_kubectl(tools.path(), "none");
+    let port = stand_in_app(true);
+    let (kubectl, log) = recording_kubectl(tools.path(), "none", port);
     let output = xtask(
         &["deploy", "dev"],
         workspace.path(),
         &[("XTASK_KUBECTL", &kubectl)],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(!std::fs::read_to_string(&log).unwrap().contains("undo"));
+    let recorded = calls(&log);
+    assert!(!recorded.iter().any(|c| c.contains("undo")), "{recorded:?}");
+    for app in ["back", "front"] {
+        let forward = format!(
+            "port-forward --namespace shop-dev --address 127.0.0.1 service/{app} :{}",
+            if app == "back" { 9000 } else { 3000 }
+        );
+        assert!(recorded.contains(&forward), "{recorded:?}");
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "ok    front GET / (",
+        "ok    back GET /prometheus (",
+        "smoke: 7 checks, 0 failed",
+        "deploy dev: smoke check passed",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?}:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_failed_smoke_check_rolls_every_app_back_and_rollback_on_request() {
+    let workspace = shop();
+    let tools = tempfile::tempdir().unwrap();
+    let (kubectl, log) = recording_kubectl(tools.path(), "none", stand_in_app(false));
+    let output = xtask(
+        &["deploy", "staging"],
+        workspace.path(),
+        &[("XTASK_KUBECTL", &kubectl)],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let recorded = calls(&log);
+    assert_eq!(
+        recorded[recorded.len() - 4..],
+        [
+            "rollout undo deployment/back --namespace shop-staging",
+            "rollout status deployment/back --namespace shop-staging --timeout=300s",
+            "rollout undo deployment/front --namespace shop-staging",
+            "rollout status deployment/front --namespace shop-staging --timeout=300s",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "FAIL  front GET /: expected 200 and body contains \"shop\", got 500: \"shop",
+        "smoke: 7 checks, 1 failed",
+        "deploy staging: smoke check failed: rolling back back, front",
+        "deploy staging: failed; rolled back back, front to their previous revision",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?}:\n{stderr}");
+    }
+
+    // `--rollback` undoes every app's last rollout, each awaited.
+    std::fs::remove_file(&log).unwrap();
+    let output = xtask(
+        &["deploy", "production", "--rollback"],
+        workspace.path(),
+        &[("XTASK_KUBECTL", &kubectl)],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        calls(&log),
+        [
+            "rollout undo deployment/back --namespace shop-production",
+            "rollout status deployment/back --namespace shop-production --timeout=300s",
+            "rollout undo deployment/front --namespace shop-production",
+            "rollout status deployment/front --namespace shop-production --timeout=300s",
+        ]
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("rollback production: rolled back back, front"),
+        "{}",
+        text(&output)
+    );
+    // `--rollback` and `--dry-run` do not mix.
+    let output = xtask(
+        &["deploy", "production", "--rollback", "--dry-run"],
+        workspace.path(),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
 }
 
 #[test]
@@ -226,6 +346,64 @@ fn deploy_refuses_out_of_date_manifests() {
     assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output).contains("-  maxUnavailable: 2\n+  maxUnavailable: 1"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn smoke_reports_each_check_and_exits_1_on_a_failure() {
+    let workspace = shop();
+    let healthy = format!("http://127.0.0.1:{}", stand_in_app(true));
+    let output = xtask(
+        &["smoke", "--base-url", &healthy, "--app", "front"],
+        workspace.path(),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "ok    front GET /ready (",
+        "ok    front GET /health (",
+        "ok    front GET /metrics (",
+        "ok    front GET / (",
+        "smoke: 4 checks, 0 failed\n",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}:\n{stdout}");
+    }
+
+    let failing = format!("http://127.0.0.1:{}", stand_in_app(false));
+    let output = xtask(
+        &[
+            "smoke",
+            "--base-url",
+            &failing,
+            "--app",
+            "front",
+            "--timeout",
+            "2",
+        ],
+        workspace.path(),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("smoke: 4 checks, 1 failed\n"),
+        "{}",
+        text(&output)
+    );
+
+    // An unknown app, and a base URL for several apps, are configuration errors (exit 3).
+    for args in [
+        vec!["smoke", "--app", "nope"],
+        vec!["smoke", "--base-url", &healthy],
+    ] {
+        let output = xtask(&args, workspace.path(), &[]);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {}", text(&output));
+    }
+    let output = xtask(&["smoke", "--app", "nope"], workspace.path(), &[]);
+    assert!(
+        text(&output).contains("`nope` is not an app (apps: back, front)"),
         "{}",
         text(&output)
     );

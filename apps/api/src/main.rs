@@ -1,7 +1,7 @@
 //! `api`: the HTTP API service, `GET /v1/greeting?name=NAME` plus the shared `/health`,
 //! `/ready` and `/metrics` endpoints.
 //!
-//! Environment: `PORT` (default 8080), `BIND_ADDR`, `SHUTDOWN_GRACE_MS` and `RUST_LOG`, as
+//! Environment: `PORT` (default 8080), `BIND_ADDR`, `SHUTDOWN_GRACE_MS`, `RUST_LOG` and `LOG_FORMAT`, as
 //! documented in `service_kit::config` and `service_kit::log`. Logs go to stderr.
 //!
 //! `APP --health-check` GETs the running service's own `/health` over loopback and exits 0
@@ -16,9 +16,9 @@ mod service;
 
 use std::process::ExitCode;
 
-use service_kit::{Config, EnvReader, Logger};
+use service_kit::{Config, EnvReader, LogSettings};
 
-/// The name in log lines and in `app_info`.
+/// The name in `app_info`.
 const APP_NAME: &str = env!("CARGO_PKG_NAME");
 /// The port when `PORT` is unset; the same as `port` in `[package.metadata.xtask.app]`.
 const DEFAULT_PORT: u16 = 8080;
@@ -26,11 +26,12 @@ const DEFAULT_PORT: u16 = 8080;
 fn main() -> ExitCode {
     let mut env = EnvReader::from_process();
     let config = Config::read(&mut env, DEFAULT_PORT);
-    let logger = Logger::read(&mut env, APP_NAME);
+    let log = LogSettings::read(&mut env);
+    log.install();
     if service_kit::health_check_requested() {
-        return service_kit::run_health_check(&config, logger);
+        return service_kit::run_health_check(&config);
     }
-    service_kit::run_main(logger, env.finish(), || service::run(config, logger))
+    service_kit::run_main(env.finish(), || service::run(config))
 }
 
 #[cfg(test)]

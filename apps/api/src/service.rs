@@ -1,12 +1,13 @@
 //! Wiring of the api service: routes, metrics and readiness, then serving until a shutdown signal.
 
 use anyhow::Context as _;
-use service_kit::{Config, Logger, Metrics, Readiness};
+use service_kit::tracing::info;
+use service_kit::{Config, Metrics, Readiness};
 
 use crate::{APP_NAME, greeting};
 
 /// Serves until SIGTERM or SIGINT, then drains connections; ready as soon as it listens.
-pub async fn run(config: Config, logger: Logger) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> anyhow::Result<()> {
     let signal = service_kit::shutdown_signal()
         .context("failed to install the SIGTERM and SIGINT handlers")?;
     let metrics = Metrics::new(APP_NAME, env!("CARGO_PKG_VERSION"));
@@ -17,18 +18,18 @@ pub async fn run(config: Config, logger: Logger) -> anyhow::Result<()> {
     let local_addr = listener
         .local_addr()
         .context("failed to read the listening address")?;
-    logger.info(format_args!("listening on {local_addr}"));
+    info!("listening on {local_addr}");
     readiness.set_ready();
 
     let shutdown = async move {
         let received = signal.await;
         readiness.set_stopping();
-        logger.info(format_args!(
+        info!(
             "received {received}, draining connections (at most {} ms)",
             config.shutdown_grace.as_millis()
-        ));
+        );
     };
     service_kit::serve(listener, router, shutdown, config.shutdown_grace).await?;
-    logger.info("stopped");
+    info!("stopped");
     Ok(())
 }

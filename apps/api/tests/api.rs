@@ -21,6 +21,34 @@ fn start() -> ServiceProcess {
     api
 }
 
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let port = free_loopback_port().unwrap();
+    let mut api = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_api"),
+        port,
+        &[("LOG_FORMAT", "json"), ("RUST_LOG", "warn,api=info")],
+    )
+    .unwrap();
+    api.wait_for_status("/health", 200, STARTUP_TIMEOUT)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let stderr = terminate_and_expect_clean_exit(api);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for line in &lines {
+        assert!(
+            line.starts_with("{\"timestamp\":\"") && line.ends_with("\"target\":\"api::service\"}"),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[0].contains(&format!(
+            "\"level\":\"INFO\",\"fields\":{{\"message\":\"listening on 127.0.0.1:{port}\"}}"
+        )),
+        "{stderr}"
+    );
+}
+
 /// Sends SIGTERM and asserts a prompt exit with code 0; returns the api's stderr.
 fn terminate_and_expect_clean_exit(mut api: ServiceProcess) -> String {
     api.terminate().unwrap();
@@ -63,7 +91,7 @@ fn serves_greetings_and_the_shared_endpoints_then_exits_0_on_sigterm() {
     assert_eq!(metrics.status, 200);
     assert_eq!(
         metrics.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let text = &metrics.body;
     let version = env!("CARGO_PKG_VERSION");
@@ -96,9 +124,9 @@ fn serves_greetings_and_the_shared_endpoints_then_exits_0_on_sigterm() {
 
     let stderr = terminate_and_expect_clean_exit(api);
     for expected in [
-        " INFO api: listening on 127.0.0.1:",
-        " INFO api: received SIGTERM, draining connections",
-        " INFO api: stopped\n",
+        " INFO api::service: listening on 127.0.0.1:",
+        " INFO api::service: received SIGTERM, draining connections",
+        " INFO api::service: stopped\n",
     ] {
         assert!(
             stderr.contains(expected),
@@ -188,7 +216,7 @@ fn an_invalid_environment_exits_2_naming_every_bad_variable() {
         &[
             ("PORT", "0"),
             ("BIND_ADDR", "everywhere"),
-            ("RUST_LOG", "chatty"),
+            ("RUST_LOG", "api=chatty"),
         ],
     )
     .unwrap();
@@ -200,9 +228,9 @@ fn an_invalid_environment_exits_2_naming_every_bad_variable() {
     assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
     assert!(
         stderr.contains(
-            " ERROR api: invalid environment: `PORT` must be an integer from 1 to 65535, got `0`; \
-             `BIND_ADDR` must be an IP address, got `everywhere`; \
-             `RUST_LOG` must be one of off, error, warn, info, debug, trace, got `chatty`\n"
+            " ERROR service_kit::server: invalid environment: `PORT` must be an integer from 1 to \
+             65535, got `0`; `BIND_ADDR` must be an IP address, got `everywhere`; `RUST_LOG` must \
+             be EnvFilter directives such as `info` or `warn,api=debug`, got `api=chatty`\n"
         ),
         "stderr:\n{stderr}"
     );

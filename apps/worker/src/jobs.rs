@@ -7,7 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use service_kit::{Logger, Metrics, Readiness};
+use service_kit::tracing::{debug, info};
+use service_kit::{Metrics, Readiness};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -24,8 +25,6 @@ pub struct JobLoop {
     pub metrics: Metrics,
     /// Set ready after the first job.
     pub readiness: Readiness,
-    /// Job lines at debug level, the stop at info level.
-    pub logger: Logger,
 }
 
 /// Runs jobs until `stop` holds `true` or its sender is gone; returns how many ran.
@@ -34,7 +33,6 @@ pub async fn run(job_loop: JobLoop, mut stop: watch::Receiver<bool>) -> u64 {
         interval,
         metrics,
         readiness,
-        logger,
     } = job_loop;
     let jobs_total = metrics.counter(WORKER_JOBS_TOTAL, "Jobs completed.", &[]);
     let last_job_timestamp = metrics.gauge(
@@ -56,10 +54,10 @@ pub async fn run(job_loop: JobLoop, mut stop: watch::Receiver<bool>) -> u64 {
         jobs_total.inc();
         last_job_timestamp.set(unix_time_seconds(SystemTime::now()));
         readiness.set_ready();
-        logger.debug(format_args!("job {sequence}: checksum {checksum:016x}"));
+        debug!("job {sequence}: checksum {checksum:016x}");
         sequence += 1;
     }
-    logger.info(format_args!("job loop stopped; jobs run: {sequence}"));
+    info!("job loop stopped; jobs run: {sequence}");
     sequence
 }
 
@@ -112,7 +110,6 @@ mod tests {
             interval: Duration::from_millis(5),
             metrics: metrics.clone(),
             readiness: readiness.clone(),
-            logger: Logger::new("worker", None),
         };
         let jobs = runtime.block_on(async {
             let task = tokio::spawn(run(job_loop, stop_receiver));

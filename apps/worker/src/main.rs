@@ -2,7 +2,7 @@
 //! shared `/health`, `/ready` and `/metrics` endpoints.
 //!
 //! Environment: `WORKER_INTERVAL_MS` (1-86400000, default 1000) plus `PORT` (default 8081),
-//! `BIND_ADDR`, `SHUTDOWN_GRACE_MS` and `RUST_LOG`, as documented in `service_kit::config` and
+//! `BIND_ADDR`, `SHUTDOWN_GRACE_MS`, `RUST_LOG` and `LOG_FORMAT`, as documented in `service_kit::config` and
 //! `service_kit::log`. Logs go to stderr.
 //!
 //! `APP --health-check` GETs the running service's own `/health` over loopback and exits 0
@@ -17,9 +17,9 @@ mod service;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use service_kit::{Config, EnvReader, Logger};
+use service_kit::{Config, EnvReader, LogSettings};
 
-/// The name in log lines and in `app_info`.
+/// The name in `app_info`.
 const APP_NAME: &str = env!("CARGO_PKG_NAME");
 /// The port when `PORT` is unset; the same as `port` in `[package.metadata.xtask.app]`.
 const DEFAULT_PORT: u16 = 8081;
@@ -34,12 +34,13 @@ fn main() -> ExitCode {
     let mut env = EnvReader::from_process();
     let config = Config::read(&mut env, DEFAULT_PORT);
     let interval_ms = env.integer(WORKER_INTERVAL_MS, DEFAULT_INTERVAL_MS, 1..=MAX_INTERVAL_MS);
-    let logger = Logger::read(&mut env, APP_NAME);
+    let log = LogSettings::read(&mut env);
+    log.install();
     if service_kit::health_check_requested() {
-        return service_kit::run_health_check(&config, logger);
+        return service_kit::run_health_check(&config);
     }
-    service_kit::run_main(logger, env.finish(), || {
-        service::run(config, Duration::from_millis(interval_ms), logger)
+    service_kit::run_main(env.finish(), || {
+        service::run(config, Duration::from_millis(interval_ms))
     })
 }
 

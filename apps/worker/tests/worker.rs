@@ -56,11 +56,11 @@ fn counts_jobs_is_ready_after_the_first_and_exits_0_on_sigterm() {
     let metrics = worker.get("/metrics").unwrap();
     assert_eq!(
         metrics.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let text = &metrics.body;
     for line in [
-        "# TYPE worker_jobs_total counter\n",
+        "# TYPE worker_jobs counter\n",
         "# TYPE worker_last_job_timestamp_seconds gauge\n",
         "# TYPE process_uptime_seconds gauge\n",
     ] {
@@ -95,11 +95,11 @@ fn counts_jobs_is_ready_after_the_first_and_exits_0_on_sigterm() {
 
     let stderr = terminate_and_expect_clean_exit(worker);
     for expected in [
-        " INFO worker: listening on 127.0.0.1:",
+        " INFO worker::service: listening on 127.0.0.1:",
         ", one job every 20 ms\n",
-        " INFO worker: received SIGTERM, stopping the job loop",
-        " INFO worker: job loop stopped; jobs run: ",
-        " INFO worker: stopped; jobs run: ",
+        " INFO worker::service: received SIGTERM, stopping the job loop",
+        " INFO worker::jobs: job loop stopped; jobs run: ",
+        " INFO worker::service: stopped; jobs run: ",
     ] {
         assert!(
             stderr.contains(expected),
@@ -122,7 +122,7 @@ fn sigterm_does_not_wait_for_the_next_job() {
 
     let stderr = terminate_and_expect_clean_exit(worker);
     assert!(
-        stderr.contains(" INFO worker: stopped; jobs run: 1\n"),
+        stderr.contains(" INFO worker::service: stopped; jobs run: 1\n"),
         "stderr:\n{stderr}"
     );
 }
@@ -143,7 +143,7 @@ fn an_invalid_interval_exits_2_naming_the_variable() {
         let stderr = worker.stderr();
         assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
         let expected = format!(
-            " ERROR worker: invalid environment: `WORKER_INTERVAL_MS` must be an integer \
+            " ERROR service_kit::server: invalid environment: `WORKER_INTERVAL_MS` must be an integer \
              from 1 to 86400000, got `{bad}`\n"
         );
         assert!(stderr.contains(&expected), "stderr:\n{stderr}");

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::{Config, Logger};
+use crate::Config;
 
 /// The command-line flag that selects the health-check mode.
 pub const HEALTH_CHECK_FLAG: &str = "--health-check";
@@ -23,11 +23,11 @@ pub fn health_check_requested() -> bool {
 
 /// The probe as an app's `main` runs it: exit 0 when `/health` answers 200, else 1 with the
 /// reason logged.
-pub fn run_health_check(config: &Config, logger: Logger) -> ExitCode {
+pub fn run_health_check(config: &Config) -> ExitCode {
     match probe_health(config, HEALTH_CHECK_TIMEOUT) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            logger.error(format_args!("health check failed: {error}"));
+            tracing::error!("health check failed: {error}");
             ExitCode::FAILURE
         }
     }

@@ -16,10 +16,12 @@ pub mod testing;
 
 pub use config::{Config, ConfigError, EnvReader, InvalidVar};
 pub use health_check::{HEALTH_CHECK_FLAG, health_check_requested, probe_health, run_health_check};
-pub use log::{Level, Logger};
-pub use metrics::{Counter, Gauge, Metrics};
+pub use log::{LOG_FORMAT, LogFormat, LogSettings, RUST_LOG};
+pub use metrics::{Counter, Gauge, Histogram, Metrics};
 pub use readiness::{Readiness, ReadinessState};
 pub use routes::router;
 pub use server::{
     EXIT_INVALID_ENVIRONMENT, ServeError, Signal, bind, run_main, serve, shutdown_signal,
 };
+/// The logging macros the apps use (`service_kit::tracing::info!`).
+pub use tracing;

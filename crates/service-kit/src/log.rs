@@ -1,231 +1,120 @@
-//! Plain log lines on stderr, `<UTC time, RFC 3339> <LEVEL> <app>: <message>`, filtered by `RUST_LOG`.
+//! Logging: the apps emit `tracing` events (`tracing::info!` and friends); [`LogSettings`]
+//! installs `tracing-subscriber` to write them to stderr, filtered by `RUST_LOG` with
+//! `EnvFilter` directives (`info`, `warn,api=debug`, `info,hyper=warn`; default `info`), as text
+//! lines `<UTC time> <LEVEL> <target>: <message>` or, with `LOG_FORMAT=json` (what the generated
+//! Kubernetes manifests set), one JSON object per line.
 //!
-//! `RUST_LOG` holds one level (`off`, `error`, `warn`, `info`, `debug`, `trace`; any case),
-//! default `info`. Per-module directives such as `info,hyper=warn` are not supported and are
-//! reported as an invalid variable. Each line is written with one `write_all` so concurrent lines
-//! do not interleave; a failed write to stderr is ignored, as there is nowhere else to report it.
+//! A `RUST_LOG` or `LOG_FORMAT` that does not parse is reported with every other invalid
+//! variable (the app exits 2), and logging falls back to `info` text lines to say so.
 
-use std::fmt::{self, Display};
-use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use tracing_subscriber::EnvFilter;
 
 use crate::config::EnvReader;
 
-/// Name of the variable holding the most verbose level to write.
+/// Name of the variable holding the filter directives.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// Name of the variable choosing the line format: `text` (default) or `json`.
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-/// Severity of a log line, most severe first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// The service cannot do what it was asked.
-    Error,
-    /// Something is wrong but the service goes on.
-    Warn,
-    /// Lifecycle events: listening, shutting down, stopped.
-    Info,
-    /// Per-job or per-request detail.
-    Debug,
-    /// Finer detail still.
-    Trace,
-}
-
-/// Writes log lines for one app at or above a level; cheap to copy into tasks.
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Logger {
-    app: &'static str,
-    max_level: Option<Level>,
+pub enum LogFormat {
+    /// `2026-01-01T00:00:00.000000Z  INFO api::service: listening on 0.0.0.0:8080`.
+    Text,
+    /// `{"timestamp":"...","level":"INFO","fields":{"message":"..."},"target":"api::service"}`.
+    Json,
 }
 
-impl Level {
-    /// The upper-case name written in log lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Error => "ERROR",
-            Self::Warn => "WARN",
-            Self::Info => "INFO",
-            Self::Debug => "DEBUG",
-            Self::Trace => "TRACE",
-        }
-    }
+/// The filter and format of an app's log lines, read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Validated `EnvFilter` directives.
+    pub filter: String,
+    pub format: LogFormat,
 }
 
-impl Display for Level {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
-
-impl Logger {
-    /// A logger writing lines up to `max_level`; `None` writes nothing.
-    pub const fn new(app: &'static str, max_level: Option<Level>) -> Self {
-        Self { app, max_level }
-    }
-
-    /// A logger whose level comes from `RUST_LOG` (default `info`); a bad value is recorded in `env`.
-    pub fn read(env: &mut EnvReader, app: &'static str) -> Self {
-        let max_level = env.parse_with(
+impl LogSettings {
+    /// Reads `RUST_LOG` and `LOG_FORMAT`; bad values are recorded in `env`.
+    pub fn read(env: &mut EnvReader) -> LogSettings {
+        let filter = env.parse_with(
             RUST_LOG,
-            Some(Level::Info),
-            "one of off, error, warn, info, debug, trace",
-            parse_max_level,
+            "info".to_owned(),
+            "EnvFilter directives such as `info` or `warn,api=debug`",
+            |text| EnvFilter::try_new(text).is_ok().then(|| text.to_owned()),
         );
-        Self::new(app, max_level)
+        let format =
+            env.parse_with(
+                LOG_FORMAT,
+                LogFormat::Text,
+                "`text` or `json`",
+                |text| match text {
+                    "text" => Some(LogFormat::Text),
+                    "json" => Some(LogFormat::Json),
+                    _ => None,
+                },
+            );
+        LogSettings { filter, format }
     }
 
-    /// Whether lines at `level` are written.
-    pub fn enabled(&self, level: Level) -> bool {
-        self.max_level.is_some_and(|max_level| level <= max_level)
+    /// Installs the process-wide subscriber writing to stderr. Does nothing when one is
+    /// already installed (a second call, or a test harness).
+    pub fn install(&self) {
+        let filter = EnvFilter::try_new(&self.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _already_installed = match self.format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
     }
-
-    /// Writes one line at `level`, if enabled.
-    pub fn log(&self, level: Level, message: impl Display) {
-        if !self.enabled(level) {
-            return;
-        }
-        let line = format_line(SystemTime::now(), level, self.app, message);
-        let _ignored = std::io::stderr().lock().write_all(line.as_bytes());
-    }
-
-    /// Writes an `ERROR` line.
-    pub fn error(&self, message: impl Display) {
-        self.log(Level::Error, message);
-    }
-
-    /// Writes a `WARN` line.
-    pub fn warn(&self, message: impl Display) {
-        self.log(Level::Warn, message);
-    }
-
-    /// Writes an `INFO` line.
-    pub fn info(&self, message: impl Display) {
-        self.log(Level::Info, message);
-    }
-
-    /// Writes a `DEBUG` line.
-    pub fn debug(&self, message: impl Display) {
-        self.log(Level::Debug, message);
-    }
-}
-
-/// Parses a `RUST_LOG` value: `Some(None)` for `off`, `None` when it is not a level.
-pub fn parse_max_level(text: &str) -> Option<Option<Level>> {
-    let level = match text.to_ascii_lowercase().as_str() {
-        "off" => return Some(None),
-        "error" => Level::Error,
-        "warn" => Level::Warn,
-        "info" => Level::Info,
-        "debug" => Level::Debug,
-        "trace" => Level::Trace,
-        _ => return None,
-    };
-    Some(Some(level))
-}
-
-/// One log line, newline included.
-pub fn format_line(time: SystemTime, level: Level, app: &str, message: impl Display) -> String {
-    format!("{} {level} {app}: {message}\n", Rfc3339(time))
-}
-
-/// Formats a time as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC; times before 1970 print as the epoch.
-struct Rfc3339(SystemTime);
-
-impl Display for Rfc3339 {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since_epoch = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let seconds = since_epoch.as_secs();
-        let (year, month, day) = civil_from_days(seconds / 86_400);
-        let second_of_day = seconds % 86_400;
-        write!(
-            formatter,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            second_of_day / 3600,
-            second_of_day % 3600 / 60,
-            second_of_day % 60,
-            since_epoch.subsec_millis()
-        )
-    }
-}
-
-/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`,
-/// restricted to days on or after the epoch).
-fn civil_from_days(days_since_epoch: u64) -> (u64, u64, u64) {
-    let days = days_since_epoch + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    fn at(seconds: u64, millis: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis)
+    fn read(vars: &[(&'static str, &str)]) -> (LogSettings, Result<(), crate::ConfigError>) {
+        let mut env = EnvReader::from_vars(vars.iter().copied());
+        let settings = LogSettings::read(&mut env);
+        (settings, env.finish())
     }
 
     #[test]
-    fn lines_carry_utc_time_level_app_and_message() {
-        let cases = [
-            (at(0, 0), "1970-01-01T00:00:00.000Z"),
-            (at(951_782_400, 5), "2000-02-29T00:00:00.005Z"),
-            (at(1_700_000_000, 999), "2023-11-14T22:13:20.999Z"),
-            (at(4_107_542_399, 0), "2100-02-28T23:59:59.000Z"),
-            (at(253_402_300_799, 0), "9999-12-31T23:59:59.000Z"),
-        ];
-        for (time, expected) in cases {
-            assert_eq!(
-                format_line(time, Level::Warn, "api", "disk full"),
-                format!("{expected} WARN api: disk full\n")
-            );
+    fn rust_log_takes_env_filter_directives() {
+        for directives in ["warn", "info,hyper=warn", "warn,api=debug", "off"] {
+            let (settings, result) = read(&[(RUST_LOG, directives)]);
+            assert!(result.is_ok(), "{directives}");
+            assert_eq!(settings.filter, directives);
         }
-    }
-
-    #[test]
-    fn rust_log_picks_the_most_verbose_level() {
-        let read = |value: &str| {
-            let mut env = EnvReader::from_vars([(RUST_LOG, value)]);
-            let logger = Logger::read(&mut env, "api");
-            (logger, env.finish())
-        };
-        let (logger, result) = read("WARN");
-        assert!(result.is_ok());
-        assert!(logger.enabled(Level::Error));
-        assert!(logger.enabled(Level::Warn));
-        assert!(!logger.enabled(Level::Info));
-
-        let (logger, result) = read("off");
-        assert!(result.is_ok());
-        assert!(!logger.enabled(Level::Error));
-
-        let (logger, result) = read("info,hyper=warn");
+        let (settings, result) = read(&[(RUST_LOG, "api=loud")]);
         assert_eq!(
             result.unwrap_err().to_string(),
-            "invalid environment: `RUST_LOG` must be one of off, error, warn, info, debug, trace, \
-             got `info,hyper=warn`"
+            "invalid environment: `RUST_LOG` must be EnvFilter directives such as `info` or \
+             `warn,api=debug`, got `api=loud`"
         );
-        assert!(
-            logger.enabled(Level::Info),
-            "a bad value falls back to info"
-        );
-        assert!(!logger.enabled(Level::Debug));
+        assert_eq!(settings.filter, "info", "a bad value falls back to info");
     }
 
     #[test]
-    fn rust_log_defaults_to_info() {
-        let mut env = EnvReader::from_vars([("OTHER", "1")]);
-        let logger = Logger::read(&mut env, "worker");
-        assert_eq!(logger, Logger::new("worker", Some(Level::Info)));
+    fn defaults_are_info_text_and_json_is_chosen_by_log_format() {
+        let (settings, result) = read(&[("OTHER", "1")]);
+        assert!(result.is_ok());
+        assert_eq!(
+            settings,
+            LogSettings {
+                filter: "info".into(),
+                format: LogFormat::Text
+            }
+        );
+        let (settings, _) = read(&[(LOG_FORMAT, "json")]);
+        assert_eq!(settings.format, LogFormat::Json);
+        let (_, result) = read(&[(LOG_FORMAT, "yaml")]);
+        assert!(
+            result
+                .unwrap_err()
+                .to_string()
+                .contains("`LOG_FORMAT` must be `text` or `json`, got `yaml`")
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP endpoints every service shares, `/health`, `/ready` and `/metrics`, and the request
-//! counter `http_requests_total{path,status}` wrapped around them and the app's own routes.
+//! counter `http_requests_total{path,status}` and duration histogram
+//! `http_request_duration_seconds{path}` wrapped around them and the app's own routes.
 //!
 //! The `path` label is the matched route template (`/items/{id}`, not `/items/42`), or
 //! `unmatched` for requests no route matched, so a client cannot grow the number of series.
@@ -23,6 +24,8 @@ pub const READY_PATH: &str = "/ready";
 pub const METRICS_PATH: &str = "/metrics";
 /// Counter of answered requests, labelled `path` and `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// Histogram of the time from receiving a request to its response's head, labelled `path`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 /// The `path` label of requests that matched no route.
 pub const UNMATCHED_PATH: &str = "unmatched";
 
@@ -88,7 +91,15 @@ async fn count_requests(State(metrics): State<Metrics>, request: Request, next: 
         .get::<MatchedPath>()
         .map_or(UNMATCHED_PATH, MatchedPath::as_str)
         .to_owned();
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    metrics
+        .histogram(
+            HTTP_REQUEST_DURATION_SECONDS,
+            "Time to answer HTTP requests, by route, in seconds.",
+            &[("path", &path)],
+        )
+        .observe(started.elapsed().as_secs_f64());
     metrics
         .counter(
             HTTP_REQUESTS_TOTAL,

@@ -138,7 +138,6 @@ pub const EXIT_INVALID_ENVIRONMENT: u8 = 2;
 /// `service` on a current-thread tokio runtime and maps its result to exit 0 or 1, logging
 /// the failure.
 pub fn run_main<F, E>(
-    logger: crate::Logger,
     environment: Result<(), crate::ConfigError>,
     service: impl FnOnce() -> F,
 ) -> std::process::ExitCode
@@ -147,7 +146,7 @@ where
     E: Display,
 {
     if let Err(error) = environment {
-        logger.error(error);
+        tracing::error!("{error}");
         return std::process::ExitCode::from(EXIT_INVALID_ENVIRONMENT);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -156,14 +155,14 @@ where
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            logger.error(format_args!("failed to start the async runtime: {error}"));
+            tracing::error!("failed to start the async runtime: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
     match runtime.block_on(service()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            logger.error(format_args!("{error:#}"));
+            tracing::error!("{error:#}");
             std::process::ExitCode::FAILURE
         }
     }

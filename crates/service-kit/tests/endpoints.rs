@@ -143,7 +143,7 @@ fn metrics_show_app_info_uptime_and_requests_by_route_template() {
     assert_eq!(response.status, 200);
     assert_eq!(
         response.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let text = &response.body;
     for line in [
@@ -151,8 +151,10 @@ fn metrics_show_app_info_uptime_and_requests_by_route_template() {
         "app_info{name=\"test-app\",version=\"1.2.3\"} 1\n",
         "# HELP process_uptime_seconds Seconds since the service started.\n",
         "# TYPE process_uptime_seconds gauge\n",
-        "# HELP http_requests_total HTTP requests answered, by route and status code.\n",
-        "# TYPE http_requests_total counter\n",
+        "# HELP http_requests HTTP requests answered, by route and status code.\n",
+        "# TYPE http_requests counter\n",
+        "# TYPE http_request_duration_seconds histogram\n",
+        "# EOF\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
@@ -168,6 +170,23 @@ fn metrics_show_app_info_uptime_and_requests_by_route_template() {
     assert_eq!(requests("/items/{id}", 400), Some(1.0));
     assert_eq!(requests("unmatched", 404), Some(1.0));
     assert_eq!(requests("/metrics", 200), None, "counted after it renders");
+    let durations = |path: &str, suffix: &str| {
+        sample_value(
+            text,
+            &format!("http_request_duration_seconds_{suffix}{{path=\"{path}\"}}"),
+        )
+    };
+    assert_eq!(durations("/health", "count"), Some(2.0), "{text}");
+    assert_eq!(durations("/items/{id}", "count"), Some(2.0), "{text}");
+    assert!(durations("/health", "sum").is_some_and(|sum| sum >= 0.0));
+    assert_eq!(
+        sample_value(
+            text,
+            "http_request_duration_seconds_bucket{le=\"+Inf\",path=\"/health\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
     assert!(
         !text.contains("/items/42"),
         "raw paths are never labels:\n{text}"

@@ -89,6 +89,7 @@ pub fn generated_files(workspace: &Workspace, rust_version: &str) -> Vec<Generat
             path: ".env.example".into(),
             contents: env_example(&apps),
         });
+        files.extend(prometheus_files(&apps));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
@@ -369,11 +370,16 @@ fn service_spec(service: BackingService) -> ServiceSpec {
 
 /// Variables every app reads through `service-kit` (besides its metadata `env`), with their
 /// defaults and meaning. `PORT` and `BIND_ADDR` are fixed by compose.yaml.
-const SERVICE_KIT_VARIABLES: [(&str, &str, &str); 2] = [
+const SERVICE_KIT_VARIABLES: [(&str, &str, &str); 3] = [
     (
         "RUST_LOG",
         "info",
-        "log level: error, warn, info, debug or trace",
+        "log filter (tracing EnvFilter directives): info, warn,api=debug, info,hyper=warn",
+    ),
+    (
+        "LOG_FORMAT",
+        "text",
+        "log lines as text or json (the Kubernetes manifests use json)",
     ),
     (
         "SHUTDOWN_GRACE_MS",
@@ -486,13 +492,80 @@ pub fn compose(apps: &[App<'_>]) -> String {
         let _ = writeln!(out, "      test: {}", spec.health);
         health_timing(&mut out);
     }
-    if !services.is_empty() {
-        let _ = writeln!(out, "volumes:");
-        for service in &services {
-            let _ = writeln!(out, "  {}: {{}}", service_spec(*service).volume);
-        }
+    prometheus_service(&mut out);
+    let _ = writeln!(out, "volumes:");
+    for service in &services {
+        let _ = writeln!(out, "  {}: {{}}", service_spec(*service).volume);
     }
+    let _ = writeln!(out, "  {PROMETHEUS_VOLUME}: {{}}");
     out
+}
+
+/// The directory of compose's Prometheus configuration, rules and rule tests.
+pub const PROMETHEUS_DIR: &str = "monitoring/prometheus";
+/// The Prometheus image of compose (the version Debian's `prometheus` package tests with is
+/// 2.42; the rule files use nothing newer).
+pub const PROMETHEUS_IMAGE: &str = "docker.io/prom/prometheus:v2.53.4";
+/// Where compose publishes Prometheus (loopback only).
+pub const PROMETHEUS_PORT: u16 = 9090;
+const PROMETHEUS_VOLUME: &str = "prometheus-data";
+
+fn prometheus_service(out: &mut String) {
+    let _ = writeln!(out, "  prometheus:");
+    let _ = writeln!(out, "    image: {PROMETHEUS_IMAGE}");
+    let _ = writeln!(out, "    restart: unless-stopped");
+    let _ = writeln!(
+        out,
+        "    command: [\"--config.file=/etc/prometheus/prometheus.yml\", \"--storage.tsdb.path=/prometheus\"]"
+    );
+    let _ = writeln!(out, "    volumes:");
+    let _ = writeln!(out, "      - ./{PROMETHEUS_DIR}:/etc/prometheus:ro");
+    let _ = writeln!(out, "      - {PROMETHEUS_VOLUME}:/prometheus");
+    let _ = writeln!(out, "    ports:");
+    let _ = writeln!(
+        out,
+        "      - \"127.0.0.1:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}\""
+    );
+    let _ = writeln!(out, "    healthcheck:");
+    let _ = writeln!(
+        out,
+        "      test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready\"]"
+    );
+    health_timing(out);
+}
+
+/// The apps as the monitoring generators see them.
+pub fn monitored<'a>(apps: &[App<'a>]) -> Vec<xtask_monitoring::MonitoredApp<'a>> {
+    apps.iter()
+        .map(|app| xtask_monitoring::MonitoredApp {
+            name: &app.package.name,
+            config: app.config,
+        })
+        .collect()
+}
+
+/// `monitoring/prometheus/`: the configuration compose's Prometheus runs with (every app
+/// scraped by its compose service name), the alert rules (the same as the PrometheusRules of
+/// `k8s/monitoring/`) and their promtool unit tests.
+fn prometheus_files(apps: &[App<'_>]) -> Vec<GeneratedFile> {
+    let header = [&HEADER[2..]];
+    let apps = monitored(apps);
+    vec![
+        GeneratedFile::new(
+            format!("{PROMETHEUS_DIR}/prometheus.yml"),
+            xtask_monitoring::prometheus_config(&header, &apps, &["rules.yml"], &|app| {
+                format!("{}:{}", app.name, app.config.port)
+            }),
+        ),
+        GeneratedFile::new(
+            format!("{PROMETHEUS_DIR}/rules.yml"),
+            xtask_monitoring::rules_file(&header, &apps),
+        ),
+        GeneratedFile::new(
+            format!("{PROMETHEUS_DIR}/rules.test.yml"),
+            xtask_monitoring::rules_tests_file(&header, "rules.yml", &apps),
+        ),
+    ]
 }
 
 fn health_timing(out: &mut String) {

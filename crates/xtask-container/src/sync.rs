@@ -42,12 +42,13 @@ pub fn docker(options: &DockerOptions, reporter: &Reporter) -> anyhow::Result<i3
     })
 }
 
-/// The set `cargo xtask docker` writes. The files live in app directories and at the root,
-/// beside the user's own files, so the set owns no directory (nothing is removed as stale).
+/// The set `cargo xtask docker` writes. Most files live in app directories and at the root,
+/// beside the user's own files; the only directory the set owns (stale generated files in it
+/// are removed) is compose's Prometheus configuration.
 pub fn docker_set(files: Vec<GeneratedFile>) -> GeneratedSet {
     GeneratedSet {
         command: FIX_COMMAND,
-        owned_dirs: Vec::new(),
+        owned_dirs: vec![crate::generate::PROMETHEUS_DIR],
         files,
     }
 }

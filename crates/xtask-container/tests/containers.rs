@@ -370,6 +370,25 @@ fn podman_runs_the_api_image_as_non_root_and_it_answers_health() {
     );
     // The image's own health check command works inside the container.
     run(podman(storage.path()).args(["exec", &name, "/app/api", "--health-check"]));
+    // And the smoke check `deploy` runs passes against the container: readiness, health,
+    // the metrics the alerts query, and the api's declared requests.
+    let config = workspace()
+        .packages
+        .iter()
+        .find(|p| p.name == "api")
+        .and_then(|p| p.app.clone())
+        .unwrap();
+    assert!(!config.smoke.is_empty());
+    let report = xtask_smoke::check(
+        &[xtask_smoke::SmokeTarget {
+            app: "api".into(),
+            base_url: format!("http://{addr}"),
+            config,
+        }],
+        &xtask_smoke::SmokeSettings::default(),
+    );
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.results.len(), 5, "{}", report.render());
 }
 
 #[test]

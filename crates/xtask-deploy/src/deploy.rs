@@ -1,7 +1,9 @@
 //! `cargo xtask deploy ENV [--dry-run]`: renders the environment's overlay with the built
 //! images pinned by digest into `target/xtask/deploy/<env>/manifests.yaml`, prints the plan
-//! (apply, wait for every rollout, roll back a failed one), and without `--dry-run` runs it
-//! with `kubectl` (the current context of `KUBECONFIG`; `XTASK_KUBECTL` names another program).
+//! (apply, wait for every rollout, roll back a failed one, smoke-check every app through
+//! `kubectl port-forward` and roll everything back when that fails), and without `--dry-run`
+//! runs it with `kubectl` (the current context of `KUBECONFIG`; `XTASK_KUBECTL` names another
+//! program). `deploy ENV --rollback` undoes the last rollout of every app.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,8 +12,11 @@ use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, UserError};
 
+use xtask_smoke::SmokeSettings;
+
 use crate::k8s::dev_secrets_file;
 use crate::model::{Environment, Project};
+use crate::smoke::{SmokeWhere, check_apps};
 use crate::yaml::{file, map, seq, str};
 use xtask_engine::generated::{SyncMode, relative, sync, write_atomically};
 use xtask_engine::image_record::{ImageRecord, read_record, record_path};
@@ -24,6 +29,15 @@ pub struct DeployOptions {
     pub location: Location,
     pub environment: Environment,
     pub dry_run: bool,
+    /// Timeouts of the smoke check after the rollouts.
+    pub smoke: SmokeSettings,
+}
+
+/// Options of `cargo xtask deploy ENV --rollback`.
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub location: Location,
+    pub environment: Environment,
 }
 
 /// The image an app deploys with, and why.
@@ -131,6 +145,19 @@ impl DeployPlan {
             ));
         }
         text.push_str("     then exit with code 1\n");
+        step += 1;
+        text.push_str(&format!(
+            "  {step}. cargo xtask smoke --env {} (health, readiness, metrics and each app's declared requests, through kubectl port-forward)\n",
+            self.environment.name()
+        ));
+        text.push_str("  when the smoke check fails:\n");
+        for deployment in &self.deployments {
+            text.push_str(&format!(
+                "     kubectl {}\n",
+                self.rollout_undo_args(deployment).join(" ")
+            ));
+        }
+        text.push_str("     then exit with code 1\n");
         text
     }
 }
@@ -143,7 +170,7 @@ pub struct DeployOutcome {
 }
 
 /// The kubectl program: `XTASK_KUBECTL`, else `kubectl` from `PATH`.
-fn kubectl_program() -> PathBuf {
+pub(crate) fn kubectl_program() -> PathBuf {
     std::env::var_os("XTASK_KUBECTL")
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("kubectl"), PathBuf::from)
@@ -187,8 +214,49 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<De
         });
     }
     xtask_engine::output::write_stdout(&plan.render())?;
-    let success = execute(&workspace.root, &plan, reporter)?;
+    let success = execute(&workspace.root, &project, &plan, &options.smoke, reporter)?;
     Ok(DeployOutcome { plan, success })
+}
+
+/// `cargo xtask deploy ENV --rollback`: `kubectl rollout undo` of every app's Deployment in
+/// the environment's namespace, each awaited. `Ok(false)` when one failed.
+pub fn rollback(options: &RollbackOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+    let workspace = xtask_engine::load_workspace(&options.location)?;
+    let project = crate::model::project(&workspace)?;
+    if project.apps.is_empty() {
+        return Err(UserError(
+            "nothing to roll back: no package declares `[package.metadata.xtask.app]`".to_string(),
+        )
+        .into());
+    }
+    let plan = DeployPlan {
+        environment: options.environment,
+        namespace: project.namespace_of(options.environment),
+        images: Vec::new(),
+        manifests: String::new(),
+        objects: Vec::new(),
+        deployments: project.apps.iter().map(|a| a.name.clone()).collect(),
+    };
+    let kubectl = Kubectl {
+        root: &workspace.root,
+        reporter,
+    };
+    let failed = roll_back(&kubectl, &plan, &plan.deployments)?;
+    if failed.is_empty() {
+        reporter.line(&format!(
+            "rollback {}: rolled back {}",
+            plan.environment.name(),
+            plan.deployments.join(", ")
+        ));
+        Ok(true)
+    } else {
+        reporter.line(&format!(
+            "rollback {}: failed for {}",
+            plan.environment.name(),
+            failed.join(", ")
+        ));
+        Ok(false)
+    }
 }
 
 /// Renders the overlay with the image pins; writes `target/xtask/deploy/<env>/`.
@@ -338,14 +406,19 @@ pub fn plan(
     })
 }
 
-/// Runs the plan: apply, wait for each rollout, undo the failed ones. `Ok(false)` when a step
-/// failed (after rolling back).
-fn execute(root: &Path, plan: &DeployPlan, reporter: &Reporter) -> anyhow::Result<bool> {
-    let kubectl = |args: &[String]| -> anyhow::Result<bool> {
-        reporter.line(&format!("==> kubectl {}", args.join(" ")));
+struct Kubectl<'a> {
+    root: &'a Path,
+    reporter: &'a Reporter,
+}
+
+impl Kubectl<'_> {
+    /// Runs kubectl with `args`, its output indented under the command; `Ok(success)`.
+    fn run(&self, args: &[String]) -> anyhow::Result<bool> {
+        self.reporter
+            .line(&format!("==> kubectl {}", args.join(" ")));
         let output = Command::new(kubectl_program())
             .args(args)
-            .current_dir(root)
+            .current_dir(self.root)
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("failed to run `{}`", kubectl_program().display()))?;
@@ -353,47 +426,109 @@ fn execute(root: &Path, plan: &DeployPlan, reporter: &Reporter) -> anyhow::Resul
             .lines()
             .chain(String::from_utf8_lossy(&output.stderr).lines())
         {
-            reporter.line(&format!("    {line}"));
+            self.reporter.line(&format!("    {line}"));
         }
         Ok(output.status.success())
-    };
-    if !kubectl(&plan.apply_args())? {
+    }
+}
+
+/// Undoes the last rollout of each deployment and waits for it; the ones that failed.
+fn roll_back(
+    kubectl: &Kubectl<'_>,
+    plan: &DeployPlan,
+    deployments: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut failed = Vec::new();
+    for deployment in deployments {
+        if !(kubectl.run(&plan.rollout_undo_args(deployment))?
+            && kubectl.run(&plan.rollout_status_args(deployment))?)
+        {
+            kubectl.reporter.warning(&format!(
+                "rolling back deployment/{deployment} in {} failed",
+                plan.namespace
+            ));
+            failed.push(deployment.clone());
+        }
+    }
+    Ok(failed)
+}
+
+/// Runs the plan: apply, wait for each rollout, undo the failed ones; then the smoke check,
+/// and every rollout undone when it fails. `Ok(false)` when a step failed (after rolling back).
+fn execute(
+    root: &Path,
+    project: &Project,
+    plan: &DeployPlan,
+    smoke: &SmokeSettings,
+    reporter: &Reporter,
+) -> anyhow::Result<bool> {
+    let kubectl = Kubectl { root, reporter };
+    let environment = plan.environment.name();
+    if !kubectl.run(&plan.apply_args())? {
         reporter.line(&format!(
-            "deploy {}: apply failed; nothing to roll back",
-            plan.environment.name()
+            "deploy {environment}: apply failed; nothing to roll back"
         ));
         return Ok(false);
     }
     let mut failed = Vec::new();
     for deployment in &plan.deployments {
-        if !kubectl(&plan.rollout_status_args(deployment))? {
+        if !kubectl.run(&plan.rollout_status_args(deployment))? {
             failed.push(deployment.clone());
         }
     }
-    if failed.is_empty() {
-        reporter.line(&format!(
-            "deploy {}: every rollout finished",
-            plan.environment.name()
-        ));
-        return Ok(true);
-    }
-    for deployment in &failed {
-        reporter.line(&format!(
-            "rollout of deployment/{deployment} failed: rolling back"
-        ));
-        if kubectl(&plan.rollout_undo_args(deployment))? {
-            kubectl(&plan.rollout_status_args(deployment))?;
-        } else {
-            reporter.warning(&format!(
-                "`kubectl rollout undo deployment/{deployment}` failed"
+    if !failed.is_empty() {
+        for deployment in &failed {
+            reporter.line(&format!(
+                "rollout of deployment/{deployment} failed: rolling back"
             ));
         }
+        roll_back(&kubectl, plan, &failed)?;
+        reporter.line(&format!(
+            "deploy {environment}: failed ({} rolled back)",
+            failed.join(", ")
+        ));
+        return Ok(false);
     }
     reporter.line(&format!(
-        "deploy {}: failed ({} rolled back)",
-        plan.environment.name(),
-        failed.join(", ")
+        "deploy {environment}: every rollout finished; smoke check"
     ));
+    let apps: Vec<&crate::model::App> = project.apps.iter().collect();
+    let report = match check_apps(
+        project,
+        &apps,
+        &SmokeWhere::Environment(plan.environment),
+        smoke,
+        reporter,
+    ) {
+        Ok(report) => report,
+        Err(error) => {
+            reporter.line(&format!("smoke check could not run: {error:#}"));
+            xtask_smoke::SmokeReport::default()
+        }
+    };
+    for line in report.render().lines() {
+        reporter.line(line);
+    }
+    if report.passed() && !report.results.is_empty() {
+        reporter.line(&format!("deploy {environment}: smoke check passed"));
+        return Ok(true);
+    }
+    reporter.line(&format!(
+        "deploy {environment}: smoke check failed: rolling back {}",
+        plan.deployments.join(", ")
+    ));
+    let not_rolled_back = roll_back(&kubectl, plan, &plan.deployments)?;
+    if not_rolled_back.is_empty() {
+        reporter.line(&format!(
+            "deploy {environment}: failed; rolled back {} to their previous revision",
+            plan.deployments.join(", ")
+        ));
+    } else {
+        reporter.line(&format!(
+            "deploy {environment}: failed; rollback failed for {}: see docs/operations/failed-deploy.md",
+            not_rolled_back.join(", ")
+        ));
+    }
     Ok(false)
 }
 

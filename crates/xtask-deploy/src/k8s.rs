@@ -4,7 +4,8 @@
 //! Base (`k8s/base/`): the Namespace (Pod Security `restricted`), a ResourceQuota, a
 //! default-deny NetworkPolicy, and per app a ServiceAccount without token, a Deployment
 //! (requests and limits, probes, hardened securityContext, Prometheus annotations), a ClusterIP
-//! Service, a generated ConfigMap of its non-secret settings, a HorizontalPodAutoscaler (CPU
+//! Service, a generated ConfigMap of its non-secret settings (with `LOG_FORMAT=json`: JSON log
+//! lines in every cluster environment), a HorizontalPodAutoscaler (CPU
 //! 70%, memory 80%), a PodDisruptionBudget and its NetworkPolicy (only the traffic it needs);
 //! one Ingress with path routing and TLS for the apps with an `ingress_path`.
 //!
@@ -138,6 +139,10 @@ fn base_kustomization(project: &Project) -> Value {
     }
     let generators = project.apps.iter().map(|app| {
         let mut literals = vec![str(format!("PORT={}", app.config.port))];
+        // In a cluster, logs are collected as JSON lines (service-kit's `LOG_FORMAT`).
+        if !app.config.env.contains_key("LOG_FORMAT") {
+            literals.push(str("LOG_FORMAT=json"));
+        }
         literals.extend(app.config.env.iter().map(|(k, v)| str(format!("{k}={v}"))));
         map([
             ("name", str(format!("{}-config", app.name))),
@@ -729,6 +734,7 @@ fn overlay(project: &Project, environment: Environment) -> Value {
         ("kind", str("Kustomization")),
         ("namespace", str(project.namespace_of(environment))),
         ("resources", seq([str("../../base")])),
+        ("components", seq([str("../../monitoring")])),
         (
             "labels",
             seq([map([

@@ -1,11 +1,16 @@
 //! Deployment artifacts generated from the workspace model, and the deploy plan:
 //!
-//! - `cargo xtask k8s [--check]`: the Kustomize base and overlays in `k8s/` ([`k8s`]);
+//! - `cargo xtask k8s [--check]`: the Kustomize base and overlays in `k8s/` ([`k8s`]), the
+//!   monitoring component `k8s/monitoring/` ([`monitoring`]) and the runbooks in
+//!   `docs/operations/` ([`runbook`]);
 //! - `cargo xtask ci generate [--check]`: the GitHub Actions workflows in `.github/workflows/`
 //!   ([`workflows`]);
 //! - `cargo xtask deploy ENV [--dry-run]`: the overlay rendered with built images pinned by
-//!   digest, applied with `kubectl`, every rollout awaited, a failed one rolled back
-//!   ([`deploy`]).
+//!   digest, applied with `kubectl`, every rollout awaited, a failed one rolled back, then the
+//!   smoke check, every app rolled back when it fails ([`deploy()`]); `--rollback`
+//!   ([`rollback`]);
+//! - `cargo xtask smoke`: the smoke check of the apps at a base URL, on their local ports or in
+//!   an environment through `kubectl port-forward` ([`smoke()`]).
 //!
 //! Invariants:
 //! - Generators are pure functions of the validated [`model::Project`]: no IO, no processes,
@@ -13,14 +18,17 @@
 //! - Every generated file goes through ONE function, [`xtask_engine::generated::sync`], in write or check mode;
 //!   check mode writes nothing and reports a diff and the command that fixes it.
 //! - Secret values are never written anywhere: manifests hold Secret names and keys only.
-//! - Only `deploy` starts processes (`kubectl`), and only `deploy` without `--dry-run`
-//!   talks to a cluster.
+//! - Only `deploy`, `rollback` and `smoke --env` start processes (`kubectl`), and only they
+//!   (`deploy` without `--dry-run`) talk to a cluster.
 
 pub mod checkov;
 mod deploy;
 pub mod k8s;
 pub mod model;
+pub mod monitoring;
 mod quantity;
+pub mod runbook;
+mod smoke;
 pub mod workflows;
 pub mod yaml;
 
@@ -29,10 +37,13 @@ use xtask_engine::report::Reporter;
 use xtask_model::Workspace;
 
 pub use deploy::{
-    DeployOptions, DeployOutcome, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, deploy, plan,
+    DeployOptions, DeployOutcome, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, RollbackOptions,
+    deploy, plan, rollback,
 };
 pub use model::{App, Environment, Project, project};
+pub use smoke::{SmokeOptions, SmokeWhere, smoke};
 pub use xtask_engine::generated::{GeneratedFile, GeneratedSet, SyncMode, SyncReport, sync};
+pub use xtask_smoke::{SmokeReport, SmokeSettings};
 
 /// Options of `cargo xtask k8s` and `cargo xtask ci generate`.
 #[derive(Debug, Clone)]
@@ -42,12 +53,17 @@ pub struct GenerateOptions {
     pub check: bool,
 }
 
-/// The files of `cargo xtask k8s`.
+/// The files of `cargo xtask k8s`: the Kustomize tree, its monitoring component and the
+/// runbooks.
 pub fn k8s_set(project: &Project) -> GeneratedSet {
+    let mut files = k8s::files(project);
+    files.extend(monitoring::files(project));
+    files.extend(runbook::files(project));
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     GeneratedSet {
         command: "cargo xtask k8s",
-        owned_dirs: vec!["k8s"],
-        files: k8s::files(project),
+        owned_dirs: vec!["k8s", monitoring::RUNBOOK_DIR],
+        files,
     }
 }
 

@@ -315,6 +315,19 @@ fn images(project: &Project) -> Value {
     ])
 }
 
+fn kubeconfig_step() -> Value {
+    run_with_env(
+        "kubeconfig",
+        map([("KUBECONFIG_DATA", str("${{ secrets.KUBECONFIG }}"))]),
+        "umask 077\n\
+         printf '%s\\n' \"$KUBECONFIG_DATA\" > \"$RUNNER_TEMP/kubeconfig\"\n\
+         echo \"KUBECONFIG=$RUNNER_TEMP/kubeconfig\" >> \"$GITHUB_ENV\"\n",
+    )
+}
+
+/// `deploy.yml`: after a successful `images` run, `cargo xtask deploy` (rollouts, smoke check,
+/// automatic rollback) to staging from main and to production from a `v*` tag; run by hand
+/// (`workflow_dispatch`), `cargo xtask deploy ENV --rollback`.
 fn deploy(project: &Project) -> Value {
     let job = |environment: Environment, condition: &str| {
         let name = environment.name();
@@ -366,32 +379,83 @@ fn deploy(project: &Project) -> Value {
                             ]),
                         ),
                     ]),
-                    run_with_env(
-                        "kubeconfig",
-                        map([("KUBECONFIG_DATA", str("${{ secrets.KUBECONFIG }}"))]),
-                        "umask 077\n\
-                         printf '%s\\n' \"$KUBECONFIG_DATA\" > \"$RUNNER_TEMP/kubeconfig\"\n\
-                         echo \"KUBECONFIG=$RUNNER_TEMP/kubeconfig\" >> \"$GITHUB_ENV\"\n",
-                    ),
+                    kubeconfig_step(),
                     run(
-                        &format!("cargo xtask deploy {name}"),
+                        &format!(
+                            "cargo xtask deploy {name} (rollouts, smoke check, rollback on failure)"
+                        ),
                         &format!("cargo xtask deploy {name}"),
                     ),
                 ]),
             ),
         ])
     };
+    let rollback = map([
+        ("name", str("roll back ${{ inputs.environment }}")),
+        ("if", str("github.event_name == 'workflow_dispatch'")),
+        ("runs-on", str("ubuntu-latest")),
+        ("timeout-minutes", int(30)),
+        (
+            "environment",
+            map([("name", str("${{ inputs.environment }}"))]),
+        ),
+        (
+            "concurrency",
+            map([
+                ("group", str("deploy-${{ inputs.environment }}")),
+                ("cancel-in-progress", Value::Bool(false)),
+            ]),
+        ),
+        (
+            "steps",
+            seq([
+                checkout(vec![]),
+                kubeconfig_step(),
+                run_with_env(
+                    "cargo xtask deploy ENV --rollback",
+                    map([("ENVIRONMENT", str("${{ inputs.environment }}"))]),
+                    "cargo xtask deploy \"$ENVIRONMENT\" --rollback",
+                ),
+            ]),
+        ),
+    ]);
     map([
         ("name", str("deploy")),
         (
             "on",
-            map([(
-                "workflow_run",
-                map([
-                    ("workflows", seq([str("images")])),
-                    ("types", seq([str("completed")])),
-                ]),
-            )]),
+            map([
+                (
+                    "workflow_run",
+                    map([
+                        ("workflows", seq([str("images")])),
+                        ("types", seq([str("completed")])),
+                    ]),
+                ),
+                (
+                    "workflow_dispatch",
+                    map([(
+                        "inputs",
+                        map([(
+                            "environment",
+                            map([
+                                (
+                                    "description",
+                                    str("roll back this environment's last rollout of every app"),
+                                ),
+                                ("type", str("choice")),
+                                ("required", Value::Bool(true)),
+                                (
+                                    "options",
+                                    seq([
+                                        str(Environment::Staging.name()),
+                                        str(Environment::Production.name()),
+                                    ]),
+                                ),
+                            ]),
+                        )]),
+                    )]),
+                ),
+            ]),
         ),
         (
             "permissions",
@@ -414,6 +478,7 @@ fn deploy(project: &Project) -> Value {
                         "startsWith(github.event.workflow_run.head_branch, 'v')",
                     ),
                 ),
+                ("rollback", rollback),
             ]),
         ),
     ])

@@ -14,9 +14,16 @@ use support::*;
 /// Kubernetes versions checked: the oldest supported here and the newest kubernetes-validate ships.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
-/// Writes the rendered manifests of the base and each overlay to `out`, returning their paths.
+/// The Prometheus Operator kinds, checked against `tests/schemas/<kind, lower case>.json`.
+const OPERATOR_KINDS: [&str; 2] = ["ServiceMonitor", "PrometheusRule"];
+
+/// Writes the rendered manifests of the base and each overlay to `out`, returning their paths;
+/// the Prometheus Operator's documents go to `out/operator/<kind>-<n>.yaml` instead.
 fn render_all(root: &Path, out: &Path) -> Vec<std::path::PathBuf> {
     let mut rendered = Vec::new();
+    let operator = out.join("operator");
+    std::fs::create_dir_all(&operator).unwrap();
+    let mut operator_documents = 0;
     for dir in [
         "base",
         "overlays/dev",
@@ -28,11 +35,65 @@ fn render_all(root: &Path, out: &Path) -> Vec<std::path::PathBuf> {
             manifests.contains("kind: Deployment"),
             "{dir}:\n{manifests}"
         );
+        let mut kubernetes = Vec::new();
+        for document in manifests.split("\n---\n") {
+            let kind = document
+                .lines()
+                .find_map(|l| l.strip_prefix("kind: "))
+                .unwrap_or_default();
+            if OPERATOR_KINDS.contains(&kind) {
+                operator_documents += 1;
+                std::fs::write(
+                    operator.join(format!("{}-{operator_documents}.yaml", kind.to_lowercase())),
+                    document,
+                )
+                .unwrap();
+            } else {
+                kubernetes.push(document);
+            }
+        }
         let path = out.join(format!("{}.yaml", dir.replace('/', "-")));
-        std::fs::write(&path, manifests).unwrap();
+        std::fs::write(&path, kubernetes.join("\n---\n")).unwrap();
         rendered.push(path);
     }
     rendered
+}
+
+/// `check-jsonschema` of every operator document in `dir` against our schema of its kind;
+/// how many documents were checked.
+fn validate_operator_documents(dir: &Path, root: &Path) -> usize {
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemas");
+    let mut checked = 0;
+    for kind in OPERATOR_KINDS {
+        let prefix = format!("{}-", kind.to_lowercase());
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            continue;
+        }
+        checked += files.len();
+        let schema = schemas.join(format!("{}.json", kind.to_lowercase()));
+        let schema = schema.to_string_lossy();
+        let mut args = vec!["--schemafile", &schema];
+        args.extend(files.iter().map(String::as_str));
+        let output = run_tool("check-jsonschema", &args, root);
+        assert!(
+            output.status.success(),
+            "check-jsonschema ({kind}):\n{}",
+            text(&output)
+        );
+    }
+    checked
 }
 
 fn validate(root: &Path) {
@@ -64,7 +125,58 @@ fn validate(root: &Path) {
             "{report}"
         );
     }
+    // Two apps, three overlays, a ServiceMonitor and a PrometheusRule each.
+    assert_eq!(
+        validate_operator_documents(&out.path().join("operator"), root),
+        12
+    );
     checkov(root, out.path());
+}
+
+#[test]
+fn the_operator_schemas_refuse_what_the_operator_would() {
+    let dir = temp_dir();
+    let root = repo_root();
+    let good = std::fs::read_to_string(root.join("k8s/monitoring/api.yaml")).unwrap();
+    let service_monitor = good
+        .split("\n---\n")
+        .find(|d| d.contains("kind: ServiceMonitor"))
+        .unwrap()
+        .to_string();
+    let rule = good
+        .split("\n---\n")
+        .find(|d| d.contains("kind: PrometheusRule"))
+        .unwrap()
+        .to_string();
+    for (name, original, document) in [
+        (
+            "servicemonitor-1.yaml",
+            &service_monitor,
+            service_monitor.replace("path: /metrics", "path: metrics"),
+        ),
+        (
+            "servicemonitor-2.yaml",
+            &service_monitor,
+            service_monitor.replace("interval: 15s", "interval: 15"),
+        ),
+        (
+            "prometheusrule-1.yaml",
+            &rule,
+            rule.replace("alert: ApiDown", "alert: Api-Down"),
+        ),
+        (
+            "prometheusrule-2.yaml",
+            &rule,
+            rule.replace("    for: 2m", "    for: 2m\n    keep: 1"),
+        ),
+    ] {
+        assert_ne!(&document, original, "{name}: the edit did not apply");
+        let case = dir.path().join(name.replace(".yaml", ""));
+        std::fs::create_dir_all(&case).unwrap();
+        std::fs::write(case.join(name), document).unwrap();
+        let result = std::panic::catch_unwind(|| validate_operator_documents(&case, &root));
+        assert!(result.is_err(), "{name} was accepted");
+    }
 }
 
 fn checkov(root: &Path, rendered: &Path) {

@@ -328,7 +328,46 @@ pub struct AppConfig {
     pub secrets: Vec<String>,
     /// Backing services the app needs (`services = ["postgres"]`), sorted, without duplicates.
     pub services: Vec<BackingService>,
+    /// Alert thresholds (`[package.metadata.xtask.app.monitoring]`).
+    pub monitoring: Monitoring,
+    /// Requests `cargo xtask smoke` sends besides health, readiness and metrics
+    /// (`[[package.metadata.xtask.app.smoke]]`), in declaration order.
+    pub smoke: Vec<SmokeRequest>,
 }
+
+/// Alert thresholds of an app (`[package.metadata.xtask.app.monitoring]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    /// The p99 request latency above which `<App>HighLatency` fires, in milliseconds.
+    pub latency_p99_ms: u32,
+    /// The share of 5xx responses, in percent (1-50), above which `<App>HighErrorRate` fires.
+    pub error_rate_percent: u32,
+}
+
+impl Default for Monitoring {
+    fn default() -> Monitoring {
+        Monitoring {
+            latency_p99_ms: 500,
+            error_rate_percent: 5,
+        }
+    }
+}
+
+/// One request of an app's smoke check (`[[package.metadata.xtask.app.smoke]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeRequest {
+    /// An HTTP method in upper case (`GET` by default).
+    pub method: String,
+    /// An absolute URL path, with an optional query.
+    pub path: String,
+    /// The expected status code (200 by default).
+    pub status: u16,
+    /// A substring the body must contain.
+    pub body_contains: Option<String>,
+}
+
+/// The methods a smoke request may use.
+pub const SMOKE_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A backing service an app can declare; the container generators know how to run each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -485,6 +524,25 @@ struct RawApp {
     talks_to: Vec<Spanned<String>>,
     #[serde(default)]
     secrets: Vec<Spanned<String>>,
+    monitoring: Option<Spanned<RawMonitoring>>,
+    #[serde(default)]
+    smoke: Vec<Spanned<RawSmokeRequest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitoring {
+    latency_p99_ms: Option<Spanned<i64>>,
+    error_rate_percent: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmokeRequest {
+    method: Option<Spanned<String>>,
+    path: Spanned<String>,
+    status: Option<Spanned<i64>>,
+    body_contains: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1217,6 +1275,8 @@ fn validate_app(
         }
         secrets.push(name.into_inner());
     }
+    let monitoring = validate_monitoring(source, key, app.monitoring, problems);
+    let smoke = validate_smoke(source, key, app.smoke, problems);
     (problems.len() == before).then(|| AppConfig {
         port: u16::try_from(port).unwrap_or(1),
         health_path,
@@ -1228,7 +1288,124 @@ fn validate_app(
         talks_to,
         secrets,
         services,
+        monitoring,
+        smoke,
     })
+}
+
+fn validate_monitoring(
+    source: &ManifestSource<'_>,
+    key: &str,
+    raw: Option<Spanned<RawMonitoring>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Monitoring {
+    let mut monitoring = Monitoring::default();
+    let Some(raw) = raw else {
+        return monitoring;
+    };
+    let raw = raw.into_inner();
+    let fields = [
+        (
+            "latency_p99_ms",
+            raw.latency_p99_ms,
+            &mut monitoring.latency_p99_ms,
+            1..=600_000,
+        ),
+        (
+            "error_rate_percent",
+            raw.error_rate_percent,
+            &mut monitoring.error_rate_percent,
+            1..=50,
+        ),
+    ];
+    for (field, value, slot, range) in fields {
+        let Some(value) = value else { continue };
+        let number = *value.get_ref();
+        match u32::try_from(number) {
+            Ok(n) if range.contains(&n) => *slot = n,
+            _ => problems.push(source.problem(
+                format!("{key}.monitoring.{field}"),
+                Some(value.span().start),
+                format!("must be {}-{}, got {number}", range.start(), range.end()),
+            )),
+        }
+    }
+    monitoring
+}
+
+fn validate_smoke(
+    source: &ManifestSource<'_>,
+    key: &str,
+    raw: Vec<Spanned<RawSmokeRequest>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<SmokeRequest> {
+    let mut requests = Vec::new();
+    for (index, request) in raw.into_iter().enumerate() {
+        let request = request.into_inner();
+        let key = format!("{key}.smoke[{index}]");
+        let method = match request.method {
+            None => "GET".to_string(),
+            Some(method) => {
+                if !SMOKE_METHODS.contains(&method.get_ref().as_str()) {
+                    problems.push(source.problem(
+                        format!("{key}.method"),
+                        Some(method.span().start),
+                        format!(
+                            "must be one of {}, got {:?}",
+                            SMOKE_METHODS.join(", "),
+                            method.get_ref()
+                        ),
+                    ));
+                }
+                method.into_inner()
+            }
+        };
+        let path = request.path;
+        if !path.get_ref().starts_with('/') || path.get_ref().contains(char::is_whitespace) {
+            problems.push(source.problem(
+                format!("{key}.path"),
+                Some(path.span().start),
+                format!(
+                    "must be an absolute URL path such as \"/v1/hello\", got {:?}",
+                    path.get_ref()
+                ),
+            ));
+        }
+        let status = match request.status {
+            None => 200,
+            Some(status) => {
+                let number = *status.get_ref();
+                match u16::try_from(number) {
+                    Ok(code) if (100..=599).contains(&code) => code,
+                    _ => {
+                        problems.push(source.problem(
+                            format!("{key}.status"),
+                            Some(status.span().start),
+                            format!("must be an HTTP status code 100-599, got {number}"),
+                        ));
+                        200
+                    }
+                }
+            }
+        };
+        let body_contains = request.body_contains.map(|text| {
+            if text.get_ref().is_empty() {
+                problems.push(source.problem(
+                    format!("{key}.body_contains"),
+                    Some(text.span().start),
+                    "must not be empty (leave it out to check only the status)",
+                ));
+            }
+            text.into_inner()
+        });
+        requests.push(SmokeRequest {
+            method,
+            path: path.into_inner(),
+            status,
+            body_contains,
+        });
+    }
+    requests
 }
 
 fn validate_remote(
@@ -1879,5 +2056,72 @@ mod tests {
                 "crates/a/Cargo.toml:7: `package.metadata.xtask.app.secrets`: `T` is listed twice",
             ]
         );
+    }
+
+    #[test]
+    fn monitoring_thresholds_and_smoke_requests() {
+        let (parsed, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 8080\n\
+             [package.metadata.xtask.app.monitoring]\nlatency_p99_ms = 250\n\
+             [[package.metadata.xtask.app.smoke]]\npath = \"/v1/hello\"\nbody_contains = \"hello\"\n\
+             [[package.metadata.xtask.app.smoke]]\nmethod = \"POST\"\npath = \"/v1/items\"\nstatus = 201\n",
+            &BTreeMap::new(),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let app = parsed.app.unwrap();
+        assert_eq!(
+            app.monitoring,
+            Monitoring {
+                latency_p99_ms: 250,
+                error_rate_percent: 5
+            }
+        );
+        assert_eq!(
+            app.smoke,
+            [
+                SmokeRequest {
+                    method: "GET".into(),
+                    path: "/v1/hello".into(),
+                    status: 200,
+                    body_contains: Some("hello".into()),
+                },
+                SmokeRequest {
+                    method: "POST".into(),
+                    path: "/v1/items".into(),
+                    status: 201,
+                    body_contains: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_monitoring_and_smoke_values_are_located() {
+        let (_, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 8080\n\
+             [package.metadata.xtask.app.monitoring]\nlatency_p99_ms = 0\nerror_rate_percent = 101\n\
+             [[package.metadata.xtask.app.smoke]]\nmethod = \"get\"\npath = \"v1\"\nstatus = 99\nbody_contains = \"\"\n",
+            &BTreeMap::new(),
+        );
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "crates/a/Cargo.toml:6: `package.metadata.xtask.app.monitoring.latency_p99_ms`: must be 1-600000, got 0",
+                "crates/a/Cargo.toml:7: `package.metadata.xtask.app.monitoring.error_rate_percent`: must be 1-50, got 101",
+                "crates/a/Cargo.toml:9: `package.metadata.xtask.app.smoke[0].method`: must be one of GET, HEAD, POST, PUT, PATCH, DELETE, got \"get\"",
+                "crates/a/Cargo.toml:10: `package.metadata.xtask.app.smoke[0].path`: must be an absolute URL path such as \"/v1/hello\", got \"v1\"",
+                "crates/a/Cargo.toml:11: `package.metadata.xtask.app.smoke[0].status`: must be an HTTP status code 100-599, got 99",
+                "crates/a/Cargo.toml:12: `package.metadata.xtask.app.smoke[0].body_contains`: must not be empty (leave it out to check only the status)",
+            ]
+        );
+        let (_, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 8080\n\
+             [[package.metadata.xtask.app.smoke]]\npath = \"/\"\nexpect = 200\n",
+            &BTreeMap::new(),
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(7), "{problems:?}");
+        assert!(problems[0].message.contains("expect"), "{problems:?}");
     }
 }

@@ -17,8 +17,9 @@ mod workspace;
 
 pub use config::{
     AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, CiConfig, DEFAULT_CACHE_DIR,
-    DEFAULT_CACHE_MAX_SIZE, DependsOn, DeployConfig, ReleaseConfig, ReleaseMode, RemoteCacheConfig,
-    RemoteMode, RemoteProtocol, Resources, TaskDef, TaskKind, TaskOrigin, WorkspaceConfig,
+    DEFAULT_CACHE_MAX_SIZE, DependsOn, DeployConfig, Monitoring, ReleaseConfig, ReleaseMode,
+    RemoteCacheConfig, RemoteMode, RemoteProtocol, Resources, SMOKE_METHODS, SmokeRequest, TaskDef,
+    TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError, UnknownPackage};
 pub use quantity::parse_size;
