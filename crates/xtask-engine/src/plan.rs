@@ -188,13 +188,29 @@ pub fn plan(
         }
     };
 
+    // 0. The lockfile: external closures, and edges only it shows.
+    let lock_path = workspace.root.join("Cargo.lock");
+    let lockfile = match std::fs::read_to_string(&lock_path) {
+        Ok(text) => Some(Lockfile::parse(&text, &lock_path)?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => {
+            return Err(error).with_context(|| format!("failed to read `{}`", lock_path.display()));
+        }
+    };
     // 1. Which input specs do we need?
     let mut specs: BTreeSet<SpecKey> = BTreeSet::new();
     let mut closures: HashMap<(PackageIndex, CargoTask), BTreeSet<PackageIndex>> = HashMap::new();
+    let mut reached_through_externals: HashMap<PackageIndex, Vec<PackageIndex>> = HashMap::new();
     for node in &graph.nodes {
         specs.insert(spec_of(node.package, &node.def));
         if let TaskKind::Cargo(task) = node.def.kind {
-            let closure = dependency_closure(workspace, node.package, cargo_dependency_kinds(task));
+            let closure = cargo_closure(
+                workspace,
+                lockfile.as_ref(),
+                node.package,
+                task,
+                &mut reached_through_externals,
+            );
             for &dep in &closure {
                 specs.insert(build_spec(dep));
             }
@@ -271,14 +287,6 @@ pub fn plan(
     let global_inputs = digests_of(&global_files);
 
     // 4. Cargo.lock closures.
-    let lock_path = workspace.root.join("Cargo.lock");
-    let lockfile = match std::fs::read_to_string(&lock_path) {
-        Ok(text) => Some(Lockfile::parse(&text, &lock_path)?),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => {
-            return Err(error).with_context(|| format!("failed to read `{}`", lock_path.display()));
-        }
-    };
     let mut external: HashMap<PackageIndex, Vec<LockedPackage>> = HashMap::new();
     let mut external_of = |package: PackageIndex| -> Vec<LockedPackage> {
         external
@@ -477,6 +485,55 @@ pub fn plan(
         tasks,
         package_inputs,
     })
+}
+
+/// The workspace packages a cargo task of `package` builds against: the model's edges of the
+/// task's kinds, plus the members the lockfile shows reached through an external package
+/// (a member `[patch]`ed in for a crate that a registry dependency uses), to a fixpoint.
+fn cargo_closure(
+    workspace: &Workspace,
+    lockfile: Option<&Lockfile>,
+    package: PackageIndex,
+    task: CargoTask,
+    memo: &mut HashMap<PackageIndex, Vec<PackageIndex>>,
+) -> BTreeSet<PackageIndex> {
+    let kinds = cargo_dependency_kinds(task);
+    let mut closure = dependency_closure(workspace, package, kinds);
+    let (Some(lockfile), true) = (lockfile, task != CargoTask::Fmt) else {
+        return closure;
+    };
+    let mut pending: Vec<PackageIndex> = std::iter::once(package)
+        .chain(closure.iter().copied())
+        .collect();
+    let mut walked: BTreeSet<PackageIndex> = BTreeSet::new();
+    while let Some(from) = pending.pop() {
+        if !walked.insert(from) {
+            continue;
+        }
+        let reached_from = memo.entry(from).or_insert_with(|| {
+            let p = &workspace.packages[from];
+            lockfile
+                .path_packages_reached_through_externals(&p.name, &p.version)
+                .into_iter()
+                .filter_map(|(name, version)| {
+                    workspace
+                        .package_index(&name)
+                        .filter(|&i| workspace.packages[i].version == version)
+                })
+                .collect()
+        });
+        for reached in reached_from.clone() {
+            if reached != package && closure.insert(reached) {
+                pending.push(reached);
+                for dependency in dependency_closure(workspace, reached, kinds) {
+                    if dependency != package && closure.insert(dependency) {
+                        pending.push(dependency);
+                    }
+                }
+            }
+        }
+    }
+    closure
 }
 
 /// The packages one cargo invocation of `task` selects: every node of that task, sorted.

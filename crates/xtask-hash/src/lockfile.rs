@@ -142,6 +142,54 @@ impl Lockfile {
     }
 }
 
+impl Lockfile {
+    /// The path packages (no `source`: workspace members, other path dependencies) that the
+    /// package `name`@`version` reaches through at least one external package, as
+    /// `(name, version)`, sorted. Workspace-to-workspace edges are the model's business
+    /// (with their kinds); these are the ones only the lockfile shows, e.g. a member that a
+    /// root `[patch]` substitutes for a crate some registry dependency depends on.
+    pub fn path_packages_reached_through_externals(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Vec<(String, String)> {
+        let Some(start) = self.by_name.get(name).and_then(|candidates| {
+            candidates.iter().copied().find(|&index| {
+                self.packages[index].version == version && self.packages[index].source.is_none()
+            })
+        }) else {
+            return Vec::new();
+        };
+        // (package, reached through an external package)
+        let mut visited = vec![[false; 2]; self.packages.len()];
+        visited[start][0] = true;
+        let mut stack = vec![(start, false)];
+        let mut reached = Vec::new();
+        while let Some((index, via_external)) = stack.pop() {
+            for &dependency in &self.packages[index].dependencies {
+                let node = &self.packages[dependency];
+                let is_path = node.source.is_none();
+                if is_path && !via_external {
+                    // A direct workspace edge: the model follows it.
+                    continue;
+                }
+                let via = via_external || !is_path;
+                if visited[dependency][usize::from(via)] {
+                    continue;
+                }
+                visited[dependency][usize::from(via)] = true;
+                if is_path {
+                    reached.push((node.name.clone(), node.version.clone()));
+                }
+                stack.push((dependency, via));
+            }
+        }
+        reached.sort_unstable();
+        reached.dedup();
+        reached
+    }
+}
+
 /// Appends the indices a dependency string names.
 fn resolve(
     packages: &[RawPackage],
@@ -357,6 +405,48 @@ source = "{REGISTRY}"
         assert!(
             error.starts_with("failed to parse `ws/Cargo.lock`: "),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn path_packages_reached_only_through_externals() {
+        // `app` -> `rusqlite` (registry) -> `cc` (a workspace member, patched in); `app` ->
+        // `lib` (path, direct: the model's edge, not reported).
+        let text = format!(
+            r#"version = 4
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["lib", "rusqlite"]
+
+[[package]]
+name = "lib"
+version = "0.1.0"
+
+[[package]]
+name = "rusqlite"
+version = "1.0.0"
+source = "{REGISTRY}"
+checksum = "aa"
+dependencies = ["cc"]
+
+[[package]]
+name = "cc"
+version = "1.2.0"
+dependencies = ["lib"]
+"#
+        );
+        let lock = Lockfile::parse(&text, Path::new("Cargo.lock")).unwrap();
+        assert_eq!(
+            lock.path_packages_reached_through_externals("app", "0.1.0"),
+            vec![
+                ("cc".to_string(), "1.2.0".to_string()),
+                ("lib".to_string(), "0.1.0".to_string())
+            ]
+        );
+        assert!(
+            lock.path_packages_reached_through_externals("lib", "0.1.0")
+                .is_empty()
         );
     }
 }
