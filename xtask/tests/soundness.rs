@@ -65,6 +65,7 @@ const CASES: &[(&str, Case)] = cases![
     patch_crates_io_to_member_build,
     patch_crates_io_to_member_test,
     patch_crates_io_member_edit_affects_dependents,
+    patched_member_reached_through_a_registry_crate,
     // 5. env vars read at compile time
     env_macro_at_compile_time,
     option_env_at_compile_time,
@@ -966,6 +967,53 @@ fn patch_crates_io_member_edit_affects_dependents() -> Result<(), String> {
             s.steps.join("; ")
         ))
     }
+}
+
+/// `app` depends on the registry crate `mid` (vendored: a directory source, so nothing needs
+/// the network), and `mid` depends on `hack = "0.1"`, which the root `[patch.crates-io]`
+/// builds from the member `hack`. Only the lock file shows that `app` builds `hack` (the shape
+/// of cc-rs, where `rusqlite -> libsqlite3-sys` build-depends on the patched root `cc`).
+fn patched_member_reached_through_a_registry_crate() -> Result<(), String> {
+    let mut manifest = workspace_manifest(&["app", "hack"]);
+    manifest.push_str("\n[patch.crates-io]\nhack = { path = \"hack\" }\n");
+    let mut s = Scenario::new(
+        ".",
+        &[
+            ("Cargo.toml", &manifest),
+            (
+                ".cargo/config.toml",
+                "[source.crates-io]\nreplace-with = \"vendored\"\n\n\
+                 [source.vendored]\ndirectory = \"vendor\"\n",
+            ),
+            (
+                "vendor/mid/Cargo.toml",
+                "[package]\nname = \"mid\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [dependencies]\nhack = \"0.1\"\n",
+            ),
+            (
+                "vendor/mid/src/lib.rs",
+                "pub fn value() -> u32 {\n    hack::VALUE\n}\n",
+            ),
+            (
+                "vendor/mid/.cargo-checksum.json",
+                r#"{"files":{},"package":"0000000000000000000000000000000000000000000000000000000000000001"}"#,
+            ),
+            (
+                "app/Cargo.toml",
+                &package_manifest("app", "[dependencies]\nmid = \"0.1\"\n"),
+            ),
+            (
+                "app/src/main.rs",
+                "fn main() {\n    println!(\"{}\", mid::value());\n}\n",
+            ),
+            ("hack/Cargo.toml", &package_manifest("hack", "")),
+            ("hack/src/lib.rs", "pub const VALUE: u32 = 1;\n"),
+        ],
+    )
+    .watch_binaries(&["app"]);
+    s.check(Task::Build, &[])?;
+    s.replace("hack/src/lib.rs", "= 1;", "= 2;");
+    s.check(Task::Build, &[])
 }
 
 // ---------------------------------------------------------------------------------------------

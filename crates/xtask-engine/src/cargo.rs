@@ -506,7 +506,14 @@ fn test(
             })
             .unwrap_or_default();
         let into = observations.entry(package).or_default();
-        crate::observe::scan_test_sources(&sources, &p.dir, into);
+        let cache_dir = workspace.cache_dir();
+        crate::observe::scan_test_sources(
+            &sources,
+            &p.dir,
+            &workspace.root,
+            &[&workspace.target_dir, &cache_dir],
+            into,
+        );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
     let runs = crate::run::parallel_map(&work, jobs.max(1), |&i| {

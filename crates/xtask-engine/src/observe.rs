@@ -297,20 +297,38 @@ pub fn read_build_script_output(out_dir: &Path, package_dir: &Path, into: &mut O
 }
 
 /// What test sources name that a test may read at run time: string literals that name an
-/// existing path outside `package_dir` (relative to the package directory, as tests run
-/// there, or after `env!("CARGO_MANIFEST_DIR")`), and the env vars read with
-/// `env::var("NAME")` / `var_os("NAME")`. A heuristic: a name built at run time is not
-/// seen; declare such inputs with `inputs` and `env`.
-pub fn scan_test_sources(sources: &[PathBuf], package_dir: &Path, into: &mut Observation) {
+/// existing path outside `package_dir`, relative to the package directory (tests run there,
+/// and `concat!(env!("CARGO_MANIFEST_DIR"), "/../x")` is such a path) or to the workspace
+/// root (`root.join("README.md")`), and the env vars read with `env::var("NAME")` /
+/// `var_os("NAME")`. A heuristic: a name built at run time is not seen; declare such inputs
+/// with `inputs` and `env`. Never the workspace root itself, one of its ancestors or a
+/// directory holding `skip` (the target and cache directories).
+pub fn scan_test_sources(
+    sources: &[PathBuf],
+    package_dir: &Path,
+    workspace_root: &Path,
+    skip: &[&Path],
+    into: &mut Observation,
+) {
     for source in sources {
         let Ok(text) = std::fs::read_to_string(source) else {
             continue;
         };
         for literal in string_literals(&text) {
             let literal = literal.trim_start_matches('/');
-            if literal.contains("..") && literal.len() < 512 {
-                let candidate = xtask_hash::normalize(&package_dir.join(literal));
-                if !candidate.starts_with(package_dir) && candidate.exists() {
+            if literal.is_empty()
+                || literal.len() > 512
+                || literal.contains(char::is_whitespace)
+                || literal.contains('\\')
+                || !(literal.contains('/') || literal.contains('.'))
+            {
+                continue;
+            }
+            for base in [package_dir, workspace_root] {
+                let candidate = xtask_hash::normalize(&base.join(literal));
+                let too_wide = workspace_root.starts_with(&candidate)
+                    || skip.iter().any(|s| s.starts_with(&candidate));
+                if !too_wide && !candidate.starts_with(package_dir) && candidate.exists() {
                     into.files.insert(candidate);
                 }
             }
@@ -471,11 +489,25 @@ mod tests {
         )
         .unwrap();
         let mut observation = Observation::default();
-        scan_test_sources(&[source], &package, &mut observation);
+        std::fs::write(dir.path().join("ws/README.md"), "x").unwrap();
+        std::fs::write(
+            package.join("tests/u.rs"),
+            r#"let r = root.join("README.md"); let w = ".."; let t = "../target";"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("ws/target")).unwrap();
+        scan_test_sources(
+            &[source, package.join("tests/u.rs")],
+            &package,
+            &dir.path().join("ws"),
+            &[&dir.path().join("ws/target")],
+            &mut observation,
+        );
         let files: Vec<_> = observation.files.iter().cloned().collect();
         assert_eq!(
             files,
             vec![
+                dir.path().join("ws/README.md"),
                 dir.path().join("ws/fixtures"),
                 dir.path().join("ws/fixtures/data.txt")
             ]
