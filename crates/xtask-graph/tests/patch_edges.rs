@@ -87,7 +87,8 @@ fn a_patched_crates_io_dependency_is_an_edge_to_the_member() {
         workspace.packages[app].dependencies,
         [Edge {
             to: hack,
-            kind: DepKind::Normal
+            kind: DepKind::Normal,
+            platform: None,
         }]
     );
     // What the keys hash: editing `hack` changes `app`'s key.
@@ -116,7 +117,8 @@ fn a_replaced_dependency_is_an_edge_of_the_original_kind() {
         workspace.packages[app].dependencies,
         [Edge {
             to: legacy,
-            kind: DepKind::Build
+            kind: DepKind::Build,
+            platform: None,
         }]
     );
     let closure = dependency_closure(&workspace, app, &[DepKind::Normal, DepKind::Build]);
