@@ -401,12 +401,12 @@ pub fn expand_members(root: &Path, root_text: &str) -> Option<Vec<PathBuf>> {
     let members = strings("members")?;
     let exclude: BTreeSet<PathBuf> = strings("exclude")?
         .iter()
-        .map(|e| normalize(&root.join(e)))
+        .map(|e| xtask_hash::normalize(&root.join(e)))
         .collect();
     let mut found = Vec::new();
     for pattern in members {
         for dir in expand_pattern(root, &pattern)? {
-            let dir = normalize(&dir);
+            let dir = xtask_hash::normalize(&dir);
             if exclude.iter().any(|e| dir.starts_with(e)) {
                 continue;
             }
@@ -451,21 +451,6 @@ fn expand_pattern(root: &Path, pattern: &str) -> Option<Vec<PathBuf>> {
         current = next;
     }
     Some(current)
-}
-
-/// Removes `.` and resolves `..` lexically.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -215,25 +215,7 @@ mod tests {
     use super::*;
 
     fn config() -> xtask_model::AppConfig {
-        xtask_model::AppConfig {
-            port: 8080,
-            health_path: "/health".into(),
-            ready_path: "/ready".into(),
-            metrics_path: "/metrics".into(),
-            resources: xtask_model::Resources {
-                cpu_request: "50m".into(),
-                cpu_limit: "500m".into(),
-                memory_request: "64Mi".into(),
-                memory_limit: "256Mi".into(),
-            },
-            env: Default::default(),
-            ingress_path: None,
-            talks_to: Vec::new(),
-            secrets: Vec::new(),
-            services: Vec::new(),
-            monitoring: Default::default(),
-            smoke: Vec::new(),
-        }
+        crate::test_app_config()
     }
 
     /// What Grafana needs to load a dashboard from the sidecar's ConfigMap, checked by

@@ -82,31 +82,37 @@ pub fn yaml_file(header: &[&str], value: &serde_json::Value) -> String {
     out
 }
 
+/// An app configuration for unit tests: port 8080, the usual paths, small resources.
+#[cfg(test)]
+pub(crate) fn test_app_config() -> AppConfig {
+    AppConfig {
+        port: 8080,
+        health_path: "/health".into(),
+        ready_path: "/ready".into(),
+        metrics_path: "/metrics".into(),
+        resources: xtask_model::Resources {
+            cpu_request: "50m".into(),
+            cpu_limit: "500m".into(),
+            memory_request: "64Mi".into(),
+            memory_limit: "256Mi".into(),
+        },
+        env: Default::default(),
+        ingress_path: None,
+        talks_to: Vec::new(),
+        secrets: Vec::new(),
+        services: Vec::new(),
+        monitoring: Default::default(),
+        smoke: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn alert_prefixes_are_camel_case_app_names() {
-        let config = AppConfig {
-            port: 8080,
-            health_path: "/health".into(),
-            ready_path: "/ready".into(),
-            metrics_path: "/metrics".into(),
-            resources: xtask_model::Resources {
-                cpu_request: "50m".into(),
-                cpu_limit: "500m".into(),
-                memory_request: "64Mi".into(),
-                memory_limit: "256Mi".into(),
-            },
-            env: Default::default(),
-            ingress_path: None,
-            talks_to: Vec::new(),
-            secrets: Vec::new(),
-            services: Vec::new(),
-            monitoring: Default::default(),
-            smoke: Vec::new(),
-        };
+        let config = test_app_config();
         for (name, prefix) in [
             ("api", "Api"),
             ("order-service", "OrderService"),
