@@ -757,6 +757,13 @@ fn overlay(project: &Project, environment: Environment) -> Value {
         ),
         ("patches", seq(patches)),
     ]);
+    // Without the Prometheus Operator's CRDs the cluster cannot take the monitoring
+    // component: `[workspace.metadata.xtask.deploy] monitoring = false` leaves it out.
+    if !project.monitoring
+        && let Value::Mapping(mapping) = &mut kustomization
+    {
+        mapping.remove("components");
+    }
     if environment == Environment::Dev && project.has_secrets() {
         let generators = project
             .apps

@@ -75,6 +75,8 @@ pub struct Project {
     pub domain: String,
     /// Workspace-relative local cache directory (the CI fallback cache).
     pub cache_dir: String,
+    /// The overlays include the `k8s/monitoring` component.
+    pub monitoring: bool,
 }
 
 impl Project {
@@ -178,12 +180,14 @@ pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
         namespace: String::new(),
         registry: String::new(),
         domain: String::new(),
+        monitoring: true,
     });
     Ok(Project {
         apps,
         namespace: deploy.namespace,
         registry: deploy.registry,
         domain: deploy.domain,
+        monitoring: deploy.monitoring,
         cache_dir: relative(
             &workspace.root,
             &workspace.root.join(&workspace.config.cache.dir),

@@ -140,3 +140,39 @@ fn no_secret_value_is_generated() {
         "{front}"
     );
 }
+
+#[test]
+fn monitoring_false_leaves_the_component_out_of_every_overlay() {
+    let dir = fixture("shop");
+    let manifest = dir.path().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let overlays = |sets: &[xtask_deploy::GeneratedSet]| -> Vec<(String, bool)> {
+        sets.iter()
+            .flat_map(|set| &set.files)
+            .filter(|f| {
+                f.path.starts_with("k8s/overlays/") && f.path.ends_with("kustomization.yaml")
+            })
+            .map(|f| (f.path.clone(), f.contents.contains("- ../../monitoring")))
+            .collect()
+    };
+    let with = overlays(&sets(dir.path()));
+    assert_eq!(with.len(), 3, "{with:?}");
+    assert!(with.iter().all(|(_, included)| *included), "{with:?}");
+
+    let text = text.replacen(
+        "[workspace.metadata.xtask.deploy]\n",
+        "[workspace.metadata.xtask.deploy]\nmonitoring = false\n",
+        1,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let without = overlays(&sets(dir.path()));
+    assert_eq!(without.len(), 3, "{without:?}");
+    assert!(without.iter().all(|(_, included)| !included), "{without:?}");
+    // The component itself is still generated, for a cluster that adds it by hand later.
+    assert!(
+        sets(dir.path())
+            .iter()
+            .flat_map(|set| &set.files)
+            .any(|f| f.path == "k8s/monitoring/kustomization.yaml")
+    );
+}

@@ -36,6 +36,7 @@
 //! namespace = "monorepo"                 # Kubernetes namespace prefix: monorepo-dev, -staging, ...
 //! registry = "ghcr.io/example/monorepo"  # images are <registry>/<app>
 //! domain = "example.com"                 # Ingress hosts: dev.example.com, ..., example.com
+//! monitoring = true                      # overlays include k8s/monitoring (default true)
 //!
 //! [package.metadata.xtask.app]           # deployment settings of a service
 //! port = 8080
@@ -308,6 +309,9 @@ pub struct DeployConfig {
     pub registry: String,
     /// DNS domain of the Ingress hosts.
     pub domain: String,
+    /// Whether the overlays include the `k8s/monitoring` component (ServiceMonitor,
+    /// PrometheusRule, dashboards: needs the Prometheus Operator's CRDs). Default true.
+    pub monitoring: bool,
 }
 
 /// Deployment settings of an app (`[package.metadata.xtask.app]`).
@@ -450,6 +454,7 @@ struct RawDeploy {
     namespace: Spanned<String>,
     registry: Spanned<String>,
     domain: Spanned<String>,
+    monitoring: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1666,6 +1671,7 @@ fn validate_deploy(
         namespace: deploy.namespace.into_inner(),
         registry: deploy.registry.into_inner(),
         domain: deploy.domain.into_inner(),
+        monitoring: deploy.monitoring.unwrap_or(true),
     })
 }
 
@@ -2001,6 +2007,7 @@ mod tests {
                 namespace: "shop".into(),
                 registry: "ghcr.io/acme/shop".into(),
                 domain: "shop.example.com".into(),
+                monitoring: true,
             })
         );
         let (pkg, problems) = package(
