@@ -28,6 +28,9 @@ pub struct PackageResult {
     pub duration: Duration,
     pub tests_passed: u64,
     pub tests_failed: u64,
+    /// Why a successful result must not be stored (it ran under other conditions than its
+    /// key describes), if so.
+    pub not_cacheable: Option<String>,
 }
 
 /// What one cargo batch did.
@@ -489,6 +492,12 @@ fn test(
     jobs: usize,
 ) -> anyhow::Result<BatchOutcome> {
     let compiled = compile(workspace, CargoTask::Test, selection, settings)?;
+    let failed: Vec<PackageIndex> = selection
+        .iter()
+        .zip(&compiled.results)
+        .filter(|(_, result)| !result.success)
+        .map(|(&package, _)| package)
+        .collect();
     let mut results = pick(compiled.results, selection, wanted);
     let test_binaries = pick(compiled.test_binaries, selection, wanted);
     let mut observations = compiled.observations;
@@ -528,7 +537,14 @@ fn test(
         result.tests_failed = ran.tests_failed;
         result.duration += ran.duration;
     }
-    run_doctests(workspace, selection, wanted, settings, &mut results)?;
+    run_doctests(
+        workspace,
+        selection,
+        &failed,
+        wanted,
+        settings,
+        &mut results,
+    )?;
     Ok(BatchOutcome {
         results,
         observations,
@@ -659,6 +675,7 @@ fn run_package_tests(
 fn run_doctests(
     workspace: &Workspace,
     selection: &[PackageIndex],
+    failed: &[PackageIndex],
     wanted: &[PackageIndex],
     settings: &CargoSettings,
     results: &mut [PackageResult],
@@ -682,11 +699,17 @@ fn run_doctests(
     if runs.is_empty() {
         return Ok(());
     }
+    // A package that did not compile would stop cargo before any doctest runs: leave it out.
+    // Then the doctests ran under another selection than the keys describe, so their
+    // results are reported but not stored.
     let doc_selection: Vec<PackageIndex> = selection
         .iter()
         .copied()
-        .filter(|&p| has_doctests(p))
+        .filter(|&p| has_doctests(p) && !failed.contains(&p))
         .collect();
+    let narrowed = selection
+        .iter()
+        .any(|p| has_doctests(*p) && failed.contains(p));
     let started = Instant::now();
     let mut command = cargo_command();
     command
@@ -741,6 +764,13 @@ fn run_doctests(
                     .lines()
                     .any(|l| l.trim().starts_with("test result: ok."));
                 result.success &= counts.tests_failed == 0 && passed;
+                if narrowed {
+                    result.not_cacheable = Some(
+                        "its doctests ran without a package of the selection that failed to \
+                         compile"
+                            .to_string(),
+                    );
+                }
             }
             None => {
                 // cargo failed before this crate's doctests ran: that is not a pass.

@@ -229,11 +229,25 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     if !unchanged.into_inner() {
         return None;
     }
-    if record
-        .discovery
-        .iter()
-        .any(|(dir, listing)| &discovery_listing(dir) != listing)
-    {
+    // A few syscalls per member: on every core too.
+    let listings: Vec<(&PathBuf, &String)> = record.discovery.iter().collect();
+    let same = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        for chunk in listings.chunks(listings.len().div_ceil(workers).max(1)) {
+            let same = &same;
+            scope.spawn(move || {
+                for (dir, listing) in chunk {
+                    if !same.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if &discovery_listing(dir) != *listing {
+                        same.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    if !same.into_inner() {
         return None;
     }
     // Every manifest the member globs match now must be a known member.

@@ -209,6 +209,8 @@ struct Executed {
     log: Vec<u8>,
     outputs: Vec<OutputFile>,
     duration: Duration,
+    /// Why a success must not be stored, if so.
+    not_cacheable: Option<String>,
 }
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
@@ -526,6 +528,7 @@ pub fn run_loaded(
                                     log: r.log,
                                     outputs: r.outputs,
                                     duration: r.duration,
+                                    not_cacheable: r.not_cacheable,
                                 };
                                 completed.push((node, Ok(executed), passed, failed));
                             }
@@ -557,7 +560,13 @@ pub fn run_loaded(
                 }
                 let (status, duration, log) = match result {
                     Ok(executed) if executed.success => {
-                        let observed = if write_cache && graph.nodes[node].def.cache {
+                        if let Some(reason) = &executed.not_cacheable {
+                            reporter.warning(&format!("{label}: result not cached: {reason}"));
+                        }
+                        let observed = if write_cache
+                            && graph.nodes[node].def.cache
+                            && executed.not_cacheable.is_none()
+                        {
                             observed_inputs(
                                 workspace,
                                 planned,
@@ -915,6 +924,7 @@ fn run_custom(
         log,
         outputs,
         duration: started.elapsed(),
+        not_cacheable: None,
     })
 }
 
