@@ -1313,3 +1313,46 @@ fn dry_run_lists_the_workspace_packages_cargo_tasks_build_against() {
         assert!(app_line.ends_with("  core-lib, util"), "{text}");
     }
 }
+
+/// One package of the selection does not compile: the others' doctests still run (without it
+/// in the `cargo test --doc` call), their results are reported, and not stored, since they
+/// ran under another selection than their keys describe.
+#[test]
+fn doctests_beside_a_package_that_does_not_compile_are_reported_not_stored() {
+    let package = |name: &str| {
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")
+    };
+    let fixture = Fixture::from_files(
+        ".",
+        &[
+            (
+                "Cargo.toml",
+                "[workspace]\nresolver = \"2\"\nmembers = [\"broken\", \"good\"]\n",
+            ),
+            ("broken/Cargo.toml", &package("broken")),
+            ("broken/src/lib.rs", "pub fn f() -> u32 { \"no\" }\n"),
+            ("good/Cargo.toml", &package("good")),
+            (
+                "good/src/lib.rs",
+                "/// ```\n/// assert_eq!(good::two(), 2);\n/// ```\npub fn two() -> u32 {\n    2\n}\n",
+            ),
+        ],
+    );
+    for _ in 0..2 {
+        let run = fixture.run(&["test"]);
+        run.assert_code(1);
+        assert_eq!(
+            run.summary.statuses(),
+            statuses(&[("broken:test", "failed"), ("good:test", "miss")]),
+            "{}",
+            run.output
+        );
+        let stderr = &run.output.stderr;
+        assert!(
+            stderr.contains("good:test: result not cached: its doctests ran without"),
+            "{}",
+            run.output
+        );
+        assert!(stderr.contains("1 passed, 0 failed"), "{}", run.output);
+    }
+}
