@@ -89,7 +89,7 @@ pub fn generated_files(workspace: &Workspace, rust_version: &str) -> Vec<Generat
             path: ".env.example".into(),
             contents: env_example(&apps),
         });
-        files.extend(prometheus_files(&apps));
+        files.extend(prometheus_files(workspace, &apps));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
@@ -535,11 +535,15 @@ fn prometheus_service(out: &mut String) {
 }
 
 /// The apps as the monitoring generators see them.
-pub fn monitored<'a>(apps: &[App<'a>]) -> Vec<xtask_monitoring::MonitoredApp<'a>> {
+pub fn monitored<'a>(
+    apps: &[App<'a>],
+    runbook_base_url: Option<&'a str>,
+) -> Vec<xtask_monitoring::MonitoredApp<'a>> {
     apps.iter()
         .map(|app| xtask_monitoring::MonitoredApp {
             name: &app.package.name,
             config: app.config,
+            runbook_base_url,
         })
         .collect()
 }
@@ -547,9 +551,14 @@ pub fn monitored<'a>(apps: &[App<'a>]) -> Vec<xtask_monitoring::MonitoredApp<'a>
 /// `monitoring/prometheus/`: the configuration compose's Prometheus runs with (every app
 /// scraped by its compose service name), the alert rules (the same as the PrometheusRules of
 /// `k8s/monitoring/`) and their promtool unit tests.
-fn prometheus_files(apps: &[App<'_>]) -> Vec<GeneratedFile> {
+fn prometheus_files(workspace: &Workspace, apps: &[App<'_>]) -> Vec<GeneratedFile> {
     let header = [&HEADER[2..]];
-    let apps = monitored(apps);
+    let runbook_base_url = workspace
+        .config
+        .deploy
+        .as_ref()
+        .and_then(|d| d.runbook_base_url.as_deref());
+    let apps = monitored(apps, runbook_base_url);
     vec![
         GeneratedFile::new(
             format!("{PROMETHEUS_DIR}/prometheus.yml"),

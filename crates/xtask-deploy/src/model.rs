@@ -63,6 +63,8 @@ pub struct App {
     /// Workspace-relative manifest path, for messages.
     pub manifest: String,
     pub config: AppConfig,
+    /// `[workspace.metadata.xtask.deploy] runbook_base_url`.
+    pub runbook_base_url: Option<String>,
 }
 
 /// Everything the generators need, validated.
@@ -119,6 +121,11 @@ pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
                 version: p.version.clone(),
                 manifest: relative(&workspace.root, &p.manifest_path),
                 config: config.clone(),
+                runbook_base_url: workspace
+                    .config
+                    .deploy
+                    .as_ref()
+                    .and_then(|d| d.runbook_base_url.clone()),
             })
         })
         .collect();
@@ -181,6 +188,7 @@ pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
         registry: String::new(),
         domain: String::new(),
         monitoring: true,
+        runbook_base_url: None,
     });
     Ok(Project {
         apps,

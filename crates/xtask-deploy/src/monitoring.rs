@@ -24,6 +24,7 @@ pub fn monitored(app: &App) -> MonitoredApp<'_> {
     MonitoredApp {
         name: &app.name,
         config: &app.config,
+        runbook_base_url: app.runbook_base_url.as_deref(),
     }
 }
 

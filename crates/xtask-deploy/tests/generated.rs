@@ -176,3 +176,37 @@ fn monitoring_false_leaves_the_component_out_of_every_overlay() {
             .any(|f| f.path == "k8s/monitoring/kustomization.yaml")
     );
 }
+
+#[test]
+fn runbook_base_url_makes_every_runbook_link_absolute() {
+    let dir = fixture("shop");
+    let manifest = dir.path().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "[workspace.metadata.xtask.deploy]\n",
+        "[workspace.metadata.xtask.deploy]\nrunbook_base_url = \"https://git.example.test/acme/shop/blob/main\"\n",
+        1,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let rules: Vec<String> = sets(dir.path())
+        .iter()
+        .flat_map(|set| &set.files)
+        .filter(|f| {
+            f.path.starts_with("k8s/monitoring/") && f.path != "k8s/monitoring/kustomization.yaml"
+        })
+        .map(|f| f.contents.clone())
+        .collect();
+    assert!(!rules.is_empty());
+    for contents in rules {
+        let links: Vec<&str> = contents
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+            .collect();
+        assert!(!links.is_empty(), "{contents}");
+        for link in links {
+            assert!(
+                link.starts_with("https://git.example.test/acme/shop/blob/main/docs/operations/"),
+                "{link}"
+            );
+        }
+    }
+}

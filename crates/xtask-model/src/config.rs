@@ -37,6 +37,7 @@
 //! registry = "ghcr.io/example/monorepo"  # images are <registry>/<app>
 //! domain = "example.com"                 # Ingress hosts: dev.example.com, ..., example.com
 //! monitoring = true                      # overlays include k8s/monitoring (default true)
+//! runbook_base_url = "https://github.com/acme/shop/blob/main"  # alerts link runbooks there
 //!
 //! [package.metadata.xtask.app]           # deployment settings of a service
 //! port = 8080
@@ -312,6 +313,9 @@ pub struct DeployConfig {
     /// Whether the overlays include the `k8s/monitoring` component (ServiceMonitor,
     /// PrometheusRule, dashboards: needs the Prometheus Operator's CRDs). Default true.
     pub monitoring: bool,
+    /// Where the repository's files are browsed (`https://github.com/acme/shop/blob/main`):
+    /// alerts' `runbook_url` is this followed by the runbook's path. Unset: the path alone.
+    pub runbook_base_url: Option<String>,
 }
 
 /// Deployment settings of an app (`[package.metadata.xtask.app]`).
@@ -455,6 +459,7 @@ struct RawDeploy {
     registry: Spanned<String>,
     domain: Spanned<String>,
     monitoring: Option<bool>,
+    runbook_base_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1667,11 +1672,26 @@ fn validate_deploy(
             ));
         }
     }
+    if let Some(url) = &deploy.runbook_base_url {
+        let text = url.get_ref();
+        let scheme_ok = text.starts_with("https://") || text.starts_with("http://");
+        if !scheme_ok || text.ends_with('/') || text.contains(char::is_whitespace) {
+            problems.push(source.problem(
+                format!("{key}.runbook_base_url"),
+                Some(url.span().start),
+                format!(
+                    "must be an http(s) URL without a trailing `/`, such as \
+                     \"https://github.com/acme/shop/blob/main\", got {text:?}"
+                ),
+            ));
+        }
+    }
     (problems.len() == before).then(|| DeployConfig {
         namespace: deploy.namespace.into_inner(),
         registry: deploy.registry.into_inner(),
         domain: deploy.domain.into_inner(),
         monitoring: deploy.monitoring.unwrap_or(true),
+        runbook_base_url: deploy.runbook_base_url.map(Spanned::into_inner),
     })
 }
 
@@ -2008,6 +2028,7 @@ mod tests {
                 registry: "ghcr.io/acme/shop".into(),
                 domain: "shop.example.com".into(),
                 monitoring: true,
+                runbook_base_url: None,
             })
         );
         let (pkg, problems) = package(
@@ -2041,6 +2062,19 @@ mod tests {
         assert!(
             problems[0].to_string().contains("missing field `registry`"),
             "{problems:?}"
+        );
+        let (_, problems) = workspace(
+            "[workspace.metadata.xtask.deploy]\nnamespace = \"shop\"\nregistry = \"ghcr.io/a\"\n\
+             domain = \"a.com\"\nrunbook_base_url = \"github.com/a/b/\"\n",
+        );
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "Cargo.toml:5: `workspace.metadata.xtask.deploy.runbook_base_url`: must be an http(s) \
+              URL without a trailing `/`, such as \"https://github.com/acme/shop/blob/main\", got \
+              \"github.com/a/b/\""
+            ]
         );
     }
 

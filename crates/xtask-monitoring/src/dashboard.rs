@@ -228,6 +228,7 @@ mod tests {
         let app = MonitoredApp {
             name: "api",
             config: &config,
+            runbook_base_url: None,
         };
         let text = dashboard_json(app);
         let dashboard: Value = serde_json::from_str(&text).unwrap();

@@ -32,6 +32,8 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub struct MonitoredApp<'a> {
     pub name: &'a str,
     pub config: &'a AppConfig,
+    /// `[workspace.metadata.xtask.deploy] runbook_base_url`, when set.
+    pub runbook_base_url: Option<&'a str>,
 }
 
 impl MonitoredApp<'_> {
@@ -58,10 +60,19 @@ impl MonitoredApp<'_> {
 /// Where the runbooks are, relative to the workspace root (`cargo xtask k8s` writes them).
 pub const RUNBOOK_DIR: &str = "docs/operations";
 
-/// The runbook section of an alert: `docs/operations/<app>.md#<alert, lower case>`, a path from
-/// the repository root (GitHub renders the anchor of the `## <alert>` heading).
-pub fn runbook_url(app: &str, alert: &Alert) -> String {
-    format!("{RUNBOOK_DIR}/{app}.md#{}", alert.name.to_lowercase())
+/// The runbook section of an alert: `docs/operations/<app>.md#<alert, lower case>`, after the
+/// app's `runbook_base_url` when there is one (else a path from the repository root); GitHub
+/// renders the anchor of the `## <alert>` heading.
+pub fn runbook_url(app: &MonitoredApp<'_>, alert: &Alert) -> String {
+    let path = format!(
+        "{RUNBOOK_DIR}/{}.md#{}",
+        app.name,
+        alert.name.to_lowercase()
+    );
+    match app.runbook_base_url {
+        Some(base) => format!("{base}/{path}"),
+        None => path,
+    }
 }
 
 /// YAML text of a JSON value (key order kept), without a header.
@@ -121,6 +132,7 @@ mod tests {
             let app = MonitoredApp {
                 name,
                 config: &config,
+                runbook_base_url: None,
             };
             assert_eq!(app.alert_prefix(), prefix);
             let names: Vec<String> = alerts(app).into_iter().map(|a| a.name).collect();

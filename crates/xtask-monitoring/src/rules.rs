@@ -395,7 +395,7 @@ fn annotations(app: MonitoredApp<'_>, alert: &Alert) -> Value {
     json!({
         "summary": alert.summary,
         "description": alert.description,
-        "runbook_url": runbook_url(app.name, alert),
+        "runbook_url": runbook_url(&app, alert),
     })
 }
 
