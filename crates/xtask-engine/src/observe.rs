@@ -301,8 +301,10 @@ pub fn read_build_script_output(out_dir: &Path, package_dir: &Path, into: &mut O
 /// and `concat!(env!("CARGO_MANIFEST_DIR"), "/../x")` is such a path) or to the workspace
 /// root (`root.join("README.md")`), and the env vars read with `env::var("NAME")` /
 /// `var_os("NAME")`. A heuristic: a name built at run time is not seen; declare such inputs
-/// with `inputs` and `env`. Never the workspace root itself, one of its ancestors or a
-/// directory holding `skip` (the target and cache directories).
+/// with `inputs` and `env`. Only paths inside the workspace (a literal like
+/// `"../../../etc/passwd"` in a path-safety test is data, not an input), never the workspace
+/// root itself, a directory holding `skip` (the target and cache directories), or anything
+/// under `.git` (git's own state changes with every command).
 pub fn scan_test_sources(
     sources: &[PathBuf],
     package_dir: &Path,
@@ -326,8 +328,10 @@ pub fn scan_test_sources(
             }
             for base in [package_dir, workspace_root] {
                 let candidate = xtask_hash::normalize(&base.join(literal));
-                let too_wide = workspace_root.starts_with(&candidate)
-                    || skip.iter().any(|s| s.starts_with(&candidate));
+                let too_wide = !candidate.starts_with(workspace_root)
+                    || candidate == workspace_root
+                    || skip.iter().any(|s| s.starts_with(&candidate))
+                    || candidate.components().any(|c| c.as_os_str() == ".git");
                 if !too_wide && !candidate.starts_with(package_dir) && candidate.exists() {
                     into.files.insert(candidate);
                 }
@@ -492,10 +496,14 @@ mod tests {
         std::fs::write(dir.path().join("ws/README.md"), "x").unwrap();
         std::fs::write(
             package.join("tests/u.rs"),
-            r#"let r = root.join("README.md"); let w = ".."; let t = "../target";"#,
+            r#"let r = root.join("README.md"); let w = ".."; let t = "../target";
+               let g = ".git/HEAD"; let e = "../../../outside.txt";"#,
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("ws/target")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ws/.git")).unwrap();
+        std::fs::write(dir.path().join("ws/.git/HEAD"), "ref").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), "x").unwrap();
         scan_test_sources(
             &[source, package.join("tests/u.rs")],
             &package,

@@ -185,7 +185,19 @@ fn digest_dir(dir: &Path, relative: &Path, listing: &mut String) {
     for name in names {
         let path = dir.join(&name);
         let relative = relative.join(&name);
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if metadata.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            // A link to a directory inside a directory: its target as written, never
+            // followed (a link to an ancestor would never end).
+            let target = std::fs::read_link(&path).unwrap_or_default();
+            listing.push_str(&format!(
+                "{} -> {}\n",
+                relative.to_string_lossy(),
+                target.to_string_lossy()
+            ));
+        } else if metadata.is_dir() {
             digest_dir(&path, &relative, listing);
         } else {
             listing.push_str(&format!(
@@ -279,6 +291,17 @@ mod tests {
             observed.first_mismatch(&root),
             Some(ObservedChange::Env("XTASK_OBSERVED_TEST_UNSET_VAR".into()))
         );
+    }
+
+    #[test]
+    fn a_directory_link_to_an_ancestor_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/x"), "1").unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("data/up")).unwrap();
+        let before = observed_digest(&dir.path().join("data"));
+        std::fs::write(dir.path().join("data/x"), "2").unwrap();
+        assert_ne!(observed_digest(&dir.path().join("data")), before);
     }
 
     #[test]
