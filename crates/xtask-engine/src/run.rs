@@ -315,8 +315,22 @@ pub fn run_loaded(
     }
     // 1c. An entry is a hit only while everything its task was observed to read (beyond the
     //     declared key) is unchanged: a two-level key, as in ccache's direct mode.
+    // Several tasks often observe the same files (a shared fixture, a README): one digest
+    // per path per run.
+    let digests: std::sync::Mutex<HashMap<PathBuf, String>> = Default::default();
+    let digest_once = |path: &std::path::Path| -> String {
+        if let Some(known) = digests.lock().ok().and_then(|d| d.get(path).cloned()) {
+            return known;
+        }
+        let digest = xtask_hash::observed_digest(path);
+        if let Ok(mut known) = digests.lock() {
+            known.insert(path.to_path_buf(), digest.clone());
+        }
+        digest
+    };
     let checks = parallel_map(&hits, options.jobs.max(2), |(_, meta)| {
-        ObservedInputs::from_manifest(&meta.manifest).first_mismatch(&workspace.root)
+        ObservedInputs::from_manifest(&meta.manifest)
+            .first_mismatch_with(&workspace.root, &digest_once)
     });
     let mut kept = Vec::with_capacity(hits.len());
     for (hit, change) in hits.into_iter().zip(checks) {

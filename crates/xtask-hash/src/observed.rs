@@ -74,6 +74,16 @@ impl ObservedInputs {
     /// The first observed input whose current state differs from the recorded one, checking
     /// env vars first (no IO), then files. `None`: every observation still holds.
     pub fn first_mismatch(&self, workspace_root: &Path) -> Option<ObservedChange> {
+        self.first_mismatch_with(workspace_root, &observed_digest)
+    }
+
+    /// [`ObservedInputs::first_mismatch`] with the caller's [`observed_digest`] (e.g. one that
+    /// remembers the digests of one run: several tasks often observe the same files).
+    pub fn first_mismatch_with(
+        &self,
+        workspace_root: &Path,
+        digest_of: &dyn Fn(&Path) -> String,
+    ) -> Option<ObservedChange> {
         for (name, digest) in &self.env {
             let now = std::env::var(name)
                 .ok()
@@ -83,7 +93,7 @@ impl ObservedInputs {
             }
         }
         for (path, digest) in &self.files {
-            if &observed_digest(&resolve_portable(workspace_root, path)) != digest {
+            if &digest_of(&resolve_portable(workspace_root, path)) != digest {
                 return Some(ObservedChange::File(path.clone()));
             }
         }
