@@ -96,6 +96,34 @@ pub fn digest_observation(
     (observed, changed)
 }
 
+/// Env vars a test may read whose values describe the machine or the invocation, not the
+/// code under test: passed through to tests but never observed, as Turborepo passes them
+/// (`cargo xtask` and the binary itself, CI and a laptop, differ in them; keying tests on
+/// them would share nothing). A test whose verdict depends on one should declare it in
+/// `env`.
+fn is_pass_through_env(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "USER"
+            | "LOGNAME"
+            | "SHELL"
+            | "TMPDIR"
+            | "TERM"
+            | "LANG"
+            | "TZ"
+            | "PWD"
+            | "CARGO_HOME"
+            | "RUSTUP_HOME"
+            | "RUSTUP_TOOLCHAIN"
+            | "LD_LIBRARY_PATH"
+            | "CARGO"
+            | "CARGO_TARGET_DIR"
+    ) || name.starts_with("LC_")
+        || name.starts_with("XDG_")
+}
+
 /// Env vars cargo sets for rustc and build scripts itself.
 fn is_cargo_set_env(name: &str) -> bool {
     matches!(
@@ -344,7 +372,10 @@ pub fn scan_test_sources(
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                if !name.is_empty() && rest[name.len()..].starts_with('"') {
+                if !name.is_empty()
+                    && rest[name.len()..].starts_with('"')
+                    && !is_pass_through_env(&name)
+                {
                     into.env.insert(name);
                 }
             }
@@ -489,6 +520,7 @@ mod tests {
             r#"let a = std::fs::read_to_string("../fixtures/data.txt");
                let b = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
                let c = std::env::var("MODE"); let d = std::env::var_os("OTHER");
+               let p = std::env::var("PATH"); let h = std::env::var_os("CARGO_HOME");
                let e = "../missing.txt"; let f = 'x';"#,
         )
         .unwrap();
