@@ -385,13 +385,15 @@ fn config_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn cargo_home() -> Option<PathBuf> {
+/// `$CARGO_HOME`, else `$HOME/.cargo`: the one place the engine resolves it.
+pub(crate) fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
 }
 
-fn rustup_home() -> Option<PathBuf> {
+/// `$RUSTUP_HOME`, else `$HOME/.rustup`.
+pub(crate) fn rustup_home() -> Option<PathBuf> {
     std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))

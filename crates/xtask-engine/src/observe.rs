@@ -36,14 +36,11 @@ pub struct Exclusions {
 impl Exclusions {
     pub fn new(target_dir: &Path) -> Exclusions {
         let mut prefixes = vec![target_dir.to_path_buf()];
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
-        let rustup_home = std::env::var_os("RUSTUP_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
-        prefixes.extend(cargo_home.into_iter().chain(rustup_home));
+        prefixes.extend(
+            crate::fast::cargo_home()
+                .into_iter()
+                .chain(crate::fast::rustup_home()),
+        );
         // Remapped standard library paths and the like.
         prefixes.push(PathBuf::from("/rustc"));
         Exclusions { prefixes }

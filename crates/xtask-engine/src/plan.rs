@@ -580,11 +580,7 @@ impl<'a> ConfigFiles<'a> {
                 insert_existing(&mut cargo, &workspace.root, &dir.join(name), None);
             }
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
-        if let Some(cargo_home) = cargo_home {
+        if let Some(cargo_home) = crate::fast::cargo_home() {
             for name in ["config", "config.toml"] {
                 insert_existing(
                     &mut cargo,
