@@ -132,17 +132,15 @@ impl Fixture {
             "no fixture at `{}`",
             source.display()
         );
-        let workspace_dir = tempfile::Builder::new()
-            .prefix("xtask-cli-")
-            .tempdir()
-            .expect("create a temp dir");
-        let tools_dir = tempfile::Builder::new()
-            .prefix("xtask-cli-tools-")
-            .tempdir()
-            .expect("create a temp dir");
-        let root = fs::canonicalize(workspace_dir.path()).expect("canonicalize the temp dir");
-        let tools = fs::canonicalize(tools_dir.path()).expect("canonicalize the temp dir");
+        let (workspace_dir, root) = temp_dir("xtask-cli-");
         copy_dir(&source, &root);
+        Fixture::assemble(workspace_dir, root)
+    }
+
+    /// A fixture whose workspace is `root` inside `workspace_dir`, with its own tools dir
+    /// (the cargo wrapper that logs calls).
+    fn assemble(workspace_dir: TempDir, root: PathBuf) -> Fixture {
+        let (tools_dir, tools) = temp_dir("xtask-cli-tools-");
         write_cargo_wrapper(&tools);
         Fixture {
             root,
@@ -158,15 +156,7 @@ impl Fixture {
     /// be placed next to or above the workspace. Executable files are not needed: use
     /// [`Fixture::set_executable`].
     pub fn from_files(workspace: &str, files: &[(&str, &str)]) -> Fixture {
-        let outer_dir = tempfile::Builder::new()
-            .prefix("xtask-cli-")
-            .tempdir()
-            .expect("create a temp dir");
-        let tools_dir = tempfile::Builder::new()
-            .prefix("xtask-cli-tools-")
-            .tempdir()
-            .expect("create a temp dir");
-        let outer = fs::canonicalize(outer_dir.path()).expect("canonicalize the temp dir");
+        let (outer_dir, outer) = temp_dir("xtask-cli-");
         for (relative, contents) in files {
             let path = outer.join(relative);
             if let Some(parent) = path.parent() {
@@ -181,15 +171,7 @@ impl Fixture {
         fs::create_dir_all(&root)
             .unwrap_or_else(|error| panic!("failed to create `{}`: {error}", root.display()));
         let root = fs::canonicalize(root).expect("canonicalize the workspace dir");
-        let tools = fs::canonicalize(tools_dir.path()).expect("canonicalize the temp dir");
-        write_cargo_wrapper(&tools);
-        Fixture {
-            root,
-            tools,
-            summaries: AtomicUsize::new(0),
-            _workspace_dir: outer_dir,
-            _tools_dir: tools_dir,
-        }
+        Fixture::assemble(outer_dir, root)
     }
 
     /// The workspace root of the copy.
@@ -549,4 +531,14 @@ fn collect_files(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
             );
         }
     }
+}
+
+/// A new temp dir named `<prefix>...` and its canonical path.
+fn temp_dir(prefix: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create a temp dir");
+    let path = fs::canonicalize(dir.path()).expect("canonicalize the temp dir");
+    (dir, path)
 }
