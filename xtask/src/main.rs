@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_engine::{
-    CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, exit_code,
+    Base, CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, SummaryPath,
+    exit_code,
 };
 
 const EXIT_CODES: &str = "\
@@ -426,7 +427,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             print(&xtask_engine::why(&location, &task, jobs(None), remote)?.render())
         }
         Command::Affected { since, json } => {
-            let affected = xtask_engine::affected(&location, since.as_deref())?;
+            let affected = xtask_engine::affected(&location, &Base::from_option(since))?;
             let text = if json {
                 format!("{}\n", serde_json_string(&affected)?)
             } else {
@@ -658,23 +659,27 @@ fn run_tasks(
     reporter: &Reporter,
 ) -> anyhow::Result<i32> {
     let options = RunOptions {
-        location,
-        tasks: vec![task.to_string()],
         packages: args.packages,
-        // An empty REF (`--affected` alone) is the default base, found in the workspace's repository.
-        affected: args.affected,
+        // `--affected` alone (an empty REF) is the default base of the workspace's repository.
+        affected: args
+            .affected
+            .map(|base| Base::from_option(Some(base).filter(|b| !b.is_empty()))),
         force: args.force,
         no_cache: args.no_cache,
         dry_run: args.dry_run.map(|f| match f {
             DryRunArg::Text => DryRunFormat::Text,
             DryRunArg::Json => DryRunFormat::Json,
         }),
-        summarize: args
-            .summarize
-            .map(|p| (!p.as_os_str().is_empty()).then_some(p)),
+        summarize: args.summarize.map(|path| {
+            if path.as_os_str().is_empty() {
+                SummaryPath::InCache
+            } else {
+                SummaryPath::At(path)
+            }
+        }),
         jobs: jobs(args.jobs),
         release: args.release,
-        target: None,
+        ..RunOptions::new(location, vec![task.to_string()])
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {

@@ -121,20 +121,17 @@ pub fn build_image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Resul
     let outcome = xtask_engine::run_loaded(
         workspace.clone(),
         &RunOptions {
-            location: Location {
-                manifest_path: Some(workspace.manifest_path.clone()),
-                directory: None,
-            },
-            tasks: vec!["build".into()],
             packages: vec![app.package.name.clone()],
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
             jobs: options.jobs,
             release: true,
             target: Some(static_target()),
+            ..RunOptions::new(
+                Location {
+                    manifest_path: Some(workspace.manifest_path.clone()),
+                    directory: None,
+                },
+                vec!["build".into()],
+            )
         },
         reporter,
     )?;

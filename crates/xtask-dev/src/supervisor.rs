@@ -371,18 +371,12 @@ impl Supervisor {
     fn start_build(&mut self, apps: Vec<usize>, first: bool) {
         let names = self.names(apps.iter().copied());
         let options = RunOptions {
-            location: self.options.location.clone(),
-            tasks: vec!["build".to_string()],
             packages: names.clone(),
-            affected: None,
-            force: false,
             // Every edit would add a binary to the cache; only the first build is stored.
             no_cache: !first,
-            dry_run: None,
-            summarize: None,
             jobs: self.options.jobs,
             release: self.options.release,
-            target: None,
+            ..RunOptions::new(self.options.location.clone(), vec!["build".to_string()])
         };
         let started = Instant::now();
         status(&format!("building {}", names.join(", ")));

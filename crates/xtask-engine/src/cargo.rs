@@ -5,7 +5,7 @@
 //! package's binaries itself (the way nextest does), so results are known per package.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use xtask_model::{CargoTask, PackageIndex, Workspace};
 use crate::observe::Observation;
 use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
+use crate::progress::Progress;
+use crate::report::Reporter;
 
 /// The result of one package's task within a batch.
 #[derive(Debug, Default)]
@@ -56,18 +58,26 @@ pub fn run_batch(
     wanted: &[PackageIndex],
     settings: &CargoSettings,
     jobs: usize,
+    reporter: &Reporter,
 ) -> anyhow::Result<BatchOutcome> {
     let mut started = std::time::SystemTime::now();
+    let call = Call {
+        workspace,
+        task,
+        settings,
+        reporter,
+        wanted: wanted.len(),
+    };
     let mut outcome = match task {
         CargoTask::Build | CargoTask::Lint => {
-            let mut compiled = compile(workspace, task, selection, settings)?;
+            let mut compiled = compile(&call, selection)?;
             if task == CargoTask::Lint {
                 let unseen = unseen_clippy_configs(workspace, wanted, &compiled.observations);
                 if !unseen.is_empty() {
                     // Cargo replayed a lint result made before these configs existed: make
                     // it lint those packages again, as cargo users do, by touching them.
                     started = touch_sources(workspace, &unseen)?;
-                    compiled = compile(workspace, task, selection, settings)?;
+                    compiled = compile(&call, selection)?;
                 }
             }
             let results = pick(compiled.results, selection, wanted);
@@ -78,7 +88,7 @@ pub fn run_batch(
                 started: None,
             }
         }
-        CargoTask::Test => test(workspace, selection, wanted, settings, jobs)?,
+        CargoTask::Test => test(&call, selection, wanted, jobs)?,
         CargoTask::Fmt => BatchOutcome {
             results: fmt(workspace, wanted)?,
             ..BatchOutcome::default()
@@ -209,13 +219,42 @@ const LIB_KINDS: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "pr
 /// Artifact kinds whose files `cargo build` leaves for users in the target directory.
 const OUTPUT_KINDS: [&str; 5] = ["bin", "cdylib", "dylib", "staticlib", "example"];
 
-/// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages.
-fn compile(
-    workspace: &Workspace,
+/// One cargo call of a batch: what it is for and whom it reports to.
+struct Call<'a> {
+    workspace: &'a Workspace,
     task: CargoTask,
+    settings: &'a CargoSettings,
+    reporter: &'a Reporter,
+    /// How many packages the batch is for (progress lines say so).
+    wanted: usize,
+}
+
+/// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages. Progress is
+/// reported while it runs (see [`Progress`]).
+fn compile(call: &Call<'_>, packages: &[PackageIndex]) -> anyhow::Result<Compiled> {
+    let plural = if call.wanted == 1 { "" } else { "s" };
+    let progress = Progress::new(format!(
+        "cargo {} ({} package{plural})",
+        call.task.name(),
+        call.wanted
+    ));
+    let every = crate::progress::interval();
+    std::thread::scope(|scope| {
+        let (done, heartbeat) = std::sync::mpsc::channel::<()>();
+        let progress = &progress;
+        scope.spawn(move || progress.heartbeat(call.reporter, every, &heartbeat));
+        let compiled = compile_watched(call, packages, progress);
+        drop(done);
+        compiled
+    })
+}
+
+fn compile_watched(
+    call: &Call<'_>,
     packages: &[PackageIndex],
-    settings: &CargoSettings,
+    progress: &Progress,
 ) -> anyhow::Result<Compiled> {
+    let (workspace, task, settings) = (call.workspace, call.task, call.settings);
     let started = Instant::now();
     let mut command = cargo_command();
     let mut base = settings.command(task);
@@ -249,13 +288,37 @@ fn compile(
     let mut child = command
         .spawn()
         .with_context(|| format!("failed to start `{description}`"))?;
-    let mut stderr = child.stderr.take().context("cargo stderr")?;
-    let stderr_thread = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = stderr.read_to_end(&mut buffer);
-        buffer
-    });
+    let stderr = child.stderr.take().context("cargo stderr")?;
+    std::thread::scope(|scope| {
+        let stderr_thread = scope.spawn(|| progress.read_stderr(stderr));
+        let parsed = parse_messages(call, packages, &mut child, progress);
+        let stderr = stderr_thread.join().unwrap_or_default();
+        parsed.and_then(|parsed| finish_compile(call, packages, parsed, &stderr, started, progress))
+    })
+}
 
+/// What the JSON messages of one cargo call said, before cargo's stderr is read.
+struct Parsed {
+    results: Vec<PackageResult>,
+    errors: Vec<bool>,
+    /// Target labels each package produced.
+    seen: Vec<std::collections::HashSet<String>>,
+    /// When each package's last artifact arrived.
+    last_artifact: Vec<Option<Instant>>,
+    test_binaries: Vec<Vec<PathBuf>>,
+    dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)>,
+    build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)>,
+    status: std::process::ExitStatus,
+}
+
+/// Reads cargo's JSON messages to the end and waits for it.
+fn parse_messages(
+    call: &Call<'_>,
+    packages: &[PackageIndex],
+    child: &mut std::process::Child,
+    progress: &Progress,
+) -> anyhow::Result<Parsed> {
+    let workspace = call.workspace;
     let slot: HashMap<&str, usize> = packages
         .iter()
         .enumerate()
@@ -267,20 +330,23 @@ fn compile(
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
-    let mut results: Vec<PackageResult> =
-        packages.iter().map(|_| PackageResult::default()).collect();
-    let mut errors = vec![false; packages.len()];
-    let mut seen: Vec<std::collections::HashSet<String>> = vec![Default::default(); packages.len()];
-    let mut test_binaries = vec![Vec::new(); packages.len()];
-    let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
-    let mut outside = Observation::default();
-    let mut dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)> = Vec::new();
-    let mut build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)> = Vec::new();
+    let n = packages.len();
+    let mut parsed = Parsed {
+        results: packages.iter().map(|_| PackageResult::default()).collect(),
+        errors: vec![false; n],
+        seen: vec![Default::default(); n],
+        last_artifact: vec![None; n],
+        test_binaries: vec![Vec::new(); n],
+        dep_infos: Vec::new(),
+        build_outputs: Vec::new(),
+        status: std::process::ExitStatus::default(),
+    };
     let stdout = child.stdout.take().context("cargo stdout")?;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { continue };
         match message {
             Message::CompilerArtifact(artifact) => {
+                progress.artifact();
                 let id = artifact.package_id.repr.as_str();
                 // Read once cargo has exited: it writes an uplifted file's dep-info after
                 // announcing the artifact.
@@ -291,53 +357,15 @@ fn compile(
                 };
                 if let Some(owner) = owner {
                     for file in &artifact.filenames {
-                        dep_infos.push((
+                        parsed.dep_infos.push((
                             owner,
                             file.clone().into_std_path_buf(),
                             artifact.target.name.clone(),
                         ));
                     }
                 }
-                let Some(&i) = slot.get(id) else {
-                    continue;
-                };
-                let kinds: Vec<String> =
-                    artifact.target.kind.iter().map(|k| k.to_string()).collect();
-                if kinds.iter().any(|k| k == "custom-build") {
-                    continue;
-                }
-                let is_lib = kinds.iter().any(|k| LIB_KINDS.contains(&k.as_str()));
-                seen[i].insert(target_label(
-                    &artifact.target.name,
-                    is_lib,
-                    kinds.first().map(String::as_str),
-                ));
-                results[i].duration = started.elapsed();
-                if artifact.profile.test {
-                    if let Some(executable) = artifact.executable {
-                        test_binaries[i].push(executable.into_std_path_buf());
-                    }
-                } else if task == CargoTask::Build
-                    && kinds.iter().any(|k| OUTPUT_KINDS.contains(&k.as_str()))
-                {
-                    for file in &artifact.filenames {
-                        let file = file.as_std_path();
-                        // Uplifted files only: `deps/` holds cargo's own copies.
-                        if file
-                            .parent()
-                            .and_then(Path::file_name)
-                            .is_some_and(|d| d == "deps")
-                        {
-                            continue;
-                        }
-                        if file
-                            .extension()
-                            .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "d")
-                        {
-                            continue;
-                        }
-                        results[i].outputs.push(target_output(workspace, file)?);
-                    }
+                if let Some(&i) = slot.get(id) {
+                    note_artifact(call, &mut parsed, i, artifact)?;
                 }
             }
             Message::BuildScriptExecuted(script) => {
@@ -347,7 +375,7 @@ fn compile(
                     None if id.starts_with("path+") => (None, path_package_dir(id)),
                     None => continue,
                 };
-                build_outputs.push((
+                parsed.build_outputs.push((
                     owner,
                     script.out_dir.clone().into_std_path_buf(),
                     package_dir,
@@ -358,54 +386,125 @@ fn compile(
                     continue;
                 };
                 if let Some(rendered) = &message.message.rendered {
-                    results[i].log.extend_from_slice(rendered.as_bytes());
+                    parsed.results[i].log.extend_from_slice(rendered.as_bytes());
                 }
                 if matches!(
                     message.message.level,
                     cargo_metadata::diagnostic::DiagnosticLevel::Error
                         | cargo_metadata::diagnostic::DiagnosticLevel::Ice
                 ) {
-                    errors[i] = true;
+                    parsed.errors[i] = true;
                 }
             }
             _ => {}
         }
     }
-    let status = child
-        .wait()
-        .with_context(|| format!("failed to wait for `{description}`"))?;
-    for (owner, file, target_name) in dep_infos {
+    parsed.status = child.wait().context("failed to wait for cargo")?;
+    Ok(parsed)
+}
+
+/// An artifact of wanted package `i`: its target, its test binary or its output files.
+fn note_artifact(
+    call: &Call<'_>,
+    parsed: &mut Parsed,
+    i: usize,
+    artifact: cargo_metadata::Artifact,
+) -> anyhow::Result<()> {
+    let kinds: Vec<String> = artifact.target.kind.iter().map(|k| k.to_string()).collect();
+    if kinds.iter().any(|k| k == "custom-build") {
+        return Ok(());
+    }
+    let is_lib = kinds.iter().any(|k| LIB_KINDS.contains(&k.as_str()));
+    parsed.seen[i].insert(target_label(
+        &artifact.target.name,
+        is_lib,
+        kinds.first().map(String::as_str),
+    ));
+    parsed.last_artifact[i] = Some(Instant::now());
+    if artifact.profile.test {
+        if let Some(executable) = artifact.executable {
+            parsed.test_binaries[i].push(executable.into_std_path_buf());
+        }
+        return Ok(());
+    }
+    if call.task != CargoTask::Build || !kinds.iter().any(|k| OUTPUT_KINDS.contains(&k.as_str())) {
+        return Ok(());
+    }
+    for file in &artifact.filenames {
+        let file = file.as_std_path();
+        // Uplifted files only: `deps/` holds cargo's own copies.
+        if file
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "deps")
+        {
+            continue;
+        }
+        if file
+            .extension()
+            .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "d")
+        {
+            continue;
+        }
+        parsed.results[i]
+            .outputs
+            .push(target_output(call.workspace, file)?);
+    }
+    Ok(())
+}
+
+/// Once cargo has exited: what its units read, and each package's result and own time.
+fn finish_compile(
+    call: &Call<'_>,
+    packages: &[PackageIndex],
+    parsed: Parsed,
+    stderr: &[u8],
+    started: Instant,
+    progress: &Progress,
+) -> anyhow::Result<Compiled> {
+    let workspace = call.workspace;
+    let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
+    let mut outside = Observation::default();
+    for (owner, file, target_name) in parsed.dep_infos {
         let into = match owner {
             Some(p) => observations.entry(p).or_default(),
             None => &mut outside,
         };
         crate::observe::read_artifact_dep_info(&file, &target_name, &workspace.root, into);
     }
-    for (owner, out_dir, package_dir) in build_outputs {
+    for (owner, out_dir, package_dir) in parsed.build_outputs {
         let into = match owner {
             Some(p) => observations.entry(p).or_default(),
             None => &mut outside,
         };
         crate::observe::read_build_script_output(&out_dir, &package_dir, into);
     }
-    let stderr = stderr_thread.join().unwrap_or_default();
-    let stderr_text = String::from_utf8_lossy(&stderr);
+    let stderr_text = String::from_utf8_lossy(stderr);
+    let mut results = parsed.results;
     for (i, result) in results.iter_mut().enumerate() {
+        let package = &workspace.packages[packages[i]];
         // When cargo failed, a package counts as built only if every target it must
         // produce was produced (a failed build script or dependency produces none).
-        let complete = required_targets(&workspace.packages[packages[i]], task)
+        let complete = required_targets(package, call.task)
             .iter()
-            .all(|label| seen[i].contains(label));
-        result.success = !errors[i] && (status.success() || complete);
-        if !result.success && !errors[i] {
+            .all(|label| parsed.seen[i].contains(label));
+        let error = parsed.errors[i];
+        result.success = !error && (parsed.status.success() || complete);
+        if !result.success && !error {
             // Nothing attributable: a build script, a dependency or cargo itself failed.
             result
                 .log
                 .extend_from_slice(relevant_stderr(&stderr_text).as_bytes());
         }
-        if result.duration.is_zero() {
-            result.duration = started.elapsed();
-        }
+        // Its own time: from when cargo started compiling it (else the call's start) to
+        // its last artifact (else now); nothing when cargo found it fresh.
+        let own_start = progress.started_at(&package.name, &package.version);
+        result.duration = match (own_start, parsed.last_artifact[i]) {
+            (None, Some(_)) => Duration::ZERO,
+            (start, end) => end
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(start.unwrap_or(started)),
+        };
         result
             .outputs
             .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
@@ -415,7 +514,7 @@ fn compile(
     }
     Ok(Compiled {
         results,
-        test_binaries,
+        test_binaries: parsed.test_binaries,
         observations,
         outside,
     })
@@ -485,13 +584,13 @@ fn target_output(workspace: &Workspace, path: &Path) -> anyhow::Result<OutputFil
 /// binaries, packages in parallel on `jobs` threads, then the doctests of every wanted
 /// package in one `cargo test --doc`.
 fn test(
-    workspace: &Workspace,
+    call: &Call<'_>,
     selection: &[PackageIndex],
     wanted: &[PackageIndex],
-    settings: &CargoSettings,
     jobs: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let compiled = compile(workspace, CargoTask::Test, selection, settings)?;
+    let (workspace, settings) = (call.workspace, call.settings);
+    let compiled = compile(call, selection)?;
     let failed: Vec<PackageIndex> = selection
         .iter()
         .zip(&compiled.results)
@@ -525,7 +624,7 @@ fn test(
         );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
-    let runs = crate::run::parallel_map(&work, jobs.max(1), |&i| {
+    let runs = crate::parallel::parallel_map(&work, jobs.max(1), |&i| {
         run_package_tests(workspace, wanted[i], &test_binaries[i], settings)
     });
     for (&i, ran) in work.iter().zip(runs) {

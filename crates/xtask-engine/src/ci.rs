@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-use crate::Location;
+use crate::load::Location;
 use crate::report::Reporter;
 use crate::run::{RunOptions, run};
 
@@ -22,7 +22,7 @@ pub struct CiOptions {
 
 /// Runs the checks; returns whether all passed.
 pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
-    let workspace = crate::load_workspace(&options.location)?;
+    let workspace = crate::load::load_workspace(&options.location)?;
     if let Some(setup) = &workspace.config.ci.setup {
         run_setup(&workspace.root, setup, reporter)?;
     }
@@ -31,17 +31,9 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
         reporter.line(&format!("==> cargo xtask {task}"));
         let outcome = run(
             &RunOptions {
-                location: options.location.clone(),
-                tasks: vec![task.to_string()],
-                packages: Vec::new(),
-                affected: None,
                 force: options.force,
-                no_cache: false,
-                dry_run: None,
-                summarize: None,
                 jobs: options.jobs,
-                release: false,
-                target: None,
+                ..RunOptions::new(options.location.clone(), vec![task.to_string()])
             },
             reporter,
         )?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::UserError;
+use crate::error::UserError;
 
 /// One record of a built (and maybe pushed) image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

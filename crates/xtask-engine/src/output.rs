@@ -8,7 +8,7 @@ use serde::Serialize;
 use xtask_graph::TaskGraph;
 use xtask_model::Workspace;
 
-use crate::run::{DryRunFormat, TaskRecord};
+use crate::summary::{DryRunFormat, TaskRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphFormat {

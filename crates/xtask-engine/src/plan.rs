@@ -4,6 +4,9 @@
 //! File discovery runs once per distinct (package, inputs, outputs) spec and every file is
 //! hashed once per run, in parallel, however many tasks read it.
 
+/// The tool's version, part of every task hash.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -228,26 +231,27 @@ pub fn plan(
     sorted_dirs.sort();
     // One walk per spec, on every core (each walk is sequential).
     let spec_list: Vec<&SpecKey> = specs.iter().collect();
-    let walked = crate::run::parallel_map(&spec_list, threads.max(available_cores()), |spec| {
-        let package = &workspace.packages[spec.0];
-        let mut exclude_dirs = exclude_dirs_base.clone();
-        let start = sorted_dirs.partition_point(|dir| *dir <= package.dir.as_path());
-        for other in &sorted_dirs[start..] {
-            if !other.starts_with(&package.dir) {
-                break;
+    let walked =
+        crate::parallel::parallel_map(&spec_list, threads.max(available_cores()), |spec| {
+            let package = &workspace.packages[spec.0];
+            let mut exclude_dirs = exclude_dirs_base.clone();
+            let start = sorted_dirs.partition_point(|dir| *dir <= package.dir.as_path());
+            for other in &sorted_dirs[start..] {
+                if !other.starts_with(&package.dir) {
+                    break;
+                }
+                exclude_dirs.push(other.to_path_buf());
             }
-            exclude_dirs.push(other.to_path_buf());
-        }
-        fast.listing_cache()
-            .discover(&InputSpec {
-                workspace_root: &workspace.root,
-                package_dir: &package.dir,
-                include: &spec.1,
-                exclude_globs: &spec.2,
-                exclude_dirs: &exclude_dirs,
-            })
-            .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
-    });
+            fast.listing_cache()
+                .discover(&InputSpec {
+                    workspace_root: &workspace.root,
+                    package_dir: &package.dir,
+                    include: &spec.1,
+                    exclude_globs: &spec.2,
+                    exclude_dirs: &exclude_dirs,
+                })
+                .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
+        });
     for (spec, files) in spec_list.into_iter().zip(walked) {
         files_by_spec.insert(spec.clone(), files?);
     }
@@ -448,7 +452,7 @@ pub fn plan(
         }
         let key = TaskKey {
             schema: KEY_SCHEMA,
-            tool_version: crate::TOOL_VERSION.to_string(),
+            tool_version: TOOL_VERSION.to_string(),
             package: package.name.clone(),
             package_dir: package.relative_dir.clone(),
             task: node.task.clone(),

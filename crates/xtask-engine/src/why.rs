@@ -7,8 +7,8 @@ use xtask_cache::LocalCache;
 use xtask_hash::{KeyChange, ObservedInputs, TaskKey, diff_keys};
 use xtask_remote::RemoteCache;
 
-use crate::Location;
 use crate::error::UserError;
+use crate::load::Location;
 use crate::run::{RunOptions, open_cache, prepare};
 
 /// The explanation for one task; `dependencies` explains changed upstream tasks.
@@ -125,17 +125,9 @@ pub fn why(
     // Planned as `cargo xtask TASK` plans it (every package that has the task): the
     // selection is part of a cargo task's key (features unify across it).
     let options = RunOptions {
-        location: location.clone(),
-        tasks: vec![task.to_string()],
-        packages: Vec::new(),
-        affected: None,
-        force: false,
         no_cache: true,
-        dry_run: None,
-        summarize: None,
         jobs,
-        release: false,
-        target: None,
+        ..RunOptions::new(location.clone(), vec![task.to_string()])
     };
     let prepared = prepare(&options)?;
     prepared

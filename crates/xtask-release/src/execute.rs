@@ -63,17 +63,8 @@ pub fn check_tests(context: &StepContext<'_>) -> anyhow::Result<()> {
         .line("==> cargo xtask test (a release needs passing tests)");
     let outcome = xtask_engine::run(
         &RunOptions {
-            location: context.location.clone(),
-            tasks: vec!["test".to_string()],
-            packages: Vec::new(),
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
             jobs: context.jobs,
-            release: false,
-            target: None,
+            ..RunOptions::new(context.location.clone(), vec!["test".to_string()])
         },
         context.reporter,
     )?;
@@ -276,17 +267,10 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
     ));
     let outcome = xtask_engine::run(
         &RunOptions {
-            location: context.location.clone(),
-            tasks: vec!["build".to_string()],
             packages: apps,
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
             jobs: context.jobs,
             release: true,
-            target: None,
+            ..RunOptions::new(context.location.clone(), vec!["build".to_string()])
         },
         context.reporter,
     )?;

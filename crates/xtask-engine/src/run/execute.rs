@@ -1,0 +1,188 @@
+//! The execute stage: runs the work the scheduler hands out (one cargo batch, or one custom
+//! task) on its own thread and reports back through a channel, one [`Completion`] per task.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use xtask_cache::OutputFile;
+use xtask_model::{PackageIndex, TaskKind};
+
+use super::Run;
+use super::schedule::{Node, Work};
+use crate::cargo::{BatchOutcome, run_batch};
+use crate::outputs::collect_outputs;
+use crate::plan::cargo_selection;
+use crate::process::run_captured;
+
+/// What a task that ran produced.
+pub(crate) struct Executed {
+    pub success: bool,
+    pub log: Vec<u8>,
+    pub outputs: Vec<OutputFile>,
+    /// The task's own time (within a cargo batch, its own compile and test time).
+    pub duration: Duration,
+    /// Why a success must not be stored, if so.
+    pub not_cacheable: Option<String>,
+    pub tests_passed: u64,
+    pub tests_failed: u64,
+}
+
+/// One task's end.
+pub(crate) struct Completion {
+    pub node: Node,
+    pub result: anyhow::Result<Executed>,
+}
+
+/// What a finished piece of work reports back.
+pub(crate) enum Finished {
+    Custom(Completion),
+    Batch {
+        completions: Vec<Completion>,
+        /// The batch itself, for what its tasks were observed to read.
+        outcome: Option<BatchOutcome>,
+    },
+}
+
+/// Starts `work` on a thread of `scope`; its [`Finished`] arrives on `sender`.
+pub(crate) fn spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    run: &'scope Run<'scope>,
+    work: Work,
+    sender: Sender<Finished>,
+) {
+    match work {
+        Work::Batch { task, nodes } => {
+            let plural = if nodes.len() == 1 { "" } else { "s" };
+            run.reporter.running(&format!(
+                "cargo {} ({} package{plural})",
+                task.name(),
+                nodes.len()
+            ));
+            scope.spawn(move || {
+                let packages: Vec<PackageIndex> = nodes
+                    .iter()
+                    .map(|&node| run.graph.nodes[node].package)
+                    .collect();
+                // Cargo is always called with the whole selection the keys were planned
+                // for, so features unify the same way whatever is a hit.
+                let selection = cargo_selection(run.graph, task);
+                let result = run_batch(
+                    run.workspace,
+                    task,
+                    &selection,
+                    &packages,
+                    run.settings,
+                    run.options.jobs,
+                    run.reporter,
+                );
+                let _ = sender.send(batch_finished(nodes, result));
+            });
+        }
+        Work::Custom(node) => {
+            run.reporter.running(&run.label(node));
+            scope.spawn(move || {
+                let result = run_custom(run, node);
+                let _ = sender.send(Finished::Custom(Completion { node, result }));
+            });
+        }
+    }
+}
+
+fn batch_finished(nodes: Vec<Node>, result: anyhow::Result<BatchOutcome>) -> Finished {
+    match result {
+        Ok(mut outcome) => {
+            let results = std::mem::take(&mut outcome.results);
+            let completions = nodes
+                .into_iter()
+                .zip(results)
+                .map(|(node, r)| Completion {
+                    node,
+                    result: Ok(Executed {
+                        success: r.success,
+                        log: r.log,
+                        outputs: r.outputs,
+                        duration: r.duration,
+                        not_cacheable: r.not_cacheable,
+                        tests_passed: r.tests_passed,
+                        tests_failed: r.tests_failed,
+                    }),
+                })
+                .collect();
+            Finished::Batch {
+                completions,
+                outcome: Some(outcome),
+            }
+        }
+        Err(error) => {
+            let message = format!("{error:#}");
+            let completions = nodes
+                .into_iter()
+                .map(|node| Completion {
+                    node,
+                    result: Err(anyhow::anyhow!("{message}")),
+                })
+                .collect();
+            Finished::Batch {
+                completions,
+                outcome: None,
+            }
+        }
+    }
+}
+
+fn run_custom(run: &Run<'_>, node: Node) -> anyhow::Result<Executed> {
+    let started = Instant::now();
+    let task = &run.graph.nodes[node];
+    let package = &run.workspace.packages[task.package];
+    let TaskKind::Custom { program, args } = &task.def.kind else {
+        anyhow::bail!("internal error: {} is not a custom task", run.label(node));
+    };
+    // A program with a slash is relative to the package; a bare name is looked up in PATH.
+    let program_path = if program.contains('/') {
+        package.dir.join(program)
+    } else {
+        PathBuf::from(program)
+    };
+    let mut command = std::process::Command::new(&program_path);
+    command
+        .args(args)
+        .env("XTASK_TASK_HASH", &run.planned[node].hash)
+        .env("XTASK_PACKAGE", &package.name);
+    let captured = run_captured(
+        command,
+        &format!("`{program}` for {}", run.label(node)),
+        &package.dir,
+    )?;
+    let mut log = captured.output;
+    if !captured.success {
+        log.extend_from_slice(
+            format!(
+                "`{program}` exited with {}\n",
+                exit_description(captured.code)
+            )
+            .as_bytes(),
+        );
+    }
+    let outputs = if captured.success {
+        collect_outputs(&run.workspace.root, package, &task.def.outputs)?
+    } else {
+        Vec::new()
+    };
+    Ok(Executed {
+        success: captured.success,
+        log,
+        outputs,
+        duration: started.elapsed(),
+        not_cacheable: None,
+        tests_passed: 0,
+        tests_failed: 0,
+    })
+}
+
+fn exit_description(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit code {code}"),
+        None => "a signal".to_string(),
+    }
+}

@@ -1,0 +1,415 @@
+//! `build | test | lint | fmt | run TASK` as a pipeline of named stages around one [`Run`]
+//! context:
+//!
+//! 1. **plan** ([`prepare`]): the workspace, the task graph, every task's key;
+//! 2. **lookup** ([`cache::Cache`]): local entries, then remote ones (imported locally), each
+//!    kept only while its observed inputs are unchanged; hits are restored in parallel;
+//! 3. **schedule** ([`schedule::Scheduler`]): a pure state machine of what can start;
+//! 4. **execute** ([`execute`]): one cargo batch or one custom task per piece of work;
+//! 5. **record** ([`record::Recorder`]): store, upload, report, totals, and the summary.
+
+mod cache;
+mod execute;
+mod prepare;
+mod record;
+mod schedule;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use xtask_cache::{AllowedOutputs, EntryMeta, RestoreRoots};
+use xtask_graph::TaskGraph;
+use xtask_model::Workspace;
+
+pub use cache::open_cache;
+pub(crate) use cache::{Cache, ObservedCheck};
+pub(crate) use prepare::{Prepared, prepare};
+
+use crate::fast::FastPaths;
+use crate::load::Location;
+use crate::load::load_workspace;
+use crate::parallel::parallel_map;
+use crate::plan::{CargoSettings, CargoTarget, Plan};
+use crate::remote::Uploader;
+use crate::report::{Reporter, RunTotals, TaskStatus};
+use crate::summary::{DryRunFormat, FinishedRun, SummaryPath, TaskRecord};
+use cache::Wanted;
+use execute::Finished;
+use record::{DigestedBatch, Recorder, digest_batch};
+use schedule::{Node, Scheduler};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub location: Location,
+    pub tasks: Vec<String>,
+    /// Package names; empty = every package that has the task.
+    pub packages: Vec<String>,
+    /// Only packages affected by changes since this base (and their dependents).
+    pub affected: Option<crate::affected::Base>,
+    /// Ignore cache hits: run everything (results are still stored).
+    pub force: bool,
+    /// Do not write new cache entries.
+    pub no_cache: bool,
+    pub dry_run: Option<DryRunFormat>,
+    /// Write a JSON run summary there.
+    pub summarize: Option<SummaryPath>,
+    pub jobs: usize,
+    pub release: bool,
+    /// Build for this target with these flags instead of the host (used by `image`).
+    pub target: Option<CargoTarget>,
+}
+
+impl RunOptions {
+    /// `tasks` of every package that has them, in the workspace at `location`, with the cache
+    /// read and written, no dry run, no summary, debug profile, host target, one job per core.
+    pub fn new(location: Location, tasks: Vec<String>) -> RunOptions {
+        RunOptions {
+            location,
+            tasks,
+            packages: Vec::new(),
+            affected: None,
+            force: false,
+            no_cache: false,
+            dry_run: None,
+            summarize: None,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            release: false,
+            target: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub success: bool,
+    pub totals: RunTotals,
+    pub summary_path: Option<PathBuf>,
+    /// One record per task that finished (hit, ran, failed or skipped), in topological order.
+    pub records: Vec<TaskRecord>,
+}
+
+/// The context every stage shares: what was asked, what was planned, and where it goes.
+pub(crate) struct Run<'a> {
+    pub options: &'a RunOptions,
+    pub workspace: &'a Workspace,
+    pub graph: &'a TaskGraph,
+    pub planned: &'a Plan,
+    pub settings: &'a CargoSettings,
+    /// Per node: where its cached outputs may be restored (nothing outside is ever written).
+    pub allowed: Vec<AllowedOutputs>,
+    pub fast: std::sync::Arc<FastPaths>,
+    pub reporter: &'a Reporter,
+}
+
+impl Run<'_> {
+    pub fn label(&self, node: Node) -> String {
+        self.graph.label(self.workspace, node)
+    }
+}
+
+pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
+    let workspace = load_workspace(&options.location)?;
+    run_loaded(workspace, options, reporter)
+}
+
+/// [`run`] on a workspace the caller has already loaded (`options.location` is not read), so
+/// a command that needs the model itself runs `cargo metadata` once.
+pub fn run_loaded(
+    workspace: Workspace,
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    // 1. plan
+    let prepared = prepare::prepare_loaded(workspace, options)?;
+    let run = Run::new(&prepared, options, reporter)?;
+    if let Some(format) = options.dry_run {
+        let records = dry_run_records(&run, &open_cache(run.workspace));
+        crate::output::print_dry_run(&records, format)?;
+        return Ok(RunOutcome {
+            success: true,
+            totals: RunTotals::default(),
+            summary_path: None,
+            records: Vec::new(),
+        });
+    }
+    let cache = Cache::open(run.workspace)?;
+    reporter.start(run.graph.nodes.len());
+    let mut recorder = Recorder::new(&run, &cache);
+    let mut scheduler = Scheduler::from_graph(run.graph, options.jobs);
+    // 2. lookup
+    let hits = if options.force {
+        Vec::new()
+    } else {
+        lookup(&run, &cache)
+    };
+    restore(&run, &cache, &hits, &mut scheduler, &mut recorder);
+    // A failed write only loses the speed-up of the next run.
+    let _ = run.fast.save();
+    // 3-5. schedule, execute, record
+    execute_misses(&run, &cache, &mut scheduler, &mut recorder)?;
+    let stored_any = recorder.stored_any;
+    let (mut totals, records) = recorder.into_records();
+    if stored_any
+        && let Some(cap) = run.workspace.config.cache.max_size_bytes
+        && let Err(error) = cache.local.prune(Some(cap))
+    {
+        reporter.warning(&format!("cache eviction failed: {error}"));
+    }
+    totals.remote = cache.remote.as_ref().map(|remote| remote.totals());
+    totals.elapsed = started.elapsed();
+    reporter.finish(&totals);
+    let summary_path = summarize(&run, &cache, started_unix_ms, &totals, &records)?;
+    Ok(RunOutcome {
+        success: totals.failed == 0 && totals.skipped == 0,
+        totals,
+        summary_path,
+        records,
+    })
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        prepared: &'a Prepared,
+        options: &'a RunOptions,
+        reporter: &'a Reporter,
+    ) -> anyhow::Result<Run<'a>> {
+        let workspace = &prepared.workspace;
+        let allowed = prepared
+            .graph
+            .nodes
+            .iter()
+            .map(|task| {
+                crate::outputs::allowed_outputs(
+                    workspace,
+                    &workspace.packages[task.package],
+                    &task.def,
+                    &prepared.settings,
+                )
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Run {
+            options,
+            workspace,
+            graph: &prepared.graph,
+            planned: &prepared.planned,
+            settings: &prepared.settings,
+            allowed,
+            fast: FastPaths::shared(&workspace.cache_dir()),
+            reporter,
+        })
+    }
+}
+
+/// The lookup stage: every cacheable task's entry (local, then remote), kept only while what
+/// its task was observed to read beyond the key is unchanged (a two-level key, as in
+/// ccache's direct mode).
+fn lookup(run: &Run<'_>, cache: &Cache) -> Vec<(Node, EntryMeta)> {
+    let threads = run.options.jobs.max(2);
+    let cacheable: Vec<Node> = (0..run.graph.nodes.len())
+        .filter(|&node| run.graph.nodes[node].def.cache)
+        .collect();
+    let wanted: Vec<Wanted<'_>> = cacheable
+        .iter()
+        .map(|&node| Wanted {
+            hash: &run.planned[node].hash,
+            allowed: &run.allowed[node],
+            label: run.label(node),
+        })
+        .collect();
+    let found = cache.lookup(&wanted, threads, run.reporter);
+    let hits: Vec<(Node, EntryMeta)> = cacheable
+        .into_iter()
+        .zip(found)
+        .filter_map(|(node, meta)| Some((node, meta?)))
+        .collect();
+    let check = ObservedCheck::default();
+    let changes = parallel_map(&hits, threads, |(_, meta)| {
+        check.first_change(&run.workspace.root, meta)
+    });
+    hits.into_iter()
+        .zip(changes)
+        .filter_map(|(hit, change)| match change {
+            None => Some(hit),
+            Some(change) => {
+                run.reporter.line(&format!(
+                    "{}: cache entry not used: {change}",
+                    run.label(hit.0)
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+/// Restores the hits in parallel. Outputs already in place are recognised through the stat
+/// cache (only stat'ed when unchanged since they were last hashed, with the same
+/// racy-timestamp rule as inputs).
+fn restore(
+    run: &Run<'_>,
+    cache: &Cache,
+    hits: &[(Node, EntryMeta)],
+    scheduler: &mut Scheduler,
+    recorder: &mut Recorder<'_>,
+) {
+    let roots = RestoreRoots {
+        workspace: run.workspace.root.clone(),
+        target: run.workspace.target_dir.clone(),
+    };
+    let digest_in_place = |path: &std::path::Path| -> Option<String> {
+        run.fast
+            .stat_cache
+            .digest(&path.to_string_lossy(), path)
+            .ok()
+            .map(|(digest, _)| digest)
+    };
+    let restored = parallel_map(hits, run.options.jobs.max(2), |(node, meta)| {
+        let restore_started = Instant::now();
+        let result = cache.restore(meta, &roots, &run.allowed[*node], &digest_in_place);
+        (result, restore_started.elapsed())
+    });
+    for ((node, meta), (result, took)) in hits.iter().zip(restored) {
+        match result {
+            Ok(log) => {
+                scheduler.already_done(*node, TaskStatus::Hit);
+                recorder.hit(*node, meta, &log, took);
+            }
+            Err(error) => run.reporter.warning(&format!(
+                "{}: cache entry unusable, treating as a miss: {error}",
+                run.label(*node)
+            )),
+        }
+    }
+}
+
+/// The schedule, execute and record stages: misses run dependencies first, the scheduler
+/// deciding what starts, each end recorded as it arrives. Uploads run on their own bounded
+/// pool while tasks go on; the scope waits for the queue to drain at the end of the run.
+fn execute_misses<'r>(
+    run: &'r Run<'r>,
+    cache: &'r Cache,
+    scheduler: &mut Scheduler,
+    recorder: &mut Recorder<'r>,
+) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let uploader = match &cache.remote {
+            Some(remote) if !run.options.no_cache && remote.settings().can_write() => {
+                Some(Uploader::start(scope, remote, &cache.local, run.reporter))
+            }
+            _ => None,
+        };
+        let (sender, receiver) = mpsc::channel::<Finished>();
+        loop {
+            let step = scheduler.next();
+            for node in step.skipped {
+                recorder.skipped(node);
+            }
+            for work in step.start {
+                execute::spawn(scope, run, work, sender.clone());
+            }
+            if scheduler.idle() {
+                break;
+            }
+            let Ok(finished) = receiver.recv() else { break };
+            record_finished(run, finished, scheduler, recorder, uploader.as_ref());
+        }
+    });
+    Ok(())
+}
+
+/// Records every task of a finished piece of work and tells the scheduler.
+fn record_finished(
+    run: &Run<'_>,
+    finished: Finished,
+    scheduler: &mut Scheduler,
+    recorder: &mut Recorder<'_>,
+    uploader: Option<&Uploader>,
+) {
+    let mut rechecked = std::collections::HashMap::new();
+    match finished {
+        Finished::Custom(completion) => {
+            let node = completion.node;
+            let status =
+                recorder.completed(completion, &DigestedBatch::new(), uploader, &mut rechecked);
+            scheduler.custom_finished(node, status);
+        }
+        Finished::Batch {
+            completions,
+            outcome,
+        } => {
+            let digested = outcome
+                .as_ref()
+                .map(|batch| digest_batch(run.workspace, batch))
+                .unwrap_or_default();
+            let statuses: Vec<(Node, TaskStatus)> = completions
+                .into_iter()
+                .map(|completion| {
+                    let node = completion.node;
+                    let status =
+                        recorder.completed(completion, &digested, uploader, &mut rechecked);
+                    (node, status)
+                })
+                .collect();
+            scheduler.batch_finished(&statuses);
+        }
+    }
+}
+
+/// The `--summarize` file, if asked for.
+fn summarize(
+    run: &Run<'_>,
+    cache: &Cache,
+    started_unix_ms: u128,
+    totals: &RunTotals,
+    records: &[TaskRecord],
+) -> anyhow::Result<Option<PathBuf>> {
+    let Some(wanted) = &run.options.summarize else {
+        return Ok(None);
+    };
+    let path = crate::summary::summary_file(
+        wanted,
+        run.options.location.directory.as_deref(),
+        cache.local.root(),
+        started_unix_ms,
+    );
+    crate::summary::write_summary(
+        &path,
+        &FinishedRun {
+            tasks_requested: &run.options.tasks,
+            started_unix_ms,
+            totals,
+            records,
+        },
+    )?;
+    run.reporter
+        .line(&format!("run summary: {}", path.display()));
+    Ok(Some(path))
+}
+
+/// A dry run's view of each task: its hash and whether it would be a hit.
+fn dry_run_records(run: &Run<'_>, cache: &xtask_cache::LocalCache) -> Vec<TaskRecord> {
+    let check = ObservedCheck::default();
+    run.graph
+        .topological_order
+        .iter()
+        .map(|&node| {
+            let hit = !run.options.force
+                && run.graph.nodes[node].def.cache
+                && matches!(
+                    cache.lookup(&run.planned[node].hash),
+                    Ok(Some(meta)) if check.first_change(&run.workspace.root, &meta).is_none()
+                );
+            let status = if hit {
+                TaskStatus::Hit
+            } else {
+                TaskStatus::Miss
+            };
+            record::task_record(run, node, status, Duration::ZERO, 0)
+        })
+        .collect()
+}
