@@ -43,6 +43,9 @@ pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord
 use crate::digest::is_sha256_hex;
 use crate::layout::Layout;
 
+/// How many runs of a task the cache remembers for `xtask why` to compare with.
+pub const RECENT_RUNS: usize = 16;
+
 /// The local cache under one root directory. Cheap to clone; share it by `&` across threads.
 #[derive(Debug, Clone)]
 pub struct LocalCache {
@@ -274,8 +277,8 @@ impl LocalCache {
         store::store(&self.layout, entry)
     }
 
-    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`);
-    /// writes nothing when that is already the record.
+    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`),
+    /// in front of the [`RECENT_RUNS`] before it; writes nothing when it is already the last.
     pub fn set_last(&self, package: &str, task: &str, task_hash: &str) -> Result<(), CacheError> {
         if !is_sha256_hex(task_hash) {
             return Err(CacheError::InvalidTaskHash {
@@ -283,30 +286,45 @@ impl LocalCache {
             });
         }
         let path = self.layout.last_path(package, task)?;
-        let content = format!("{task_hash}\n");
         // A hit usually finds the same record: reading it is much cheaper than rewriting it.
-        if fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
+        let existing = fs::read_to_string(&path).unwrap_or_default();
+        if existing.lines().next() == Some(task_hash) {
             return Ok(());
+        }
+        let mut content = format!("{task_hash}\n");
+        for earlier in existing
+            .lines()
+            .filter(|h| *h != task_hash && is_sha256_hex(h))
+            .take(RECENT_RUNS - 1)
+        {
+            content.push_str(earlier);
+            content.push('\n');
         }
         self.layout.write_atomically(&path, content.as_bytes())
     }
 
     /// The task hash recorded by [`LocalCache::set_last`], if any.
     pub fn last(&self, package: &str, task: &str) -> Result<Option<String>, CacheError> {
+        Ok(self.recent(package, task)?.into_iter().next())
+    }
+
+    /// The task hashes of the last [`RECENT_RUNS`] cached runs of `package`'s `task`, the
+    /// last first (their entries may since have been evicted).
+    pub fn recent(&self, package: &str, task: &str) -> Result<Vec<String>, CacheError> {
         let path = self.layout.last_path(package, task)?;
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
                 return Err(CacheError::corrupt(path, "not UTF-8"));
             }
             Err(error) => return Err(CacheError::io(path, error)),
         };
-        let task_hash = text.trim();
-        if !is_sha256_hex(task_hash) {
-            return Err(CacheError::corrupt(path, "not a task hash"));
+        let hashes: Vec<String> = text.lines().map(|line| line.trim().to_owned()).collect();
+        if hashes.is_empty() || !hashes.iter().all(|h| is_sha256_hex(h)) {
+            return Err(CacheError::corrupt(path, "not a list of task hashes"));
         }
-        Ok(Some(task_hash.to_owned()))
+        Ok(hashes)
     }
 
     /// Counts entries and blobs. Takes no lock.

@@ -9,7 +9,7 @@ use xtask_remote::RemoteCache;
 
 use crate::error::UserError;
 use crate::load::Location;
-use crate::run::{RunOptions, open_cache, prepare};
+use crate::run::{Cache, RunOptions, prepare};
 
 /// The explanation for one task; `dependencies` explains changed upstream tasks.
 #[derive(Debug)]
@@ -64,6 +64,7 @@ impl Baseline<'_> {
         package: &str,
         task: &str,
         hash: &str,
+        current: &TaskKey,
     ) -> anyhow::Result<Previous> {
         let same = |manifest: &serde_json::Value| match ObservedInputs::from_manifest(manifest)
             .first_mismatch(workspace_root)
@@ -76,19 +77,7 @@ impl Baseline<'_> {
                 if let Ok(Some(meta)) = cache.lookup(hash) {
                     return Ok(same(&meta.manifest));
                 }
-                let Some(previous_hash) = cache.last(package, task)? else {
-                    return Ok(Previous::None);
-                };
-                Ok(match cache.lookup(&previous_hash) {
-                    Ok(Some(meta)) => match TaskKey::from_manifest(&meta.manifest) {
-                        Ok(key) => Previous::Key {
-                            hash: previous_hash,
-                            key: Box::new(key),
-                        },
-                        Err(_) => Previous::None,
-                    },
-                    _ => Previous::None,
-                })
+                Ok(closest_recent(cache, package, task, current)?)
             }
             Baseline::Remote(remote) => {
                 let Some(last) = remote.last_run(package, task).map_err(anyhow::Error::msg)? else {
@@ -109,6 +98,37 @@ impl Baseline<'_> {
             }
         }
     }
+}
+
+/// Of the task's recent cached runs still in the cache, the one whose key is closest to
+/// `current` (fewest changes; the most recent among equals): the changes listed are then
+/// those that matter now, not those of whatever ran last (another branch, a reverted edit).
+fn closest_recent(
+    cache: &LocalCache,
+    package: &str,
+    task: &str,
+    current: &TaskKey,
+) -> anyhow::Result<Previous> {
+    let mut closest: Option<(usize, String, TaskKey)> = None;
+    for hash in cache.recent(package, task)? {
+        let Ok(Some(meta)) = cache.lookup(&hash) else {
+            continue;
+        };
+        let Ok(key) = TaskKey::from_manifest(&meta.manifest) else {
+            continue;
+        };
+        let distance = diff_keys(&key, current).len();
+        if closest.as_ref().is_none_or(|(best, _, _)| distance < *best) {
+            closest = Some((distance, hash, key));
+        }
+    }
+    Ok(match closest {
+        Some((_, hash, key)) => Previous::Key {
+            hash,
+            key: Box::new(key),
+        },
+        None => Previous::None,
+    })
 }
 
 pub fn why(
@@ -134,7 +154,7 @@ pub fn why(
         .workspace
         .require_package(package)
         .map_err(|error| UserError(error.to_string()))?;
-    let cache = open_cache(&prepared.workspace);
+    let cache = Cache::open(&prepared.workspace)?;
     let node = prepared
         .graph
         .nodes
@@ -144,16 +164,16 @@ pub fn why(
         })
         .ok_or_else(|| UserError(format!("package `{package}` has no task `{task}`")))?;
     if remote {
-        let remote = crate::remote::open(&prepared.workspace)?.ok_or_else(|| {
+        let remote = cache.remote.as_ref().ok_or_else(|| {
             UserError(
                 "no remote cache is configured: set TURBO_API (or XTASK_REMOTE_CACHE_URL), or \
                  `url` in [workspace.metadata.xtask.cache.remote]"
                     .into(),
             )
         })?;
-        explain(&prepared, &Baseline::Remote(&remote), node, 0)
+        explain(&prepared, &Baseline::Remote(remote), node, 0)
     } else {
-        explain(&prepared, &Baseline::Local(&cache), node, 0)
+        explain(&prepared, &Baseline::Local(&cache.local), node, 0)
     }
 }
 
@@ -180,7 +200,13 @@ fn explain(
         return Ok(explanation);
     }
     let package = &workspace.packages[n.package].name;
-    let previous = baseline.previous(&workspace.root, package, &n.task, &planned.hash)?;
+    let previous = baseline.previous(
+        &workspace.root,
+        package,
+        &n.task,
+        &planned.hash,
+        &planned.key,
+    )?;
     let (previous_hash, previous) = match previous {
         Previous::Same => {
             explanation.verdict = Verdict::Hit;

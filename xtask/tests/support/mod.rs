@@ -77,6 +77,8 @@ pub struct TaskRun {
 /// The JSON run summary written by `--summarize=PATH`.
 #[derive(Debug, Deserialize)]
 pub struct Summary {
+    /// The whole run's wall time.
+    pub duration_ms: u64,
     pub totals: Totals,
     pub tasks: Vec<TaskRecord>,
     /// Present when a remote cache is configured.
