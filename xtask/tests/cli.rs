@@ -157,6 +157,36 @@ fn each_task_counts_its_own_time_and_a_long_cargo_call_reports_progress() {
 }
 
 #[test]
+fn a_hit_never_overwrites_the_running_tool_binary() {
+    // `cargo xtask` runs the binary cargo has just built for the alias; the workspace build
+    // unifies features differently, so the cached one differs. Restoring it on every call
+    // rewrote the running binary and made the next alias call relink it: a fight with cargo.
+    let fixture = Fixture::new("basic");
+    fixture.run(&["build"]).assert_code(0);
+    let app = fixture.path("target/debug/app");
+    let tool = fs::read(env!("CARGO_BIN_EXE_xtask")).expect("read the tool binary");
+    fs::remove_file(&app).expect("remove app");
+    fs::write(&app, &tool).expect("copy the tool to target/debug/app");
+    fixture.set_executable("target/debug/app", true);
+    let output = fixture
+        .xtask_command_at(&app, &["build"])
+        .output()
+        .expect("run the tool as target/debug/app");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("app:build: cache hit"),
+        "{output:?}"
+    );
+    assert!(
+        fs::read(&app).expect("read app") == tool,
+        "the running binary was overwritten by the cached app"
+    );
+    // Any other caller gets the cached binary back.
+    fixture.run(&["build"]).assert_code(0);
+    assert_restored_app_runs(&fixture);
+}
+
+#[test]
 fn touching_every_source_file_keeps_every_task_a_hit() {
     let fixture = Fixture::new("basic");
     fixture.run(&["build"]).assert_code(0);

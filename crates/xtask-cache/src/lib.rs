@@ -88,6 +88,9 @@ pub struct OutputFile {
 pub struct RestoreRoots {
     pub workspace: PathBuf,
     pub target: PathBuf,
+    /// Files a restore leaves as they are when present, whatever their content (the running
+    /// tool's own executable, which cargo has just built for the `cargo xtask` alias).
+    pub keep: Vec<PathBuf>,
 }
 
 impl RestoreRoots {

@@ -42,7 +42,9 @@ pub(crate) fn restore(
 
     let mut needed: BTreeMap<String, &OutputRecord> = BTreeMap::new();
     for record in &meta.outputs {
-        if !is_in_place(roots.path(record.root), record, digest) {
+        let path = roots.path(record.root).join(&record.path);
+        let kept = roots.keep.contains(&path) && path.is_file();
+        if !kept && !is_in_place(roots.path(record.root), record, digest) {
             needed.insert(record.member_name(), record);
         }
     }

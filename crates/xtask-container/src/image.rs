@@ -192,6 +192,7 @@ pub fn assemble_cached(
     let roots = RestoreRoots {
         workspace: workspace.root.clone(),
         target: workspace.target_dir.clone(),
+        keep: Vec::new(),
     };
     let label = format!("{}:image", app.package.name);
 

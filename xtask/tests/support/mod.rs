@@ -257,7 +257,12 @@ impl Fixture {
 
     /// The command [`Fixture::xtask`] runs, for callers that spawn it themselves.
     pub fn xtask_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        self.xtask_command_at(Path::new(env!("CARGO_BIN_EXE_xtask")), args)
+    }
+
+    /// [`Fixture::xtask_command`] with the tool's binary at `program` (a copy of it).
+    pub fn xtask_command_at(&self, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command.arg("-C").arg(&self.root).args(args);
         self.hermetic(&mut command);
         command

@@ -38,6 +38,7 @@ impl Fixture {
         RestoreRoots {
             workspace: self.path("src-ws"),
             target: self.path("src-ws/target"),
+            keep: Vec::new(),
         }
     }
 
@@ -48,6 +49,7 @@ impl Fixture {
         RestoreRoots {
             target: workspace.join("target"),
             workspace,
+            keep: Vec::new(),
         }
     }
 

@@ -260,6 +260,7 @@ fn restore(
     let roots = RestoreRoots {
         workspace: run.workspace.root.clone(),
         target: run.workspace.target_dir.clone(),
+        keep: running_tool_binary(&run.workspace.target_dir),
     };
     let digest_in_place = |path: &std::path::Path| -> Option<String> {
         run.fast
@@ -285,6 +286,19 @@ fn restore(
             )),
         }
     }
+}
+
+/// The running tool's own executable when it is in the target directory: cargo has just
+/// built it from the same sources for `cargo xtask` (the alias's `cargo run`), with the
+/// features of the tool's package alone. A hit leaves it alone: restoring the workspace
+/// build's copy over it made every alias call relink it and every run rewrite it.
+fn running_tool_binary(target_dir: &std::path::Path) -> Vec<PathBuf> {
+    std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .ok()
+        .filter(|exe| exe.starts_with(target_dir))
+        .into_iter()
+        .collect()
 }
 
 /// The schedule, execute and record stages: misses run dependencies first, the scheduler
