@@ -350,12 +350,7 @@ fn parse_messages(
                 let id = artifact.package_id.repr.as_str();
                 // Read once cargo has exited: it writes an uplifted file's dep-info after
                 // announcing the artifact.
-                let owner = match index_of.get(id) {
-                    Some(&p) => Some(Some(p)),
-                    None if id.starts_with("path+") => Some(None),
-                    None => None,
-                };
-                if let Some(owner) = owner {
+                if let Some(owner) = owner_of(&index_of, id) {
                     for file in &artifact.filenames {
                         parsed.dep_infos.push((
                             owner,
@@ -382,18 +377,8 @@ fn parse_messages(
                 ));
             }
             Message::CompilerMessage(message) => {
-                let Some(&i) = slot.get(message.package_id.repr.as_str()) else {
-                    continue;
-                };
-                if let Some(rendered) = &message.message.rendered {
-                    parsed.results[i].log.extend_from_slice(rendered.as_bytes());
-                }
-                if matches!(
-                    message.message.level,
-                    cargo_metadata::diagnostic::DiagnosticLevel::Error
-                        | cargo_metadata::diagnostic::DiagnosticLevel::Ice
-                ) {
-                    parsed.errors[i] = true;
+                if let Some(&i) = slot.get(message.package_id.repr.as_str()) {
+                    note_diagnostic(&mut parsed, i, &message.message);
                 }
             }
             _ => {}
@@ -401,6 +386,34 @@ fn parse_messages(
     }
     parsed.status = child.wait().context("failed to wait for cargo")?;
     Ok(parsed)
+}
+
+/// Who owns package `id` among the packages whose reads are observed: `Some(Some(p))` a
+/// workspace package, `Some(None)` a path package outside the workspace, `None` neither.
+fn owner_of(index_of: &HashMap<&str, PackageIndex>, id: &str) -> Option<Option<PackageIndex>> {
+    match index_of.get(id) {
+        Some(&p) => Some(Some(p)),
+        None if id.starts_with("path+") => Some(None),
+        None => None,
+    }
+}
+
+/// A diagnostic of wanted package `i`: into its log; an error fails it.
+fn note_diagnostic(
+    parsed: &mut Parsed,
+    i: usize,
+    diagnostic: &cargo_metadata::diagnostic::Diagnostic,
+) {
+    if let Some(rendered) = &diagnostic.rendered {
+        parsed.results[i].log.extend_from_slice(rendered.as_bytes());
+    }
+    if matches!(
+        diagnostic.level,
+        cargo_metadata::diagnostic::DiagnosticLevel::Error
+            | cargo_metadata::diagnostic::DiagnosticLevel::Ice
+    ) {
+        parsed.errors[i] = true;
+    }
 }
 
 /// An artifact of wanted package `i`: its target, its test binary or its output files.
@@ -819,7 +832,35 @@ fn run_doctests(
         command.arg("--release");
     }
     let captured = run_captured(command, "`cargo test --doc`", &workspace.root)?;
-    let text = String::from_utf8_lossy(&captured.output);
+    let took = started.elapsed();
+    let (sections, preamble) = doctest_sections(&String::from_utf8_lossy(&captured.output));
+    let share = took / runs.len() as u32;
+    for i in runs {
+        let result = &mut results[i];
+        result.log.extend_from_slice(b"running doctests\n");
+        match crate_of(wanted[i]).and_then(|c| sections.get(&c)) {
+            Some(section) => {
+                record_doctests(result, section, narrowed);
+                // Its own share: the time libtest reports for its doctests.
+                result.duration += reported_time(section).unwrap_or(share);
+            }
+            None => {
+                // cargo failed before this crate's doctests ran: that is not a pass.
+                result.log.extend_from_slice(preamble.as_bytes());
+                result
+                    .log
+                    .extend_from_slice(b"error: the doctests of this package did not run\n");
+                result.success = false;
+                result.duration += share;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cargo test --doc`'s output split at its `Doc-tests <crate>` lines: each crate's section,
+/// and what came before the first (cargo's errors), without cargo's progress lines.
+fn doctest_sections(text: &str) -> (HashMap<String, String>, String) {
     let mut sections: HashMap<String, String> = HashMap::new();
     let mut current: Option<String> = None;
     let mut preamble = String::new();
@@ -835,54 +876,46 @@ fn run_doctests(
         {
             continue;
         }
-        match &current {
-            Some(name) => {
-                let section = sections.entry(name.clone()).or_default();
-                section.push_str(line);
-                section.push('\n');
-            }
-            None => {
-                preamble.push_str(line);
-                preamble.push('\n');
-            }
-        }
+        let into = match &current {
+            Some(name) => sections.entry(name.clone()).or_default(),
+            None => &mut preamble,
+        };
+        into.push_str(line);
+        into.push('\n');
     }
-    let took = started.elapsed();
-    for i in runs {
-        let result = &mut results[i];
-        result.log.extend_from_slice(b"running doctests\n");
-        let section = crate_of(wanted[i]).and_then(|c| sections.get(&c));
-        match section {
-            Some(section) => {
-                let mut counts = PackageResult::default();
-                count_tests(section.as_bytes(), &mut counts);
-                result.log.extend_from_slice(section.as_bytes());
-                result.tests_passed += counts.tests_passed;
-                result.tests_failed += counts.tests_failed;
-                let passed = section
-                    .lines()
-                    .any(|l| l.trim().starts_with("test result: ok."));
-                result.success &= counts.tests_failed == 0 && passed;
-                if narrowed {
-                    result.not_cacheable = Some(
-                        "its doctests ran without a package of the selection that failed to \
-                         compile"
-                            .to_string(),
-                    );
-                }
-            }
-            None => {
-                // cargo failed before this crate's doctests ran: that is not a pass.
-                result.log.extend_from_slice(preamble.as_bytes());
-                result
-                    .log
-                    .extend_from_slice(b"error: the doctests of this package did not run\n");
-                result.success = false;
-            }
-        }
-        result.duration += took;
+    (sections, preamble)
+}
+
+/// One crate's doctest section into its result: log, counts, pass or fail.
+fn record_doctests(result: &mut PackageResult, section: &str, narrowed: bool) {
+    let mut counts = PackageResult::default();
+    count_tests(section.as_bytes(), &mut counts);
+    result.log.extend_from_slice(section.as_bytes());
+    result.tests_passed += counts.tests_passed;
+    result.tests_failed += counts.tests_failed;
+    let passed = section
+        .lines()
+        .any(|l| l.trim().starts_with("test result: ok."));
+    result.success &= counts.tests_failed == 0 && passed;
+    if narrowed {
+        result.not_cacheable = Some(
+            "its doctests ran without a package of the selection that failed to compile"
+                .to_string(),
+        );
     }
-    Ok(())
+}
+
+/// The time in libtest's `test result: ... finished in 1.23s` line.
+fn reported_time(section: &str) -> Option<Duration> {
+    let line = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("test result:"))?;
+    let seconds = line
+        .rsplit_once("finished in ")?
+        .1
+        .trim()
+        .strip_suffix('s')?;
+    Duration::try_from_secs_f64(seconds.parse().ok()?).ok()
 }
 
 /// Adds libtest's `test result: ok. 3 passed; 1 failed; ...` lines to the counts.
@@ -992,6 +1025,14 @@ fn package_slot_of_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_time_libtest_reports() {
+        let section = "running 2 tests\ntest result: ok. 2 passed; 0 failed; 0 ignored; \
+                       0 measured; 0 filtered out; finished in 0.53s\n";
+        assert_eq!(reported_time(section), Some(Duration::from_millis(530)));
+        assert_eq!(reported_time("no result line\n"), None);
+    }
 
     #[test]
     fn counts_libtest_results() {

@@ -510,18 +510,19 @@ fn toolchain_files(workspace_root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// `rustc -vV` output from the cache when its key is unchanged, else from running it (and
-/// `rustc --print sysroot`, to know which binary to watch).
-pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<String> {
-    let env = env_key(&TOOLCHAIN_ENV);
-    let path = record_path(&fast.dir, "toolchain", &env);
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let resolved = resolve_program(&rustc);
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(record) = serde_json::from_slice::<ToolchainRecord>(&bytes)
-        && record.version == RECORD_VERSION
+/// The recorded `rustc -vV` output, while nothing its record watches changed.
+fn recorded_rustc_version(
+    fast: &FastPaths,
+    path: &Path,
+    workspace_root: &Path,
+    env: &BTreeMap<String, Option<String>>,
+    resolved: &Option<PathBuf>,
+) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let record = serde_json::from_slice::<ToolchainRecord>(&bytes).ok()?;
+    let valid = record.version == RECORD_VERSION
         && record.workspace_root == workspace_root
-        && record.env == env
+        && &record.env == env
         && record
             .files
             .iter()
@@ -532,32 +533,48 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
         && record
             .binaries
             .iter()
-            .all(|(binary, stat)| &stat_string(binary) == stat)
-    {
-        return Ok(record.rustc_version);
-    }
+            .all(|(binary, stat)| &stat_string(binary) == stat);
+    valid.then_some(record.rustc_version)
+}
 
-    let run = |args: &[&str]| -> anyhow::Result<String> {
-        let output = std::process::Command::new(&rustc)
-            .args(args)
-            .current_dir(workspace_root)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| {
-                format!(
-                    "failed to run `{} {}`",
-                    rustc.to_string_lossy(),
-                    args.join(" ")
-                )
-            })?;
-        anyhow::ensure!(
-            output.status.success(),
-            "`rustc {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+/// `rustc ARGS`'s standard output.
+fn run_rustc(
+    rustc: &std::ffi::OsStr,
+    args: &[&str],
+    workspace_root: &Path,
+) -> anyhow::Result<String> {
+    let output = std::process::Command::new(rustc)
+        .args(args)
+        .current_dir(workspace_root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "failed to run `{} {}`",
+                rustc.to_string_lossy(),
+                args.join(" ")
+            )
+        })?;
+    anyhow::ensure!(
+        output.status.success(),
+        "`rustc {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `rustc -vV` output from the cache when its key is unchanged, else from running it (and
+/// `rustc --print sysroot`, to know which binary to watch).
+pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<String> {
+    let env = env_key(&TOOLCHAIN_ENV);
+    let path = record_path(&fast.dir, "toolchain", &env);
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let resolved = resolve_program(&rustc);
+    if let Some(version) = recorded_rustc_version(fast, &path, workspace_root, &env, &resolved) {
+        return Ok(version);
+    }
+    let run = |args: &[&str]| run_rustc(&rustc, args, workspace_root);
     // Stats are taken before running, so a toolchain replaced meanwhile is seen next time.
     let files: BTreeMap<PathBuf, String> = toolchain_files(workspace_root)
         .into_iter()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use xtask_cache::OutputFile;
 use xtask_model::{PackageIndex, TaskKind};
 
-use super::Run;
+use super::context::Run;
 use super::schedule::{Node, Work};
 use crate::cargo::{BatchOutcome, run_batch};
 use crate::outputs::collect_outputs;

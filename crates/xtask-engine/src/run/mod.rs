@@ -9,7 +9,9 @@
 //! 5. **record** ([`record::Recorder`]): store, upload, report, totals, and the summary.
 
 mod cache;
+mod context;
 mod execute;
+mod options;
 mod prepare;
 mod record;
 mod schedule;
@@ -18,95 +20,24 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use xtask_cache::{AllowedOutputs, EntryMeta, RestoreRoots};
-use xtask_graph::TaskGraph;
+use xtask_cache::{EntryMeta, RestoreRoots};
 use xtask_model::Workspace;
 
 pub use cache::open_cache;
 pub(crate) use cache::{Cache, ObservedCheck};
 pub(crate) use prepare::{Prepared, prepare};
 
-use crate::fast::FastPaths;
-use crate::load::Location;
 use crate::load::load_workspace;
 use crate::parallel::parallel_map;
-use crate::plan::{CargoSettings, CargoTarget, Plan};
 use crate::remote::Uploader;
 use crate::report::{Reporter, RunTotals, TaskStatus};
-use crate::summary::{DryRunFormat, FinishedRun, SummaryPath, TaskRecord};
+use crate::summary::{FinishedRun, TaskRecord};
 use cache::Wanted;
+pub(crate) use context::Run;
 use execute::Finished;
+pub use options::{RunOptions, RunOutcome};
 use record::{DigestedBatch, Recorder, digest_batch};
 use schedule::{Node, Scheduler};
-
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub location: Location,
-    pub tasks: Vec<String>,
-    /// Package names; empty = every package that has the task.
-    pub packages: Vec<String>,
-    /// Only packages affected by changes since this base (and their dependents).
-    pub affected: Option<crate::affected::Base>,
-    /// Ignore cache hits: run everything (results are still stored).
-    pub force: bool,
-    /// Do not write new cache entries.
-    pub no_cache: bool,
-    pub dry_run: Option<DryRunFormat>,
-    /// Write a JSON run summary there.
-    pub summarize: Option<SummaryPath>,
-    pub jobs: usize,
-    pub release: bool,
-    /// Build for this target with these flags instead of the host (used by `image`).
-    pub target: Option<CargoTarget>,
-}
-
-impl RunOptions {
-    /// `tasks` of every package that has them, in the workspace at `location`, with the cache
-    /// read and written, no dry run, no summary, debug profile, host target, one job per core.
-    pub fn new(location: Location, tasks: Vec<String>) -> RunOptions {
-        RunOptions {
-            location,
-            tasks,
-            packages: Vec::new(),
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
-            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            release: false,
-            target: None,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct RunOutcome {
-    pub success: bool,
-    pub totals: RunTotals,
-    pub summary_path: Option<PathBuf>,
-    /// One record per task that finished (hit, ran, failed or skipped), in topological order.
-    pub records: Vec<TaskRecord>,
-}
-
-/// The context every stage shares: what was asked, what was planned, and where it goes.
-pub(crate) struct Run<'a> {
-    pub options: &'a RunOptions,
-    pub workspace: &'a Workspace,
-    pub graph: &'a TaskGraph,
-    pub planned: &'a Plan,
-    pub settings: &'a CargoSettings,
-    /// Per node: where its cached outputs may be restored (nothing outside is ever written).
-    pub allowed: Vec<AllowedOutputs>,
-    pub fast: std::sync::Arc<FastPaths>,
-    pub reporter: &'a Reporter,
-}
-
-impl Run<'_> {
-    pub fn label(&self, node: Node) -> String {
-        self.graph.label(self.workspace, node)
-    }
-}
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
     let workspace = load_workspace(&options.location)?;
@@ -171,39 +102,6 @@ pub fn run_loaded(
         summary_path,
         records,
     })
-}
-
-impl<'a> Run<'a> {
-    fn new(
-        prepared: &'a Prepared,
-        options: &'a RunOptions,
-        reporter: &'a Reporter,
-    ) -> anyhow::Result<Run<'a>> {
-        let workspace = &prepared.workspace;
-        let allowed = prepared
-            .graph
-            .nodes
-            .iter()
-            .map(|task| {
-                crate::outputs::allowed_outputs(
-                    workspace,
-                    &workspace.packages[task.package],
-                    &task.def,
-                    &prepared.settings,
-                )
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Run {
-            options,
-            workspace,
-            graph: &prepared.graph,
-            planned: &prepared.planned,
-            settings: &prepared.settings,
-            allowed,
-            fast: FastPaths::shared(&workspace.cache_dir()),
-            reporter,
-        })
-    }
 }
 
 /// The lookup stage: every cacheable task's entry (local, then remote), kept only while what

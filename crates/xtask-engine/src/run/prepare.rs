@@ -3,7 +3,7 @@
 use xtask_graph::{GraphRequest, TaskGraph};
 use xtask_model::{PackageIndex, TaskKind, Workspace};
 
-use super::RunOptions;
+use super::options::RunOptions;
 use crate::error::UserError;
 use crate::load::load_workspace;
 use crate::plan::{CargoSettings, Plan, Toolchain, plan};

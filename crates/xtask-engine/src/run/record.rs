@@ -9,8 +9,8 @@ use xtask_cache::EntryMeta;
 use xtask_hash::ObservedInputs;
 use xtask_model::{PackageIndex, TaskKind, Workspace};
 
-use super::Run;
 use super::cache::Cache;
+use super::context::Run;
 use super::execute::{Completion, Executed};
 use super::schedule::Node;
 use crate::cargo::{BatchOutcome, PackageResult, count_tests};
