@@ -1,6 +1,9 @@
 //! The xtask configuration in Cargo manifests, parsed in two phases: raw serde structs that
 //! reject unknown keys (with the line of the offending key), then a validated model.
 //!
+//! Every key, in a root manifest that is also a package (a test parses this example, so it
+//! stays copyable):
+//!
 //! ```toml
 //! [workspace.metadata.xtask]
 //! global_inputs = ["rustfmt.toml"]   # extra root-relative globs hashed into every task
@@ -39,9 +42,6 @@
 //! monitoring = true                      # overlays include k8s/monitoring (default true)
 //! runbook_base_url = "https://github.com/acme/shop/blob/main"  # alerts link runbooks there
 //!
-//! [package.metadata.xtask.app]           # deployment settings of a service
-//! port = 8080
-//!
 //! [workspace.metadata.xtask.release]     # `cargo xtask release`
 //! mode = "per-package"                   # or "lockstep": one version and one tag for all
 //! branch = "main"                        # releases are cut from this branch only
@@ -50,10 +50,35 @@
 //!
 //! [workspace.metadata.xtask.ci]          # `cargo xtask ci`
 //! setup = ["bash", ".ci/install-tools"]  # run in the root before the checks (tools the tests use)
+//!
+//! [package.metadata.xtask.app]           # deployment settings of a service
+//! port = 8080
+//! health_path = "/health"                # liveness probe (these three are the defaults)
+//! ready_path = "/ready"                  # readiness probe
+//! metrics_path = "/metrics"              # scraped by Prometheus
 //! services = ["postgres", "redis"]       # backing services it needs (compose.yaml)
 //! ingress_path = "/v1"                   # routed from the Ingress (absent: cluster-internal)
 //! talks_to = ["worker"]                  # apps it calls (NetworkPolicies allow only these)
 //! secrets = ["API_TOKEN"]                # env vars from the app's Secret (names only)
+//!
+//! [package.metadata.xtask.app.env]       # non-secret environment of the app
+//! RUST_LOG = "info"
+//!
+//! [package.metadata.xtask.app.resources] # Kubernetes requests and limits (these are the defaults)
+//! cpu_request = "50m"
+//! cpu_limit = "500m"
+//! memory_request = "64Mi"
+//! memory_limit = "256Mi"
+//!
+//! [package.metadata.xtask.app.monitoring] # alert thresholds (these are the defaults)
+//! latency_p99_ms = 500                   # p99 latency alert, 1-600000
+//! error_rate_percent = 5                 # 5xx share alert, 1-50
+//!
+//! [[package.metadata.xtask.app.smoke]]   # a request `cargo xtask smoke` sends (repeatable)
+//! method = "GET"                         # GET (default), HEAD, POST, PUT, PATCH, DELETE
+//! path = "/v1/greeting?name=smoke"
+//! status = 200                           # expected status (default 200)
+//! body_contains = "hello"                # optional
 //! ```
 
 mod app;
@@ -470,6 +495,62 @@ mod tests {
             &mut problems,
         );
         (parsed, problems)
+    }
+
+    /// The ```toml blocks of a Markdown or `//!` text, in order.
+    fn toml_blocks(text: &str) -> Vec<String> {
+        let mut blocks = Vec::new();
+        let mut current: Option<Vec<&str>> = None;
+        for line in text.lines() {
+            let line = line
+                .strip_prefix("//!")
+                .map_or(line, |l| l.strip_prefix(' ').unwrap_or(l));
+            match (&mut current, line.trim_end()) {
+                (None, "```toml") => current = Some(Vec::new()),
+                (Some(lines), "```") => {
+                    blocks.push(lines.join("\n"));
+                    current = None;
+                }
+                (Some(lines), _) => lines.push(line),
+                (None, _) => {}
+            }
+        }
+        blocks
+    }
+
+    /// Parses `text` as a root manifest that is also a package: every problem, both phases.
+    fn parse_as_root_package(text: &str) -> (ParsedWorkspace, ParsedPackage, Vec<ConfigProblem>) {
+        let (workspace_config, mut problems) = workspace(text);
+        let (package_config, package_problems) = package(text, &workspace_config.tasks);
+        problems.extend(package_problems);
+        (workspace_config, package_config, problems)
+    }
+
+    #[test]
+    fn the_documented_example_parses_without_problems() {
+        let blocks = toml_blocks(include_str!("mod.rs"));
+        assert_eq!(blocks.len(), 1, "{blocks:#?}");
+        let (workspace_config, package_config, problems) = parse_as_root_package(&blocks[0]);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(workspace_config.tasks.contains_key("gen"));
+        assert!(workspace_config.config.deploy.is_some());
+        assert_eq!(workspace_config.config.release, ReleaseConfig::default());
+        let app = package_config.app.expect("the example declares an app");
+        assert_eq!(app.talks_to, ["worker"]);
+        assert_eq!(app.services, BackingService::ALL);
+    }
+
+    #[test]
+    fn the_readme_examples_parse_without_problems() {
+        let blocks = toml_blocks(include_str!("../../../../README.md"));
+        assert!(blocks.len() >= 3, "{blocks:#?}");
+        for block in &blocks {
+            let (_, _, problems) = parse_as_root_package(block);
+            assert!(
+                problems.is_empty(),
+                "README.md example:\n{block}\n{problems:#?}"
+            );
+        }
     }
 
     #[test]
