@@ -22,5 +22,5 @@ pub use config::{
     TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError, UnknownPackage};
-pub use quantity::parse_size;
+pub use quantity::{CpuQuantity, MemoryQuantity, parse_size};
 pub use workspace::{DepKind, Edge, Package, PackageIndex, Target, Workspace, load_metadata};

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::raw::{RawApp, RawMonitoring, RawSmokeRequest};
-use super::{ManifestSource, is_dns_label, is_env_name, is_url_path};
+use super::raw::{RawApp, RawMonitoring, RawResources, RawSmokeRequest};
+use super::{ManifestSource, is_dns_label, is_env_name, is_url_path, parse_value};
 use crate::error::ConfigProblem;
-use crate::quantity::{is_cpu_quantity, is_memory_quantity};
+use crate::quantity::{CpuQuantity, MemoryQuantity};
 
 /// Deployment settings of an app (`[package.metadata.xtask.app]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,20 +89,25 @@ impl BackingService {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resources {
-    pub cpu_request: String,
-    pub cpu_limit: String,
-    pub memory_request: String,
-    pub memory_limit: String,
+    pub cpu_request: CpuQuantity,
+    pub cpu_limit: CpuQuantity,
+    pub memory_request: MemoryQuantity,
+    pub memory_limit: MemoryQuantity,
 }
 
-/// (field name, raw value, destination, validity check, what is expected)
-type QuantityField<'a> = (
-    &'static str,
-    Option<Spanned<String>>,
-    &'a mut String,
-    fn(&str) -> bool,
-    &'static str,
-);
+impl Default for Resources {
+    /// 50m / 500m CPU, 64Mi / 256Mi memory.
+    fn default() -> Resources {
+        let cpu = |text| CpuQuantity::parse(text).expect("a valid default CPU quantity");
+        let memory = |text| MemoryQuantity::parse(text).expect("a valid default memory quantity");
+        Resources {
+            cpu_request: cpu("50m"),
+            cpu_limit: cpu("500m"),
+            memory_request: memory("64Mi"),
+            memory_limit: memory("256Mi"),
+        }
+    }
+}
 
 pub(super) fn validate_app(
     source: &ManifestSource<'_>,
@@ -144,57 +149,10 @@ pub(super) fn validate_app(
     let health_path = path("health_path", app.health_path, "/health");
     let ready_path = path("ready_path", app.ready_path, "/ready");
     let metrics_path = path("metrics_path", app.metrics_path, "/metrics");
-    let mut resources = Resources {
-        cpu_request: "50m".into(),
-        cpu_limit: "500m".into(),
-        memory_request: "64Mi".into(),
-        memory_limit: "256Mi".into(),
-    };
-    if let Some(raw) = app.resources {
-        let raw = raw.into_inner();
-        let fields: [QuantityField<'_>; 4] = [
-            (
-                "cpu_request",
-                raw.cpu_request,
-                &mut resources.cpu_request,
-                is_cpu_quantity,
-                "a CPU quantity such as \"100m\" or \"0.5\"",
-            ),
-            (
-                "cpu_limit",
-                raw.cpu_limit,
-                &mut resources.cpu_limit,
-                is_cpu_quantity,
-                "a CPU quantity such as \"100m\" or \"0.5\"",
-            ),
-            (
-                "memory_request",
-                raw.memory_request,
-                &mut resources.memory_request,
-                is_memory_quantity,
-                "a memory quantity such as \"64Mi\"",
-            ),
-            (
-                "memory_limit",
-                raw.memory_limit,
-                &mut resources.memory_limit,
-                is_memory_quantity,
-                "a memory quantity such as \"64Mi\"",
-            ),
-        ];
-        for (field, value, slot, valid, expected) in fields {
-            if let Some(value) = value {
-                if !valid(value.get_ref()) {
-                    problems.push(source.problem(
-                        format!("{key}.resources.{field}"),
-                        Some(value.span().start),
-                        format!("must be {expected}, got {:?}", value.get_ref()),
-                    ));
-                }
-                *slot = value.into_inner();
-            }
-        }
-    }
+    let resources = app
+        .resources
+        .map(|raw| validate_resources(source, key, raw.into_inner(), problems))
+        .unwrap_or_default();
     for name in app.env.keys() {
         if !is_env_name(name) {
             problems.push(source.problem(
@@ -271,6 +229,45 @@ pub(super) fn validate_app(
         monitoring,
         smoke,
     })
+}
+
+/// `[...app.resources]`: each quantity parsed, located when it does not parse; a missing one
+/// keeps its default.
+fn validate_resources(
+    source: &ManifestSource<'_>,
+    key: &str,
+    raw: RawResources,
+    problems: &mut Vec<ConfigProblem>,
+) -> Resources {
+    const CPU: &str = "a CPU quantity such as \"100m\" or \"0.5\"";
+    const MEMORY: &str = "a memory quantity such as \"64Mi\"";
+    let cpu = |field: &str, value: Option<Spanned<String>>, problems: &mut Vec<ConfigProblem>| {
+        let key = format!("{key}.resources.{field}");
+        value.and_then(|value| parse_value(source, &key, &value, CpuQuantity::parse, CPU, problems))
+    };
+    let memory =
+        |field: &str, value: Option<Spanned<String>>, problems: &mut Vec<ConfigProblem>| {
+            let key = format!("{key}.resources.{field}");
+            value.and_then(|value| {
+                parse_value(
+                    source,
+                    &key,
+                    &value,
+                    MemoryQuantity::parse,
+                    MEMORY,
+                    problems,
+                )
+            })
+        };
+    let defaults = Resources::default();
+    Resources {
+        cpu_request: cpu("cpu_request", raw.cpu_request, problems).unwrap_or(defaults.cpu_request),
+        cpu_limit: cpu("cpu_limit", raw.cpu_limit, problems).unwrap_or(defaults.cpu_limit),
+        memory_request: memory("memory_request", raw.memory_request, problems)
+            .unwrap_or(defaults.memory_request),
+        memory_limit: memory("memory_limit", raw.memory_limit, problems)
+            .unwrap_or(defaults.memory_limit),
+    }
 }
 
 fn validate_monitoring(
@@ -446,6 +443,41 @@ mod tests {
             "{rendered:#?}"
         );
         assert!(rendered.iter().any(|p| p.contains("needs a `command`")));
+    }
+
+    #[test]
+    fn resources_are_parsed_into_numbers_once() {
+        let (parsed, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 1\n\
+             [package.metadata.xtask.app.resources]\ncpu_request = \"0.25\"\nmemory_limit = \"1.5Gi\"\n",
+            &BTreeMap::new(),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let resources = parsed.app.expect("app").resources;
+        assert_eq!(
+            (
+                resources.cpu_request.millis(),
+                resources.cpu_request.as_str()
+            ),
+            (250, "0.25")
+        );
+        assert_eq!(resources.cpu_limit.millis(), 500);
+        assert_eq!(resources.memory_request.bytes(), 64 << 20);
+        assert_eq!(resources.memory_limit.bytes(), 3 << 29);
+        let (parsed, problems) = package(
+            "[package]\nname = \"a\"\n[package.metadata.xtask.app]\nport = 1\n\
+             [package.metadata.xtask.app.resources]\ncpu_limit = \"0m\"\nmemory_request = \"99999999999Ei\"\n",
+            &BTreeMap::new(),
+        );
+        assert!(parsed.app.is_none());
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "crates/a/Cargo.toml:6: `package.metadata.xtask.app.resources.cpu_limit`: must be a CPU quantity such as \"100m\" or \"0.5\", got \"0m\"",
+                "crates/a/Cargo.toml:7: `package.metadata.xtask.app.resources.memory_request`: must be a memory quantity such as \"64Mi\", got \"99999999999Ei\"",
+            ]
+        );
     }
 
     #[test]

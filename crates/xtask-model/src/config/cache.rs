@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::ManifestSource;
-use super::raw::RawRemote;
+use super::raw::{RawCache, RawRemote};
+use super::{ManifestSource, parse_value};
 use crate::error::ConfigProblem;
+use crate::quantity::parse_size;
 
 pub const DEFAULT_CACHE_DIR: &str = "turbo-like-cache";
 /// Default eviction cap of the local cache.
@@ -79,7 +80,57 @@ impl RemoteMode {
     }
 }
 
-pub(super) fn validate_remote(
+impl Default for CacheConfig {
+    /// `turbo-like-cache`, evicted above 10 GiB, no remote.
+    fn default() -> CacheConfig {
+        CacheConfig {
+            dir: PathBuf::from(DEFAULT_CACHE_DIR),
+            max_size_bytes: Some(DEFAULT_CACHE_MAX_SIZE),
+            remote: RemoteCacheConfig::default(),
+        }
+    }
+}
+
+pub(super) fn validate_cache(
+    source: &ManifestSource<'_>,
+    key: &str,
+    raw: Spanned<RawCache>,
+    problems: &mut Vec<ConfigProblem>,
+) -> CacheConfig {
+    let raw = raw.into_inner();
+    let mut cache = CacheConfig::default();
+    if let Some(dir) = raw.dir {
+        if dir.get_ref().trim().is_empty() {
+            problems.push(source.problem(
+                format!("{key}.dir"),
+                Some(dir.span().start),
+                "must not be empty",
+            ));
+        }
+        cache.dir = PathBuf::from(dir.into_inner());
+    }
+    if let Some(max_size) = raw.max_size
+        && let Some(size) = parse_value(
+            source,
+            &format!("{key}.max_size"),
+            &max_size,
+            parse_size,
+            "a size such as \"10GiB\" or \"500MB\"",
+            problems,
+        )
+    {
+        cache.max_size_bytes = Some(size);
+    }
+    if raw.eviction == Some(false) {
+        cache.max_size_bytes = None;
+    }
+    if let Some(remote) = raw.remote {
+        cache.remote = validate_remote(source, &format!("{key}.remote"), remote, problems);
+    }
+    cache
+}
+
+fn validate_remote(
     source: &ManifestSource<'_>,
     key: &str,
     remote: Spanned<RawRemote>,
@@ -167,6 +218,29 @@ mod tests {
                 upload_concurrency: Some(2),
             }
         );
+    }
+
+    #[test]
+    fn a_bad_cache_size_or_dir_names_the_line_of_its_key() {
+        let (parsed, problems) = workspace(
+            "[workspace.metadata.xtask.cache]\neviction = true\ndir = \" \"\nmax_size = \"lots\"\n",
+        );
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "Cargo.toml:3: `workspace.metadata.xtask.cache.dir`: must not be empty",
+                "Cargo.toml:4: `workspace.metadata.xtask.cache.max_size`: must be a size such as \"10GiB\" or \"500MB\", got \"lots\"",
+            ]
+        );
+        assert_eq!(
+            parsed.config.cache.max_size_bytes,
+            Some(DEFAULT_CACHE_MAX_SIZE)
+        );
+        let (parsed, problems) =
+            workspace("[workspace.metadata.xtask.cache]\nmax_size = \"2GiB\"\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(parsed.config.cache.max_size_bytes, Some(2 << 30));
     }
 
     #[test]

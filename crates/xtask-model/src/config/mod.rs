@@ -90,17 +90,16 @@ mod release;
 mod tasks;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use toml::Spanned;
 
 use crate::error::ConfigProblem;
-use crate::quantity::parse_size;
 use raw::RawManifest;
 
 use app::validate_app;
 pub use app::{AppConfig, BackingService, Monitoring, Resources, SMOKE_METHODS, SmokeRequest};
-use cache::validate_remote;
+use cache::validate_cache;
 pub use cache::{
     CacheConfig, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE, RemoteCacheConfig, RemoteMode,
     RemoteProtocol,
@@ -228,42 +227,10 @@ pub(crate) fn parse_workspace_config(
         .unwrap_or_default();
     const PREFIX: &str = "workspace.metadata.xtask";
 
-    let mut cache = CacheConfig {
-        dir: PathBuf::from(DEFAULT_CACHE_DIR),
-        max_size_bytes: Some(DEFAULT_CACHE_MAX_SIZE),
-        remote: RemoteCacheConfig::default(),
-    };
-    if let Some(raw_cache) = raw.cache {
-        let span = raw_cache.span().start;
-        let raw_cache = raw_cache.into_inner();
-        if let Some(dir) = raw_cache.dir {
-            if dir.trim().is_empty() {
-                problems.push(source.problem(
-                    format!("{PREFIX}.cache.dir"),
-                    Some(span),
-                    "must not be empty",
-                ));
-            }
-            cache.dir = PathBuf::from(dir);
-        }
-        if let Some(max_size) = raw_cache.max_size {
-            match parse_size(&max_size) {
-                Some(size) => cache.max_size_bytes = Some(size),
-                None => problems.push(source.problem(
-                    format!("{PREFIX}.cache.max_size"),
-                    Some(span),
-                    format!("must be a size such as \"10GiB\" or \"500MB\", got {max_size:?}"),
-                )),
-            }
-        }
-        if raw_cache.eviction == Some(false) {
-            cache.max_size_bytes = None;
-        }
-        if let Some(remote) = raw_cache.remote {
-            cache.remote =
-                validate_remote(source, &format!("{PREFIX}.cache.remote"), remote, problems);
-        }
-    }
+    let cache = raw
+        .cache
+        .map(|raw| validate_cache(source, &format!("{PREFIX}.cache"), raw, problems))
+        .unwrap_or_default();
 
     let global_inputs = validate_globs(
         source,
@@ -442,6 +409,27 @@ fn validate_env_names(
     out.sort();
     out.dedup();
     out
+}
+
+/// `parse`s a located value; when it does not parse, records "must be EXPECTED, got VALUE" at
+/// the value's line and gives `None`.
+fn parse_value<T>(
+    source: &ManifestSource<'_>,
+    key: &str,
+    value: &Spanned<String>,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    let parsed = parse(value.get_ref());
+    if parsed.is_none() {
+        problems.push(source.problem(
+            key,
+            Some(value.span().start),
+            format!("must be {expected}, got {:?}", value.get_ref()),
+        ));
+    }
+    parsed
 }
 
 fn is_env_name(name: &str) -> bool {

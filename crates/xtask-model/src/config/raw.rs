@@ -67,8 +67,8 @@ pub(super) struct RawDeploy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCache {
-    pub(super) dir: Option<String>,
-    pub(super) max_size: Option<String>,
+    pub(super) dir: Option<Spanned<String>>,
+    pub(super) max_size: Option<Spanned<String>>,
     pub(super) eviction: Option<bool>,
     pub(super) remote: Option<Spanned<RawRemote>>,
 }
