@@ -15,8 +15,8 @@ use cargo_metadata::{DependencyKind, Metadata, TargetKind};
 
 use crate::DependsOn;
 use crate::config::{
-    AppConfig, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
-    parse_package_config, parse_workspace_config,
+    AppConfig, AppOfPackage, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
+    check_talks_to, parse_package_config, parse_workspace_config,
 };
 use crate::error::{ConfigProblem, ModelError, UnknownPackage};
 
@@ -187,6 +187,7 @@ impl Workspace {
 
         let mut packages = Vec::with_capacity(members.len());
         let mut package_texts: Vec<String> = Vec::with_capacity(members.len());
+        let mut talks_to_lines: Vec<Vec<usize>> = Vec::with_capacity(members.len());
         for (member_index, member) in members.iter().enumerate() {
             let manifest = member.manifest_path.as_std_path().to_path_buf();
             let dir = manifest.parent().unwrap_or(&root).to_path_buf();
@@ -239,6 +240,7 @@ impl Workspace {
             dependencies.dedup();
 
             package_texts.push(text);
+            talks_to_lines.push(parsed.talks_to_lines);
             packages.push(Package {
                 name: member.name.to_string(),
                 version: member.version.to_string(),
@@ -304,6 +306,20 @@ impl Workspace {
                 check(&package.manifest_path, text, "package.metadata.xtask", def);
             }
         }
+
+        let apps: Vec<AppOfPackage<'_>> = packages
+            .iter()
+            .zip(&talks_to_lines)
+            .filter_map(|(package, lines)| {
+                package.app.as_ref().map(|app| AppOfPackage {
+                    package: &package.name,
+                    manifest: &package.manifest_path,
+                    talks_to: &app.talks_to,
+                    talks_to_lines: lines,
+                })
+            })
+            .collect();
+        check_talks_to(&apps, &mut problems);
 
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

@@ -2,6 +2,7 @@
 //! environment, network, backing services, alert thresholds, smoke requests).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use toml::Spanned;
 
@@ -114,7 +115,7 @@ pub(super) fn validate_app(
     key: &str,
     app: Spanned<RawApp>,
     problems: &mut Vec<ConfigProblem>,
-) -> Option<AppConfig> {
+) -> Option<LocatedApp> {
     let before = problems.len();
     let app_offset = app.span().start;
     let app = app.into_inner();
@@ -177,6 +178,7 @@ pub(super) fn validate_app(
         value.into_inner()
     });
     let mut talks_to = Vec::new();
+    let mut talks_to_lines = Vec::new();
     for name in app.talks_to {
         if !is_dns_label(name.get_ref()) {
             problems.push(source.problem(
@@ -185,6 +187,7 @@ pub(super) fn validate_app(
                 format!("{:?} is not an app name", name.get_ref()),
             ));
         }
+        talks_to_lines.push(source.line_of(name.span().start));
         talks_to.push(name.into_inner());
     }
     let mut secrets: Vec<String> = Vec::new();
@@ -215,20 +218,69 @@ pub(super) fn validate_app(
     }
     let monitoring = validate_monitoring(source, key, app.monitoring, problems);
     let smoke = validate_smoke(source, key, app.smoke, problems);
-    (problems.len() == before).then(|| AppConfig {
-        port: u16::try_from(port).unwrap_or(1),
-        health_path,
-        ready_path,
-        metrics_path,
-        resources,
-        env: app.env,
-        ingress_path,
-        talks_to,
-        secrets,
-        services,
-        monitoring,
-        smoke,
+    (problems.len() == before).then(|| LocatedApp {
+        config: AppConfig {
+            port: u16::try_from(port).unwrap_or(1),
+            health_path,
+            ready_path,
+            metrics_path,
+            resources,
+            env: app.env,
+            ingress_path,
+            talks_to,
+            secrets,
+            services,
+            monitoring,
+            smoke,
+        },
+        talks_to_lines,
     })
+}
+
+/// A validated app with the lines the cross-package check needs.
+pub(super) struct LocatedApp {
+    pub config: AppConfig,
+    /// The line of each entry of `config.talks_to`.
+    pub talks_to_lines: Vec<usize>,
+}
+
+/// An app of the workspace, for [`check_talks_to`].
+pub(crate) struct AppOfPackage<'a> {
+    pub package: &'a str,
+    pub manifest: &'a Path,
+    pub talks_to: &'a [String],
+    /// The line of each entry of `talks_to`.
+    pub talks_to_lines: &'a [usize],
+}
+
+/// Every `talks_to` entry names another app of the workspace (checked once all packages are
+/// parsed); each problem at the line of its entry.
+pub(crate) fn check_talks_to(apps: &[AppOfPackage<'_>], problems: &mut Vec<ConfigProblem>) {
+    for app in apps {
+        let others: Vec<&str> = apps
+            .iter()
+            .map(|other| other.package)
+            .filter(|&other| other != app.package)
+            .collect();
+        for (index, callee) in app.talks_to.iter().enumerate() {
+            if others.contains(&callee.as_str()) {
+                continue;
+            }
+            problems.push(ConfigProblem {
+                file: app.manifest.to_path_buf(),
+                key: "package.metadata.xtask.app.talks_to".to_string(),
+                line: app.talks_to_lines.get(index).copied(),
+                message: format!(
+                    "`{callee}` is not another app of the workspace (apps: {})",
+                    if others.is_empty() {
+                        "none".to_string()
+                    } else {
+                        others.join(", ")
+                    }
+                ),
+            });
+        }
+    }
 }
 
 /// `[...app.resources]`: each quantity parsed, located when it does not parse; a missing one
@@ -522,6 +574,46 @@ mod tests {
                 "crates/a/Cargo.toml:7: `package.metadata.xtask.app.secrets`: invalid environment variable name \"1X\"",
                 "crates/a/Cargo.toml:7: `package.metadata.xtask.app.secrets`: `T` is listed twice",
             ]
+        );
+    }
+
+    #[test]
+    fn talks_to_must_name_another_app_at_the_line_of_its_entry() {
+        let apps = [
+            AppOfPackage {
+                package: "back",
+                manifest: Path::new("back/Cargo.toml"),
+                talks_to: &["back".to_string()],
+                talks_to_lines: &[7],
+            },
+            AppOfPackage {
+                package: "front",
+                manifest: Path::new("front/Cargo.toml"),
+                talks_to: &["back".to_string(), "cart".to_string()],
+                talks_to_lines: &[10, 11],
+            },
+        ];
+        let mut problems = Vec::new();
+        check_talks_to(&apps, &mut problems);
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            rendered,
+            [
+                "back/Cargo.toml:7: `package.metadata.xtask.app.talks_to`: `back` is not another app of the workspace (apps: front)",
+                "front/Cargo.toml:11: `package.metadata.xtask.app.talks_to`: `cart` is not another app of the workspace (apps: back)",
+            ]
+        );
+        let alone = [AppOfPackage {
+            package: "solo",
+            manifest: Path::new("Cargo.toml"),
+            talks_to: &["peer".to_string()],
+            talks_to_lines: &[4],
+        }];
+        let mut problems = Vec::new();
+        check_talks_to(&alone, &mut problems);
+        assert!(
+            problems[0].message.ends_with("(apps: none)"),
+            "{problems:?}"
         );
     }
 

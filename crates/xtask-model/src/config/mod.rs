@@ -99,6 +99,7 @@ use raw::RawManifest;
 
 use app::validate_app;
 pub use app::{AppConfig, BackingService, Monitoring, Resources, SMOKE_METHODS, SmokeRequest};
+pub(crate) use app::{AppOfPackage, check_talks_to};
 use cache::validate_cache;
 pub use cache::{
     CacheConfig, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_SIZE, RemoteCacheConfig, RemoteMode,
@@ -301,6 +302,8 @@ pub(crate) fn parse_workspace_config(
 pub(crate) struct ParsedPackage {
     pub task_overrides: Vec<(String, TaskDef)>,
     pub app: Option<AppConfig>,
+    /// The line of each entry of the app's `talks_to`.
+    pub talks_to_lines: Vec<usize>,
 }
 
 pub(crate) fn parse_package_config(
@@ -344,8 +347,11 @@ pub(crate) fn parse_package_config(
             parsed.task_overrides.push((name, def));
         }
     }
-    if let Some(app) = raw.app {
-        parsed.app = validate_app(source, &format!("{PREFIX}.app"), app, problems);
+    if let Some(app) = raw.app
+        && let Some(app) = validate_app(source, &format!("{PREFIX}.app"), app, problems)
+    {
+        parsed.app = Some(app.config);
+        parsed.talks_to_lines = app.talks_to_lines;
     }
     parsed
 }
