@@ -17,7 +17,7 @@
 use yaml_serde::Value;
 
 use crate::checkov;
-use crate::model::{App, Environment, Project};
+use crate::project::{App, Environment, Project};
 use crate::quantity::{format_cpu, format_memory};
 use crate::yaml::{file, insert, int, map, seq, str, string_map, to_text};
 use xtask_engine::generated::GeneratedFile;

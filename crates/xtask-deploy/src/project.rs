@@ -1,6 +1,7 @@
-//! What the generators read: the apps (`[package.metadata.xtask.app]`), where they deploy
-//! (`[workspace.metadata.xtask.deploy]`) and the environments. The model already checked
-//! every app's configuration, `talks_to` across packages included.
+//! The deployment project, what every generator reads: the apps
+//! (`[package.metadata.xtask.app]`), where they deploy (`[workspace.metadata.xtask.deploy]`)
+//! and the environments. The model already checked every app's configuration, `talks_to`
+//! across packages included.
 
 use xtask_engine::generated::relative;
 use xtask_model::{AppConfig, ConfigProblem, ModelError, Workspace};
