@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_engine::{
-    CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, exit_code,
+    CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, TaskName, exit_code,
 };
 
 const EXIT_CODES: &str = "\
@@ -61,7 +61,7 @@ enum Command {
     /// Run a custom task defined in `[workspace.metadata.xtask.tasks]`.
     Run {
         /// The task name.
-        task: String,
+        task: TaskName,
         #[command(flatten)]
         args: TaskArgs,
     },
@@ -69,7 +69,7 @@ enum Command {
     Graph {
         /// Show the task graph of this task (repeatable).
         #[arg(long = "task", value_name = "TASK")]
-        tasks: Vec<String>,
+        tasks: Vec<TaskName>,
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
     },
@@ -409,11 +409,11 @@ fn jobs(jobs: Option<usize>) -> usize {
 fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
     let reporter = || Reporter::new(ReportMode::detect());
     match command {
-        Command::Build(args) => run_tasks("build", args, location, &reporter()),
-        Command::Test(args) => run_tasks("test", args, location, &reporter()),
-        Command::Lint(args) => run_tasks("lint", args, location, &reporter()),
-        Command::Fmt(args) => run_tasks("fmt", args, location, &reporter()),
-        Command::Run { task, args } => run_tasks(&task, args, location, &reporter()),
+        Command::Build(args) => run_tasks(TaskName::BUILD, args, location, &reporter()),
+        Command::Test(args) => run_tasks(TaskName::TEST, args, location, &reporter()),
+        Command::Lint(args) => run_tasks(TaskName::LINT, args, location, &reporter()),
+        Command::Fmt(args) => run_tasks(TaskName::FMT, args, location, &reporter()),
+        Command::Run { task, args } => run_tasks(task, args, location, &reporter()),
         Command::Graph { tasks, format } => {
             let format = match format {
                 GraphFormatArg::Dot => GraphFormat::Dot,
@@ -652,14 +652,14 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
 }
 
 fn run_tasks(
-    task: &str,
+    task: TaskName,
     args: TaskArgs,
     location: Location,
     reporter: &Reporter,
 ) -> anyhow::Result<i32> {
     let options = RunOptions {
         location,
-        tasks: vec![task.to_string()],
+        tasks: vec![task],
         packages: args.packages,
         // An empty REF (`--affected` alone) is the default base, found in the workspace's repository.
         affected: args.affected,

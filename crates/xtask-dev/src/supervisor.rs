@@ -22,7 +22,7 @@ use notify::event::{EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use xtask_engine::report::{ReportMode, Reporter, TaskStatus, format_duration};
 use xtask_engine::{RunOptions, UserError};
-use xtask_model::Workspace;
+use xtask_model::{TaskName, Workspace};
 
 use crate::DevOptions;
 use crate::apps::{AppSpec, select_apps};
@@ -372,7 +372,7 @@ impl Supervisor {
         let names = self.names(apps.iter().copied());
         let options = RunOptions {
             location: self.options.location.clone(),
-            tasks: vec!["build".to_string()],
+            tasks: vec![TaskName::BUILD],
             packages: names.clone(),
             affected: None,
             force: false,
@@ -436,7 +436,7 @@ impl Supervisor {
             let name = &self.apps[app].spec.name;
             let ok = outcome.records.iter().any(|r| {
                 &r.package == name
-                    && r.task == "build"
+                    && r.task == TaskName::BUILD.as_str()
                     && matches!(r.status, TaskStatus::Hit | TaskStatus::Miss)
             });
             if ok {

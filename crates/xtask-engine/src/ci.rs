@@ -8,6 +8,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
+use xtask_model::TaskName;
 
 use crate::Location;
 use crate::report::Reporter;
@@ -27,12 +28,12 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
         run_setup(&workspace.root, setup, reporter)?;
     }
     let mut success = true;
-    for task in ["fmt", "lint", "test"] {
+    for task in [TaskName::FMT, TaskName::LINT, TaskName::TEST] {
         reporter.line(&format!("==> cargo xtask {task}"));
         let outcome = run(
             &RunOptions {
                 location: options.location.clone(),
-                tasks: vec![task.to_string()],
+                tasks: vec![task.clone()],
                 packages: Vec::new(),
                 affected: None,
                 force: options.force,
@@ -46,7 +47,7 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
             reporter,
         )?;
         success &= outcome.success;
-        if !outcome.success && task == "fmt" {
+        if !outcome.success && task == TaskName::FMT {
             reporter.line("fmt failed: run `cargo fmt --all` and commit the result");
         }
     }

@@ -30,6 +30,8 @@ mod why;
 
 use std::path::PathBuf;
 
+pub use xtask_model::TaskName;
+
 pub use affected::{AffectedPackage, BASE_ENV, affected, default_base};
 pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
@@ -116,7 +118,11 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
 }
 
 /// `graph`: the package graph, or the task graph of `tasks` when given.
-pub fn graph(location: &Location, tasks: &[String], format: GraphFormat) -> anyhow::Result<String> {
+pub fn graph(
+    location: &Location,
+    tasks: &[TaskName],
+    format: GraphFormat,
+) -> anyhow::Result<String> {
     let workspace = load_workspace(location)?;
     let all: Vec<usize> = (0..workspace.packages.len()).collect();
     let graph = xtask_graph::TaskGraph::build(

@@ -451,7 +451,7 @@ pub fn plan(
             tool_version: crate::TOOL_VERSION.to_string(),
             package: package.name.clone(),
             package_dir: package.relative_dir.clone(),
-            task: node.task.clone(),
+            task: node.task.to_string(),
             definition: TaskDefinitionKey {
                 kind,
                 command,

@@ -32,7 +32,7 @@ pub enum DryRunFormat {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub location: Location,
-    pub tasks: Vec<String>,
+    pub tasks: Vec<xtask_model::TaskName>,
     /// Package names; empty = every package that has the task.
     pub packages: Vec<String>,
     /// Only packages affected by changes since this git ref (and their dependents).
@@ -81,7 +81,7 @@ pub struct TaskRecord {
 #[derive(Debug, Serialize)]
 struct RunSummary<'a> {
     version: &'a str,
-    tasks_requested: &'a [String],
+    tasks_requested: &'a [xtask_model::TaskName],
     started_unix_ms: u128,
     duration_ms: u64,
     totals: SummaryTotals,
@@ -614,7 +614,7 @@ pub fn run_loaded(
                                     package: workspace.packages[graph.nodes[node].package]
                                         .name
                                         .clone(),
-                                    task: graph.nodes[node].task.clone(),
+                                    task: graph.nodes[node].task.to_string(),
                                 });
                             }
                         }
@@ -715,7 +715,7 @@ fn record(
     TaskRecord {
         task_id: graph.label(workspace, node),
         package: workspace.packages[n.package].name.clone(),
-        task: n.task.clone(),
+        task: n.task.to_string(),
         hash: planned[node].hash.clone(),
         status,
         duration_ms: duration.as_millis() as u64,

@@ -5,6 +5,7 @@
 
 use xtask_cache::LocalCache;
 use xtask_hash::{KeyChange, ObservedInputs, TaskKey, diff_keys};
+use xtask_model::TaskName;
 use xtask_remote::RemoteCache;
 
 use crate::Location;
@@ -122,11 +123,12 @@ pub fn why(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
+    let task = TaskName::new(task);
     // Planned as `cargo xtask TASK` plans it (every package that has the task): the
     // selection is part of a cargo task's key (features unify across it).
     let options = RunOptions {
         location: location.clone(),
-        tasks: vec![task.to_string()],
+        tasks: vec![task.clone()],
         packages: Vec::new(),
         affected: None,
         force: false,

@@ -13,6 +13,7 @@
 mod config;
 mod error;
 mod quantity;
+mod task_name;
 mod workspace;
 
 pub use config::{
@@ -23,4 +24,5 @@ pub use config::{
 };
 pub use error::{ConfigProblem, ModelError, UnknownPackage};
 pub use quantity::{CpuQuantity, MemoryQuantity, parse_size};
+pub use task_name::TaskName;
 pub use workspace::{DepKind, Edge, Package, PackageIndex, Target, Workspace, load_metadata};

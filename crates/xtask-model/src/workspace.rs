@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use cargo_metadata::{DependencyKind, Metadata, TargetKind};
 
-use crate::DependsOn;
 use crate::config::{
     AppConfig, AppOfPackage, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
     check_talks_to, parse_package_config, parse_workspace_config,
 };
 use crate::error::{ConfigProblem, ModelError, UnknownPackage};
+use crate::{DependsOn, TaskName};
 
 /// Index of a package in [`Workspace::packages`].
 pub type PackageIndex = usize;
@@ -99,7 +99,7 @@ pub struct Package {
     pub dependencies: Vec<Edge>,
     /// Effective task definitions for this package (built-ins, workspace tasks that apply,
     /// package overrides and package-only tasks).
-    pub tasks: BTreeMap<String, TaskDef>,
+    pub tasks: BTreeMap<TaskName, TaskDef>,
     pub app: Option<AppConfig>,
 }
 
@@ -205,7 +205,7 @@ impl Workspace {
                 &mut problems,
             );
 
-            let mut tasks: BTreeMap<String, TaskDef> = parsed_workspace
+            let mut tasks: BTreeMap<TaskName, TaskDef> = parsed_workspace
                 .tasks
                 .iter()
                 .filter(|(_, (_, filter))| applies_to(filter, member.name.as_str()))

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, Refused, RunOptions};
-use xtask_model::{DepKind, Workspace};
+use xtask_model::{DepKind, TaskName, Workspace};
 
 use crate::dist::{ArchiveFile, archive, sha256sums};
 use crate::git::Git;
@@ -64,7 +64,7 @@ pub fn check_tests(context: &StepContext<'_>) -> anyhow::Result<()> {
     let outcome = xtask_engine::run(
         &RunOptions {
             location: context.location.clone(),
-            tasks: vec!["test".to_string()],
+            tasks: vec![TaskName::TEST],
             packages: Vec::new(),
             affected: None,
             force: false,
@@ -277,7 +277,7 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
     let outcome = xtask_engine::run(
         &RunOptions {
             location: context.location.clone(),
-            tasks: vec!["build".to_string()],
+            tasks: vec![TaskName::BUILD],
             packages: apps,
             affected: None,
             force: false,

@@ -95,6 +95,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use crate::error::ConfigProblem;
+use crate::task_name::TaskName;
 use raw::RawManifest;
 
 use app::validate_app;
@@ -121,7 +122,7 @@ pub struct WorkspaceConfig {
     pub env: Vec<String>,
     pub cache: CacheConfig,
     /// Every task name defined at the workspace level (built-ins included).
-    pub task_names: Vec<String>,
+    pub task_names: Vec<TaskName>,
     pub release: ReleaseConfig,
     /// `[workspace.metadata.xtask.deploy]`, when present.
     pub deploy: Option<DeployConfig>,
@@ -213,7 +214,7 @@ pub(crate) struct ParsedWorkspace {
     pub config: WorkspaceConfig,
     /// Workspace-level task definitions (built-ins included), keyed by name, with the
     /// `packages` filter of each.
-    pub tasks: BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
+    pub tasks: BTreeMap<TaskName, (TaskDef, Option<globset::GlobSet>)>,
 }
 
 pub(crate) fn parse_workspace_config(
@@ -242,9 +243,8 @@ pub(crate) fn parse_workspace_config(
     let env = validate_env_names(source, &format!("{PREFIX}.env"), &raw.env, problems);
 
     let mut tasks = BTreeMap::new();
-    for name in BUILTIN_TASKS {
-        let cargo = CargoTask::from_name(name).unwrap_or(CargoTask::Build);
-        tasks.insert(name.to_string(), (builtin_task(cargo), None));
+    for cargo in BUILTIN_TASKS.iter().filter_map(TaskName::cargo_task) {
+        tasks.insert(cargo.task_name(), (builtin_task(cargo), None));
     }
     for (name, raw_task) in raw.tasks {
         let Some((name, key, offset)) = task_entry(source, PREFIX, name, problems) else {
@@ -300,7 +300,7 @@ pub(crate) fn parse_workspace_config(
 /// What phase 2 produces for one package manifest.
 #[derive(Default)]
 pub(crate) struct ParsedPackage {
-    pub task_overrides: Vec<(String, TaskDef)>,
+    pub task_overrides: Vec<(TaskName, TaskDef)>,
     pub app: Option<AppConfig>,
     /// The line of each entry of the app's `talks_to`.
     pub talks_to_lines: Vec<usize>,
@@ -308,7 +308,7 @@ pub(crate) struct ParsedPackage {
 
 pub(crate) fn parse_package_config(
     source: &ManifestSource<'_>,
-    workspace_tasks: &BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
+    workspace_tasks: &BTreeMap<TaskName, (TaskDef, Option<globset::GlobSet>)>,
     problems: &mut Vec<ConfigProblem>,
 ) -> ParsedPackage {
     let raw = source
@@ -477,7 +477,7 @@ mod tests {
 
     pub(super) fn package(
         text: &str,
-        tasks: &BTreeMap<String, (TaskDef, Option<globset::GlobSet>)>,
+        tasks: &BTreeMap<TaskName, (TaskDef, Option<globset::GlobSet>)>,
     ) -> (ParsedPackage, Vec<ConfigProblem>) {
         let mut problems = Vec::new();
         let parsed = parse_package_config(

@@ -8,9 +8,15 @@ use toml::Spanned;
 use super::raw::RawTask;
 use super::{ManifestSource, validate_env_names};
 use crate::error::ConfigProblem;
+use crate::task_name::TaskName;
 
 /// The built-in cargo tasks, in the order their batches run.
-pub const BUILTIN_TASKS: [&str; 4] = ["fmt", "lint", "build", "test"];
+pub const BUILTIN_TASKS: [TaskName; 4] = [
+    TaskName::FMT,
+    TaskName::LINT,
+    TaskName::BUILD,
+    TaskName::TEST,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CargoTask {
@@ -31,6 +37,16 @@ impl CargoTask {
             CargoTask::Test => "test",
             CargoTask::Lint => "lint",
             CargoTask::Fmt => "fmt",
+        }
+    }
+
+    /// The task name of this built-in task.
+    pub fn task_name(self) -> TaskName {
+        match self {
+            CargoTask::Build => TaskName::BUILD,
+            CargoTask::Test => TaskName::TEST,
+            CargoTask::Lint => TaskName::LINT,
+            CargoTask::Fmt => TaskName::FMT,
         }
     }
 
@@ -59,15 +75,15 @@ pub enum TaskKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DependsOn {
     /// `^task`: the task in every workspace dependency of the package.
-    Upstream(String),
+    Upstream(TaskName),
     /// `task`: the task in the same package.
-    SamePackage(String),
+    SamePackage(TaskName),
     /// `pkg#task`: the task of one named package.
-    Package { package: String, task: String },
+    Package { package: String, task: TaskName },
 }
 
 impl DependsOn {
-    pub fn task(&self) -> &str {
+    pub fn task(&self) -> &TaskName {
         match self {
             DependsOn::Upstream(t) | DependsOn::SamePackage(t) => t,
             DependsOn::Package { task, .. } => task,
@@ -99,7 +115,7 @@ pub enum TaskOrigin {
 /// The effective definition of a task for one package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskDef {
-    pub name: String,
+    pub name: TaskName,
     pub kind: TaskKind,
     /// Globs relative to the package directory; empty means every non-ignored file.
     pub inputs: Vec<String>,
@@ -121,7 +137,7 @@ pub(super) fn task_entry(
     prefix: &str,
     name: Spanned<String>,
     problems: &mut Vec<ConfigProblem>,
-) -> Option<(String, String, Option<usize>)> {
+) -> Option<(TaskName, String, Option<usize>)> {
     let key = format!("{prefix}.tasks.{}", name.get_ref());
     let offset = Some(name.span().start);
     let name = name.into_inner();
@@ -133,12 +149,12 @@ pub(super) fn task_entry(
         ));
         return None;
     }
-    Some((name, key, offset))
+    Some((TaskName::new(name), key, offset))
 }
 
 pub(super) fn builtin_task(cargo: CargoTask) -> TaskDef {
     TaskDef {
-        name: cargo.name().to_string(),
+        name: cargo.task_name(),
         kind: TaskKind::Cargo(cargo),
         inputs: Vec::new(),
         outputs: Vec::new(),
@@ -155,7 +171,7 @@ pub(super) struct TaskLocation<'a, 'text> {
     pub(super) source: &'a ManifestSource<'text>,
     pub(super) key: &'a str,
     pub(super) offset: Option<usize>,
-    pub(super) name: &'a str,
+    pub(super) name: &'a TaskName,
 }
 
 /// Builds a task definition from `raw` on top of `base` (a built-in or workspace definition).
@@ -212,7 +228,7 @@ pub(super) fn apply_task(
             match base {
                 Some(base) => TaskDef { kind, ..base },
                 None => TaskDef {
-                    name: name.to_string(),
+                    name: name.clone(),
                     kind,
                     inputs: Vec::new(),
                     outputs: Vec::new(),
@@ -280,7 +296,7 @@ pub(super) fn apply_task(
 fn parse_depends_on(spec: &str) -> Result<DependsOn, String> {
     let check = |task: &str| {
         if is_valid_task_name(task) {
-            Ok(task.to_string())
+            Ok(TaskName::new(task))
         } else {
             Err(format!(
                 "invalid dependency {spec:?}: expected `task`, `^task` or `package#task`"
