@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_engine::{
     Base, CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, SummaryPath,
-    exit_code,
+    TaskName, exit_code,
 };
 
 const EXIT_CODES: &str = "\
@@ -62,7 +62,7 @@ enum Command {
     /// Run a custom task defined in `[workspace.metadata.xtask.tasks]`.
     Run {
         /// The task name.
-        task: String,
+        task: TaskName,
         #[command(flatten)]
         args: TaskArgs,
     },
@@ -70,7 +70,7 @@ enum Command {
     Graph {
         /// Show the task graph of this task (repeatable).
         #[arg(long = "task", value_name = "TASK")]
-        tasks: Vec<String>,
+        tasks: Vec<TaskName>,
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
     },
@@ -410,11 +410,11 @@ fn jobs(jobs: Option<usize>) -> usize {
 fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
     let reporter = || Reporter::new(ReportMode::detect());
     match command {
-        Command::Build(args) => run_tasks("build", args, location, &reporter()),
-        Command::Test(args) => run_tasks("test", args, location, &reporter()),
-        Command::Lint(args) => run_tasks("lint", args, location, &reporter()),
-        Command::Fmt(args) => run_tasks("fmt", args, location, &reporter()),
-        Command::Run { task, args } => run_tasks(&task, args, location, &reporter()),
+        Command::Build(args) => run_tasks(TaskName::BUILD, args, location, &reporter()),
+        Command::Test(args) => run_tasks(TaskName::TEST, args, location, &reporter()),
+        Command::Lint(args) => run_tasks(TaskName::LINT, args, location, &reporter()),
+        Command::Fmt(args) => run_tasks(TaskName::FMT, args, location, &reporter()),
+        Command::Run { task, args } => run_tasks(task, args, location, &reporter()),
         Command::Graph { tasks, format } => {
             let format = match format {
                 GraphFormatArg::Dot => GraphFormat::Dot,
@@ -653,7 +653,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
 }
 
 fn run_tasks(
-    task: &str,
+    task: TaskName,
     args: TaskArgs,
     location: Location,
     reporter: &Reporter,
@@ -679,7 +679,7 @@ fn run_tasks(
         }),
         jobs: jobs(args.jobs),
         release: args.release,
-        ..RunOptions::new(location, vec![task.to_string()])
+        ..RunOptions::new(location, vec![task])
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {

@@ -24,7 +24,7 @@ use xtask_cache::{AllowedOutputs, NewEntry, OutputFile, OutputRoot, RestoreRoots
 use xtask_engine::image_record::{ImageRecord, record_path, write_record};
 use xtask_engine::report::Reporter;
 use xtask_engine::{CargoTarget, Location, RunOptions, UserError, exit_code, load_workspace};
-use xtask_model::Workspace;
+use xtask_model::{TaskName, Workspace};
 
 use crate::generate::{App, NON_ROOT_USER, STATIC_RUSTFLAGS, STATIC_TARGET, apps, build_closure};
 use crate::oci::{self, BaseImage, ImageSpec, canonical_json, sha256_digest};
@@ -130,7 +130,7 @@ pub fn build_image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Resul
                     manifest_path: Some(workspace.manifest_path.clone()),
                     directory: None,
                 },
-                vec!["build".into()],
+                vec![TaskName::BUILD],
             )
         },
         reporter,

@@ -22,7 +22,7 @@ use notify::event::{EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use xtask_engine::report::{ReportMode, Reporter, TaskStatus, format_duration};
 use xtask_engine::{RunOptions, UserError};
-use xtask_model::Workspace;
+use xtask_model::{TaskName, Workspace};
 
 use crate::DevOptions;
 use crate::apps::{AppSpec, select_apps};
@@ -376,7 +376,7 @@ impl Supervisor {
             no_cache: !first,
             jobs: self.options.jobs,
             release: self.options.release,
-            ..RunOptions::new(self.options.location.clone(), vec!["build".to_string()])
+            ..RunOptions::new(self.options.location.clone(), vec![TaskName::BUILD])
         };
         let started = Instant::now();
         status(&format!("building {}", names.join(", ")));
@@ -430,7 +430,7 @@ impl Supervisor {
             let name = &self.apps[app].spec.name;
             let ok = outcome.records.iter().any(|r| {
                 &r.package == name
-                    && r.task == "build"
+                    && r.task == TaskName::BUILD.as_str()
                     && matches!(r.status, TaskStatus::Hit | TaskStatus::Miss)
             });
             if ok {

@@ -8,6 +8,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
+use xtask_model::TaskName;
 
 use crate::load::Location;
 use crate::report::Reporter;
@@ -27,18 +28,18 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
         run_setup(&workspace.root, setup, reporter)?;
     }
     let mut success = true;
-    for task in ["fmt", "lint", "test"] {
+    for task in [TaskName::FMT, TaskName::LINT, TaskName::TEST] {
         reporter.line(&format!("==> cargo xtask {task}"));
         let outcome = run(
             &RunOptions {
                 force: options.force,
                 jobs: options.jobs,
-                ..RunOptions::new(options.location.clone(), vec![task.to_string()])
+                ..RunOptions::new(options.location.clone(), vec![task.clone()])
             },
             reporter,
         )?;
         success &= outcome.success;
-        if !outcome.success && task == "fmt" {
+        if !outcome.success && task == TaskName::FMT {
             reporter.line("fmt failed: run `cargo fmt --all` and commit the result");
         }
     }

@@ -32,6 +32,8 @@ mod summary;
 pub mod timefmt;
 mod why;
 
+pub use xtask_model::TaskName;
+
 pub use affected::{AffectedPackage, BASE_ENV, Base, affected, default_base};
 pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use xtask_model::TaskName;
+
 use crate::error::UserError;
 use crate::fast;
 use crate::output::{GraphFormat, render_graph};
@@ -80,7 +82,11 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
 }
 
 /// `graph`: the package graph, or the task graph of `tasks` when given.
-pub fn graph(location: &Location, tasks: &[String], format: GraphFormat) -> anyhow::Result<String> {
+pub fn graph(
+    location: &Location,
+    tasks: &[TaskName],
+    format: GraphFormat,
+) -> anyhow::Result<String> {
     let workspace = load_workspace(location)?;
     let all: Vec<usize> = (0..workspace.packages.len()).collect();
     let graph = xtask_graph::TaskGraph::build(

@@ -13,7 +13,7 @@ use xtask_hash::{
     InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
     ToolchainKey, discover_global_inputs, env_value_digest, source_fingerprint,
 };
-use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
+use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, TaskName, Workspace};
 
 /// The tool's version, part of every task hash.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -277,7 +277,7 @@ fn needed_specs(
 
 /// The spec of `package`'s build task (what a package that builds against it reads of it).
 fn build_spec(workspace: &Workspace, package: PackageIndex) -> SpecKey {
-    match workspace.packages[package].tasks.get("build") {
+    match workspace.packages[package].tasks.get(&TaskName::BUILD) {
         Some(def) => spec_of(package, def),
         None => (package, Vec::new(), Vec::new()),
     }
@@ -510,7 +510,7 @@ impl Planner<'_> {
             tool_version: TOOL_VERSION.to_string(),
             package: package.name.clone(),
             package_dir: package.relative_dir.clone(),
-            task: node.task.clone(),
+            task: node.task.to_string(),
             definition: TaskDefinitionKey {
                 kind: parts.kind,
                 command: parts.command,

@@ -45,7 +45,7 @@ pub struct TaskRecord {
 #[derive(Debug, Serialize)]
 struct RunSummary<'a> {
     version: &'a str,
-    tasks_requested: &'a [String],
+    tasks_requested: &'a [xtask_model::TaskName],
     started_unix_ms: u128,
     duration_ms: u64,
     totals: SummaryTotals,
@@ -69,7 +69,7 @@ struct SummaryTotals {
 
 /// One finished run, as the summary file describes it.
 pub(crate) struct FinishedRun<'a> {
-    pub tasks_requested: &'a [String],
+    pub tasks_requested: &'a [xtask_model::TaskName],
     pub started_unix_ms: u128,
     pub totals: &'a RunTotals,
     pub records: &'a [TaskRecord],

@@ -5,6 +5,7 @@
 
 use xtask_cache::LocalCache;
 use xtask_hash::{KeyChange, ObservedInputs, TaskKey, diff_keys};
+use xtask_model::TaskName;
 use xtask_remote::RemoteCache;
 
 use crate::error::UserError;
@@ -142,12 +143,13 @@ pub fn why(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
+    let task = TaskName::new(task);
     // Planned as `cargo xtask TASK` plans it (every package that has the task): the
     // selection is part of a cargo task's key (features unify across it).
     let options = RunOptions {
         no_cache: true,
         jobs,
-        ..RunOptions::new(location.clone(), vec![task.to_string()])
+        ..RunOptions::new(location.clone(), vec![task.clone()])
     };
     let prepared = prepare(&options)?;
     prepared

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, Refused, RunOptions};
-use xtask_model::{DepKind, Workspace};
+use xtask_model::{DepKind, TaskName, Workspace};
 
 use crate::dist::{ArchiveFile, archive, sha256sums};
 use crate::git::Git;
@@ -64,7 +64,7 @@ pub fn check_tests(context: &StepContext<'_>) -> anyhow::Result<()> {
     let outcome = xtask_engine::run(
         &RunOptions {
             jobs: context.jobs,
-            ..RunOptions::new(context.location.clone(), vec!["test".to_string()])
+            ..RunOptions::new(context.location.clone(), vec![TaskName::TEST])
         },
         context.reporter,
     )?;
@@ -270,7 +270,7 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
             packages: apps,
             jobs: context.jobs,
             release: true,
-            ..RunOptions::new(context.location.clone(), vec!["build".to_string()])
+            ..RunOptions::new(context.location.clone(), vec![TaskName::BUILD])
         },
         context.reporter,
     )?;

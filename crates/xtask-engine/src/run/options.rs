@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use xtask_model::TaskName;
+
 use crate::affected::Base;
 use crate::load::Location;
 use crate::plan::CargoTarget;
@@ -11,7 +13,7 @@ use crate::summary::{DryRunFormat, SummaryPath, TaskRecord};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub location: Location,
-    pub tasks: Vec<String>,
+    pub tasks: Vec<TaskName>,
     /// Package names; empty = every package that has the task.
     pub packages: Vec<String>,
     /// Only packages affected by changes since this base (and their dependents).
@@ -32,7 +34,7 @@ pub struct RunOptions {
 impl RunOptions {
     /// `tasks` of every package that has them, in the workspace at `location`, with the cache
     /// read and written, no dry run, no summary, debug profile, host target, one job per core.
-    pub fn new(location: Location, tasks: Vec<String>) -> RunOptions {
+    pub fn new(location: Location, tasks: Vec<TaskName>) -> RunOptions {
         RunOptions {
             location,
             tasks,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xtask_cache::EntryMeta;
 use xtask_hash::ObservedInputs;
-use xtask_model::{PackageIndex, TaskKind, Workspace};
+use xtask_model::{PackageIndex, TaskKind, TaskName, Workspace};
 
 use super::cache::Cache;
 use super::context::Run;
@@ -47,7 +47,7 @@ impl<'r> Recorder<'r> {
         let run = self.run;
         self.totals.hits += 1;
         self.totals.saved += Duration::from_millis(meta.duration_ms);
-        if run.graph.nodes[node].task == "test" {
+        if run.graph.nodes[node].task == TaskName::TEST {
             let mut counts = PackageResult::default();
             count_tests(log, &mut counts);
             self.count_tests(counts.tests_passed, counts.tests_failed);
@@ -161,7 +161,7 @@ impl<'r> Recorder<'r> {
             uploader.submit(Upload {
                 meta,
                 package: run.workspace.packages[task.package].name.clone(),
-                task: task.task.clone(),
+                task: task.task.to_string(),
             });
         }
     }
@@ -222,7 +222,7 @@ impl<'r> Recorder<'r> {
 
     fn is_cargo_test(&self, node: Node) -> bool {
         let task = &self.run.graph.nodes[node];
-        task.task == "test" && matches!(task.def.kind, TaskKind::Cargo(_))
+        task.task == TaskName::TEST && matches!(task.def.kind, TaskKind::Cargo(_))
     }
 
     fn count_tests(&mut self, passed: u64, failed: u64) {
@@ -245,7 +245,7 @@ pub(crate) fn task_record(
     TaskRecord {
         task_id: graph.label(workspace, node),
         package: workspace.packages[n.package].name.clone(),
-        task: n.task.clone(),
+        task: n.task.to_string(),
         hash: planned[node].hash.clone(),
         status,
         duration_ms: duration.as_millis() as u64,
