@@ -9,7 +9,7 @@
 //! - cargo: cargo's own time (the longest cargo task)
 //! - restart: build end -> new process answers (stop old, spawn, health poll)
 //!
-//! Tool overhead = everything but cargo. Targets: overhead < 150 ms, total < 3 s.
+//! Tool overhead = everything but cargo. Targets: overhead < 50 ms, total < 3 s.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +24,7 @@ use crate::supervisor::{DevEvent, Supervisor};
 use crate::{DEFAULT_DEBOUNCE, DevOptions};
 
 /// Target of the tool's own overhead per change.
-pub const OVERHEAD_TARGET: Duration = Duration::from_millis(150);
+pub const OVERHEAD_TARGET: Duration = Duration::from_millis(50);
 /// Target of a one-line change, write to served.
 pub const TOTAL_TARGET: Duration = Duration::from_secs(3);
 

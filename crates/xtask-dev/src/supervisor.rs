@@ -57,7 +57,7 @@ pub enum DevEvent {
         at: Instant,
         /// The engine's whole run.
         elapsed: Duration,
-        /// The longest cargo task of the run (cargo's own time); zero when all were hits.
+        /// The wall time of the run's cargo calls; zero when all were hits.
         cargo: Duration,
         succeeded: Vec<String>,
         failed: Vec<String>,
@@ -417,13 +417,7 @@ impl Supervisor {
                 return;
             }
         };
-        let cargo = outcome
-            .records
-            .iter()
-            .filter(|r| r.status != TaskStatus::Hit)
-            .map(|r| Duration::from_millis(r.duration_ms))
-            .max()
-            .unwrap_or_default();
+        let cargo = outcome.totals.cargo;
         let mut succeeded = Vec::new();
         let mut failed = Vec::new();
         for &app in &done.apps {

@@ -100,8 +100,11 @@ impl FastPaths {
         let mut opened = OPENED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Opened before the cache existed (a first run, a first `dev` session): read-only
+        // until reopened, which happens here once the cache's `v1/` exists.
         if let Some((dir, fast)) = opened.as_ref()
             && dir == cache_dir
+            && (fast.writable || !cache_dir.join("v1").is_dir())
         {
             return fast.clone();
         }
@@ -617,6 +620,24 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_lived_process_writes_its_records_once_the_cache_exists() {
+        // `dev` on a fresh clone: the first load finds no cache; the first build creates it.
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        assert!(!FastPaths::shared(&cache_dir).writable);
+        std::fs::create_dir_all(cache_dir.join("v1")).unwrap();
+        let reopened = FastPaths::shared(&cache_dir);
+        assert!(
+            reopened.writable,
+            "still read-only after the cache was created"
+        );
+        assert!(std::sync::Arc::ptr_eq(
+            &reopened,
+            &FastPaths::shared(&cache_dir)
+        ));
+    }
 
     fn workspace(dir: &Path, members: &[&str]) -> PathBuf {
         std::fs::write(

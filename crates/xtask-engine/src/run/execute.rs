@@ -38,6 +38,8 @@ pub(crate) struct Completion {
 pub(crate) enum Finished {
     Custom(Completion),
     Batch {
+        /// The wall time of the batch's cargo calls.
+        took: Duration,
         completions: Vec<Completion>,
         /// The batch itself, for what its tasks were observed to read.
         outcome: Option<BatchOutcome>,
@@ -67,6 +69,7 @@ pub(crate) fn spawn<'scope>(
                 // Cargo is always called with the whole selection the keys were planned
                 // for, so features unify the same way whatever is a hit.
                 let selection = cargo_selection(run.graph, task);
+                let started = Instant::now();
                 let result = run_batch(
                     run.workspace,
                     task,
@@ -76,7 +79,7 @@ pub(crate) fn spawn<'scope>(
                     run.options.jobs,
                     run.reporter,
                 );
-                let _ = sender.send(batch_finished(nodes, result));
+                let _ = sender.send(batch_finished(nodes, result, started.elapsed()));
             });
         }
         Work::Custom(node) => {
@@ -89,7 +92,11 @@ pub(crate) fn spawn<'scope>(
     }
 }
 
-fn batch_finished(nodes: Vec<Node>, result: anyhow::Result<BatchOutcome>) -> Finished {
+fn batch_finished(
+    nodes: Vec<Node>,
+    result: anyhow::Result<BatchOutcome>,
+    took: Duration,
+) -> Finished {
     match result {
         Ok(mut outcome) => {
             let results = std::mem::take(&mut outcome.results);
@@ -110,6 +117,7 @@ fn batch_finished(nodes: Vec<Node>, result: anyhow::Result<BatchOutcome>) -> Fin
                 })
                 .collect();
             Finished::Batch {
+                took,
                 completions,
                 outcome: Some(outcome),
             }
@@ -124,6 +132,7 @@ fn batch_finished(nodes: Vec<Node>, result: anyhow::Result<BatchOutcome>) -> Fin
                 })
                 .collect();
             Finished::Batch {
+                took,
                 completions,
                 outcome: None,
             }

@@ -251,9 +251,11 @@ fn record_finished(
             scheduler.custom_finished(node, status);
         }
         Finished::Batch {
+            took,
             completions,
             outcome,
         } => {
+            recorder.totals.cargo += took;
             let digested = outcome
                 .as_ref()
                 .map(|batch| digest_batch(run.workspace, batch))
