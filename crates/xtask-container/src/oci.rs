@@ -24,7 +24,7 @@ use oci_spec::image::{
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use xtask_engine::generated::write_atomically;
-use xtask_engine::timefmt::rfc3339;
+use xtask_util::timefmt::rfc3339;
 
 /// The annotation naming a manifest's tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";

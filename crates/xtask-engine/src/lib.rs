@@ -25,7 +25,6 @@ mod process;
 mod remote;
 pub mod report;
 mod run;
-pub mod timefmt;
 mod why;
 
 use std::path::PathBuf;

@@ -297,7 +297,7 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
     }
     let metadata = full_metadata(&workspace.manifest_path)?;
     let mtime = u64::try_from(plan.timestamp).unwrap_or(0);
-    let timestamp = xtask_engine::timefmt::rfc3339(plan.timestamp);
+    let timestamp = xtask_util::timefmt::rfc3339(plan.timestamp);
     let mut by_dir: BTreeMap<&str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     for app in &plan.apps {
         let index = workspace
