@@ -35,12 +35,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use crate::allowed::AllowedOutputs;
-pub use crate::digest::{sha256_file, sha256_hex};
 pub use crate::error::CacheError;
 pub use crate::import::EntryParts;
 pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord, OutputRoot};
 
-use crate::digest::is_sha256_hex;
+use xtask_util::is_sha256_hex;
+
 use crate::layout::Layout;
 
 /// The local cache under one root directory. Cheap to clone; share it by `&` across threads.
@@ -288,7 +288,9 @@ impl LocalCache {
         if fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
             return Ok(());
         }
-        self.layout.write_atomically(&path, content.as_bytes())
+        self.layout.create_v1()?;
+        xtask_util::write_atomically(&path, content.as_bytes())?;
+        Ok(())
     }
 
     /// The task hash recorded by [`LocalCache::set_last`], if any.

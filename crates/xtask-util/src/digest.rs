@@ -68,6 +68,18 @@ mod tests {
     const SHA256_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
+    /// Moved from `xtask-cache` (its copy of these helpers).
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(is_sha256_hex(&sha256_hex(b"")));
+        assert!(!is_sha256_hex(&sha256_hex(b"").to_uppercase()));
+        assert!(!is_sha256_hex("../../etc/passwd"));
+    }
+
     #[test]
     fn sha256_hex_of_known_vectors() {
         assert_eq!(sha256_hex(b""), SHA256_EMPTY);
