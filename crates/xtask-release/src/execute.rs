@@ -11,13 +11,13 @@ use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, Refused, RunOptions};
 use xtask_model::{DepKind, Workspace};
+use xtask_util::write_atomically;
 
 use crate::dist::{ArchiveFile, archive, sha256sums};
 use crate::git::Git;
 use crate::plan::Plan;
 use crate::publish::{Published, RetryPolicy, publish_args, publish_with_retries, run_cargo};
 use crate::state::StateFile;
-use xtask_engine::generated::write_atomically;
 
 /// Env var naming a step after which the process aborts (tests of interrupted releases).
 pub const CRASH_AFTER_ENV: &str = "XTASK_RELEASE_CRASH_AFTER";
