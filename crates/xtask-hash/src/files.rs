@@ -19,8 +19,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-use xtask_util::{sha256_reader, to_hex, try_parallel_map};
+use xtask_util::{sha256_hex, sha256_reader, try_parallel_map};
 
 use crate::HashError;
 use crate::inputs::InputFile;
@@ -97,10 +96,8 @@ pub(crate) fn digest_path(path: &Path) -> io::Result<String> {
 fn digest_with_metadata(path: &Path, metadata: &std::fs::Metadata) -> io::Result<String> {
     if metadata.file_type().is_symlink() {
         let target = std::fs::read_link(path)?;
-        let mut hasher = Sha256::new();
-        hasher.update(b"symlink:");
-        hasher.update(link_target_bytes(&target).as_ref());
-        return Ok(to_hex(&hasher.finalize()));
+        let text = [b"symlink:".as_slice(), &link_target_bytes(&target)].concat();
+        return Ok(sha256_hex(&text));
     }
     let (sha256, _) = sha256_reader(File::open(path)?)?;
     Ok(sha256)
@@ -122,7 +119,6 @@ fn link_target_bytes(target: &Path) -> std::borrow::Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sha256_hex;
 
     /// The read buffer of [`xtask_util::sha256_reader`].
     const READ_BUFFER_BYTES: usize = 64 * 1024;
