@@ -4,12 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_path_buf()
-}
+use testkit::workspace_root;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -34,7 +29,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn all_rust_files() -> Vec<PathBuf> {
-    let root = repo_root();
+    let root = workspace_root();
     let mut files = Vec::new();
     for dir in ["xtask", "crates", "apps"] {
         rust_files(&root.join(dir), &mut files);
@@ -88,7 +83,7 @@ fn no_test_is_ignored() {
 
 #[test]
 fn readme_shows_the_two_commands_and_ci_runs_the_test_command() {
-    let root = repo_root();
+    let root = workspace_root();
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     assert!(
         readme.contains("cargo xtask build"),
@@ -120,7 +115,7 @@ fn readme_shows_the_two_commands_and_ci_runs_the_test_command() {
 
 #[test]
 fn every_crate_is_in_the_codemap_and_the_crates_readme() {
-    let root = repo_root();
+    let root = workspace_root();
     let architecture =
         std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let crates_readme =
@@ -149,7 +144,8 @@ fn every_crate_is_in_the_codemap_and_the_crates_readme() {
 
 #[test]
 fn only_the_cache_readme_is_tracked() {
-    let gitignore = std::fs::read_to_string(repo_root().join(".gitignore")).expect(".gitignore");
+    let gitignore =
+        std::fs::read_to_string(workspace_root().join(".gitignore")).expect(".gitignore");
     assert!(gitignore.lines().any(|l| l.trim() == "/turbo-like-cache/*"));
     assert!(
         gitignore
@@ -157,7 +153,9 @@ fn only_the_cache_readme_is_tracked() {
             .any(|l| l.trim() == "!/turbo-like-cache/README.md")
     );
     assert!(
-        repo_root().join("turbo-like-cache/README.md").is_file(),
+        workspace_root()
+            .join("turbo-like-cache/README.md")
+            .is_file(),
         "turbo-like-cache/README.md documents the format"
     );
 }
@@ -165,7 +163,7 @@ fn only_the_cache_readme_is_tracked() {
 /// Every flag that `--help` of every subcommand shows is documented in README.md.
 #[test]
 fn every_cli_flag_is_documented_in_the_readme() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
     let help = |args: &[&str]| -> String {
         let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(args)
