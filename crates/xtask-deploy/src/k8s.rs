@@ -17,8 +17,8 @@
 use yaml_serde::Value;
 
 use crate::checkov;
+use crate::k8s_quantity::{cpu_millis, format_cpu, format_memory, memory_bytes};
 use crate::model::{App, Environment, Project};
-use crate::quantity::{cpu_millis, format_cpu, format_memory, memory_bytes};
 use crate::yaml::{file, insert, int, map, seq, str, string_map, to_text};
 use xtask_engine::generated::GeneratedFile;
 

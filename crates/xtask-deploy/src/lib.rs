@@ -24,9 +24,9 @@
 pub mod checkov;
 mod deploy;
 pub mod k8s;
+mod k8s_quantity;
 pub mod model;
 pub mod monitoring;
-mod quantity;
 pub mod runbook;
 mod smoke;
 pub mod workflows;
