@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::tool;
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released: [`xtask_util::free_port`]); panics
+/// when none can be bound.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind 127.0.0.1:0")
+    xtask_util::free_port().expect("bind 127.0.0.1:0")
 }
 
 /// Waits until something accepts connections on `port`, or panics with `log`'s content.

@@ -35,12 +35,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use crate::allowed::AllowedOutputs;
-pub use crate::digest::{sha256_file, sha256_hex};
 pub use crate::error::CacheError;
 pub use crate::import::EntryParts;
 pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord, OutputRoot};
 
-use crate::digest::is_sha256_hex;
+use xtask_util::is_sha256_hex;
+
 use crate::layout::Layout;
 
 /// How many runs of a task the cache remembers for `xtask why` to compare with.
@@ -303,7 +303,9 @@ impl LocalCache {
             content.push_str(earlier);
             content.push('\n');
         }
-        self.layout.write_atomically(&path, content.as_bytes())
+        self.layout.create_v1()?;
+        xtask_util::write_atomically(&path, content.as_bytes())?;
+        Ok(())
     }
 
     /// The task hash recorded by [`LocalCache::set_last`], if any.

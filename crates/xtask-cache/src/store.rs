@@ -4,8 +4,9 @@
 use std::io::Write;
 use std::time::SystemTime;
 
+use xtask_util::sha256_hex;
+
 use crate::archive::build_archive;
-use crate::digest::sha256_hex;
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{Layout, unix_ms};
 use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, member_name};

@@ -319,7 +319,7 @@ pub fn image_spec(
     annotations.insert("org.opencontainers.image.version".into(), version);
     annotations.insert(
         "org.opencontainers.image.created".into(),
-        xtask_engine::timefmt::rfc3339(
+        xtask_util::timefmt::rfc3339(
             i64::try_from(created_epoch).context("SOURCE_DATE_EPOCH is out of range")?,
         ),
     );

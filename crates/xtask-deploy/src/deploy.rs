@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, UserError};
+use xtask_util::write_atomically;
 
 use xtask_smoke::SmokeSettings;
 
@@ -18,7 +19,7 @@ use crate::k8s::dev_secrets_file;
 use crate::project::{Environment, Project};
 use crate::smoke::{SmokeWhere, check_apps};
 use crate::yaml::{file, map, seq, str};
-use xtask_engine::generated::{SyncMode, relative, sync, write_atomically};
+use xtask_engine::generated::{SyncMode, relative, sync};
 use xtask_engine::image_record::{ImageRecord, read_record, record_path};
 
 /// How long `kubectl rollout status` waits for each Deployment.

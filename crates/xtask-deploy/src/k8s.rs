@@ -17,8 +17,8 @@
 use yaml_serde::Value;
 
 use crate::checkov;
+use crate::k8s_quantity::{format_cpu, format_memory};
 use crate::project::{App, Environment, Project};
-use crate::quantity::{format_cpu, format_memory};
 use crate::yaml::{file, insert, int, map, seq, str, string_map, to_text};
 use xtask_engine::generated::GeneratedFile;
 

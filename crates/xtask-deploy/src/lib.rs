@@ -24,9 +24,9 @@
 pub mod checkov;
 mod deploy;
 pub mod k8s;
+mod k8s_quantity;
 pub mod monitoring;
 pub mod project;
-mod quantity;
 pub mod runbook;
 mod smoke;
 pub mod workflows;

@@ -87,7 +87,7 @@ pub fn bench_dev(options: &BenchOptions) -> anyhow::Result<String> {
     copy_workspace(&workspace, copy.path())?;
     let target_dir = workspace.target_dir.join("bench-dev");
     set_target_dir(copy.path(), &target_dir)?;
-    let port = free_port()?;
+    let port = xtask_util::free_port().context("failed to find a free port")?;
     // `cargo metadata` reads `.cargo/config.toml` from the current directory, not from the
     // manifest's: run in the copy so that every cargo call sees the same target dir.
     let original_dir = std::env::current_dir().context("failed to read the current directory")?;
@@ -329,10 +329,4 @@ fn set_target_dir(root: &Path, target_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join(".cargo"))?;
     std::fs::write(&path, toml::to_string(&config)?)
         .with_context(|| format!("failed to write `{}`", path.display()))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind(("127.0.0.1", 0)).context("failed to find a free port")?;
-    Ok(listener.local_addr()?.port())
 }

@@ -637,7 +637,7 @@ fn test(
         );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
-    let runs = crate::parallel::parallel_map(&work, jobs.max(1), |&i| {
+    let runs = xtask_util::parallel_map(&work, jobs.max(1), |&i| {
         run_package_tests(workspace, wanted[i], &test_binaries[i], settings)
     });
     for (&i, ran) in work.iter().zip(runs) {

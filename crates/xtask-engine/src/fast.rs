@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use xtask_hash::{FileStat, ListingCache, StatCache, sha256_hex, write_atomically};
+use xtask_hash::{FileStat, ListingCache, StatCache};
+use xtask_util::{sha256_hex, try_parallel_map, write_atomically};
 
 /// Environment variables in the metadata cache key.
 pub const METADATA_ENV: [&str; 10] = [
@@ -208,49 +209,32 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     if record.version != RECORD_VERSION || record.manifest != manifest || record.env != env {
         return None;
     }
-    // Checked on every core: at N = 500 this is 500 manifests.
-    let files: Vec<(&PathBuf, &String)> = record.files.iter().collect();
-    let unchanged = std::sync::atomic::AtomicBool::new(true);
+    // Checked on every core (up to 4), stopping at the first difference: at N = 500 this is
+    // 500 manifests.
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(4);
-    std::thread::scope(|scope| {
-        for chunk in files.chunks(files.len().div_ceil(workers).max(1)) {
-            let unchanged = &unchanged;
-            scope.spawn(move || {
-                for (file, digest) in chunk {
-                    if !unchanged.load(std::sync::atomic::Ordering::Relaxed) {
-                        return;
-                    }
-                    if &fast.file_digest(file) != *digest {
-                        unchanged.store(false, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
+    let files: Vec<(&PathBuf, &String)> = record.files.iter().collect();
+    let unchanged = try_parallel_map(&files, workers, |(file, digest)| {
+        if &fast.file_digest(file) == *digest {
+            Ok(())
+        } else {
+            Err(())
         }
     });
-    if !unchanged.into_inner() {
+    if unchanged.is_err() {
         return None;
     }
     // A few syscalls per member: on every core too.
     let listings: Vec<(&PathBuf, &String)> = record.discovery.iter().collect();
-    let same = std::sync::atomic::AtomicBool::new(true);
-    std::thread::scope(|scope| {
-        for chunk in listings.chunks(listings.len().div_ceil(workers).max(1)) {
-            let same = &same;
-            scope.spawn(move || {
-                for (dir, listing) in chunk {
-                    if !same.load(std::sync::atomic::Ordering::Relaxed) {
-                        return;
-                    }
-                    if &discovery_listing(dir) != *listing {
-                        same.store(false, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
+    let same = try_parallel_map(&listings, workers, |(dir, listing)| {
+        if &discovery_listing(dir) == *listing {
+            Ok(())
+        } else {
+            Err(())
         }
     });
-    if !same.into_inner() {
+    if same.is_err() {
         return None;
     }
     // Every manifest the member globs match now must be a known member.
@@ -360,7 +344,7 @@ pub fn store_metadata(
     };
     let path = record_path(&fast.dir, "metadata", &record.env);
     let bytes = serde_json::to_vec(&record).context("failed to encode the metadata record")?;
-    write_atomically(&path, &bytes).with_context(|| format!("failed to write `{}`", path.display()))
+    Ok(write_atomically(&path, &bytes)?)
 }
 
 /// `.cargo/config{,.toml}` and `rust-toolchain{,.toml}` in `root`, the current directory and

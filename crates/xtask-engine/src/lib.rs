@@ -21,7 +21,6 @@ mod load;
 mod observe;
 pub mod output;
 mod outputs;
-mod parallel;
 mod plan;
 mod process;
 mod progress;
@@ -29,7 +28,6 @@ mod remote;
 pub mod report;
 mod run;
 mod summary;
-pub mod timefmt;
 mod why;
 
 pub use xtask_model::TaskName;

@@ -298,7 +298,7 @@ fn walk_specs(
     let mut sorted_dirs: Vec<&Path> = workspace.packages.iter().map(|p| p.dir.as_path()).collect();
     sorted_dirs.sort();
     let spec_list: Vec<&SpecKey> = specs.iter().collect();
-    let walked = crate::parallel::parallel_map(&spec_list, threads, |spec| {
+    let walked = xtask_util::parallel_map(&spec_list, threads, |spec| {
         let package = &workspace.packages[spec.0];
         let mut exclude_dirs = exclude_dirs_base.clone();
         let start = sorted_dirs.partition_point(|dir| *dir <= package.dir.as_path());
@@ -462,7 +462,7 @@ impl Planner<'_> {
                 .context("internal error: failed to encode a selection")?;
             unification.insert(
                 task,
-                format!("unified:{}", xtask_hash::sha256_hex(&encoded)),
+                format!("unified:{}", xtask_util::sha256_hex(&encoded)),
             );
         }
         Ok(unification)

@@ -117,5 +117,5 @@ pub(crate) fn write_summary(path: &Path, run: &FinishedRun<'_>) -> anyhow::Resul
     let mut text =
         serde_json::to_vec_pretty(&summary).context("failed to encode the run summary")?;
     text.push(b'\n');
-    crate::generated::write_atomically(path, &text)
+    Ok(xtask_util::write_atomically(path, &text)?)
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 use tempfile::TempDir;
+use testkit::copy_dir;
 
 /// Environment variables removed from every spawned command: they would redirect the target
 /// or cache directory, change what cargo builds, or add noise to the output.
@@ -495,28 +496,6 @@ fn write_cargo_wrapper(tools: &Path) {
     fs::write(&path, script).expect("write the cargo wrapper");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
         .expect("make the cargo wrapper executable");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to)
-        .unwrap_or_else(|error| panic!("failed to create `{}`: {error}", to.display()));
-    let entries = fs::read_dir(from)
-        .unwrap_or_else(|error| panic!("failed to read `{}`: {error}", from.display()));
-    for entry in entries {
-        let entry = entry.expect("read a directory entry");
-        let name = entry.file_name();
-        if name == "target" || name == CACHE_DIR {
-            continue;
-        }
-        let file_type = entry.file_type().expect("read a file type");
-        if file_type.is_dir() {
-            copy_dir(&entry.path(), &to.join(&name));
-        } else {
-            fs::copy(entry.path(), to.join(&name)).unwrap_or_else(|error| {
-                panic!("failed to copy `{}`: {error}", entry.path().display())
-            });
-        }
-    }
 }
 
 fn collect_files(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) {

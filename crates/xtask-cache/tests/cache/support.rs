@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 use xtask_cache::{
     AllowedOutputs, BlobRef, CacheOptions, ENTRY_FORMAT, EntryMeta, LocalCache, NewEntry,
-    OutputFile, OutputKind, OutputRecord, OutputRoot, RestoreRoots, sha256_hex,
+    OutputFile, OutputKind, OutputRecord, OutputRoot, RestoreRoots,
 };
+use xtask_util::sha256_hex;
 
 /// A temp dir with `cache/`, a source workspace `src-ws/` (with `src-ws/target/`) and helpers.
 pub struct Fixture {

@@ -13,8 +13,8 @@ use xtask_hash::ObservedInputs;
 use xtask_model::Workspace;
 use xtask_remote::RemoteCache;
 
-use crate::parallel::parallel_map;
 use crate::report::Reporter;
+use xtask_util::parallel_map;
 
 /// The local cache configured for `workspace`.
 pub fn open_cache(workspace: &Workspace) -> LocalCache {

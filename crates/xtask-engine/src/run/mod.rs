@@ -28,7 +28,6 @@ pub(crate) use cache::{Cache, ObservedCheck};
 pub(crate) use prepare::{Prepared, prepare};
 
 use crate::load::load_workspace;
-use crate::parallel::parallel_map;
 use crate::remote::Uploader;
 use crate::report::{Reporter, RunTotals, TaskStatus};
 use crate::summary::{FinishedRun, TaskRecord};
@@ -38,6 +37,7 @@ use execute::Finished;
 pub use options::{RunOptions, RunOutcome};
 use record::{DigestedBatch, Recorder, digest_batch};
 use schedule::{Node, Scheduler};
+use xtask_util::parallel_map;
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
     let workspace = load_workspace(&options.location)?;
