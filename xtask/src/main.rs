@@ -261,6 +261,13 @@ enum BenchCommand {
     },
     /// Image assembly and a cached no-op `image` run for apps/api, beside `podman build`.
     Image,
+    /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
+    /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
+    Readme {
+        /// Runs per command (after one warm-up).
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        iterations: usize,
+    },
     /// Remote cache: a second machine's full restore from a loopback server vs a cold build,
     /// and the upload overhead, on a synthetic workspace.
     Remote {
@@ -518,6 +525,18 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Bench {
             bench: BenchCommand::Image,
         } => xtask_container::bench_image(&location, jobs(None)),
+        Command::Bench {
+            bench: BenchCommand::Readme { iterations },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            print(&xtask_bench::readme::bench_readme(
+                &xtask_bench::readme::ReadmeBenchOptions {
+                    root: workspace.root.clone(),
+                    xtask: std::env::current_exe()?,
+                    iterations,
+                },
+            )?)
+        }
         Command::Bench {
             bench:
                 BenchCommand::Remote {

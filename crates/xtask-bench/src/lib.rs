@@ -7,7 +7,10 @@
 //! - [`timing`]: medians of repeated runs, alternating the commands compared.
 //! - [`remote`]: the remote cache (`bench remote`).
 //! - [`runner`]: the task runner against Turborepo (`bench runner`), writes `BENCHMARKS.md`.
+//! - [`readme`]: the README's commands in a real workspace, all cached, against cargo's
+//!   no-op equivalents (`bench readme`).
 
+pub mod readme;
 pub mod remote;
 pub mod runner;
 pub mod synthetic;
