@@ -261,6 +261,16 @@ enum BenchCommand {
     },
     /// Image assembly and a cached no-op `image` run for apps/api, beside `podman build`.
     Image,
+    /// Cold build, cold test and warm test against cargo on a copy of a workspace (each tool
+    /// on its own copy), with the tool's own part of each run.
+    Cold {
+        /// The workspace (a git work tree; default: this one).
+        #[arg(long, value_name = "PATH")]
+        workspace: Option<PathBuf>,
+        /// Runs per scenario.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        iterations: usize,
+    },
     /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
     /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
     Readme {
@@ -525,6 +535,23 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Bench {
             bench: BenchCommand::Image,
         } => xtask_container::bench_image(&location, jobs(None)),
+        Command::Bench {
+            bench:
+                BenchCommand::Cold {
+                    workspace: source,
+                    iterations,
+                },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            print(&xtask_bench::cold::bench_cold(
+                &xtask_bench::cold::ColdBenchOptions {
+                    source: source.unwrap_or_else(|| workspace.root.clone()),
+                    xtask: std::env::current_exe()?,
+                    work_dir: workspace.target_dir.join("bench").join("cold"),
+                    iterations,
+                },
+            )?)
+        }
         Command::Bench {
             bench: BenchCommand::Readme { iterations },
         } => {

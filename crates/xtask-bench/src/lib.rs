@@ -7,9 +7,11 @@
 //! - [`timing`]: medians of repeated runs, alternating the commands compared.
 //! - [`remote`]: the remote cache (`bench remote`).
 //! - [`runner`]: the task runner against Turborepo (`bench runner`), writes `BENCHMARKS.md`.
+//! - [`cold`]: cold build and cold/warm test against cargo on a real workspace (`bench cold`).
 //! - [`readme`]: the README's commands in a real workspace, all cached, against cargo's
 //!   no-op equivalents (`bench readme`).
 
+pub mod cold;
 pub mod readme;
 pub mod remote;
 pub mod runner;

@@ -65,6 +65,8 @@ struct SummaryTotals {
     failed: usize,
     skipped: usize,
     saved_ms: u64,
+    /// The wall time of the run's cargo calls (the rest of `duration_ms` is the tool's own).
+    cargo_ms: u64,
 }
 
 /// One finished run, as the summary file describes it.
@@ -109,6 +111,7 @@ pub(crate) fn write_summary(path: &Path, run: &FinishedRun<'_>) -> anyhow::Resul
             failed: totals.failed,
             skipped: totals.skipped,
             saved_ms: totals.saved.as_millis() as u64,
+            cargo_ms: totals.cargo.as_millis() as u64,
         },
         remote: totals.remote.as_ref(),
         changed_during_run: &totals.changed_during_run,
