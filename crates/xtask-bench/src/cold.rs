@@ -59,7 +59,7 @@ pub fn bench_cold(options: &ColdBenchOptions) -> anyhow::Result<String> {
     let mut cold_test = Samples::default();
     let mut warm_test = Samples::default();
     for i in 0..iterations {
-        eprintln!("bench cold: iteration {} of {iterations}", i + 1);
+        progress(&format!("bench cold: iteration {} of {iterations}", i + 1));
         tools.clean()?;
         build.push(tools.pair(&["build", "--workspace"], &["build"], i)?);
         tools.clean()?;
@@ -126,7 +126,7 @@ impl Tools<'_> {
             let cargo_ms = summary_cargo_ms(&self.summary)?;
             Ok((took, took.saturating_sub(Duration::from_millis(cargo_ms))))
         };
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let c = cargo()?;
             let (x, own) = xtask()?;
             Ok((c, x, own))
@@ -136,6 +136,14 @@ impl Tools<'_> {
             Ok((c, x, own))
         }
     }
+}
+
+/// One progress line on stderr (the report goes to stdout).
+pub(crate) fn progress(message: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{message}\n").as_bytes());
 }
 
 /// `totals.cargo_ms` of a run summary.

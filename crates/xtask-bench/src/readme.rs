@@ -71,7 +71,7 @@ pub fn bench_readme(options: &ReadmeBenchOptions) -> anyhow::Result<String> {
     };
     // Warm-up: every task cached, everything built (a first `xtask test` runs the tests).
     for pair in &PAIRS {
-        eprintln!("bench readme: warming up `xtask {}`", pair.name);
+        crate::cold::progress(&format!("bench readme: warming up `xtask {}`", pair.name));
         time_once(&mut xtask(pair.xtask))?;
         time_once(&mut cargo(pair.cargo))?;
     }
@@ -118,7 +118,7 @@ fn alternate(
 ) -> anyhow::Result<(Duration, Duration)> {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for i in 0..iterations {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             first.push(time_once(&mut a())?);
             second.push(time_once(&mut b())?);
         } else {
