@@ -270,6 +270,9 @@ enum BenchCommand {
         /// Runs per scenario.
         #[arg(long, value_name = "N", default_value_t = 1)]
         iterations: usize,
+        /// Only the cold build.
+        #[arg(long)]
+        build_only: bool,
     },
     /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
     /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
@@ -540,6 +543,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
                 BenchCommand::Cold {
                     workspace: source,
                     iterations,
+                    build_only,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -549,6 +553,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
                     xtask: std::env::current_exe()?,
                     work_dir: workspace.target_dir.join("bench").join("cold"),
                     iterations,
+                    build_only,
                 },
             )?)
         }

@@ -30,6 +30,8 @@ pub struct ColdBenchOptions {
     /// Where the two copies go.
     pub work_dir: PathBuf,
     pub iterations: usize,
+    /// Only the cold build (the test scenarios run a workspace's whole test suite four times).
+    pub build_only: bool,
 }
 
 /// One measured scenario: cargo's time, xtask's time and the tool's own part of it.
@@ -62,15 +64,18 @@ pub fn bench_cold(options: &ColdBenchOptions) -> anyhow::Result<String> {
         progress(&format!("bench cold: iteration {} of {iterations}", i + 1));
         tools.clean()?;
         build.push(tools.pair(&["build", "--workspace"], &["build"], i)?);
+        if options.build_only {
+            continue;
+        }
         tools.clean()?;
         cold_test.push(tools.pair(&["test", "--workspace"], &["test"], i)?);
         warm_test.push(tools.pair(&["test", "--workspace"], &["test", "--force"], i)?);
     }
-    let rows = [
-        build.row("cold build", COLD_BUILD_TARGET),
-        cold_test.row("cold test", TEST_TARGET),
-        warm_test.row("warm test", TEST_TARGET),
-    ];
+    let mut rows = vec![build.row("cold build", COLD_BUILD_TARGET)];
+    if !options.build_only {
+        rows.push(cold_test.row("cold test", TEST_TARGET));
+        rows.push(warm_test.row("warm test", TEST_TARGET));
+    }
     Ok(report(&options.source, iterations, &rows))
 }
 
