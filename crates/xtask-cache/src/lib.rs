@@ -38,6 +38,7 @@ pub use crate::allowed::AllowedOutputs;
 pub use crate::error::CacheError;
 pub use crate::import::EntryParts;
 pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord, OutputRoot};
+pub use crate::store::PreparedOutputs;
 
 use xtask_util::is_sha256_hex;
 
@@ -277,7 +278,24 @@ impl LocalCache {
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each
     /// through a temp file and a rename. An existing entry for the same hash is replaced.
     pub fn store(&self, entry: NewEntry<'_>) -> Result<EntryMeta, CacheError> {
-        store::store(&self.layout, entry)
+        store::store(&self.layout, entry, None)
+    }
+
+    /// Archives `outputs` ahead of their store, e.g. while the build goes on; `None` when an
+    /// output changed while it was read. Nothing is visible in the cache until
+    /// [`LocalCache::store_prepared`].
+    pub fn prepare_outputs(&self, outputs: Vec<OutputFile>) -> Option<PreparedOutputs> {
+        store::prepare(&self.layout, outputs)
+    }
+
+    /// [`LocalCache::store`] with an archive prepared ahead, used only when it holds exactly
+    /// the entry's outputs, none changed since it was read; otherwise archived now.
+    pub fn store_prepared(
+        &self,
+        entry: NewEntry<'_>,
+        prepared: Option<PreparedOutputs>,
+    ) -> Result<EntryMeta, CacheError> {
+        store::store(&self.layout, entry, prepared)
     }
 
     /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`),

@@ -48,18 +48,38 @@ pub struct BatchOutcome {
     pub started: Option<std::time::SystemTime>,
 }
 
+/// Called with a package and its output files as soon as cargo has produced every target the
+/// package must produce, while the batch goes on (to archive them meanwhile).
+pub type OnBuilt<'a> = &'a (dyn Fn(PackageIndex, Vec<OutputFile>) + Sync);
+
+/// One cargo batch: `task` for the `wanted` packages, cargo selecting all of `selection`.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    pub workspace: &'a Workspace,
+    pub task: CargoTask,
+    pub selection: &'a [PackageIndex],
+    pub wanted: &'a [PackageIndex],
+    pub settings: &'a CargoSettings,
+    pub jobs: usize,
+    pub reporter: &'a Reporter,
+    /// For `build`: told of each package whose outputs are complete.
+    pub on_built: Option<OnBuilt<'a>>,
+}
+
 /// Runs `task` for the `wanted` packages in one cargo invocation that selects every package
 /// of `selection` (a superset of `wanted`), so features unify exactly as the task keys
 /// assume (see `plan::cargo_selection`). Returns one result per wanted package, in order.
-pub fn run_batch(
-    workspace: &Workspace,
-    task: CargoTask,
-    selection: &[PackageIndex],
-    wanted: &[PackageIndex],
-    settings: &CargoSettings,
-    jobs: usize,
-    reporter: &Reporter,
-) -> anyhow::Result<BatchOutcome> {
+pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
+    let Batch {
+        workspace,
+        task,
+        selection,
+        wanted,
+        settings,
+        jobs,
+        reporter,
+        on_built,
+    } = *batch;
     let mut started = std::time::SystemTime::now();
     let call = Call {
         workspace,
@@ -67,6 +87,7 @@ pub fn run_batch(
         settings,
         reporter,
         wanted: wanted.len(),
+        on_built,
     };
     let mut outcome = match task {
         CargoTask::Build | CargoTask::Lint => {
@@ -227,6 +248,7 @@ struct Call<'a> {
     reporter: &'a Reporter,
     /// How many packages the batch is for (progress lines say so).
     wanted: usize,
+    on_built: Option<OnBuilt<'a>>,
 }
 
 /// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages. Progress is
@@ -305,6 +327,8 @@ struct Parsed {
     seen: Vec<std::collections::HashSet<String>>,
     /// When each package's last artifact arrived.
     last_artifact: Vec<Option<Instant>>,
+    /// Whether `on_built` was told of each package.
+    announced: Vec<bool>,
     test_binaries: Vec<Vec<PathBuf>>,
     dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)>,
     build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)>,
@@ -336,6 +360,7 @@ fn parse_messages(
         errors: vec![false; n],
         seen: vec![Default::default(); n],
         last_artifact: vec![None; n],
+        announced: vec![false; n],
         test_binaries: vec![Vec::new(); n],
         dep_infos: Vec::new(),
         build_outputs: Vec::new(),
@@ -361,6 +386,7 @@ fn parse_messages(
                 }
                 if let Some(&i) = slot.get(id) {
                     note_artifact(call, &mut parsed, i, artifact)?;
+                    announce_if_built(call, &mut parsed, i, packages[i]);
                 }
             }
             Message::BuildScriptExecuted(script) => {
@@ -413,6 +439,24 @@ fn note_diagnostic(
             | cargo_metadata::diagnostic::DiagnosticLevel::Ice
     ) {
         parsed.errors[i] = true;
+    }
+}
+
+/// Tells `call.on_built` of package `i` (`package`) once every target it must produce is
+/// there, with its output files (once; none for a package without outputs).
+fn announce_if_built(call: &Call<'_>, parsed: &mut Parsed, i: usize, package: PackageIndex) {
+    let Some(on_built) = call.on_built else {
+        return;
+    };
+    if parsed.announced[i] || parsed.results[i].outputs.is_empty() || parsed.errors[i] {
+        return;
+    }
+    let complete = required_targets(&call.workspace.packages[package], call.task)
+        .iter()
+        .all(|label| parsed.seen[i].contains(label));
+    if complete {
+        parsed.announced[i] = true;
+        on_built(package, parsed.results[i].outputs.clone());
     }
 }
 

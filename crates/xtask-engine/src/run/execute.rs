@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use xtask_cache::OutputFile;
-use xtask_model::{PackageIndex, TaskKind};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use xtask_cache::{LocalCache, OutputFile, PreparedOutputs};
+use xtask_model::{CargoTask, PackageIndex, TaskKind};
 
 use super::context::Run;
 use super::schedule::{Node, Work};
-use crate::cargo::{BatchOutcome, run_batch};
+use crate::cargo::{Batch, BatchOutcome, OnBuilt, run_batch};
 use crate::outputs::collect_outputs;
 use crate::plan::cargo_selection;
 use crate::process::run_captured;
@@ -26,6 +29,8 @@ pub(crate) struct Executed {
     pub not_cacheable: Option<String>,
     pub tests_passed: u64,
     pub tests_failed: u64,
+    /// Its outputs' archive, made while the rest of its batch was still building.
+    pub prepared: Option<PreparedOutputs>,
 }
 
 /// One task's end.
@@ -50,6 +55,7 @@ pub(crate) enum Finished {
 pub(crate) fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     run: &'scope Run<'scope>,
+    cache: &'scope LocalCache,
     work: Work,
     sender: Sender<Finished>,
 ) {
@@ -70,16 +76,29 @@ pub(crate) fn spawn<'scope>(
                 // for, so features unify the same way whatever is a hit.
                 let selection = cargo_selection(run.graph, task);
                 let started = Instant::now();
-                let result = run_batch(
-                    run.workspace,
-                    task,
-                    &selection,
-                    &packages,
-                    run.settings,
-                    run.options.jobs,
-                    run.reporter,
-                );
-                let _ = sender.send(batch_finished(nodes, result, started.elapsed()));
+                let staged = Staged::default();
+                let (result, took) = std::thread::scope(|stagers| {
+                    let stage = |package: PackageIndex, outputs: Vec<OutputFile>| {
+                        let staged = &staged;
+                        stagers.spawn(move || staged.prepare(cache, package, outputs));
+                    };
+                    let stores = task == CargoTask::Build && storable(run, &nodes);
+                    let result = run_batch(&Batch {
+                        workspace: run.workspace,
+                        task,
+                        selection: &selection,
+                        wanted: &packages,
+                        settings: run.settings,
+                        jobs: run.options.jobs,
+                        reporter: run.reporter,
+                        on_built: stores.then_some(&stage as OnBuilt<'_>),
+                    });
+                    // Cargo's time: archives still being made are waited for after it.
+                    (result, started.elapsed())
+                });
+                let mut finished = batch_finished(nodes, result, took);
+                staged.hand_to(&mut finished, run);
+                let _ = sender.send(finished);
             });
         }
         Work::Custom(node) => {
@@ -88,6 +107,41 @@ pub(crate) fn spawn<'scope>(
                 let result = run_custom(run, node);
                 let _ = sender.send(Finished::Custom(Completion { node, result }));
             });
+        }
+    }
+}
+
+/// Whether any task of the batch will be stored (only then are outputs archived ahead).
+fn storable(run: &Run<'_>, nodes: &[Node]) -> bool {
+    !run.options.no_cache && nodes.iter().any(|&node| run.graph.nodes[node].def.cache)
+}
+
+/// Output archives made while a batch builds, by package.
+#[derive(Default)]
+struct Staged(Mutex<HashMap<PackageIndex, PreparedOutputs>>);
+
+impl Staged {
+    fn prepare(&self, cache: &LocalCache, package: PackageIndex, outputs: Vec<OutputFile>) {
+        if let Some(prepared) = cache.prepare_outputs(outputs)
+            && let Ok(mut staged) = self.0.lock()
+        {
+            staged.insert(package, prepared);
+        }
+    }
+
+    /// Gives each completed task its package's archive.
+    fn hand_to(self, finished: &mut Finished, run: &Run<'_>) {
+        let Finished::Batch { completions, .. } = finished else {
+            return;
+        };
+        let Ok(mut staged) = self.0.into_inner() else {
+            return;
+        };
+        for completion in completions {
+            let package = run.graph.nodes[completion.node].package;
+            if let Ok(executed) = &mut completion.result {
+                executed.prepared = staged.remove(&package);
+            }
         }
     }
 }
@@ -113,6 +167,7 @@ fn batch_finished(
                         not_cacheable: r.not_cacheable,
                         tests_passed: r.tests_passed,
                         tests_failed: r.tests_failed,
+                        prepared: None,
                     }),
                 })
                 .collect();
@@ -186,6 +241,7 @@ fn run_custom(run: &Run<'_>, node: Node) -> anyhow::Result<Executed> {
         not_cacheable: None,
         tests_passed: 0,
         tests_failed: 0,
+        prepared: None,
     })
 }
 

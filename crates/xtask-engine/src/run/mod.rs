@@ -222,7 +222,7 @@ fn execute_misses<'r>(
                 recorder.skipped(node);
             }
             for work in step.start {
-                execute::spawn(scope, run, work, sender.clone());
+                execute::spawn(scope, run, &cache.local, work, sender.clone());
             }
             if scheduler.idle() {
                 break;

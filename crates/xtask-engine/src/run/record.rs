@@ -87,9 +87,9 @@ impl<'r> Recorder<'r> {
             self.count_tests(passed, failed);
         }
         let (status, duration, log) = match completion.result {
-            Ok(executed) => {
+            Ok(mut executed) => {
                 let status = if executed.success {
-                    self.keep(node, &executed, batch, uploader, rechecked);
+                    self.keep(node, &mut executed, batch, uploader, rechecked);
                     TaskStatus::Miss
                 } else {
                     TaskStatus::Failed
@@ -126,7 +126,7 @@ impl<'r> Recorder<'r> {
     fn keep(
         &mut self,
         node: Node,
-        executed: &Executed,
+        executed: &mut Executed,
         batch: &DigestedBatch,
         uploader: Option<&Uploader>,
         rechecked: &mut HashMap<String, bool>,
@@ -169,7 +169,7 @@ impl<'r> Recorder<'r> {
     fn store(
         &self,
         node: Node,
-        executed: &Executed,
+        executed: &mut Executed,
         observed: &ObservedInputs,
     ) -> Option<EntryMeta> {
         let run = self.run;
@@ -184,11 +184,13 @@ impl<'r> Recorder<'r> {
             exit_code: 0,
         };
         let local = &self.cache.local;
-        let result = local.store(entry).and_then(|meta| {
-            local
-                .set_last(&package.name, task, &run.planned[node].hash)
-                .map(|()| meta)
-        });
+        let result = local
+            .store_prepared(entry, executed.prepared.take())
+            .and_then(|meta| {
+                local
+                    .set_last(&package.name, task, &run.planned[node].hash)
+                    .map(|()| meta)
+            });
         match result {
             Ok(meta) => Some(meta),
             Err(error) => {
