@@ -22,6 +22,9 @@ pub(crate) struct Executed {
     pub outputs: Vec<OutputFile>,
     /// The task's own time (within a cargo batch, its own compile and test time).
     pub duration: Duration,
+    /// When it started (within a cargo batch: when cargo started compiling its package, else
+    /// when the batch started).
+    pub started: Instant,
     /// Why a success must not be stored, if so.
     pub not_cacheable: Option<String>,
     pub tests_passed: u64,
@@ -79,7 +82,7 @@ pub(crate) fn spawn<'scope>(
                     run.options.jobs,
                     run.reporter,
                 );
-                let _ = sender.send(batch_finished(nodes, result, started.elapsed()));
+                let _ = sender.send(batch_finished(nodes, result, started));
             });
         }
         Work::Custom(node) => {
@@ -95,8 +98,9 @@ pub(crate) fn spawn<'scope>(
 fn batch_finished(
     nodes: Vec<Node>,
     result: anyhow::Result<BatchOutcome>,
-    took: Duration,
+    started: Instant,
 ) -> Finished {
+    let took = started.elapsed();
     match result {
         Ok(mut outcome) => {
             let results = std::mem::take(&mut outcome.results);
@@ -110,6 +114,7 @@ fn batch_finished(
                         log: r.log,
                         outputs: r.outputs,
                         duration: r.duration,
+                        started: r.started.unwrap_or(started),
                         not_cacheable: r.not_cacheable,
                         tests_passed: r.tests_passed,
                         tests_failed: r.tests_failed,
@@ -183,6 +188,7 @@ fn run_custom(run: &Run<'_>, node: Node) -> anyhow::Result<Executed> {
         log,
         outputs,
         duration: started.elapsed(),
+        started,
         not_cacheable: None,
         tests_passed: 0,
         tests_failed: 0,
