@@ -14,7 +14,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use support::Fixture;
-use xtask_report::{RunData, TaskData, TaskStatus, Why};
+use xtask_report::{GraphData, GraphEdge, GraphNode, RunData, TaskData, TaskStatus, Why};
 
 /// The largest report of 500 tasks allowed, in bytes.
 const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
@@ -69,6 +69,13 @@ fn run_report_graph_page_and_profile_open_in_a_real_browser() {
         html.len()
     );
 
+    let dev_graph = out.join("graph-dev-edge.html");
+    std::fs::write(
+        &dev_graph,
+        xtask_report::render_graph_html(&graph_with_a_dev_edge()),
+    )
+    .expect("write the graph with a dev edge");
+
     let screenshots = &out;
     let plan = json!({
         "chromium": chromium,
@@ -111,6 +118,27 @@ fn run_report_graph_page_and_profile_open_in_a_real_browser() {
                     }
                 ],
                 "screenshot": screenshots.join("graph.png")
+            },
+            {
+                // A dev-dependency is built for the tests of its declarer only: not
+                // something app depends on (app: lib and core, not testkit), and lib's
+                // dependents (app) do not depend on testkit.
+                "name": "graph with a dev edge",
+                "file": dev_graph,
+                "steps": [
+                    {
+                        "click": "[data-node=\"app\"]",
+                        "expect": { "#detail": ["Depends on: 1 direct, 2 in all", "lib"] }
+                    },
+                    {
+                        "click": "[data-node=\"lib\"]",
+                        "expect": { "#detail": ["Depends on: 2 direct, 2 in all", "testkit (dev)"] }
+                    },
+                    {
+                        "click": "[data-node=\"testkit\"]",
+                        "expect": { "#detail": ["Dependents: 1 direct, 1 in all", "lib (dev)"] }
+                    }
+                ]
             },
             {
                 "name": "500-task report",
@@ -224,6 +252,31 @@ fn read_json(path: &PathBuf) -> Value {
         .unwrap_or_else(|error| panic!("failed to read `{}`: {error}", path.display()));
     serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("`{}` is not JSON ({error}):\n{text}", path.display()))
+}
+
+/// app -> lib -> core, and lib's tests use testkit (-> core).
+fn graph_with_a_dev_edge() -> GraphData {
+    let node = |id: &str| GraphNode {
+        id: id.into(),
+        ..GraphNode::default()
+    };
+    let edge = |from, to, dev: bool| GraphEdge {
+        from,
+        to,
+        label: dev.then(|| "dev".to_string()),
+        orders: !dev,
+    };
+    GraphData {
+        title: "package graph".into(),
+        nodes: ["app", "lib", "core", "testkit"].map(node).to_vec(),
+        edges: vec![
+            edge(0, 1, false),
+            edge(1, 2, false),
+            edge(1, 3, true),
+            edge(3, 2, false),
+        ],
+        affected_base: None,
+    }
 }
 
 /// A run of `count` cargo builds over a layered workspace, as a big CI run looks: most tasks

@@ -76,18 +76,26 @@ function centerOn(i) {
   apply();
 }
 
-/** Every node reached from `start` over `edges` (OUT: dependencies, IN: dependents), and the edges used. */
+/** Every node reached from `start` over `edges` (OUT: dependencies, IN: dependents), and the
+ * edges used. Cargo builds a dev-dependency only for the tests of the package declaring it:
+ * what something depends on follows dev edges from the selected node only, and a dependent
+ * through a dev edge is shown but its own dependents are not. */
 function reach(start, edges, end) {
   const nodes = new Set();
   const used = new Set();
+  const expanded = new Set([start]);
   const queue = [start];
   while (queue.length) {
     const current = queue.pop();
     for (const e of edges[current]) {
+      const dev = EDGES[e][2].startsWith("dev");
+      if (dev && end === 1 && current !== start) continue;
       used.add(e);
       const next = EDGES[e][end];
-      if (next !== start && !nodes.has(next)) {
-        nodes.add(next);
+      if (next === start) continue;
+      nodes.add(next);
+      if (!(dev && end === 0) && !expanded.has(next)) {
+        expanded.add(next);
         queue.push(next);
       }
     }
