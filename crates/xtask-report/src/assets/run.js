@@ -52,22 +52,27 @@ function renderTimeline() {
   const chartWidth = Math.max(container.clientWidth - LABEL_WIDTH - 24, 320) * state.zoom;
   const scale = chartWidth / end;
   const width = LABEL_WIDTH + chartWidth + 16;
-  const height = AXIS_HEIGHT + rows.length * ROW_HEIGHT + 4;
+  const height = rows.length * ROW_HEIGHT + 4;
+  const step = tickStep(end / Math.max(chartWidth / 90, 1));
+  const ticks = [];
+  for (let t = 0; t <= end; t += step) ticks.push(LABEL_WIDTH + t * scale);
+  // The axis stays on top while the rows scroll under it.
+  const head = [`<svg class="axis-head" width="${width}" height="${AXIS_HEIGHT}" aria-hidden="true"><g class="axis">`];
+  ticks.forEach((x, k) => {
+    head.push(`<line x1="${x}" x2="${x}" y1="${AXIS_HEIGHT - 6}" y2="${AXIS_HEIGHT}"/><text x="${x + 3}" y="${AXIS_HEIGHT - 10}">${esc(duration(k * step))}</text>`);
+  });
+  head.push("</g></svg>");
   const parts = [`<svg width="${width}" height="${height}" role="img" aria-label="timeline of every task">`];
-  parts.push(`<rect class="plan" x="${LABEL_WIDTH}" y="${AXIS_HEIGHT}" width="${DATA.plan_ms * scale}" height="${height - AXIS_HEIGHT}"/>`);
+  parts.push(`<rect class="plan" x="${LABEL_WIDTH}" y="0" width="${DATA.plan_ms * scale}" height="${height}"/>`);
   if (DATA.plan_ms * scale > 40) {
-    parts.push(`<text class="plan-label" x="${LABEL_WIDTH + 4}" y="${AXIS_HEIGHT + 12}">planning</text>`);
+    parts.push(`<text class="plan-label" x="${LABEL_WIDTH + 4}" y="12">planning</text>`);
   }
   parts.push('<g class="axis">');
-  const step = tickStep(end / Math.max(chartWidth / 90, 1));
-  for (let t = 0; t <= end; t += step) {
-    const x = LABEL_WIDTH + t * scale;
-    parts.push(`<line x1="${x}" x2="${x}" y1="${AXIS_HEIGHT - 6}" y2="${height}"/><text x="${x + 3}" y="${AXIS_HEIGHT - 10}">${esc(duration(t))}</text>`);
-  }
+  for (const x of ticks) parts.push(`<line x1="${x}" x2="${x}" y1="0" y2="${height}"/>`);
   parts.push("</g>");
   rows.forEach((i, row) => {
     const t = TASKS[i];
-    const y = AXIS_HEIGHT + row * ROW_HEIGHT;
+    const y = row * ROW_HEIGHT;
     const critical = ON_CRITICAL_PATH.has(i) ? " critical" : "";
     const selected = i === state.selected ? " selected" : "";
     const label = t.id.length > 38 ? t.id.slice(0, 37) + "…" : t.id;
@@ -83,7 +88,7 @@ function renderTimeline() {
       "</g>");
   });
   parts.push("</svg>");
-  container.innerHTML = parts.join("");
+  container.innerHTML = head.join("") + parts.join("");
 }
 
 function taskButton(i) {
