@@ -66,13 +66,17 @@ enum Command {
         #[command(flatten)]
         args: TaskArgs,
     },
-    /// Print the package graph, or the task graph of --task, as dot, mermaid or JSON.
+    /// Print the package graph, or the task graph of --task, as dot, mermaid, JSON or an
+    /// interactive HTML page.
     Graph {
         /// Show the task graph of this task (repeatable).
         #[arg(long = "task", value_name = "TASK")]
         tasks: Vec<TaskName>,
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
+        /// With --format html: colour the packages changed since REF and their dependents (default as for `affected`).
+        #[arg(long, value_name = "REF", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        affected: Option<String>,
     },
     /// Explain why PKG:TASK would run: what changed since its last cached run, file by file.
     Why {
@@ -351,9 +355,12 @@ struct TaskArgs {
     /// Print what would run (hash, cache status, inputs) without running anything.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     dry_run: Option<DryRunArg>,
-    /// Write a JSON run summary (per task: hash, status, duration, inputs count) to PATH or the cache's runs/.
+    /// Write a JSON run summary (per task: hash, status, start, duration, inputs count, why it ran) to PATH or the cache's runs/, and an HTML report beside it (same name, .html).
     #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     summarize: Option<PathBuf>,
+    /// Write a Chrome trace of the run to FILE (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// Parallel jobs (default: the number of cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -392,6 +399,7 @@ enum GraphFormatArg {
     Dot,
     Mermaid,
     Json,
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -435,11 +443,24 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Lint(args) => run_tasks(TaskName::LINT, args, location, &reporter()),
         Command::Fmt(args) => run_tasks(TaskName::FMT, args, location, &reporter()),
         Command::Run { task, args } => run_tasks(task, args, location, &reporter()),
-        Command::Graph { tasks, format } => {
+        Command::Graph {
+            tasks,
+            format,
+            affected,
+        } => {
             let format = match format {
                 GraphFormatArg::Dot => GraphFormat::Dot,
                 GraphFormatArg::Mermaid => GraphFormat::Mermaid,
                 GraphFormatArg::Json => GraphFormat::Json,
+                GraphFormatArg::Html => {
+                    let affected = affected
+                        .map(|base| Base::from_option(Some(base).filter(|b| !b.is_empty())));
+                    return print(&xtask_engine::graph_html(
+                        &location,
+                        &tasks,
+                        affected.as_ref(),
+                    )?);
+                }
             };
             print(&xtask_engine::graph(&location, &tasks, format)?)
         }
@@ -728,6 +749,7 @@ fn run_tasks(
                 SummaryPath::At(path)
             }
         }),
+        profile: args.profile,
         jobs: jobs(args.jobs),
         release: args.release,
         ..RunOptions::new(location, vec![task])

@@ -28,6 +28,8 @@ pub struct PackageResult {
     pub log: Vec<u8>,
     pub outputs: Vec<OutputFile>,
     pub duration: Duration,
+    /// When cargo started compiling it, if it did (the run report's timeline).
+    pub started: Option<Instant>,
     pub tests_passed: u64,
     pub tests_failed: u64,
     /// Why a successful result must not be stored (it ran under other conditions than its
@@ -556,6 +558,7 @@ fn finish_compile(
         // Its own time: from when cargo started compiling it (else the call's start) to
         // its last artifact (else now); nothing when cargo found it fresh.
         let own_start = progress.started_at(&package.name, &package.version);
+        result.started = own_start;
         result.duration = match (own_start, parsed.last_artifact[i]) {
             (None, Some(_)) => Duration::ZERO,
             (start, end) => end

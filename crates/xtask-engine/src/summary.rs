@@ -1,5 +1,6 @@
 //! What a run leaves behind as data: one [`TaskRecord`] per task (the dry run prints them, the
-//! run summary writes them) and the JSON run summary (`--summarize`).
+//! run summary writes them) and the JSON run summary (`--summarize`; the HTML report beside
+//! it and the `--profile` trace are made from the same records, in `visualize`).
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,17 @@ pub struct TaskRecord {
     pub builds_against: Vec<String>,
     /// What the hit saved (the original run's duration), for hits.
     pub saved_ms: u64,
+    /// When it started, in ms from the start of the run (absent in a dry run). A hit starts
+    /// when its restore does; a cargo task when cargo started compiling its package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    /// A hit whose entry the remote cache supplied in this run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remote_hit: bool,
+    /// For a task that ran, why, as `cargo xtask why` says it (`--summarize` and `--profile`
+    /// only: it reads the task's recent cache entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<xtask_report::Why>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +60,8 @@ struct RunSummary<'a> {
     tasks_requested: &'a [xtask_model::TaskName],
     started_unix_ms: u128,
     duration_ms: u64,
+    /// The time before the first task could start (loading, planning, hashing).
+    plan_ms: u64,
     totals: SummaryTotals,
     /// What the remote cache did, when one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +87,8 @@ struct SummaryTotals {
 pub(crate) struct FinishedRun<'a> {
     pub tasks_requested: &'a [xtask_model::TaskName],
     pub started_unix_ms: u128,
+    /// The time before the first task could start.
+    pub plan_ms: u64,
     pub totals: &'a RunTotals,
     pub records: &'a [TaskRecord],
 }
@@ -104,6 +120,7 @@ pub(crate) fn write_summary(path: &Path, run: &FinishedRun<'_>) -> anyhow::Resul
         tasks_requested: run.tasks_requested,
         started_unix_ms: run.started_unix_ms,
         duration_ms: totals.elapsed.as_millis() as u64,
+        plan_ms: run.plan_ms,
         totals: SummaryTotals {
             tasks: totals.tasks,
             hits: totals.hits,

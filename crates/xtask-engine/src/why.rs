@@ -101,35 +101,23 @@ impl Baseline<'_> {
     }
 }
 
-/// Of the task's recent cached runs still in the cache, the one whose key is closest to
-/// `current` (fewest changes; the most recent among equals): the changes listed are then
-/// those that matter now, not those of whatever ran last (another branch, a reverted edit).
+/// The baseline of a local comparison: the closest recent cached run (see
+/// [`crate::recent::closest_recent`]).
 fn closest_recent(
     cache: &LocalCache,
     package: &str,
     task: &str,
     current: &TaskKey,
 ) -> anyhow::Result<Previous> {
-    let mut closest: Option<(usize, String, TaskKey)> = None;
-    for hash in cache.recent(package, task)? {
-        let Ok(Some(meta)) = cache.lookup(&hash) else {
-            continue;
-        };
-        let Ok(key) = TaskKey::from_manifest(&meta.manifest) else {
-            continue;
-        };
-        let distance = diff_keys(&key, current).len();
-        if closest.as_ref().is_none_or(|(best, _, _)| distance < *best) {
-            closest = Some((distance, hash, key));
-        }
-    }
-    Ok(match closest {
-        Some((_, hash, key)) => Previous::Key {
-            hash,
-            key: Box::new(key),
+    Ok(
+        match crate::recent::closest_recent(cache, package, task, current)? {
+            Some((hash, key)) => Previous::Key {
+                hash,
+                key: Box::new(key),
+            },
+            None => Previous::None,
         },
-        None => Previous::None,
-    })
+    )
 }
 
 pub fn why(

@@ -122,6 +122,9 @@ pub struct TaskRecord {
     pub inputs_count: usize,
     pub dependencies: Vec<String>,
     pub saved_ms: u64,
+    /// A hit the remote cache supplied in this run (absent: false).
+    #[serde(default)]
+    pub remote_hit: bool,
 }
 
 impl Fixture {

@@ -13,6 +13,7 @@ use xtask_hash::ObservedInputs;
 use xtask_model::Workspace;
 use xtask_remote::RemoteCache;
 
+use super::schedule::Node;
 use crate::report::Reporter;
 use xtask_util::parallel_map;
 
@@ -33,6 +34,28 @@ pub(crate) struct Wanted<'a> {
     pub allowed: &'a AllowedOutputs,
     /// How warnings name it.
     pub label: String,
+}
+
+/// What the lookup stage found: the hits, and the entries of the current hash that were not
+/// used because something their task was observed to read changed (with that change).
+#[derive(Default)]
+pub(crate) struct Lookup {
+    pub hits: Vec<Hit>,
+    pub not_used: HashMap<Node, String>,
+}
+
+/// A task whose entry will be restored.
+pub(crate) struct Hit {
+    pub node: Node,
+    pub meta: EntryMeta,
+    /// The remote cache supplied it in this run.
+    pub remote: bool,
+}
+
+/// An entry a lookup found, and whether the remote cache supplied it in this lookup.
+pub(crate) struct Found {
+    pub meta: EntryMeta,
+    pub remote: bool,
 }
 
 pub(crate) struct Cache {
@@ -56,12 +79,15 @@ impl Cache {
         wanted: &[Wanted<'_>],
         threads: usize,
         reporter: &Reporter,
-    ) -> Vec<Option<EntryMeta>> {
+    ) -> Vec<Option<Found>> {
         let local = parallel_map(wanted, threads, |w| self.local.lookup(w.hash));
-        let mut found: Vec<Option<EntryMeta>> = Vec::with_capacity(wanted.len());
+        let mut found: Vec<Option<Found>> = Vec::with_capacity(wanted.len());
         for (w, lookup) in wanted.iter().zip(local) {
             found.push(match lookup {
-                Ok(meta) => meta,
+                Ok(meta) => meta.map(|meta| Found {
+                    meta,
+                    remote: false,
+                }),
                 Err(error) => {
                     reporter.warning(&format!(
                         "{}: cache entry unusable, treating as a miss: {error}",
@@ -81,7 +107,7 @@ impl Cache {
                 for (i, meta) in
                     crate::remote::fetch_misses(remote, &self.local, &requests, reporter)
                 {
-                    found[misses[i]] = Some(meta);
+                    found[misses[i]] = Some(Found { meta, remote: true });
                 }
             }
         }

@@ -25,6 +25,9 @@ pub(crate) struct Executed {
     pub outputs: Vec<OutputFile>,
     /// The task's own time (within a cargo batch, its own compile and test time).
     pub duration: Duration,
+    /// When it started (within a cargo batch: when cargo started compiling its package, else
+    /// when the batch started).
+    pub started: Instant,
     /// Why a success must not be stored, if so.
     pub not_cacheable: Option<String>,
     pub tests_passed: u64,
@@ -96,7 +99,7 @@ pub(crate) fn spawn<'scope>(
                     // Cargo's time: archives still being made are waited for after it.
                     (result, started.elapsed())
                 });
-                let mut finished = batch_finished(nodes, result, took);
+                let mut finished = batch_finished(nodes, result, started, took);
                 staged.hand_to(&mut finished, run);
                 let _ = sender.send(finished);
             });
@@ -149,6 +152,7 @@ impl Staged {
 fn batch_finished(
     nodes: Vec<Node>,
     result: anyhow::Result<BatchOutcome>,
+    started: Instant,
     took: Duration,
 ) -> Finished {
     match result {
@@ -164,6 +168,7 @@ fn batch_finished(
                         log: r.log,
                         outputs: r.outputs,
                         duration: r.duration,
+                        started: r.started.unwrap_or(started),
                         not_cacheable: r.not_cacheable,
                         tests_passed: r.tests_passed,
                         tests_failed: r.tests_failed,
@@ -238,6 +243,7 @@ fn run_custom(run: &Run<'_>, node: Node) -> anyhow::Result<Executed> {
         log,
         outputs,
         duration: started.elapsed(),
+        started,
         not_cacheable: None,
         tests_passed: 0,
         tests_failed: 0,

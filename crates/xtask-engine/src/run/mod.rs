@@ -6,7 +6,8 @@
 //!    kept only while its observed inputs are unchanged; hits are restored in parallel;
 //! 3. **schedule** ([`schedule::Scheduler`]): a pure state machine of what can start;
 //! 4. **execute** ([`execute`]): one cargo batch or one custom task per piece of work;
-//! 5. **record** ([`record::Recorder`]): store, upload, report, totals, and the summary.
+//! 5. **record** ([`record::Recorder`]): store, upload, report, totals, and the summary
+//!    (with `--summarize`, also the HTML report beside it; with `--profile`, a Chrome trace).
 
 mod cache;
 mod context;
@@ -15,12 +16,13 @@ mod options;
 mod prepare;
 mod record;
 mod schedule;
+mod why_ran;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use xtask_cache::{EntryMeta, RestoreRoots};
+use xtask_cache::RestoreRoots;
 use xtask_model::Workspace;
 
 pub use cache::open_cache;
@@ -31,7 +33,7 @@ use crate::load::load_workspace;
 use crate::remote::Uploader;
 use crate::report::{Reporter, RunTotals, TaskStatus};
 use crate::summary::{FinishedRun, TaskRecord};
-use cache::Wanted;
+use cache::{Hit, Lookup, Wanted};
 pub(crate) use context::Run;
 use execute::Finished;
 pub use options::{RunOptions, RunOutcome};
@@ -71,15 +73,19 @@ pub fn run_loaded(
     }
     let cache = Cache::open(run.workspace)?;
     reporter.start(run.graph.nodes.len());
-    let mut recorder = Recorder::new(&run, &cache);
+    let plan_ms = started.elapsed().as_millis() as u64;
+    let mut recorder = Recorder::new(&run, &cache, started);
     let mut scheduler = Scheduler::from_graph(run.graph, options.jobs);
     // 2. lookup
-    let hits = if options.force {
-        Vec::new()
+    let looked_up = if options.force {
+        Lookup::default()
     } else {
         lookup(&run, &cache)
     };
-    restore(&run, &cache, &hits, &mut scheduler, &mut recorder);
+    if options.summarize.is_some() || options.profile.is_some() {
+        recorder.why = why_ran::why_ran(&run, &cache, &looked_up);
+    }
+    restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder);
     // A failed write only loses the speed-up of the next run.
     let _ = run.fast.save();
     // 3-5. schedule, execute, record
@@ -95,7 +101,15 @@ pub fn run_loaded(
     totals.remote = cache.remote.as_ref().map(|remote| remote.totals());
     totals.elapsed = started.elapsed();
     reporter.finish(&totals);
-    let summary_path = summarize(&run, &cache, started_unix_ms, &totals, &records)?;
+    let finished = FinishedRun {
+        tasks_requested: &options.tasks,
+        started_unix_ms,
+        plan_ms,
+        totals: &totals,
+        records: &records,
+    };
+    let summary_path = summarize(&run, &cache, &finished)?;
+    profile(&run, &finished)?;
     Ok(RunOutcome {
         success: totals.failed == 0 && totals.skipped == 0,
         totals,
@@ -107,7 +121,7 @@ pub fn run_loaded(
 /// The lookup stage: every cacheable task's entry (local, then remote), kept only while what
 /// its task was observed to read beyond the key is unchanged (a two-level key, as in
 /// ccache's direct mode).
-fn lookup(run: &Run<'_>, cache: &Cache) -> Vec<(Node, EntryMeta)> {
+fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
     let threads = run.options.jobs.max(2);
     let cacheable: Vec<Node> = (0..run.graph.nodes.len())
         .filter(|&node| run.graph.nodes[node].def.cache)
@@ -121,28 +135,36 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Vec<(Node, EntryMeta)> {
         })
         .collect();
     let found = cache.lookup(&wanted, threads, run.reporter);
-    let hits: Vec<(Node, EntryMeta)> = cacheable
+    let found: Vec<Hit> = cacheable
         .into_iter()
         .zip(found)
-        .filter_map(|(node, meta)| Some((node, meta?)))
+        .filter_map(|(node, found)| {
+            let found = found?;
+            Some(Hit {
+                node,
+                meta: found.meta,
+                remote: found.remote,
+            })
+        })
         .collect();
     let check = ObservedCheck::default();
-    let changes = parallel_map(&hits, threads, |(_, meta)| {
-        check.first_change(&run.workspace.root, meta)
+    let changes = parallel_map(&found, threads, |hit| {
+        check.first_change(&run.workspace.root, &hit.meta)
     });
-    hits.into_iter()
-        .zip(changes)
-        .filter_map(|(hit, change)| match change {
-            None => Some(hit),
+    let mut lookup = Lookup::default();
+    for (hit, change) in found.into_iter().zip(changes) {
+        match change {
+            None => lookup.hits.push(hit),
             Some(change) => {
                 run.reporter.line(&format!(
                     "{}: cache entry not used: {change}",
-                    run.label(hit.0)
+                    run.label(hit.node)
                 ));
-                None
+                lookup.not_used.insert(hit.node, change);
             }
-        })
-        .collect()
+        }
+    }
+    lookup
 }
 
 /// Restores the hits in parallel. Outputs already in place are recognised through the stat
@@ -151,7 +173,7 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Vec<(Node, EntryMeta)> {
 fn restore(
     run: &Run<'_>,
     cache: &Cache,
-    hits: &[(Node, EntryMeta)],
+    hits: &[Hit],
     scheduler: &mut Scheduler,
     recorder: &mut Recorder<'_>,
 ) {
@@ -167,20 +189,20 @@ fn restore(
             .ok()
             .map(|(digest, _)| digest)
     };
-    let restored = parallel_map(hits, run.options.jobs.max(2), |(node, meta)| {
+    let restored = parallel_map(hits, run.options.jobs.max(2), |hit| {
         let restore_started = Instant::now();
-        let result = cache.restore(meta, &roots, &run.allowed[*node], &digest_in_place);
-        (result, restore_started.elapsed())
+        let result = cache.restore(&hit.meta, &roots, &run.allowed[hit.node], &digest_in_place);
+        (result, (restore_started, restore_started.elapsed()))
     });
-    for ((node, meta), (result, took)) in hits.iter().zip(restored) {
+    for (hit, (result, timing)) in hits.iter().zip(restored) {
         match result {
             Ok(log) => {
-                scheduler.already_done(*node, TaskStatus::Hit);
-                recorder.hit(*node, meta, &log, took);
+                scheduler.already_done(hit.node, TaskStatus::Hit);
+                recorder.hit(hit.node, &hit.meta, &log, timing, hit.remote);
             }
             Err(error) => run.reporter.warning(&format!(
                 "{}: cache entry unusable, treating as a miss: {error}",
-                run.label(*node)
+                run.label(hit.node)
             )),
         }
     }
@@ -274,13 +296,11 @@ fn record_finished(
     }
 }
 
-/// The `--summarize` file, if asked for.
+/// The `--summarize` file and the HTML report beside it, if asked for.
 fn summarize(
     run: &Run<'_>,
     cache: &Cache,
-    started_unix_ms: u128,
-    totals: &RunTotals,
-    records: &[TaskRecord],
+    finished: &FinishedRun<'_>,
 ) -> anyhow::Result<Option<PathBuf>> {
     let Some(wanted) = &run.options.summarize else {
         return Ok(None);
@@ -289,20 +309,30 @@ fn summarize(
         wanted,
         run.options.location.directory.as_deref(),
         cache.local.root(),
-        started_unix_ms,
+        finished.started_unix_ms,
     );
-    crate::summary::write_summary(
-        &path,
-        &FinishedRun {
-            tasks_requested: &run.options.tasks,
-            started_unix_ms,
-            totals,
-            records,
-        },
-    )?;
+    crate::summary::write_summary(&path, finished)?;
+    let report = crate::visualize::report_path(&path);
+    crate::visualize::write_run_report(&report, finished)?;
     run.reporter
         .line(&format!("run summary: {}", path.display()));
+    run.reporter
+        .line(&format!("run report: {}", report.display()));
     Ok(Some(path))
+}
+
+/// The `--profile` Chrome trace, if asked for (relative to `-C DIR` when relative).
+fn profile(run: &Run<'_>, finished: &FinishedRun<'_>) -> anyhow::Result<()> {
+    let Some(path) = &run.options.profile else {
+        return Ok(());
+    };
+    let path = match &run.options.location.directory {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.clone(),
+    };
+    crate::visualize::write_profile(&path, finished)?;
+    run.reporter.line(&format!("profile: {}", path.display()));
+    Ok(())
 }
 
 /// A dry run's view of each task: its hash and whether it would be a hit.

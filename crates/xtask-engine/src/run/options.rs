@@ -23,8 +23,10 @@ pub struct RunOptions {
     /// Do not write new cache entries.
     pub no_cache: bool,
     pub dry_run: Option<DryRunFormat>,
-    /// Write a JSON run summary there.
+    /// Write a JSON run summary there (and the HTML report beside it).
     pub summarize: Option<SummaryPath>,
+    /// Write a Chrome trace of the run to this file (relative to `-C DIR` when relative).
+    pub profile: Option<PathBuf>,
     pub jobs: usize,
     pub release: bool,
     /// Build for this target with these flags instead of the host (used by `image`).
@@ -44,6 +46,7 @@ impl RunOptions {
             no_cache: false,
             dry_run: None,
             summarize: None,
+            profile: None,
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             release: false,
             target: None,

@@ -3,11 +3,12 @@
 //! counted in the totals and kept as a [`TaskRecord`] for the summary.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xtask_cache::EntryMeta;
 use xtask_hash::ObservedInputs;
 use xtask_model::{PackageIndex, TaskKind, TaskName, Workspace};
+use xtask_report::Why;
 
 use super::cache::Cache;
 use super::context::Run;
@@ -23,17 +24,23 @@ pub(crate) struct Recorder<'r> {
     run: &'r Run<'r>,
     cache: &'r Cache,
     records: Vec<Option<TaskRecord>>,
+    /// When the run started: records' start times count from it.
+    started: Instant,
+    /// Per node, why it will run (when a report asks for it), moved into its record.
+    pub why: Vec<Option<Why>>,
     pub totals: RunTotals,
     pub stored_any: bool,
 }
 
 impl<'r> Recorder<'r> {
-    pub fn new(run: &'r Run<'r>, cache: &'r Cache) -> Recorder<'r> {
+    pub fn new(run: &'r Run<'r>, cache: &'r Cache, started: Instant) -> Recorder<'r> {
         let n = run.graph.nodes.len();
         Recorder {
             run,
             cache,
             records: vec![None; n],
+            started,
+            why: vec![None; n],
             totals: RunTotals {
                 tasks: n,
                 ..RunTotals::default()
@@ -42,8 +49,16 @@ impl<'r> Recorder<'r> {
         }
     }
 
-    /// A cache hit, restored in `took`; `log` is the original run's.
-    pub fn hit(&mut self, node: Node, meta: &EntryMeta, log: &[u8], took: Duration) {
+    /// A cache hit, restored in `restore` (when it started, how long it took); `log` is the
+    /// original run's; `remote` when the remote cache supplied the entry in this run.
+    pub fn hit(
+        &mut self,
+        node: Node,
+        meta: &EntryMeta,
+        log: &[u8],
+        restore: (Instant, Duration),
+        remote: bool,
+    ) {
         let run = self.run;
         self.totals.hits += 1;
         self.totals.saved += Duration::from_millis(meta.duration_ms);
@@ -61,13 +76,18 @@ impl<'r> Recorder<'r> {
         {
             run.reporter.warning(&error.to_string());
         }
-        self.report(node, TaskStatus::Hit, took, log, meta.duration_ms);
+        let (start, took) = restore;
+        self.report(node, TaskStatus::Hit, (start, took), log, meta.duration_ms);
+        if let Some(record) = self.records[node].as_mut() {
+            record.remote_hit = remote;
+        }
     }
 
     /// Not run: a dependency failed or was skipped.
     pub fn skipped(&mut self, node: Node) {
         self.totals.skipped += 1;
-        self.report(node, TaskStatus::Skipped, Duration::ZERO, b"", 0);
+        let now = Instant::now();
+        self.report(node, TaskStatus::Skipped, (now, Duration::ZERO), b"", 0);
     }
 
     /// A task that ran: stores a storable success, reports, and returns its status.
@@ -86,7 +106,7 @@ impl<'r> Recorder<'r> {
             };
             self.count_tests(passed, failed);
         }
-        let (status, duration, log) = match completion.result {
+        let (status, timing, log) = match completion.result {
             Ok(mut executed) => {
                 let status = if executed.success {
                     self.keep(node, &mut executed, batch, uploader, rechecked);
@@ -94,11 +114,11 @@ impl<'r> Recorder<'r> {
                 } else {
                     TaskStatus::Failed
                 };
-                (status, executed.duration, executed.log)
+                (status, (executed.started, executed.duration), executed.log)
             }
             Err(error) => (
                 TaskStatus::Failed,
-                Duration::ZERO,
+                (Instant::now(), Duration::ZERO),
                 format!("error: {error:#}\n").into_bytes(),
             ),
         };
@@ -106,7 +126,7 @@ impl<'r> Recorder<'r> {
             TaskStatus::Miss => self.totals.succeeded += 1,
             _ => self.totals.failed += 1,
         }
-        self.report(node, status, duration, &log, 0);
+        self.report(node, status, timing, &log, 0);
         status
     }
 
@@ -203,15 +223,17 @@ impl<'r> Recorder<'r> {
         }
     }
 
+    /// Reports an end and keeps its record; `timing` is when the task started and its time.
     fn report(
         &mut self,
         node: Node,
         status: TaskStatus,
-        duration: Duration,
+        timing: (Instant, Duration),
         log: &[u8],
         saved_ms: u64,
     ) {
         let run = self.run;
+        let (start, duration) = timing;
         run.reporter.task_finished(
             &run.label(node),
             status,
@@ -219,7 +241,12 @@ impl<'r> Recorder<'r> {
             duration,
             log,
         );
-        self.records[node] = Some(task_record(run, node, status, duration, saved_ms));
+        let mut record = task_record(run, node, status, duration, saved_ms);
+        record.start_ms = Some(start.saturating_duration_since(self.started).as_millis() as u64);
+        if matches!(status, TaskStatus::Miss | TaskStatus::Failed) {
+            record.why = self.why[node].take();
+        }
+        self.records[node] = Some(record);
     }
 
     fn is_cargo_test(&self, node: Node) -> bool {
@@ -264,6 +291,9 @@ pub(crate) fn task_record(
             .cloned()
             .collect(),
         saved_ms,
+        start_ms: None,
+        remote_hit: false,
+        why: None,
     }
 }
 
