@@ -5,6 +5,10 @@
 //! Invariants: `xtask-graph` does no IO and runs no process; it is a pure function of the
 //! [`Workspace`] model and the request. A cycle is an error that names every node of the cycle.
 
+pub mod shard;
+
+pub use shard::{Shard, ShardError, WeightedPackage, partition};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
