@@ -152,6 +152,9 @@ enum Command {
         /// Ignore cache hits.
         #[arg(long)]
         force: bool,
+        /// Run only shard K of N: a deterministic, duration-balanced share of the packages.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<xtask_engine::Shard>,
     },
     /// Generate the Kustomize base and overlays in k8s/ from the apps' metadata.
     K8s {
@@ -367,6 +370,9 @@ struct TaskArgs {
     /// Build with the release profile.
     #[arg(long)]
     release: bool,
+    /// Run only shard K of N: a deterministic, duration-balanced share of the packages (their dependencies still run or come from the cache).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<xtask_engine::Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -706,12 +712,14 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             action: None,
             jobs: j,
             force,
+            shard,
         } => {
             let ok = xtask_engine::ci(
                 &CiOptions {
                     location,
                     jobs: jobs(j),
                     force,
+                    shard,
                 },
                 &reporter(),
             )?;
@@ -752,6 +760,7 @@ fn run_tasks(
         profile: args.profile,
         jobs: jobs(args.jobs),
         release: args.release,
+        shard: args.shard,
         ..RunOptions::new(location, vec![task])
     };
     let outcome = xtask_engine::run(&options, reporter)?;

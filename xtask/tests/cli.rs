@@ -1455,3 +1455,48 @@ fn doctests_beside_a_package_that_does_not_compile_are_reported_not_stored() {
         assert!(stderr.contains("1 passed, 0 failed"), "{}", run.output);
     }
 }
+
+/// `--shard K/N`: the shards' requested tasks partition the unsharded run's, with no overlap,
+/// and a malformed shard is a usage error that names the flag.
+#[test]
+fn shards_partition_the_unsharded_run() {
+    let fixture = Fixture::new("basic");
+    let requested = |args: &[&str]| -> std::collections::BTreeSet<String> {
+        let output = fixture.xtask(args);
+        output.assert_code(0);
+        dry_run_statuses(&output)
+            .into_keys()
+            .filter(|id| id.ends_with(":test"))
+            .collect()
+    };
+    let whole = requested(&["test", "--dry-run=json"]);
+    assert!(
+        whole.len() >= 2,
+        "the fixture has several test tasks: {whole:?}"
+    );
+    for count in [1, 2, 3] {
+        let mut union = std::collections::BTreeSet::new();
+        for index in 1..=count {
+            let shard = format!("{index}/{count}");
+            let part = requested(&["test", "--dry-run=json", "--shard", &shard]);
+            assert!(
+                union.is_disjoint(&part),
+                "shard {shard} overlaps another: {part:?} vs {union:?}"
+            );
+            union.extend(part);
+        }
+        assert_eq!(
+            union, whole,
+            "the {count} shards together are the whole run"
+        );
+    }
+    for bad in ["0/3", "4/3", "x"] {
+        let output = fixture.xtask(&["test", "--shard", bad]);
+        output.assert_code(2);
+        assert!(
+            output.stderr.contains("--shard") && output.stderr.contains(bad),
+            "{bad}: {}",
+            output.stderr
+        );
+    }
+}

@@ -19,6 +19,8 @@ pub struct CiOptions {
     pub location: Location,
     pub jobs: usize,
     pub force: bool,
+    /// Run only this shard's share of each step's packages (`ci --shard K/N`).
+    pub shard: Option<xtask_graph::Shard>,
 }
 
 /// Runs the checks; returns whether all passed.
@@ -34,6 +36,7 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
             &RunOptions {
                 force: options.force,
                 jobs: options.jobs,
+                shard: options.shard,
                 ..RunOptions::new(options.location.clone(), vec![task.clone()])
             },
             reporter,

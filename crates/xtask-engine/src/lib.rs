@@ -32,6 +32,7 @@ mod summary;
 mod visualize;
 mod why;
 
+pub use xtask_graph::{Shard, ShardError};
 pub use xtask_model::TaskName;
 
 pub use affected::{AffectedPackage, BASE_ENV, Base, affected, default_base};

@@ -16,6 +16,7 @@ mod options;
 mod prepare;
 mod record;
 mod schedule;
+mod shard;
 mod why_ran;
 
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use xtask_graph::Shard;
 use xtask_model::TaskName;
 
 use crate::affected::Base;
@@ -18,6 +19,8 @@ pub struct RunOptions {
     pub packages: Vec<String>,
     /// Only packages affected by changes since this base (and their dependents).
     pub affected: Option<Base>,
+    /// Only this shard's share of the requested packages (`--shard K/N`).
+    pub shard: Option<Shard>,
     /// Ignore cache hits: run everything (results are still stored).
     pub force: bool,
     /// Do not write new cache entries.
@@ -42,6 +45,7 @@ impl RunOptions {
             tasks,
             packages: Vec::new(),
             affected: None,
+            shard: None,
             force: false,
             no_cache: false,
             dry_run: None,

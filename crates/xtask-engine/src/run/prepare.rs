@@ -46,13 +46,25 @@ pub(super) fn prepare_loaded(
         let affected = crate::affected::affected_since(&workspace, base)?;
         selected.retain(|p| affected.contains_key(p));
     }
-    let graph = TaskGraph::build(
+    let mut graph = TaskGraph::build(
         &workspace,
         &GraphRequest {
             tasks: &options.tasks,
             packages: &selected,
         },
     )?;
+    if let Some(shard) = options.shard {
+        // The shard's share of the requested packages; their dependencies still come along.
+        let cache = super::cache::open_cache(&workspace);
+        let mine = super::shard::shard_packages(&workspace, &graph, &cache, shard);
+        graph = TaskGraph::build(
+            &workspace,
+            &GraphRequest {
+                tasks: &options.tasks,
+                packages: &mine,
+            },
+        )?;
+    }
     let settings = CargoSettings {
         release: options.release,
         target: options.target.clone(),
