@@ -80,6 +80,8 @@ pub struct Project {
     pub cache_dir: String,
     /// The overlays include the `k8s/monitoring` component.
     pub monitoring: bool,
+    /// `[workspace.metadata.xtask.ci] shards`: the CI matrix's job count (1 = one job).
+    pub ci_shards: u32,
 }
 
 impl Project {
@@ -160,6 +162,7 @@ pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
         registry: deploy.registry,
         domain: deploy.domain,
         monitoring: deploy.monitoring,
+        ci_shards: workspace.config.ci.shards.unwrap_or(1),
         cache_dir: relative(
             &workspace.root,
             &workspace.root.join(&workspace.config.cache.dir),

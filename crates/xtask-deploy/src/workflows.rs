@@ -4,7 +4,10 @@
 //!   then `cargo xtask ci`: fmt, clippy, tests, generated-file drift), with the remote cache
 //!   configured from repository variables and secrets (read-only for pull requests from forks),
 //!   the local cache directory kept by `actions/cache` as a fallback, and superseded runs
-//!   cancelled.
+//!   cancelled. With `[workspace.metadata.xtask.ci] shards = N` (N > 1), the `ci` job is a
+//!   matrix of N jobs, each running `cargo xtask ci --shard K/N` (the remote cache is their
+//!   shared store), and a fan-in job `ci-result`, run always, fails unless every shard passed:
+//!   the one check a branch protection rule needs to require.
 //! - `images.yml`: on main, `cargo xtask image` builds and pushes the affected apps only,
 //!   tagged with the commit; on a `v*` tag, every app, tagged with the version. Each image's
 //!   record (`target/xtask/images/<app>.json`) is uploaded for `deploy.yml`.
@@ -98,7 +101,15 @@ fn ci(project: &Project) -> Value {
             ),
         ]),
     ];
-    steps.extend(CI_COMMANDS.iter().map(|command| run(command, command)));
+    let shards = project.ci_shards;
+    steps.extend(CI_COMMANDS.iter().map(|&command| {
+        if shards > 1 && command == "cargo xtask ci" {
+            let sharded = format!("cargo xtask ci --shard ${{{{ matrix.shard }}}}/{shards}");
+            run(&sharded, &sharded)
+        } else {
+            run(command, command)
+        }
+    }));
     map([
         ("name", str("ci")),
         (
@@ -139,17 +150,62 @@ fn ci(project: &Project) -> Value {
                 ),
             ]),
         ),
+        ("jobs", ci_jobs(shards, steps)),
+    ])
+}
+
+/// One `ci` job, or with `shards > 1` a matrix of them and the `ci-result` fan-in job.
+fn ci_jobs(shards: u32, steps: Vec<Value>) -> Value {
+    let name = "fmt, clippy, tests (cargo xtask ci)";
+    if shards <= 1 {
+        return map([(
+            "ci",
+            map([
+                ("name", str(name)),
+                ("runs-on", str("ubuntu-latest")),
+                ("timeout-minutes", int(90)),
+                ("steps", seq(steps)),
+            ]),
+        )]);
+    }
+    let shard_numbers = (1..=shards).map(|k| int(i64::from(k)));
+    map([
         (
-            "jobs",
-            map([(
-                "ci",
-                map([
-                    ("name", str("fmt, clippy, tests (cargo xtask ci)")),
-                    ("runs-on", str("ubuntu-latest")),
-                    ("timeout-minutes", int(90)),
-                    ("steps", seq(steps)),
-                ]),
-            )]),
+            "ci",
+            map([
+                (
+                    "name",
+                    str(&format!("{name}, shard ${{{{ matrix.shard }}}}/{shards}")),
+                ),
+                ("runs-on", str("ubuntu-latest")),
+                ("timeout-minutes", int(90)),
+                (
+                    "strategy",
+                    map([
+                        ("fail-fast", Value::Bool(false)),
+                        ("matrix", map([("shard", seq(shard_numbers))])),
+                    ]),
+                ),
+                ("steps", seq(steps)),
+            ]),
+        ),
+        (
+            "ci-result",
+            map([
+                ("name", str("ci (every shard)")),
+                ("needs", seq([str("ci")])),
+                ("if", str("always()")),
+                ("runs-on", str("ubuntu-latest")),
+                ("timeout-minutes", int(5)),
+                (
+                    "steps",
+                    seq([run_with_env(
+                        "every shard passed",
+                        map([("RESULT", str("${{ needs.ci.result }}"))]),
+                        "test \"$RESULT\" = success || { echo \"a shard did not pass: $RESULT\"; exit 1; }",
+                    )]),
+                ),
+            ]),
         ),
     ])
 }

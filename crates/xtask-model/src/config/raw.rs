@@ -43,6 +43,7 @@ pub(super) struct RawWorkspaceXtask {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCi {
     pub(super) setup: Option<Spanned<Vec<String>>>,
+    pub(super) shards: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
