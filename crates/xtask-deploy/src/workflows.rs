@@ -175,7 +175,7 @@ fn ci_jobs(shards: u32, steps: Vec<Value>) -> Value {
             map([
                 (
                     "name",
-                    str(&format!("{name}, shard ${{{{ matrix.shard }}}}/{shards}")),
+                    str(format!("{name}, shard ${{{{ matrix.shard }}}}/{shards}")),
                 ),
                 ("runs-on", str("ubuntu-latest")),
                 ("timeout-minutes", int(90)),
