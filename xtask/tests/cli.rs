@@ -1500,3 +1500,49 @@ fn shards_partition_the_unsharded_run() {
         );
     }
 }
+
+/// `--shard` balances by the local cache's last-run records: with `util:test` recorded at 10 s
+/// and the others at 1 ms, 2 shards give `util` a shard of its own; without records the
+/// packages are spread by name (`app`, `core-lib`, `util` -> 1, 2, 1).
+#[test]
+fn shards_are_balanced_by_recorded_durations() {
+    let fixture = Fixture::new("basic");
+    let shard_of = |shard: &str| -> Vec<String> {
+        let output = fixture.xtask(&["test", "--dry-run=json", "--shard", shard]);
+        output.assert_code(0);
+        dry_run_statuses(&output)
+            .into_keys()
+            .filter_map(|id| id.strip_suffix(":test").map(str::to_string))
+            .collect()
+    };
+    assert_eq!(shard_of("1/2"), ["app", "util"]);
+    assert_eq!(shard_of("2/2"), ["core-lib"]);
+
+    let cache = xtask_cache::LocalCache::new(
+        fixture.path(CACHE_DIR),
+        xtask_cache::CacheOptions {
+            max_size_bytes: None,
+        },
+    );
+    for (number, (package, duration_ms)) in [("app", 1), ("core-lib", 1), ("util", 10_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let task_hash = format!("{:064x}", number + 1);
+        cache
+            .store(xtask_cache::NewEntry {
+                task_hash: &task_hash,
+                manifest: serde_json::json!({}),
+                outputs: Vec::new(),
+                log: b"",
+                duration_ms,
+                exit_code: 0,
+            })
+            .expect("store a record");
+        cache
+            .set_last(package, "test", &task_hash)
+            .expect("set the last run");
+    }
+    assert_eq!(shard_of("1/2"), ["util"]);
+    assert_eq!(shard_of("2/2"), ["app", "core-lib"]);
+}
