@@ -435,3 +435,83 @@ fn cache_doctor_says_what_is_wrong() {
     bad.assert_code(3);
     assert!(bad.stderr.contains("XTASK_REMOTE_CACHE_MODE"), "{bad}");
 }
+
+/// `build --shard K/3` on three machines at once, against one real turborepo-remote-cache:
+/// every shard passes, each package is built by exactly one shard, and what each uploaded is
+/// its whole, correct share: a fresh machine running the same shard gets every task from the
+/// server without running cargo, and the restored binary runs. (A cargo task's key includes
+/// the packages its cargo invocation selects, for feature unification, so a shard's entries
+/// serve that shard's later runs, not an unsharded build.)
+#[test]
+fn three_shards_at_once_share_one_turborepo_server() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let env = with(&env, &[]);
+    let shard_build = |machine: &Fixture, index: usize| {
+        let shard = format!("{index}/3");
+        let run = machine.run_env(&["build", "--shard", &shard], &env);
+        run.assert_code(0);
+        run
+    };
+    let machines: Vec<Fixture> = (0..3).map(|_| Fixture::new("basic")).collect();
+    let runs: Vec<TaskRun> = std::thread::scope(|scope| {
+        let shards: Vec<_> = machines
+            .iter()
+            .enumerate()
+            .map(|(index, machine)| scope.spawn(move || shard_build(machine, index + 1)))
+            .collect();
+        shards
+            .into_iter()
+            .map(|shard| shard.join().expect("a shard's thread"))
+            .collect()
+    });
+    // How many shards built each task.
+    let mut built: std::collections::BTreeMap<String, usize> = Default::default();
+    for run in &runs {
+        assert!(run.output.warnings().is_empty(), "{}", run.output);
+        for task in &run.summary.tasks {
+            assert_eq!(task.status, "miss", "{}", task.task_id);
+            *built.entry(task.task_id.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        built.into_iter().collect::<Vec<_>>(),
+        [
+            ("app:build".to_string(), 1),
+            ("core-lib:build".to_string(), 1),
+            ("util:build".to_string(), 1)
+        ]
+    );
+
+    let mut apps_run = 0;
+    for (index, first) in runs.iter().enumerate() {
+        let again = Fixture::new("basic");
+        let run = shard_build(&again, index + 1);
+        let ids = |run: &TaskRun| -> Vec<String> {
+            run.summary
+                .tasks
+                .iter()
+                .map(|t| t.task_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&run), ids(first), "shard {}/3", index + 1);
+        assert!(
+            run.summary
+                .tasks
+                .iter()
+                .all(|t| t.status == "hit" && t.remote_hit),
+            "shard {}/3: {:?}",
+            index + 1,
+            run.summary.tasks
+        );
+        assert_eq!(cargo_builds(&again), Vec::<String>::new());
+        if again.exists("target/debug/app") {
+            let output = Command::new(again.path("target/debug/app"))
+                .output()
+                .expect("run the restored app binary");
+            assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+            apps_run += 1;
+        }
+    }
+    assert_eq!(apps_run, 1, "one shard builds the app");
+}
