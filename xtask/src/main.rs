@@ -27,6 +27,8 @@ Environment:
   XTASK_AFFECTED_BASE  default git ref for --affected and `affected` (default: the branch
                        origin/HEAD points at, else main, else master; none: exit 3)
   CI                   when set, plain line output instead of progress bars
+  XTASK_SHARD_BY_DURATION=1  --shard balances by the local cache's recorded durations (only
+                       when every shard starts from the same cache; default: by count)
   SOURCE_DATE_EPOCH    file times of release archives and images (default: the last commit's)
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
   XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)

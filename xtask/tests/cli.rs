@@ -1507,14 +1507,18 @@ fn shards_partition_the_unsharded_run() {
 #[test]
 fn shards_are_balanced_by_recorded_durations() {
     let fixture = Fixture::new("basic");
-    let shard_of = |shard: &str| -> Vec<String> {
-        let output = fixture.xtask(&["test", "--dry-run=json", "--shard", shard]);
+    let shard_with = |shard: &str, by_duration: &str| -> Vec<String> {
+        let output = fixture.xtask_env(
+            &["test", "--dry-run=json", "--shard", shard],
+            &[("XTASK_SHARD_BY_DURATION", by_duration)],
+        );
         output.assert_code(0);
         dry_run_statuses(&output)
             .into_keys()
             .filter_map(|id| id.strip_suffix(":test").map(str::to_string))
             .collect()
     };
+    let shard_of = |shard: &str| shard_with(shard, "1");
     assert_eq!(shard_of("1/2"), ["app", "util"]);
     assert_eq!(shard_of("2/2"), ["core-lib"]);
 
@@ -1545,4 +1549,8 @@ fn shards_are_balanced_by_recorded_durations() {
     }
     assert_eq!(shard_of("1/2"), ["util"]);
     assert_eq!(shard_of("2/2"), ["app", "core-lib"]);
+    // Without the opt-in, local records change nothing: shards on machines with different
+    // caches still agree.
+    assert_eq!(shard_with("1/2", ""), ["app", "util"]);
+    assert_eq!(shard_with("2/2", ""), ["core-lib"]);
 }

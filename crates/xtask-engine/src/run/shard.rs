@@ -1,17 +1,21 @@
 //! `--shard K/N` in the plan stage: which of the requested packages this shard runs.
 //!
-//! A package's weight is the sum of its requested tasks' last durations, read from the local
-//! cache's last-run records (`LocalCache::recent` then the entry's `duration_ms`). A package
-//! without any record weighs the mean of those with one (1 ms when none has one), so a fresh
-//! checkout still spreads packages evenly by count. The partition itself is
-//! [`xtask_graph::partition`]. Invariant: every shard must see the same records to agree on the
-//! partition (CI shards that all start from the same cache, or all from none, do).
+//! Shards run on different machines and must agree on the partition, or a package would run
+//! on two shards or on none (a CI that passes without testing it). So by default every package
+//! weighs the same: the partition depends only on the tree. With `XTASK_SHARD_BY_DURATION=1`
+//! (for CI whose shards all start from the same cache), a package weighs the sum of its
+//! requested tasks' last durations from the local cache's last-run records; one without a
+//! record weighs the mean of those with one. The partition itself is
+//! [`xtask_graph::partition`].
 
 use std::collections::BTreeMap;
 
 use xtask_cache::LocalCache;
 use xtask_graph::{Shard, TaskGraph, WeightedPackage, partition};
 use xtask_model::{PackageIndex, Workspace};
+
+/// Opts into weights from the local cache's recorded durations (see the module doc).
+pub const BY_DURATION_ENV: &str = "XTASK_SHARD_BY_DURATION";
 
 /// The packages among `graph`'s requested nodes that `shard` runs, in workspace order.
 pub(super) fn shard_packages(
@@ -21,8 +25,13 @@ pub(super) fn shard_packages(
     shard: Shard,
 ) -> Vec<PackageIndex> {
     // Recorded milliseconds per package; `None` = no record for any of its requested tasks.
+    let by_duration = std::env::var(BY_DURATION_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
     let mut recorded: BTreeMap<PackageIndex, Option<u64>> = BTreeMap::new();
     for node in graph.nodes.iter().filter(|n| n.requested) {
+        let slot = recorded.entry(node.package).or_insert(None);
+        if !by_duration {
+            continue;
+        }
         let name = &workspace.packages[node.package].name;
         let last = cache
             .last(name, node.task.as_str())
@@ -30,7 +39,6 @@ pub(super) fn shard_packages(
             .flatten()
             .and_then(|hash| cache.lookup(&hash).ok().flatten())
             .map(|meta| meta.duration_ms);
-        let slot = recorded.entry(node.package).or_insert(None);
         if let Some(ms) = last {
             *slot = Some(slot.unwrap_or(0) + ms);
         }
