@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_engine::{
-    Base, CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, SummaryPath,
-    TaskName, exit_code,
+    Base, CacheAction, CiOptions, CliError, DryRunFormat, GraphFormat, Location, RunOptions,
+    SummaryPath, TaskName, exit_code,
 };
 
 const EXIT_CODES: &str = "\
@@ -419,9 +419,9 @@ fn main() -> ExitCode {
     match dispatch(cli.command, location) {
         Ok(code) => ExitCode::from(code as u8),
         Err(error) => {
-            let code = xtask_engine::exit_code_for(&error);
-            eprintln_error(&error);
-            ExitCode::from(code as u8)
+            let error = CliError::from(error);
+            eprintln_error(&error.error);
+            ExitCode::from(error.exit_code as u8)
         }
     }
 }

@@ -23,7 +23,7 @@ use anyhow::Context;
 use xtask_cache::{AllowedOutputs, NewEntry, OutputFile, OutputRoot, RestoreRoots};
 use xtask_engine::image_record::{ImageRecord, record_path, write_record};
 use xtask_engine::report::Reporter;
-use xtask_engine::{CargoTarget, Location, RunOptions, UserError, exit_code, load_workspace};
+use xtask_engine::{CargoTarget, CliError, Location, RunOptions, exit_code, load_workspace};
 use xtask_model::{TaskName, Workspace};
 
 use crate::generate::{App, NON_ROOT_USER, STATIC_RUSTFLAGS, STATIC_TARGET, apps, build_closure};
@@ -160,7 +160,7 @@ fn find_app<'a>(workspace: &'a Workspace, name: &str) -> anyhow::Result<App<'a>>
         .find(|a| a.package.name == name)
         .copied()
         .ok_or_else(|| {
-            UserError(format!(
+            CliError::config(format!(
                 "`{name}` is not an app (a package with [package.metadata.xtask.app]): apps are {}",
                 all.iter()
                     .map(|a| a.package.name.as_str())
@@ -305,7 +305,7 @@ pub fn image_spec(
     let commit = last_commit(&workspace.root, &paths);
     let created_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) => text.trim().parse::<u64>().map_err(|_| {
-            UserError(format!(
+            CliError::config(format!(
                 "SOURCE_DATE_EPOCH must be a number of seconds, got {text:?}"
             ))
         })?,
@@ -388,7 +388,7 @@ fn validate_tag(tag: &str) -> anyhow::Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(UserError(format!(
+        Err(CliError::config(format!(
             "invalid tag {tag:?}: letters, digits, `_`, `.` and `-`, at most 128, not starting with `.` or `-`"
         ))
         .into())

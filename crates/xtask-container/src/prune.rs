@@ -20,7 +20,7 @@ use std::process::Stdio;
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{Location, UserError, exit_code, load_workspace};
+use xtask_engine::{CliError, Location, exit_code, load_workspace};
 use xtask_model::{PackageIndex, Workspace};
 
 #[derive(Debug, Clone)]
@@ -34,14 +34,16 @@ pub struct PruneOptions {
 /// Writes the pruned workspace to `options.out`; returns the exit code.
 pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32> {
     let workspace = load_workspace(&options.location)?;
-    let app = workspace.require_package(&options.app)?;
+    let app = workspace
+        .require_package(&options.app)
+        .map_err(CliError::from)?;
     let out = &options.out;
     if out.exists()
         && std::fs::read_dir(out)
             .map(|mut d| d.next().is_some())
             .unwrap_or(true)
     {
-        return Err(UserError(format!(
+        return Err(CliError::config(format!(
             "`{}` exists and is not empty: prune writes a new directory",
             out.display()
         ))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use oci_spec::image::{ImageIndex, ImageManifest};
-use xtask_engine::UserError;
+use xtask_engine::CliError;
 use xtask_engine::report::Reporter;
 
 use crate::oci::{REF_NAME, sha256_digest};
@@ -75,7 +75,7 @@ impl PushTarget {
         let (scheme, rest) = match registry.split_once("://") {
             Some((scheme @ ("http" | "https"), rest)) => (Some(scheme), rest),
             Some((scheme, _)) => {
-                return Err(UserError(format!(
+                return Err(CliError::config(format!(
                     "--push: unsupported scheme {scheme:?} (http or https)"
                 ))
                 .into());
@@ -102,7 +102,7 @@ impl PushTarget {
                 })
         });
         if !valid_host || !valid_namespace {
-            return Err(UserError(format!(
+            return Err(CliError::config(format!(
                 "--push: {registry:?} is not HOST[:PORT][/NAMESPACE]"
             ))
             .into());

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{Location, UserError};
+use xtask_engine::{CliError, Location};
 use xtask_util::write_atomically;
 
 use xtask_smoke::SmokeSettings;
@@ -180,9 +180,9 @@ pub(crate) fn kubectl_program() -> PathBuf {
 /// Plans, and unless `dry_run`, runs the deployment. The plan is printed by the caller.
 pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<DeployOutcome> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::project::project(&workspace)?;
+    let project = crate::project::project(&workspace).map_err(CliError::from)?;
     if project.apps.is_empty() {
-        return Err(UserError(
+        return Err(CliError::config(
             "nothing to deploy: no package declares `[package.metadata.xtask.app]`".to_string(),
         )
         .into());
@@ -190,7 +190,7 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<De
     // Never deploy manifests that do not match the workspace.
     let drift = sync(&workspace.root, &crate::k8s_set(&project), SyncMode::Check)?;
     if !drift.is_clean() {
-        return Err(UserError(format!(
+        return Err(CliError::config(format!(
             "`k8s/` is out of date ({}): run `cargo xtask k8s` and commit the result",
             drift
                 .changed
@@ -223,9 +223,9 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<De
 /// the environment's namespace, each awaited. `Ok(false)` when one failed.
 pub fn rollback(options: &RollbackOptions, reporter: &Reporter) -> anyhow::Result<bool> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::project::project(&workspace)?;
+    let project = crate::project::project(&workspace).map_err(CliError::from)?;
     if project.apps.is_empty() {
-        return Err(UserError(
+        return Err(CliError::config(
             "nothing to roll back: no package declares `[package.metadata.xtask.app]`".to_string(),
         )
         .into());
@@ -283,7 +283,7 @@ pub fn plan(
             })
             .collect();
         if !missing.is_empty() {
-            return Err(UserError(format!(
+            return Err(CliError::config(format!(
                 "the dev Secrets are generated from git-ignored files; create {}",
                 missing.join(" and ")
             ))

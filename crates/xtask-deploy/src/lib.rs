@@ -85,9 +85,9 @@ pub fn generated_sets(workspace: &Workspace) -> anyhow::Result<Vec<GeneratedSet>
 /// `cargo xtask k8s [--check]`; `Ok(false)` when `--check` found differences.
 pub fn k8s(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<bool> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = project(&workspace)?;
+    let project = project(&workspace).map_err(xtask_engine::CliError::from)?;
     if project.apps.is_empty() {
-        return Err(xtask_engine::UserError(
+        return Err(xtask_engine::CliError::config(
             "no package declares `[package.metadata.xtask.app]`: there is nothing to deploy"
                 .to_string(),
         )
@@ -99,7 +99,7 @@ pub fn k8s(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<boo
 /// `cargo xtask ci generate [--check]`; `Ok(false)` when `--check` found differences.
 pub fn ci_generate(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<bool> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = project(&workspace)?;
+    let project = project(&workspace).map_err(xtask_engine::CliError::from)?;
     generate(
         &workspace,
         &workflows_set(&project),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{Location, UserError};
+use xtask_engine::{CliError, Location};
 use xtask_smoke::{SmokeReport, SmokeSettings, SmokeTarget};
 
 use crate::deploy::kubectl_program;
@@ -42,12 +42,12 @@ const PORT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// code 1 when it did not pass). Unknown apps and a base URL for several apps are user errors.
 pub fn smoke(options: &SmokeOptions, reporter: &Reporter) -> anyhow::Result<SmokeReport> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::project::project(&workspace)?;
+    let project = crate::project::project(&workspace).map_err(CliError::from)?;
     let apps = select_apps(&project, &options.apps)?;
     if let SmokeWhere::BaseUrl(_) = options.target
         && apps.len() != 1
     {
-        return Err(UserError(format!(
+        return Err(CliError::config(format!(
             "--base-url checks one app, but {} are selected: name it with --app ({})",
             apps.len(),
             apps.iter()
@@ -105,7 +105,7 @@ pub(crate) fn check_apps(
 
 fn select_apps<'a>(project: &'a Project, names: &[String]) -> anyhow::Result<Vec<&'a App>> {
     if project.apps.is_empty() {
-        return Err(UserError(
+        return Err(CliError::config(
             "nothing to check: no package declares `[package.metadata.xtask.app]`".to_string(),
         )
         .into());
@@ -117,7 +117,7 @@ fn select_apps<'a>(project: &'a Project, names: &[String]) -> anyhow::Result<Vec
         .iter()
         .map(|name| {
             project.app(name).ok_or_else(|| {
-                UserError(format!(
+                CliError::config(format!(
                     "`{name}` is not an app (apps: {})",
                     project
                         .apps

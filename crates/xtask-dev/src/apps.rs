@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use xtask_engine::UserError;
+use xtask_engine::CliError;
 use xtask_model::{PackageIndex, Workspace};
 
 /// One app as `dev` starts it.
@@ -21,7 +21,7 @@ pub struct AppSpec {
 }
 
 /// Resolves `names` (empty: every app) to apps, sorted by name. An unknown package or a
-/// package without `[package.metadata.xtask.app]` is a [`UserError`].
+/// package without `[package.metadata.xtask.app]` is a [`CliError::config`] (exit code 3).
 pub fn select_apps(
     workspace: &Workspace,
     names: &[String],
@@ -35,8 +35,8 @@ pub fn select_apps(
         .collect();
     let chosen: Vec<&str> = if names.is_empty() {
         if all.is_empty() {
-            return Err(UserError(
-                "no app in the workspace: add `[package.metadata.xtask.app]` to a package".into(),
+            return Err(CliError::config(
+                "no app in the workspace: add `[package.metadata.xtask.app]` to a package",
             )
             .into());
         }
@@ -47,14 +47,14 @@ pub fn select_apps(
     let mut apps = Vec::new();
     for name in chosen {
         let index = workspace.package_index(name).ok_or_else(|| {
-            UserError(format!(
+            CliError::config(format!(
                 "unknown app `{name}`: the workspace's apps are {}",
                 all.join(", ")
             ))
         })?;
         let package = &workspace.packages[index];
         let Some(app) = &package.app else {
-            return Err(UserError(format!(
+            return Err(CliError::config(format!(
                 "`{name}` is not an app (no `[package.metadata.xtask.app]` in `{}`); the workspace's apps are {}",
                 package.manifest_path.display(),
                 all.join(", ")
@@ -72,7 +72,7 @@ pub fn select_apps(
         } else if let [only] = bins.as_slice() {
             only
         } else {
-            return Err(UserError(format!(
+            return Err(CliError::config(format!(
                 "app `{name}` must have one binary target, or one named `{name}` (found: {})",
                 if bins.is_empty() {
                     "none".to_string()

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use xtask_engine::{Location, UserError};
+use xtask_engine::{CliError, Location};
 
 use crate::supervisor::{DevEvent, Supervisor};
 use crate::{DEFAULT_DEBOUNCE, DevOptions};
@@ -65,13 +65,13 @@ pub fn bench_dev(options: &BenchOptions) -> anyhow::Result<String> {
             .iter()
             .find(|p| p.app.is_some())
             .map(|p| p.name.clone())
-            .ok_or_else(|| UserError("no app in the workspace to benchmark".into()))?,
+            .ok_or_else(|| CliError::config("no app in the workspace to benchmark"))?,
     };
     let package = workspace
         .package_index(&app)
         .map(|i| &workspace.packages[i])
         .filter(|p| p.app.is_some())
-        .ok_or_else(|| UserError(format!("`{app}` is not an app of the workspace")))?;
+        .ok_or_else(|| CliError::config(format!("`{app}` is not an app of the workspace")))?;
     let source = package
         .targets
         .iter()

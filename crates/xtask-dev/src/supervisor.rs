@@ -21,7 +21,7 @@ use notify::RecursiveMode;
 use notify::event::{EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use xtask_engine::report::{ReportMode, Reporter, TaskStatus, format_duration};
-use xtask_engine::{RunOptions, UserError};
+use xtask_engine::{CliError, RunOptions};
 use xtask_model::{TaskName, Workspace};
 
 use crate::DevOptions;
@@ -639,8 +639,8 @@ fn counts(kind: &EventKind) -> bool {
 /// then `PORT` (the metadata's port, which `dev` listens on) and `BIND_ADDR=127.0.0.1` unless set.
 fn app_env(workspace: &Workspace, spec: &AppSpec) -> anyhow::Result<BTreeMap<String, String>> {
     let mut env = spec.env.clone();
-    let dotenv =
-        read_dotenv(&workspace.root.join(DOTENV_FILE)).map_err(|e| UserError(e.to_string()))?;
+    let dotenv = read_dotenv(&workspace.root.join(DOTENV_FILE))
+        .map_err(|e| CliError::config(e.to_string()))?;
     env.extend(dotenv);
     env.insert("PORT".to_string(), spec.port.to_string());
     if std::env::var_os("BIND_ADDR").is_none() {

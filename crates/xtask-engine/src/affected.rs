@@ -10,7 +10,7 @@ use serde::Serialize;
 use xtask_graph::{AffectedReason, affected_packages};
 use xtask_model::{PackageIndex, Workspace};
 
-use crate::error::UserError;
+use crate::error::CliError;
 use crate::load::Location;
 use crate::plan::is_global_input;
 
@@ -20,7 +20,7 @@ pub const BASE_ENV: &str = "XTASK_AFFECTED_BASE";
 /// The base `--affected` and `affected` compare with when the command line names none:
 /// `XTASK_AFFECTED_BASE`, else the repository's default branch: the branch `origin/HEAD`
 /// points at (as `origin/<branch>`), else `main`, else `master`. With none of them, a
-/// [`UserError`] (exit code 3) that says what to pass.
+/// [`CliError::config`] (exit code 3) that says what to pass.
 pub fn default_base(root: &Path) -> anyhow::Result<String> {
     if let Some(base) = std::env::var(BASE_ENV).ok().filter(|b| !b.is_empty()) {
         return Ok(base);
@@ -45,7 +45,7 @@ pub fn default_base(root: &Path) -> anyhow::Result<String> {
             return Ok(branch.to_string());
         }
     }
-    Err(UserError(format!(
+    Err(CliError::config(format!(
         "`{}`: no default branch to compare with (no `origin/HEAD`, `main` or `master`): \
          pass the base as `--since REF` (`affected`) or `--affected=REF`, or set {BASE_ENV}",
         root.display()
@@ -79,7 +79,7 @@ fn resolve_base(root: &Path, base: &Base) -> anyhow::Result<String> {
     let commit = format!("{base}^{{commit}}");
     let output = git_command(root, &["rev-parse", "--verify", "--quiet", &commit])?;
     if !output.status.success() {
-        return Err(UserError(format!(
+        return Err(CliError::config(format!(
             "`{base}` is not a commit in `{}`: pass an existing ref as `--since REF` \
              (`affected`) or `--affected=REF`, or set {BASE_ENV}",
             root.display()

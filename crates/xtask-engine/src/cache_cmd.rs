@@ -60,12 +60,12 @@ pub fn cache_doctor(location: &Location) -> anyhow::Result<(String, bool)> {
     let workspace = crate::load::load_workspace(location)?;
     let settings = xtask_remote::resolve(&workspace.config.cache.remote, &|name| {
         std::env::var(name).ok()
-    })?
+    })
+    .map_err(crate::error::CliError::from)?
     .ok_or_else(|| {
-        crate::error::UserError(
+        crate::error::CliError::config(
             "no remote cache is configured (or its mode is off): set TURBO_API (or \
-             XTASK_REMOTE_CACHE_URL), or `url` in [workspace.metadata.xtask.cache.remote]"
-                .into(),
+             XTASK_REMOTE_CACHE_URL), or `url` in [workspace.metadata.xtask.cache.remote]",
         )
     })?;
     let report = xtask_remote::doctor(&settings);

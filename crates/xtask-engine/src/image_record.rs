@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::error::UserError;
+use crate::error::CliError;
 
 /// One record of a built (and maybe pushed) image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub fn read_record(target_dir: &Path, app: &str) -> anyhow::Result<Option<ImageR
         }
     };
     let record: ImageRecord = serde_json::from_str(&text).map_err(|error| {
-        UserError(format!(
+        CliError::config(format!(
             "`{}`: not an image record: {error}",
             path.display()
         ))
@@ -68,7 +68,7 @@ pub fn read_record(target_dir: &Path, app: &str) -> anyhow::Result<Option<ImageR
         None
     };
     if let Some(problem) = problem {
-        return Err(UserError(format!("`{}`: {problem}", path.display())).into());
+        return Err(CliError::config(format!("`{}`: {problem}", path.display())).into());
     }
     Ok(Some(record))
 }

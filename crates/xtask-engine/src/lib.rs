@@ -38,7 +38,7 @@ pub use xtask_model::TaskName;
 pub use affected::{AffectedPackage, BASE_ENV, Base, affected, default_base};
 pub use cache_cmd::{CacheAction, cache_command, cache_doctor, human_bytes};
 pub use ci::{CiOptions, ci};
-pub use error::{Refused, UserError, exit_code, exit_code_for};
+pub use error::{CliError, exit_code, exit_code_for};
 pub use load::{Location, graph, load_workspace};
 pub use output::{GraphFormat, render_graph};
 pub use plan::TOOL_VERSION;

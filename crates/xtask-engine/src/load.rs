@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use xtask_model::TaskName;
 
-use crate::error::UserError;
+use crate::error::CliError;
 use crate::fast;
 use crate::output::{GraphFormat, render_graph};
 
@@ -33,7 +33,7 @@ impl Location {
             .map(|dir| dir.join("Cargo.toml"))
             .find(|candidate| candidate.is_file())
             .ok_or_else(|| {
-                anyhow::anyhow!(UserError(format!(
+                anyhow::Error::from(CliError::config(format!(
                     "no `Cargo.toml` found in `{}` or any parent directory",
                     start.display()
                 )))
@@ -64,10 +64,10 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
         (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, &manifest, text)),
         _ => None,
     };
-    let metadata = xtask_model::load_metadata(&manifest)?;
-    let workspace = xtask_model::Workspace::from_metadata(&metadata)?;
+    let metadata = xtask_model::load_metadata(&manifest).map_err(CliError::from)?;
+    let workspace = xtask_model::Workspace::from_metadata(&metadata).map_err(CliError::from)?;
     // A task cycle anywhere is a configuration error for every command.
-    xtask_graph::TaskGraph::validate(&workspace)?;
+    xtask_graph::TaskGraph::validate(&workspace).map_err(CliError::from)?;
     if let (Some(fast), Some(key)) = (&fast, key) {
         let members = workspace
             .packages
@@ -95,6 +95,7 @@ pub fn graph(
             tasks,
             packages: &all,
         },
-    )?;
+    )
+    .map_err(CliError::from)?;
     Ok(render_graph(&workspace, &graph, format))
 }

@@ -9,13 +9,15 @@ use xtask_cache::{AllowedOutputs, EntryMeta, LocalCache};
 use xtask_model::Workspace;
 use xtask_remote::{FetchOutcome, RemoteCache};
 
+use crate::error::CliError;
 use crate::report::Reporter;
 
 /// The remote cache configured for `workspace`, if any (and not `off`).
 pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>> {
     let settings = xtask_remote::resolve(&workspace.config.cache.remote, &|name| {
         std::env::var(name).ok()
-    })?;
+    })
+    .map_err(CliError::from)?;
     Ok(settings.map(RemoteCache::new))
 }
 

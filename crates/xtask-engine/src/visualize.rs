@@ -11,6 +11,7 @@ use xtask_model::{DepKind, PackageIndex, TaskName, Workspace};
 use xtask_report::{GraphData, GraphEdge, GraphNode, RunData, TaskData, TaskStatus as Status};
 
 use crate::affected::{Base, affected_since, default_base};
+use crate::error::CliError;
 use crate::load::{Location, load_workspace};
 use crate::report::TaskStatus;
 use crate::summary::FinishedRun;
@@ -98,7 +99,8 @@ pub fn graph_html(
             tasks,
             packages: &all,
         },
-    )?;
+    )
+    .map_err(CliError::from)?;
     let affected = match affected {
         Some(base) => {
             let name = match base {

@@ -8,7 +8,7 @@ use xtask_hash::{KeyChange, ObservedInputs, TaskKey, diff_keys};
 use xtask_model::TaskName;
 use xtask_remote::RemoteCache;
 
-use crate::error::UserError;
+use crate::error::CliError;
 use crate::load::Location;
 use crate::run::{Cache, RunOptions, prepare};
 
@@ -127,7 +127,7 @@ pub fn why(
     remote: bool,
 ) -> anyhow::Result<Explanation> {
     let (package, task) = task_id.split_once(':').ok_or_else(|| {
-        UserError(format!(
+        CliError::config(format!(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
@@ -143,7 +143,7 @@ pub fn why(
     prepared
         .workspace
         .require_package(package)
-        .map_err(|error| UserError(error.to_string()))?;
+        .map_err(|error| CliError::config(error.to_string()))?;
     let cache = Cache::open(&prepared.workspace)?;
     let node = prepared
         .graph
@@ -152,13 +152,12 @@ pub fn why(
         .position(|n| {
             n.requested && prepared.workspace.packages[n.package].name == package && n.task == task
         })
-        .ok_or_else(|| UserError(format!("package `{package}` has no task `{task}`")))?;
+        .ok_or_else(|| CliError::config(format!("package `{package}` has no task `{task}`")))?;
     if remote {
         let remote = cache.remote.as_ref().ok_or_else(|| {
-            UserError(
+            CliError::config(
                 "no remote cache is configured: set TURBO_API (or XTASK_REMOTE_CACHE_URL), or \
-                 `url` in [workspace.metadata.xtask.cache.remote]"
-                    .into(),
+                 `url` in [workspace.metadata.xtask.cache.remote]",
             )
         })?;
         explain(&prepared, &Baseline::Remote(remote), node, 0)

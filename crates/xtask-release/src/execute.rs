@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{Location, Refused, RunOptions};
+use xtask_engine::{CliError, Location, RunOptions};
 use xtask_model::{DepKind, TaskName, Workspace};
 use xtask_util::write_atomically;
 
@@ -36,7 +36,7 @@ pub fn check_branch_and_tree(git: &Git, branch: &str) -> anyhow::Result<()> {
     check_branch(git, branch)?;
     let dirty = git.dirty_paths()?;
     if !dirty.is_empty() {
-        return Err(Refused(format!(
+        return Err(CliError::refused(format!(
             "refusing to release: the working tree has uncommitted changes ({}); commit or stash them first",
             list(&dirty)
         ))
@@ -48,7 +48,7 @@ pub fn check_branch_and_tree(git: &Git, branch: &str) -> anyhow::Result<()> {
 fn check_branch(git: &Git, branch: &str) -> anyhow::Result<()> {
     match git.branch()? {
         Some(current) if current == branch => Ok(()),
-        current => Err(Refused(format!(
+        current => Err(CliError::refused(format!(
             "refusing to release: on {}, but releases are cut from `{branch}` (`branch` in `[workspace.metadata.xtask.release]`)",
             current.map_or_else(|| "a detached HEAD".to_string(), |b| format!("branch `{b}`"))
         ))
@@ -69,7 +69,7 @@ pub fn check_tests(context: &StepContext<'_>) -> anyhow::Result<()> {
         context.reporter,
     )?;
     if !outcome.success {
-        return Err(Refused(
+        return Err(CliError::refused(
             "refusing to release: `cargo xtask test` failed; fix the tests first (nothing was changed)".to_string(),
         )
         .into());
@@ -85,7 +85,7 @@ pub fn check_resume(git: &Git, state: &StateFile, root: &Path) -> anyhow::Result
     let dirty = git.dirty_paths()?;
     if state.is_done("commit") {
         if !dirty.is_empty() {
-            return Err(Refused(format!(
+            return Err(CliError::refused(format!(
                 "refusing to resume the release in `{}`: the working tree has uncommitted changes ({})",
                 state.path.display(),
                 list(&dirty)
@@ -109,7 +109,7 @@ pub fn check_resume(git: &Git, state: &StateFile, root: &Path) -> anyhow::Result
         })
         .collect();
     if !foreign.is_empty() {
-        return Err(Refused(format!(
+        return Err(CliError::refused(format!(
             "refusing to resume the release in `{}`: changes that are not the release's own ({}); commit or stash them, or delete the state file to abandon the release",
             state.path.display(),
             list(&foreign)

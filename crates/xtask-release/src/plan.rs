@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 use semver::Version;
 use serde::{Deserialize, Serialize};
-use xtask_engine::UserError;
+use xtask_engine::CliError;
 use xtask_model::{DepKind, ReleaseMode, Workspace};
 
 use crate::changelog;
@@ -116,7 +116,7 @@ pub fn make_plan(
     let base_commit = git.head()?;
     let timestamp = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) if !text.is_empty() => text.trim().parse().map_err(|_| {
-            UserError(format!(
+            CliError::config(format!(
                 "SOURCE_DATE_EPOCH must be a Unix time in seconds, got {text:?}"
             ))
         })?,
@@ -124,7 +124,7 @@ pub fn make_plan(
     };
     let date = xtask_util::timefmt::date(timestamp);
     for name in request.packages {
-        workspace.require_package(name)?;
+        workspace.require_package(name).map_err(CliError::from)?;
     }
 
     let root_text = read(workspace, "Cargo.toml")?;
@@ -318,7 +318,7 @@ pub fn make_plan(
         let current = parse(&package.version, &package.name)?;
         let first = tags[index].is_none() && version == &current;
         if version < &current || (version == &current && !first) {
-            return Err(UserError(format!(
+            return Err(CliError::config(format!(
                 "`{}` would go from {current} to {version}: a release must increase the version",
                 package.name
             ))
@@ -360,7 +360,7 @@ pub fn make_plan(
                 }
                 VersionSource::Workspace if lockstep => {}
                 VersionSource::Workspace => {
-                    return Err(UserError(format!(
+                    return Err(CliError::config(format!(
                         "`{path}` takes its version from `[workspace.package]` (`version.workspace = true`): per-package releases need each package's own `version`; use `mode = \"lockstep\"` in `[workspace.metadata.xtask.release]` or give the package its own version"
                     ))
                     .into());
@@ -456,7 +456,7 @@ pub fn make_plan(
     };
     for tag in &tags {
         if git.tag_commit(&tag.name)?.is_some() {
-            return Err(UserError(format!(
+            return Err(CliError::config(format!(
                 "tag `{}` already exists: that version was released before",
                 tag.name
             ))

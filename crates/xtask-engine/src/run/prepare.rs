@@ -4,7 +4,7 @@ use xtask_graph::{GraphRequest, TaskGraph};
 use xtask_model::{PackageIndex, TaskKind, Workspace};
 
 use super::options::RunOptions;
-use crate::error::UserError;
+use crate::error::CliError;
 use crate::load::load_workspace;
 use crate::plan::{CargoSettings, Plan, Toolchain, plan};
 
@@ -27,7 +27,7 @@ pub(super) fn prepare_loaded(
     let mut selected: Vec<PackageIndex> = Vec::new();
     for name in &options.packages {
         let index = workspace.package_index(name).ok_or_else(|| {
-            UserError(format!(
+            CliError::config(format!(
                 "unknown package `{name}`: workspace packages are {}",
                 workspace
                     .packages
@@ -52,7 +52,8 @@ pub(super) fn prepare_loaded(
             tasks: &options.tasks,
             packages: &selected,
         },
-    )?;
+    )
+    .map_err(CliError::from)?;
     if let Some(shard) = options.shard {
         // The shard's share of the requested packages; their dependencies still come along.
         let cache = super::cache::open_cache(&workspace);
@@ -63,7 +64,8 @@ pub(super) fn prepare_loaded(
                 tasks: &options.tasks,
                 packages: &mine,
             },
-        )?;
+        )
+        .map_err(CliError::from)?;
     }
     let settings = CargoSettings {
         release: options.release,
