@@ -1,5 +1,6 @@
 //! `cargo xtask`: the command line of the build tool. Parses flags with clap and calls one
-//! engine function per command; no logic lives here.
+//! library function per command, which returns its outcome (exit code and stdout) or an
+//! error carrying its exit code; `main` prints and exits. No logic lives here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_engine::{
-    Base, CacheAction, CiOptions, CliError, DryRunFormat, GraphFormat, Location, RunOptions,
-    SummaryPath, TaskName, exit_code,
+    AffectedOptions, Base, CacheAction, CiOptions, CliError, CliResult, DryRunFormat, GraphFormat,
+    GraphOptions, GraphView, Location, Outcome, RunOptions, SummaryPath, TaskName, WhyOptions,
+    job_count, run_tasks,
 };
 
 const EXIT_CODES: &str = "\
@@ -78,7 +80,7 @@ enum Command {
         format: GraphFormatArg,
         /// With --format html: colour the packages changed since REF and their dependents (default as for `affected`).
         #[arg(long, value_name = "REF", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-        affected: Option<String>,
+        affected: Option<Base>,
     },
     /// Explain why PKG:TASK would run: what changed since its last cached run, file by file.
     Why {
@@ -350,7 +352,7 @@ struct TaskArgs {
     packages: Vec<String>,
     /// Only packages changed since REF (default: $XTASK_AFFECTED_BASE, else origin/HEAD's branch, `main` or `master`) and their dependents.
     #[arg(long, value_name = "REF", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-    affected: Option<String>,
+    affected: Option<Base>,
     /// Ignore cache hits and run every task (results are still cached).
     #[arg(long)]
     force: bool,
@@ -362,7 +364,7 @@ struct TaskArgs {
     dry_run: Option<DryRunArg>,
     /// Write a JSON run summary (per task: hash, status, start, duration, inputs count, why it ran) to PATH or the cache's runs/, and an HTML report beside it (same name, .html).
     #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-    summarize: Option<PathBuf>,
+    summarize: Option<SummaryPath>,
     /// Write a Chrome trace of the run to FILE (open it in Perfetto or chrome://tracing).
     #[arg(long, value_name = "FILE")]
     profile: Option<PathBuf>,
@@ -416,14 +418,20 @@ fn main() -> ExitCode {
         manifest_path: cli.manifest_path,
         directory: cli.directory,
     };
-    match dispatch(cli.command, location) {
-        Ok(code) => ExitCode::from(code as u8),
+    let exit_code = match dispatch(cli.command, location).and_then(write_stdout) {
+        Ok(exit_code) => exit_code,
         Err(error) => {
-            let error = CliError::from(error);
             eprintln_error(&error.error);
-            ExitCode::from(error.exit_code as u8)
+            error.exit_code
         }
-    }
+    };
+    ExitCode::from(exit_code as u8)
+}
+
+/// Writes a command's data to stdout; its exit code.
+fn write_stdout(outcome: Outcome) -> Result<i32, CliError> {
+    xtask_engine::output::write_stdout(&outcome.stdout)?;
+    Ok(outcome.exit_code)
 }
 
 #[expect(
@@ -434,76 +442,36 @@ fn eprintln_error(error: &anyhow::Error) {
     eprintln!("error: {error:#}");
 }
 
-fn jobs(jobs: Option<usize>) -> usize {
-    jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    })
-    .max(1)
-}
-
-fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
+/// One library call per command.
+fn dispatch(command: Command, location: Location) -> CliResult {
     let reporter = || Reporter::new(ReportMode::detect());
     match command {
-        Command::Build(args) => run_tasks(TaskName::BUILD, args, location, &reporter()),
-        Command::Test(args) => run_tasks(TaskName::TEST, args, location, &reporter()),
-        Command::Lint(args) => run_tasks(TaskName::LINT, args, location, &reporter()),
-        Command::Fmt(args) => run_tasks(TaskName::FMT, args, location, &reporter()),
-        Command::Run { task, args } => run_tasks(task, args, location, &reporter()),
+        Command::Build(args) => run_tasks(&args.options(TaskName::BUILD, location), &reporter()),
+        Command::Test(args) => run_tasks(&args.options(TaskName::TEST, location), &reporter()),
+        Command::Lint(args) => run_tasks(&args.options(TaskName::LINT, location), &reporter()),
+        Command::Fmt(args) => run_tasks(&args.options(TaskName::FMT, location), &reporter()),
+        Command::Run { task, args } => run_tasks(&args.options(task, location), &reporter()),
         Command::Graph {
             tasks,
             format,
             affected,
-        } => {
-            let format = match format {
-                GraphFormatArg::Dot => GraphFormat::Dot,
-                GraphFormatArg::Mermaid => GraphFormat::Mermaid,
-                GraphFormatArg::Json => GraphFormat::Json,
-                GraphFormatArg::Html => {
-                    let affected = affected
-                        .map(|base| Base::from_option(Some(base).filter(|b| !b.is_empty())));
-                    return print(&xtask_engine::graph_html(
-                        &location,
-                        &tasks,
-                        affected.as_ref(),
-                    )?);
-                }
-            };
-            print(&xtask_engine::graph(&location, &tasks, format)?)
-        }
-        Command::Why { task, remote } => {
-            print(&xtask_engine::why(&location, &task, jobs(None), remote)?.render())
-        }
-        Command::Affected { since, json } => {
-            let affected = xtask_engine::affected(&location, &Base::from_option(since))?;
-            let text = if json {
-                format!("{}\n", serde_json_string(&affected)?)
-            } else {
-                affected
-                    .iter()
-                    .map(|p| format!("{}\t{}\t{}\n", p.name, p.path, p.reason))
-                    .collect()
-            };
-            print(&text)
-        }
-        Command::Cache { action } => {
-            let action = match action {
-                CacheCommand::Stats => CacheAction::Stats,
-                CacheCommand::Clean => CacheAction::Clean,
-                CacheCommand::Prune => CacheAction::Prune,
-                CacheCommand::Doctor => {
-                    let (report, ok) = xtask_engine::cache_doctor(&location)?;
-                    print(&report)?;
-                    return Ok(if ok {
-                        exit_code::SUCCESS
-                    } else {
-                        exit_code::ENVIRONMENT
-                    });
-                }
-            };
-            print(&xtask_engine::cache_command(&location, action)?)
-        }
+        } => xtask_engine::graph(&GraphOptions {
+            location,
+            tasks,
+            view: format.into(),
+            affected,
+        }),
+        Command::Why { task, remote } => xtask_engine::why(&WhyOptions {
+            location,
+            task_id: task,
+            remote,
+        }),
+        Command::Affected { since, json } => xtask_engine::affected(&AffectedOptions {
+            location,
+            base: Base::from_option(since),
+            json,
+        }),
+        Command::Cache { action } => xtask_engine::cache(&location, action.into()),
         Command::Dev(args) => xtask_dev::dev(xtask_dev::DevOptions {
             location,
             apps: args.apps,
@@ -511,62 +479,55 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             debounce: args.debounce,
             socket_handover: !args.no_socket_handover,
             release: args.release,
-            jobs: jobs(args.jobs),
+            jobs: job_count(args.jobs),
             ports: Default::default(),
         }),
         Command::Bench {
             bench: BenchCommand::Dev { app, iterations },
-        } => print(&xtask_dev::bench_dev(&xtask_dev::BenchOptions {
+        } => xtask_dev::bench_dev(&xtask_dev::BenchOptions {
             location,
             app,
-            iterations: iterations.max(1),
-            jobs: jobs(None),
-        })?),
-        Command::Release(args) => {
-            xtask_release::release(
-                &xtask_release::ReleaseOptions {
-                    location,
-                    packages: args.packages,
-                    bump: args.bump,
-                    execute: args.execute,
-                    push: args.push,
-                    jobs: jobs(args.jobs),
-                },
-                &reporter(),
-            )?;
-            Ok(exit_code::SUCCESS)
-        }
-        Command::Docker { check } => {
-            let options = xtask_container::DockerOptions { location, check };
-            xtask_container::docker(&options, &reporter())
-        }
-        Command::Prune { app, out } => {
-            let out = match &location.directory {
-                Some(dir) if out.is_relative() => dir.join(out),
-                _ => out,
-            };
-            let options = xtask_container::PruneOptions { location, app, out };
-            xtask_container::prune(&options, &reporter())
-        }
+            iterations,
+            jobs: job_count(None),
+        }),
+        Command::Release(args) => xtask_release::release(
+            &xtask_release::ReleaseOptions {
+                location,
+                packages: args.packages,
+                bump: args.bump,
+                execute: args.execute,
+                push: args.push,
+                jobs: job_count(args.jobs),
+            },
+            &reporter(),
+        ),
+        Command::Docker { check } => xtask_container::docker(
+            &xtask_container::DockerOptions { location, check },
+            &reporter(),
+        ),
+        Command::Prune { app, out } => xtask_container::prune(
+            &xtask_container::PruneOptions { location, app, out },
+            &reporter(),
+        ),
         Command::Image {
             app,
             tag,
             base,
             push,
-        } => {
-            let options = xtask_container::ImageOptions {
+        } => xtask_container::image(
+            &xtask_container::ImageOptions {
                 location,
                 app,
                 tag,
                 base,
                 push,
-                jobs: jobs(None),
-            };
-            xtask_container::image(&options, &reporter())
-        }
+                jobs: job_count(None),
+            },
+            &reporter(),
+        ),
         Command::Bench {
             bench: BenchCommand::Image,
-        } => xtask_container::bench_image(&location, jobs(None)),
+        } => xtask_container::bench_image(&location, job_count(None)),
         Command::Bench {
             bench:
                 BenchCommand::Cold {
@@ -579,7 +540,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             print(&xtask_bench::cold::bench_cold(
                 &xtask_bench::cold::ColdBenchOptions {
                     source: source.unwrap_or_else(|| workspace.root.clone()),
-                    xtask: std::env::current_exe()?,
+                    xtask: current_exe()?,
                     work_dir: workspace.target_dir.join("bench").join("cold"),
                     iterations,
                     build_only,
@@ -593,7 +554,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             print(&xtask_bench::readme::bench_readme(
                 &xtask_bench::readme::ReadmeBenchOptions {
                     root: workspace.root.clone(),
-                    xtask: std::env::current_exe()?,
+                    xtask: current_exe()?,
                     iterations,
                 },
             )?)
@@ -609,7 +570,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             let workspace = xtask_engine::load_workspace(&location)?;
             print(&xtask_bench::remote::bench_remote(
                 &xtask_bench::remote::RemoteBenchOptions {
-                    xtask: std::env::current_exe()?,
+                    xtask: current_exe()?,
                     crates,
                     task,
                     iterations,
@@ -650,142 +611,122 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Ci {
             action: Some(CiCommand::Generate { check }),
             ..
-        } => success(xtask_deploy::ci_generate(
+        } => xtask_deploy::ci_generate(
             &xtask_deploy::GenerateOptions { location, check },
             &reporter(),
-        )?),
-        Command::K8s { check } => success(xtask_deploy::k8s(
+        ),
+        Command::K8s { check } => xtask_deploy::k8s(
             &xtask_deploy::GenerateOptions { location, check },
             &reporter(),
-        )?),
+        ),
         Command::Deploy {
             environment,
             rollback: true,
             ..
-        } => success(xtask_deploy::rollback(
+        } => xtask_deploy::rollback(
             &xtask_deploy::RollbackOptions {
                 location,
                 environment: environment.into(),
             },
             &reporter(),
-        )?),
-        Command::Smoke(args) => {
-            let target = match (args.environment, args.base_url) {
-                (Some(environment), _) => xtask_deploy::SmokeWhere::Environment(environment.into()),
-                (None, Some(url)) => xtask_deploy::SmokeWhere::BaseUrl(url),
-                (None, None) => xtask_deploy::SmokeWhere::Local,
-            };
-            let report = xtask_deploy::smoke(
-                &xtask_deploy::SmokeOptions {
-                    location,
-                    target,
-                    apps: args.apps,
-                    settings: xtask_deploy::SmokeSettings {
-                        request_timeout: std::time::Duration::from_secs(args.timeout.max(1)),
-                        ready_within: std::time::Duration::from_secs(args.ready_within),
-                        ..xtask_deploy::SmokeSettings::default()
-                    },
-                },
-                &reporter(),
-            )?;
-            xtask_engine::output::write_stdout(&report.render())?;
-            success(report.passed())
-        }
+        ),
+        Command::Smoke(args) => xtask_deploy::smoke_command(
+            &xtask_deploy::SmokeOptions {
+                location,
+                target: xtask_deploy::SmokeWhere::new(
+                    args.environment.map(Into::into),
+                    args.base_url,
+                ),
+                apps: args.apps,
+                settings: xtask_deploy::SmokeSettings::from_secs(args.timeout, args.ready_within),
+            },
+            &reporter(),
+        ),
         Command::Deploy {
             environment,
             dry_run,
             rollback: false,
-        } => {
-            let outcome = xtask_deploy::deploy(
-                &xtask_deploy::DeployOptions {
-                    location,
-                    environment: environment.into(),
-                    dry_run,
-                    smoke: xtask_deploy::SmokeSettings::default(),
-                },
-                &reporter(),
-            )?;
-            if dry_run {
-                print(&outcome.plan.render())?;
-            }
-            success(outcome.success)
-        }
+        } => xtask_deploy::deploy(
+            &xtask_deploy::DeployOptions {
+                location,
+                environment: environment.into(),
+                dry_run,
+                smoke: xtask_deploy::SmokeSettings::default(),
+            },
+            &reporter(),
+        ),
         Command::Ci {
             action: None,
-            jobs: j,
+            jobs,
             force,
             shard,
-        } => {
-            let ok = xtask_engine::ci(
-                &CiOptions {
-                    location,
-                    jobs: jobs(j),
-                    force,
-                    shard,
-                },
-                &reporter(),
-            )?;
-            Ok(if ok {
-                exit_code::SUCCESS
-            } else {
-                exit_code::TASK_FAILED
-            })
+        } => xtask_engine::ci(
+            &CiOptions {
+                location,
+                jobs: job_count(jobs),
+                force,
+                shard,
+            },
+            &reporter(),
+        ),
+    }
+}
+
+impl TaskArgs {
+    /// The run of `task` these flags ask for.
+    fn options(self, task: TaskName, location: Location) -> RunOptions {
+        RunOptions {
+            packages: self.packages,
+            affected: self.affected,
+            force: self.force,
+            no_cache: self.no_cache,
+            dry_run: self.dry_run.map(DryRunFormat::from),
+            summarize: self.summarize,
+            profile: self.profile,
+            jobs: job_count(self.jobs),
+            release: self.release,
+            shard: self.shard,
+            ..RunOptions::new(location, vec![task])
         }
     }
 }
 
-fn run_tasks(
-    task: TaskName,
-    args: TaskArgs,
-    location: Location,
-    reporter: &Reporter,
-) -> anyhow::Result<i32> {
-    let options = RunOptions {
-        packages: args.packages,
-        // `--affected` alone (an empty REF) is the default base of the workspace's repository.
-        affected: args
-            .affected
-            .map(|base| Base::from_option(Some(base).filter(|b| !b.is_empty()))),
-        force: args.force,
-        no_cache: args.no_cache,
-        dry_run: args.dry_run.map(|f| match f {
+impl From<DryRunArg> for DryRunFormat {
+    fn from(format: DryRunArg) -> DryRunFormat {
+        match format {
             DryRunArg::Text => DryRunFormat::Text,
             DryRunArg::Json => DryRunFormat::Json,
-        }),
-        summarize: args.summarize.map(|path| {
-            if path.as_os_str().is_empty() {
-                SummaryPath::InCache
-            } else {
-                SummaryPath::At(path)
-            }
-        }),
-        profile: args.profile,
-        jobs: jobs(args.jobs),
-        release: args.release,
-        shard: args.shard,
-        ..RunOptions::new(location, vec![task])
-    };
-    let outcome = xtask_engine::run(&options, reporter)?;
-    Ok(if outcome.success {
-        exit_code::SUCCESS
-    } else {
-        exit_code::TASK_FAILED
-    })
+        }
+    }
 }
 
-fn success(ok: bool) -> anyhow::Result<i32> {
-    Ok(if ok {
-        exit_code::SUCCESS
-    } else {
-        exit_code::TASK_FAILED
-    })
+impl From<GraphFormatArg> for GraphView {
+    fn from(format: GraphFormatArg) -> GraphView {
+        match format {
+            GraphFormatArg::Dot => GraphView::Text(GraphFormat::Dot),
+            GraphFormatArg::Mermaid => GraphView::Text(GraphFormat::Mermaid),
+            GraphFormatArg::Json => GraphView::Text(GraphFormat::Json),
+            GraphFormatArg::Html => GraphView::Html,
+        }
+    }
 }
 
-fn print(text: &str) -> anyhow::Result<i32> {
-    xtask_engine::output::write_stdout(text)?;
-    Ok(exit_code::SUCCESS)
+impl From<CacheCommand> for CacheAction {
+    fn from(command: CacheCommand) -> CacheAction {
+        match command {
+            CacheCommand::Stats => CacheAction::Stats,
+            CacheCommand::Clean => CacheAction::Clean,
+            CacheCommand::Prune => CacheAction::Prune,
+            CacheCommand::Doctor => CacheAction::Doctor,
+        }
+    }
 }
 
-fn serde_json_string(value: &impl serde::Serialize) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(value)?)
+/// `std::env::current_exe`, for the benchmarks that run this binary.
+fn current_exe() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?)
+}
+
+fn print(text: &str) -> CliResult {
+    Ok(Outcome::print(text))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use xtask_engine::report::{ReportMode, Reporter};
-use xtask_engine::{Location, exit_code, load_workspace};
+use xtask_engine::{CliResult, Location, Outcome, load_workspace};
 
 use crate::generate::apps;
 use crate::image::{ImageOptions, build_image, image_spec};
@@ -22,8 +22,9 @@ const ASSEMBLY_TARGET: Duration = Duration::from_millis(300);
 /// Target of a cached no-op image run.
 const NOOP_TARGET: Duration = Duration::from_millis(100);
 
-/// Runs the benchmark and prints the report; returns the exit code (1 when a target is missed).
-pub fn bench_image(location: &Location, jobs: usize) -> anyhow::Result<i32> {
+/// `cargo xtask bench image`: runs the benchmark; the report on stdout, exit code 1 when a
+/// target is missed.
+pub fn bench_image(location: &Location, jobs: usize) -> CliResult {
     let workspace = load_workspace(location)?;
     let all = apps(&workspace);
     let app = all
@@ -107,12 +108,7 @@ pub fn bench_image(location: &Location, jobs: usize) -> anyhow::Result<i32> {
         size = binary_size as f64 / 1_048_576.0,
         podman_runs = 3,
     );
-    xtask_engine::output::write_stdout(&report)?;
-    Ok(if assembly < ASSEMBLY_TARGET && noop < NOOP_TARGET {
-        exit_code::SUCCESS
-    } else {
-        exit_code::TASK_FAILED
-    })
+    Ok(Outcome::passed(assembly < ASSEMBLY_TARGET && noop < NOOP_TARGET).with_stdout(report))
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -23,7 +23,9 @@ use anyhow::Context;
 use xtask_cache::{AllowedOutputs, NewEntry, OutputFile, OutputRoot, RestoreRoots};
 use xtask_engine::image_record::{ImageRecord, record_path, write_record};
 use xtask_engine::report::Reporter;
-use xtask_engine::{CargoTarget, CliError, Location, RunOptions, exit_code, load_workspace};
+use xtask_engine::{
+    CargoTarget, CliError, CliResult, Location, Outcome, RunOptions, load_workspace,
+};
 use xtask_model::{TaskName, Workspace};
 
 use crate::generate::{App, NON_ROOT_USER, STATIC_RUSTFLAGS, STATIC_TARGET, apps, build_closure};
@@ -68,15 +70,16 @@ pub struct BuiltImage {
 #[error("building `{0}` failed")]
 pub struct BuildFailed(pub String);
 
-/// The CLI command: build, optionally push; returns the exit code.
-pub fn image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Result<i32> {
+/// `cargo xtask image`: build, optionally push; the image's digest on stdout, exit code 1
+/// when the binary's build failed.
+pub fn image(options: &ImageOptions, reporter: &Reporter) -> CliResult {
     let built = match build_image(options, reporter) {
         Ok(built) => built,
         Err(error) if error.downcast_ref::<BuildFailed>().is_some() => {
             reporter.line(&format!("error: {error}"));
-            return Ok(exit_code::TASK_FAILED);
+            return Ok(Outcome::passed(false));
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
     reporter.line(&format!(
         "image {}:{} {} ({})\n  oci layout: {}\n  docker archive: {}",
@@ -110,8 +113,7 @@ pub fn image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Result<i32>
             record.repository, record.tag, pushed.digest, pushed.uploaded, pushed.skipped
         ));
     }
-    xtask_engine::output::write_stdout(&format!("{}\n", record.digest))?;
-    Ok(exit_code::SUCCESS)
+    Ok(Outcome::print(format!("{}\n", record.digest)))
 }
 
 /// Builds the binary through the engine, then the image (from the cache when unchanged).

@@ -20,24 +20,23 @@ use std::process::Stdio;
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{CliError, Location, exit_code, load_workspace};
+use xtask_engine::{CliError, CliResult, Location, Outcome, load_workspace};
 use xtask_model::{PackageIndex, Workspace};
 
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
     pub location: Location,
     pub app: String,
-    /// Must not exist, or be an empty directory.
+    /// Must not exist, or be an empty directory; a relative path is relative to `-C DIR`
+    /// ([`Location::command_line_path`]).
     pub out: PathBuf,
 }
 
-/// Writes the pruned workspace to `options.out`; returns the exit code.
-pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32> {
+/// `cargo xtask prune APP --out DIR`: writes the pruned workspace to `options.out`.
+pub fn prune(options: &PruneOptions, reporter: &Reporter) -> CliResult {
     let workspace = load_workspace(&options.location)?;
-    let app = workspace
-        .require_package(&options.app)
-        .map_err(CliError::from)?;
-    let out = &options.out;
+    let app = workspace.require_package(&options.app)?;
+    let out = &options.location.command_line_path(&options.out);
     if out.exists()
         && std::fs::read_dir(out)
             .map(|mut d| d.next().is_some())
@@ -46,8 +45,7 @@ pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32>
         return Err(CliError::config(format!(
             "`{}` exists and is not empty: prune writes a new directory",
             out.display()
-        ))
-        .into());
+        )));
     }
     let kept = member_closure(&workspace, app);
     let parent = out
@@ -81,7 +79,7 @@ pub fn prune(options: &PruneOptions, reporter: &Reporter) -> anyhow::Result<i32>
         names.len(),
         names.join(", ")
     ));
-    Ok(exit_code::SUCCESS)
+    Ok(Outcome::success())
 }
 
 /// APP and every workspace package it reaches through any edge, sorted by directory.

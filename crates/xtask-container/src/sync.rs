@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use xtask_engine::generated::{GeneratedFile, GeneratedSet, SyncMode, sync_and_report};
 use xtask_engine::report::Reporter;
-use xtask_engine::{Location, exit_code, load_workspace};
+use xtask_engine::{CliResult, Location, Outcome, load_workspace};
 
 use crate::generate::generated_files;
 
@@ -21,13 +21,14 @@ pub struct DockerOptions {
     pub check: bool,
 }
 
-/// Writes (or checks) every generated file; returns the exit code.
-pub fn docker(options: &DockerOptions, reporter: &Reporter) -> anyhow::Result<i32> {
+/// `cargo xtask docker [--check]`: writes (or checks) every generated file; exit code 1 when
+/// `--check` found a file missing or different.
+pub fn docker(options: &DockerOptions, reporter: &Reporter) -> CliResult {
     let workspace = load_workspace(&options.location)?;
     let files = generated_files(&workspace, &rust_version(&workspace.manifest_path)?);
     if files.is_empty() {
         reporter.line("no package has [package.metadata.xtask.app]: nothing to generate");
-        return Ok(exit_code::SUCCESS);
+        return Ok(Outcome::success());
     }
     let current = sync_and_report(
         &workspace.root,
@@ -35,11 +36,7 @@ pub fn docker(options: &DockerOptions, reporter: &Reporter) -> anyhow::Result<i3
         SyncMode::from_check(options.check),
         reporter,
     )?;
-    Ok(if current {
-        exit_code::SUCCESS
-    } else {
-        exit_code::TASK_FAILED
-    })
+    Ok(Outcome::passed(current))
 }
 
 /// The set `cargo xtask docker` writes. Most files live in app directories and at the root,

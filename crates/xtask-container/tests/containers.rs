@@ -221,7 +221,8 @@ fn prune_writes_a_verified_minimal_workspace() {
         },
         &Reporter::new(ReportMode::Plain),
     )
-    .unwrap();
+    .unwrap()
+    .exit_code;
     assert_eq!(code, 0);
     let output = run(Command::new(env!("CARGO"))
         .args([

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{CliError, Location};
+use xtask_engine::{CliError, CliResult, Location, Outcome};
 use xtask_util::write_atomically;
 
 use xtask_smoke::SmokeSettings;
@@ -163,13 +163,6 @@ impl DeployPlan {
     }
 }
 
-/// The result of `deploy`: the plan, and (unless `--dry-run`) whether it succeeded.
-#[derive(Debug, Clone)]
-pub struct DeployOutcome {
-    pub plan: DeployPlan,
-    pub success: bool,
-}
-
 /// The kubectl program: `XTASK_KUBECTL`, else `kubectl` from `PATH`.
 pub(crate) fn kubectl_program() -> PathBuf {
     std::env::var_os("XTASK_KUBECTL")
@@ -177,15 +170,16 @@ pub(crate) fn kubectl_program() -> PathBuf {
         .map_or_else(|| PathBuf::from("kubectl"), PathBuf::from)
 }
 
-/// Plans, and unless `dry_run`, runs the deployment. The plan is printed by the caller.
-pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<DeployOutcome> {
+/// `cargo xtask deploy ENV [--dry-run]`: plans, and unless `dry_run`, runs the deployment.
+/// The plan goes to stdout (before anything is applied); exit code 1 when a rollout or the
+/// smoke check failed (and was rolled back).
+pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> CliResult {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::project::project(&workspace).map_err(CliError::from)?;
+    let project = crate::project::project(&workspace)?;
     if project.apps.is_empty() {
         return Err(CliError::config(
             "nothing to deploy: no package declares `[package.metadata.xtask.app]`".to_string(),
-        )
-        .into());
+        ));
     }
     // Never deploy manifests that do not match the workspace.
     let drift = sync(&workspace.root, &crate::k8s_set(&project), SyncMode::Check)?;
@@ -199,8 +193,7 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<De
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
-        .into());
+        )));
     }
     let plan = plan(
         &workspace.root,
@@ -209,26 +202,22 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<De
         options.environment,
     )?;
     if options.dry_run {
-        return Ok(DeployOutcome {
-            plan,
-            success: true,
-        });
+        return Ok(Outcome::print(plan.render()));
     }
     xtask_engine::output::write_stdout(&plan.render())?;
     let success = execute(&workspace.root, &project, &plan, &options.smoke, reporter)?;
-    Ok(DeployOutcome { plan, success })
+    Ok(Outcome::passed(success))
 }
 
 /// `cargo xtask deploy ENV --rollback`: `kubectl rollout undo` of every app's Deployment in
-/// the environment's namespace, each awaited. `Ok(false)` when one failed.
-pub fn rollback(options: &RollbackOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+/// the environment's namespace, each awaited; exit code 1 when one failed.
+pub fn rollback(options: &RollbackOptions, reporter: &Reporter) -> CliResult {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::project::project(&workspace).map_err(CliError::from)?;
+    let project = crate::project::project(&workspace)?;
     if project.apps.is_empty() {
         return Err(CliError::config(
             "nothing to roll back: no package declares `[package.metadata.xtask.app]`".to_string(),
-        )
-        .into());
+        ));
     }
     let plan = DeployPlan {
         environment: options.environment,
@@ -249,14 +238,14 @@ pub fn rollback(options: &RollbackOptions, reporter: &Reporter) -> anyhow::Resul
             plan.environment.name(),
             plan.deployments.join(", ")
         ));
-        Ok(true)
+        Ok(Outcome::success())
     } else {
         reporter.line(&format!(
             "rollback {}: failed for {}",
             plan.environment.name(),
             failed.join(", ")
         ));
-        Ok(false)
+        Ok(Outcome::passed(false))
     }
 }
 

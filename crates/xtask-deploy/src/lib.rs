@@ -32,16 +32,16 @@ mod smoke;
 pub mod workflows;
 pub mod yaml;
 
-use xtask_engine::Location;
 use xtask_engine::report::Reporter;
+use xtask_engine::{CliResult, Location, Outcome};
 use xtask_model::Workspace;
 
 pub use deploy::{
-    DeployOptions, DeployOutcome, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, RollbackOptions,
-    deploy, plan, rollback,
+    DeployOptions, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, RollbackOptions, deploy, plan,
+    rollback,
 };
 pub use project::{App, Environment, Project, project};
-pub use smoke::{SmokeOptions, SmokeWhere, smoke};
+pub use smoke::{SmokeOptions, SmokeWhere, smoke, smoke_command};
 pub use xtask_engine::generated::{GeneratedFile, GeneratedSet, SyncMode, SyncReport, sync};
 pub use xtask_smoke::{SmokeReport, SmokeSettings};
 
@@ -82,24 +82,23 @@ pub fn generated_sets(workspace: &Workspace) -> anyhow::Result<Vec<GeneratedSet>
     Ok(vec![k8s_set(&project), workflows_set(&project)])
 }
 
-/// `cargo xtask k8s [--check]`; `Ok(false)` when `--check` found differences.
-pub fn k8s(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+/// `cargo xtask k8s [--check]`; exit code 1 when `--check` found differences.
+pub fn k8s(options: &GenerateOptions, reporter: &Reporter) -> CliResult {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = project(&workspace).map_err(xtask_engine::CliError::from)?;
+    let project = project(&workspace)?;
     if project.apps.is_empty() {
         return Err(xtask_engine::CliError::config(
             "no package declares `[package.metadata.xtask.app]`: there is nothing to deploy"
                 .to_string(),
-        )
-        .into());
+        ));
     }
     generate(&workspace, &k8s_set(&project), options.check, reporter)
 }
 
-/// `cargo xtask ci generate [--check]`; `Ok(false)` when `--check` found differences.
-pub fn ci_generate(options: &GenerateOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+/// `cargo xtask ci generate [--check]`; exit code 1 when `--check` found differences.
+pub fn ci_generate(options: &GenerateOptions, reporter: &Reporter) -> CliResult {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = project(&workspace).map_err(xtask_engine::CliError::from)?;
+    let project = project(&workspace)?;
     generate(
         &workspace,
         &workflows_set(&project),
@@ -113,11 +112,12 @@ fn generate(
     set: &GeneratedSet,
     check: bool,
     reporter: &Reporter,
-) -> anyhow::Result<bool> {
-    xtask_engine::generated::sync_and_report(
+) -> CliResult {
+    let current = xtask_engine::generated::sync_and_report(
         &workspace.root,
         set,
         SyncMode::from_check(check),
         reporter,
-    )
+    )?;
+    Ok(Outcome::passed(current))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use xtask_engine::report::Reporter;
-use xtask_engine::{CliError, Location};
+use xtask_engine::{CliError, CliResult, Location, Outcome};
 use xtask_smoke::{SmokeReport, SmokeSettings, SmokeTarget};
 
 use crate::deploy::kubectl_program;
@@ -26,6 +26,17 @@ pub enum SmokeWhere {
     Environment(Environment),
 }
 
+impl SmokeWhere {
+    /// `--env ENV` (an environment), else `--base-url URL`, else the local ports.
+    pub fn new(environment: Option<Environment>, base_url: Option<String>) -> SmokeWhere {
+        match (environment, base_url) {
+            (Some(environment), _) => SmokeWhere::Environment(environment),
+            (None, Some(url)) => SmokeWhere::BaseUrl(url),
+            (None, None) => SmokeWhere::Local,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SmokeOptions {
     pub location: Location,
@@ -38,8 +49,14 @@ pub struct SmokeOptions {
 /// How long `kubectl port-forward` may take to print its local port.
 const PORT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `cargo xtask smoke`: checks the apps and returns the report (the caller prints it; exit
-/// code 1 when it did not pass). Unknown apps and a base URL for several apps are user errors.
+/// `cargo xtask smoke`: the report on stdout, exit code 1 when it did not pass.
+pub fn smoke_command(options: &SmokeOptions, reporter: &Reporter) -> CliResult {
+    let report = smoke(options, reporter)?;
+    Ok(Outcome::passed(report.passed()).with_stdout(report.render()))
+}
+
+/// Checks the apps and returns the report. Unknown apps and a base URL for several apps are
+/// user errors.
 pub fn smoke(options: &SmokeOptions, reporter: &Reporter) -> anyhow::Result<SmokeReport> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
     let project = crate::project::project(&workspace).map_err(CliError::from)?;
@@ -216,5 +233,19 @@ mod tests {
         );
         assert_eq!(forwarded_port("Forwarding from [::1]:40123 -> 8080"), None);
         assert_eq!(forwarded_port("Handling connection for 40123"), None);
+    }
+
+    #[test]
+    fn an_environment_wins_over_a_base_url_and_neither_is_local() {
+        let url = || Some("http://127.0.0.1:1".to_string());
+        assert_eq!(
+            SmokeWhere::new(Some(Environment::Staging), url()),
+            SmokeWhere::Environment(Environment::Staging)
+        );
+        assert_eq!(
+            SmokeWhere::new(None, url()),
+            SmokeWhere::BaseUrl("http://127.0.0.1:1".into())
+        );
+        assert_eq!(SmokeWhere::new(None, None), SmokeWhere::Local);
     }
 }

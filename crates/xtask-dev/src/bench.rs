@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use xtask_engine::{CliError, Location};
+use xtask_engine::{CliError, CliResult, Location, Outcome};
 
 use crate::supervisor::{DevEvent, Supervisor};
 use crate::{DEFAULT_DEBOUNCE, DevOptions};
@@ -33,7 +33,7 @@ pub struct BenchOptions {
     pub location: Location,
     /// The app to edit (default: the first app by name).
     pub app: Option<String>,
-    /// Measured edits (after one warm-up edit).
+    /// Measured edits (after one warm-up edit); at least one.
     pub iterations: usize,
     pub jobs: usize,
 }
@@ -55,8 +55,12 @@ impl Sample {
     }
 }
 
-/// Runs the benchmark; returns the report (for stdout).
-pub fn bench_dev(options: &BenchOptions) -> anyhow::Result<String> {
+/// `cargo xtask bench dev`: runs the benchmark; the report on stdout.
+pub fn bench_dev(options: &BenchOptions) -> CliResult {
+    Ok(Outcome::print(bench_report(options)?))
+}
+
+fn bench_report(options: &BenchOptions) -> anyhow::Result<String> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
     let app = match &options.app {
         Some(app) => app.clone(),
@@ -135,7 +139,7 @@ fn measure(
         })?;
         let file = copy.join(source_relative);
         let mut samples = Vec::new();
-        for iteration in 0..=options.iterations {
+        for iteration in 0..=options.iterations.max(1) {
             std::thread::sleep(Duration::from_millis(300));
             let sample = measure_edit(&events, &file, &app, iteration)?;
             if iteration > 0 {

@@ -25,7 +25,7 @@ pub mod supervisor;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use xtask_engine::Location;
+use xtask_engine::{CliResult, Location, Outcome};
 
 pub use bench::{BenchOptions, bench_dev};
 pub use supervisor::{DevEvent, DevHandle, Supervisor};
@@ -53,12 +53,12 @@ pub struct DevOptions {
     pub ports: BTreeMap<String, u16>,
 }
 
-/// `cargo xtask dev`: runs until SIGINT or SIGTERM, then stops every app. Returns the exit code.
-pub fn dev(options: DevOptions) -> anyhow::Result<i32> {
+/// `cargo xtask dev`: runs until SIGINT or SIGTERM, then stops every app.
+pub fn dev(options: DevOptions) -> CliResult {
     let supervisor = Supervisor::new(options, None)?;
     let _signals = forward_signals(supervisor.handle())?;
     supervisor.run()?;
-    Ok(xtask_engine::exit_code::SUCCESS)
+    Ok(Outcome::success())
 }
 
 /// Forwards SIGINT, SIGTERM and SIGHUP to `handle` as a shutdown request until the returned

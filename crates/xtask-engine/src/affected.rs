@@ -2,8 +2,10 @@
 //! changes) and every package that depends on them.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::Path;
 use std::process::Command;
+use std::str::FromStr;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -12,6 +14,7 @@ use xtask_model::{PackageIndex, Workspace};
 
 use crate::error::CliError;
 use crate::load::Location;
+use crate::outcome::{CliResult, Outcome};
 use crate::plan::is_global_input;
 
 /// The variable that names the base when the command line does not.
@@ -66,6 +69,19 @@ impl Base {
     /// `Some(ref)` is that ref, `None` the default base.
     pub fn from_option(base: Option<String>) -> Base {
         base.map_or(Base::Default, Base::Ref)
+    }
+}
+
+/// `--affected[=REF]`: an empty REF (the flag alone) is [`Base::Default`].
+impl FromStr for Base {
+    type Err = Infallible;
+
+    fn from_str(base: &str) -> Result<Base, Infallible> {
+        Ok(if base.is_empty() {
+            Base::Default
+        } else {
+            Base::Ref(base.to_string())
+        })
     }
 }
 
@@ -166,15 +182,51 @@ pub struct AffectedPackage {
     pub reason: String,
 }
 
-/// `cargo xtask affected [--since REF]`.
-pub fn affected(location: &Location, base: &Base) -> anyhow::Result<Vec<AffectedPackage>> {
-    let workspace = crate::load::load_workspace(location)?;
-    Ok(affected_since(&workspace, base)?
+/// `cargo xtask affected [--since REF] [--json]`.
+#[derive(Debug, Clone)]
+pub struct AffectedOptions {
+    pub location: Location,
+    pub base: Base,
+    /// A JSON array instead of one `name<TAB>path<TAB>reason` line per package.
+    pub json: bool,
+}
+
+/// `cargo xtask affected`: the affected packages on stdout.
+pub fn affected(options: &AffectedOptions) -> CliResult {
+    let workspace = crate::load::load_workspace(&options.location)?;
+    let packages: Vec<AffectedPackage> = affected_since(&workspace, &options.base)?
         .into_iter()
         .map(|(p, reason)| AffectedPackage {
             name: workspace.packages[p].name.clone(),
             path: workspace.packages[p].relative_dir.clone(),
             reason: reason.to_string(),
         })
-        .collect())
+        .collect();
+    let text = if options.json {
+        let json = serde_json::to_string_pretty(&packages)
+            .context("failed to encode the affected packages")?;
+        format!("{json}\n")
+    } else {
+        packages
+            .iter()
+            .map(|p| format!("{}\t{}\t{}\n", p.name, p.path, p.reason))
+            .collect()
+    };
+    Ok(Outcome::print(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affected_without_a_ref_is_the_default_base() {
+        assert_eq!("".parse::<Base>(), Ok(Base::Default));
+        assert_eq!("main".parse::<Base>(), Ok(Base::Ref("main".into())));
+        assert_eq!(Base::from_option(None), Base::Default);
+        assert_eq!(
+            Base::from_option(Some(String::new())),
+            Base::Ref(String::new())
+        );
+    }
 }

@@ -1,75 +1,99 @@
 //! `cache stats | clean | prune | doctor`.
 
+use xtask_model::Workspace;
+
+use crate::error::{CliError, exit_code};
 use crate::load::Location;
+use crate::outcome::{CliResult, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheAction {
     Stats,
     Clean,
     Prune,
+    /// Probe the configured remote cache; exit code 4 when a check fails.
+    Doctor,
 }
 
-/// Runs a cache command and returns the text to print on stdout.
-pub fn cache_command(location: &Location, action: CacheAction) -> anyhow::Result<String> {
+/// `cargo xtask cache ACTION`: its report on stdout.
+pub fn cache(location: &Location, action: CacheAction) -> CliResult {
     let workspace = crate::load::load_workspace(location)?;
-    let cache = crate::run::open_cache(&workspace);
-    let root = cache.root().display().to_string();
-    Ok(match action {
-        CacheAction::Stats => {
-            let stats = cache.stats()?;
-            format!(
-                "cache: {root}\nentries: {}\nblobs: {}\nsize: {}\nlimit: {}\n",
-                stats.entries,
-                stats.blobs,
-                human_bytes(stats.total_bytes),
-                workspace
-                    .config
-                    .cache
-                    .max_size_bytes
-                    .map(human_bytes)
-                    .unwrap_or_else(|| "none (eviction off)".into()),
-            )
-        }
-        CacheAction::Clean => {
-            let stats = cache.clean()?;
-            format!(
-                "cache: {root}\nremoved {} entries ({})\n",
-                stats.entries_removed,
-                human_bytes(stats.bytes_removed)
-            )
-        }
-        CacheAction::Prune => {
-            let stats = cache.prune(workspace.config.cache.max_size_bytes)?;
-            if stats.skipped {
-                format!("cache: {root}\nanother xtask is pruning this cache; nothing done\n")
-            } else {
-                format!(
-                    "cache: {root}\nevicted {} entries, removed {} unreferenced blobs, freed {}\n",
-                    stats.entries_evicted,
-                    stats.blobs_removed,
-                    human_bytes(stats.bytes_freed)
-                )
-            }
-        }
+    let report = match action {
+        CacheAction::Stats => stats(&workspace)?,
+        CacheAction::Clean => clean(&workspace)?,
+        CacheAction::Prune => prune(&workspace)?,
+        CacheAction::Doctor => return doctor(&workspace),
+    };
+    Ok(Outcome::print(report))
+}
+
+fn stats(workspace: &Workspace) -> anyhow::Result<String> {
+    let cache = crate::run::open_cache(workspace);
+    let stats = cache.stats()?;
+    Ok(format!(
+        "cache: {}\nentries: {}\nblobs: {}\nsize: {}\nlimit: {}\n",
+        cache.root().display(),
+        stats.entries,
+        stats.blobs,
+        human_bytes(stats.total_bytes),
+        workspace
+            .config
+            .cache
+            .max_size_bytes
+            .map(human_bytes)
+            .unwrap_or_else(|| "none (eviction off)".into()),
+    ))
+}
+
+fn clean(workspace: &Workspace) -> anyhow::Result<String> {
+    let cache = crate::run::open_cache(workspace);
+    let stats = cache.clean()?;
+    Ok(format!(
+        "cache: {}\nremoved {} entries ({})\n",
+        cache.root().display(),
+        stats.entries_removed,
+        human_bytes(stats.bytes_removed)
+    ))
+}
+
+fn prune(workspace: &Workspace) -> anyhow::Result<String> {
+    let cache = crate::run::open_cache(workspace);
+    let root = cache.root().display();
+    let stats = cache.prune(workspace.config.cache.max_size_bytes)?;
+    Ok(if stats.skipped {
+        format!("cache: {root}\nanother xtask is pruning this cache; nothing done\n")
+    } else {
+        format!(
+            "cache: {root}\nevicted {} entries, removed {} unreferenced blobs, freed {}\n",
+            stats.entries_evicted,
+            stats.blobs_removed,
+            human_bytes(stats.bytes_freed)
+        )
     })
 }
 
-/// `cache doctor`: probes the configured remote cache. Returns the report to print and whether
-/// every check passed.
-pub fn cache_doctor(location: &Location) -> anyhow::Result<(String, bool)> {
-    let workspace = crate::load::load_workspace(location)?;
+/// `cache doctor`: probes the configured remote cache; the report on stdout, exit code 4 when
+/// a check failed (the environment: the server, the network or the credentials).
+fn doctor(workspace: &Workspace) -> CliResult {
     let settings = xtask_remote::resolve(&workspace.config.cache.remote, &|name| {
         std::env::var(name).ok()
-    })
-    .map_err(crate::error::CliError::from)?
+    })?
     .ok_or_else(|| {
-        crate::error::CliError::config(
+        CliError::config(
             "no remote cache is configured (or its mode is off): set TURBO_API (or \
              XTASK_REMOTE_CACHE_URL), or `url` in [workspace.metadata.xtask.cache.remote]",
         )
     })?;
     let report = xtask_remote::doctor(&settings);
-    Ok((report.render(), report.ok()))
+    let exit_code = if report.ok() {
+        exit_code::SUCCESS
+    } else {
+        exit_code::ENVIRONMENT
+    };
+    Ok(Outcome {
+        exit_code,
+        stdout: report.render(),
+    })
 }
 
 pub fn human_bytes(bytes: u64) -> String {

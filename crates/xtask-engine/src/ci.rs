@@ -11,6 +11,7 @@ use anyhow::Context;
 use xtask_model::TaskName;
 
 use crate::load::Location;
+use crate::outcome::{CliResult, Outcome};
 use crate::report::Reporter;
 use crate::run::{RunOptions, run};
 
@@ -23,8 +24,8 @@ pub struct CiOptions {
     pub shard: Option<xtask_graph::Shard>,
 }
 
-/// Runs the checks; returns whether all passed.
-pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
+/// `cargo xtask ci`: runs the checks; exit code 1 when one failed.
+pub fn ci(options: &CiOptions, reporter: &Reporter) -> CliResult {
     let workspace = crate::load::load_workspace(&options.location)?;
     if let Some(setup) = &workspace.config.ci.setup {
         run_setup(&workspace.root, setup, reporter)?;
@@ -46,7 +47,7 @@ pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
             reporter.line("fmt failed: run `cargo fmt --all` and commit the result");
         }
     }
-    Ok(success)
+    Ok(Outcome::passed(success))
 }
 
 /// Runs the setup command in the workspace root, its output (stdout and stderr, in order) as

@@ -1,13 +1,10 @@
 //! Finding and loading the workspace: `--manifest-path` / `-C`, and the model from `cargo
 //! metadata` or its cached copy.
 
-use std::path::PathBuf;
-
-use xtask_model::TaskName;
+use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
 use crate::fast;
-use crate::output::{GraphFormat, render_graph};
 
 /// Where the workspace is: `--manifest-path`, else the nearest `Cargo.toml` at or above
 /// `directory` (`-C`), else above the current directory.
@@ -18,6 +15,15 @@ pub struct Location {
 }
 
 impl Location {
+    /// A path given on the command line: a relative one is relative to `-C DIR` when given
+    /// (as if the tool had been started there), else to the current directory.
+    pub fn command_line_path(&self, path: &Path) -> PathBuf {
+        match &self.directory {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
     pub fn manifest_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(path) = &self.manifest_path {
             return Ok(path.clone());
@@ -79,23 +85,4 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
         let _ = fast.save();
     }
     Ok(workspace)
-}
-
-/// `graph`: the package graph, or the task graph of `tasks` when given.
-pub fn graph(
-    location: &Location,
-    tasks: &[TaskName],
-    format: GraphFormat,
-) -> anyhow::Result<String> {
-    let workspace = load_workspace(location)?;
-    let all: Vec<usize> = (0..workspace.packages.len()).collect();
-    let graph = xtask_graph::TaskGraph::build(
-        &workspace,
-        &xtask_graph::GraphRequest {
-            tasks,
-            packages: &all,
-        },
-    )
-    .map_err(CliError::from)?;
-    Ok(render_graph(&workspace, &graph, format))
 }

@@ -1,5 +1,6 @@
-//! Data output on stdout: dry runs and the graph in dot, mermaid or JSON. Renderers are pure
-//! functions returning strings; only the `print_*` functions write.
+//! Data for stdout: dry runs and the graph in dot, mermaid or JSON, rendered by pure functions
+//! returning strings; [`write_stdout`] is the one writer (`main` writes each command's
+//! output with it, `release` and `deploy` their plan before they act).
 
 use std::io::Write;
 
@@ -17,7 +18,10 @@ pub enum GraphFormat {
     Json,
 }
 
-pub(crate) fn print_dry_run(records: &[TaskRecord], format: DryRunFormat) -> anyhow::Result<()> {
+pub(crate) fn render_dry_run(
+    records: &[TaskRecord],
+    format: DryRunFormat,
+) -> anyhow::Result<String> {
     let text = match format {
         DryRunFormat::Json => {
             let mut text = serde_json::to_string_pretty(&serde_json::json!({ "tasks": records }))
@@ -61,7 +65,7 @@ pub(crate) fn print_dry_run(records: &[TaskRecord], format: DryRunFormat) -> any
             text
         }
     };
-    write_stdout(&text)
+    Ok(text)
 }
 
 pub fn write_stdout(text: &str) -> anyhow::Result<()> {

@@ -2,11 +2,13 @@
 //! run summary writes them) and the JSON run summary (`--summarize`; the HTML report beside
 //! it and the `--profile` trace are made from the same records, in `visualize`).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::load::Location;
 use crate::report::{RunTotals, TaskStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,17 @@ pub enum SummaryPath {
     InCache,
     /// This file (relative to `-C DIR` when relative).
     At(PathBuf),
+}
+
+/// `--summarize[=PATH]`: an empty PATH (the flag alone) is [`SummaryPath::InCache`].
+impl From<OsString> for SummaryPath {
+    fn from(path: OsString) -> SummaryPath {
+        if path.is_empty() {
+            SummaryPath::InCache
+        } else {
+            SummaryPath::At(PathBuf::from(path))
+        }
+    }
 }
 
 /// Per-task record of the JSON run summary.
@@ -94,18 +107,15 @@ pub(crate) struct FinishedRun<'a> {
 }
 
 /// Where the summary of a run started at `started_unix_ms` goes: `SummaryPath::At` relative to
-/// `directory` (`-C DIR`, as if the tool had been started there), else under `cache_root`.
+/// `-C DIR` ([`Location::command_line_path`]), else under `cache_root`.
 pub(crate) fn summary_file(
     path: &SummaryPath,
-    directory: Option<&Path>,
+    location: &Location,
     cache_root: &Path,
     started_unix_ms: u128,
 ) -> PathBuf {
     match path {
-        SummaryPath::At(p) => match directory {
-            Some(dir) if p.is_relative() => dir.join(p),
-            _ => p.clone(),
-        },
+        SummaryPath::At(p) => location.command_line_path(p),
         SummaryPath::InCache => cache_root
             .join("runs")
             .join(format!("{started_unix_ms}.json")),
@@ -138,4 +148,42 @@ pub(crate) fn write_summary(path: &Path, run: &FinishedRun<'_>) -> anyhow::Resul
         serde_json::to_vec_pretty(&summary).context("failed to encode the run summary")?;
     text.push(b'\n');
     Ok(xtask_util::write_atomically(path, &text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_path_is_relative_to_the_directory_of_dash_c() {
+        assert_eq!(SummaryPath::from(OsString::new()), SummaryPath::InCache);
+        let path = SummaryPath::from(OsString::from("out/summary.json"));
+        assert_eq!(path, SummaryPath::At("out/summary.json".into()));
+        let location = Location {
+            manifest_path: None,
+            directory: Some("/work/repo".into()),
+        };
+        assert_eq!(
+            summary_file(&path, &location, Path::new("/cache"), 7),
+            Path::new("/work/repo/out/summary.json")
+        );
+        let absolute = SummaryPath::At("/tmp/summary.json".into());
+        assert_eq!(
+            summary_file(&absolute, &location, Path::new("/cache"), 7),
+            Path::new("/tmp/summary.json")
+        );
+        assert_eq!(
+            summary_file(
+                &SummaryPath::InCache,
+                &Location::default(),
+                Path::new("/cache"),
+                7
+            ),
+            Path::new("/cache/runs/7.json")
+        );
+        assert_eq!(
+            Location::default().command_line_path(Path::new("out")),
+            Path::new("out")
+        );
+    }
 }

@@ -10,7 +10,29 @@ use xtask_remote::RemoteCache;
 
 use crate::error::CliError;
 use crate::load::Location;
+use crate::outcome::{CliResult, Outcome, job_count};
 use crate::run::{Cache, RunOptions, prepare};
+
+/// `cargo xtask why PACKAGE:TASK [--remote]`.
+#[derive(Debug, Clone)]
+pub struct WhyOptions {
+    pub location: Location,
+    /// `PACKAGE:TASK`, e.g. `api:build`.
+    pub task_id: String,
+    /// Compare with the last upload to the remote cache instead of the last local run.
+    pub remote: bool,
+}
+
+/// `cargo xtask why`: the explanation, indented by dependency depth, on stdout.
+pub fn why(options: &WhyOptions) -> CliResult {
+    let explanation = explain_task(
+        &options.location,
+        &options.task_id,
+        job_count(None),
+        options.remote,
+    )?;
+    Ok(Outcome::print(explanation.render()))
+}
 
 /// The explanation for one task; `dependencies` explains changed upstream tasks.
 #[derive(Debug)]
@@ -120,7 +142,8 @@ fn closest_recent(
     )
 }
 
-pub fn why(
+/// Why `task_id` would (not) run, planned with `jobs` threads.
+pub fn explain_task(
     location: &Location,
     task_id: &str,
     jobs: usize,

@@ -28,8 +28,8 @@ mod state;
 mod version;
 
 use anyhow::Context;
-use xtask_engine::Location;
 use xtask_engine::report::Reporter;
+use xtask_engine::{CliResult, Location, Outcome};
 
 pub use commits::Level;
 pub use execute::{CRASH_AFTER_ENV, PUBLISH_DRY_RUN_ENV};
@@ -47,19 +47,10 @@ pub struct ReleaseOptions {
     pub jobs: usize,
 }
 
-/// How the command ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReleaseOutcome {
-    /// The plan was printed; nothing changed.
-    Planned,
-    /// Nothing to release.
-    NothingToRelease,
-    /// Every step is done.
-    Released,
-}
-
-/// Prints the plan; with `execute`, applies it (or resumes an interrupted release).
-pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> anyhow::Result<ReleaseOutcome> {
+/// `cargo xtask release`: prints the plan (before any step runs, so it is on screen while
+/// they do); with `execute`, applies it (or resumes an interrupted release). A refusal is a
+/// [`xtask_engine::CliError::refused`] (exit code 5).
+pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> CliResult {
     let workspace = xtask_engine::load_workspace(&options.location)?;
     let git = git::Git::new(&workspace.root);
     let context = execute::StepContext {
@@ -81,13 +72,13 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> anyhow::Result<
         print(&render::render_plan(&state.state.plan, &done))?;
         if !options.execute {
             reporter.line("nothing was changed; `--execute` resumes this release");
-            return Ok(ReleaseOutcome::Planned);
+            return Ok(Outcome::success());
         }
         execute::check_resume(&git, &state, &workspace.root)?;
         state.save()?;
         execute::run_steps(&context, &workspace, &mut state)?;
         reporter.line("release complete");
-        return Ok(ReleaseOutcome::Released);
+        return Ok(Outcome::success());
     }
 
     if options.execute {
@@ -106,11 +97,11 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> anyhow::Result<
     )?;
     print(&render::render_plan(&plan, &[]))?;
     if plan.is_empty() {
-        return Ok(ReleaseOutcome::NothingToRelease);
+        return Ok(Outcome::success());
     }
     if !options.execute {
         reporter.line("nothing was changed; run again with --execute to apply this plan");
-        return Ok(ReleaseOutcome::Planned);
+        return Ok(Outcome::success());
     }
     execute::check_tests(&context)?;
     let mut state = state::StateFile::new(&workspace.target_dir, plan);
@@ -118,7 +109,7 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> anyhow::Result<
     reporter.line(&format!("release state: `{}`", state.path.display()));
     execute::run_steps(&context, &workspace, &mut state)?;
     reporter.line("release complete");
-    Ok(ReleaseOutcome::Released)
+    Ok(Outcome::success())
 }
 
 fn print(text: &str) -> anyhow::Result<()> {

@@ -42,6 +42,18 @@ pub struct SmokeSettings {
     pub poll_interval: Duration,
 }
 
+impl SmokeSettings {
+    /// `--timeout SECS` (at least one second) of each request and `--ready-within SECS`,
+    /// with the default poll interval.
+    pub fn from_secs(request_timeout: u64, ready_within: u64) -> SmokeSettings {
+        SmokeSettings {
+            request_timeout: Duration::from_secs(request_timeout.max(1)),
+            ready_within: Duration::from_secs(ready_within),
+            ..SmokeSettings::default()
+        }
+    }
+}
+
 impl Default for SmokeSettings {
     fn default() -> SmokeSettings {
         SmokeSettings {
@@ -290,5 +302,24 @@ fn excerpt(body: &str) -> String {
         format!("{:?}...", &line[..end])
     } else {
         format!("{line:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_timeout_is_at_least_one_second() {
+        let settings = SmokeSettings::from_secs(0, 0);
+        assert_eq!(settings.request_timeout, Duration::from_secs(1));
+        assert_eq!(settings.ready_within, Duration::ZERO);
+        let settings = SmokeSettings::from_secs(7, 30);
+        assert_eq!(settings.request_timeout, Duration::from_secs(7));
+        assert_eq!(settings.ready_within, Duration::from_secs(30));
+        assert_eq!(
+            settings.poll_interval,
+            SmokeSettings::default().poll_interval
+        );
     }
 }

@@ -31,6 +31,7 @@ pub(crate) use cache::{Cache, ObservedCheck};
 pub(crate) use prepare::{Prepared, prepare};
 
 use crate::load::load_workspace;
+use crate::outcome::{CliResult, Outcome};
 use crate::remote::Uploader;
 use crate::report::{Reporter, RunTotals, TaskStatus};
 use crate::summary::{FinishedRun, TaskRecord};
@@ -41,6 +42,13 @@ pub use options::{RunOptions, RunOutcome};
 use record::{DigestedBatch, Recorder, digest_batch};
 use schedule::{Node, Scheduler};
 use xtask_util::parallel_map;
+
+/// The `build`, `test`, `lint`, `fmt` and `run TASK` commands: exit code 1 when a task
+/// failed or was skipped; a dry run goes to stdout.
+pub fn run_tasks(options: &RunOptions, reporter: &Reporter) -> CliResult {
+    let outcome = run(options, reporter)?;
+    Ok(Outcome::passed(outcome.success).with_stdout(outcome.dry_run.unwrap_or_default()))
+}
 
 pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
     let workspace = load_workspace(&options.location)?;
@@ -64,12 +72,12 @@ pub fn run_loaded(
     let run = Run::new(&prepared, options, reporter)?;
     if let Some(format) = options.dry_run {
         let records = dry_run_records(&run, &open_cache(run.workspace));
-        crate::output::print_dry_run(&records, format)?;
         return Ok(RunOutcome {
             success: true,
             totals: RunTotals::default(),
             summary_path: None,
             records: Vec::new(),
+            dry_run: Some(crate::output::render_dry_run(&records, format)?),
         });
     }
     let cache = Cache::open(run.workspace)?;
@@ -116,6 +124,7 @@ pub fn run_loaded(
         totals,
         summary_path,
         records,
+        dry_run: None,
     })
 }
 
@@ -308,7 +317,7 @@ fn summarize(
     };
     let path = crate::summary::summary_file(
         wanted,
-        run.options.location.directory.as_deref(),
+        &run.options.location,
         cache.local.root(),
         finished.started_unix_ms,
     );
@@ -327,10 +336,7 @@ fn profile(run: &Run<'_>, finished: &FinishedRun<'_>) -> anyhow::Result<()> {
     let Some(path) = &run.options.profile else {
         return Ok(());
     };
-    let path = match &run.options.location.directory {
-        Some(dir) if path.is_relative() => dir.join(path),
-        _ => path.clone(),
-    };
+    let path = run.options.location.command_line_path(path);
     crate::visualize::write_profile(&path, finished)?;
     run.reporter.line(&format!("profile: {}", path.display()));
     Ok(())

@@ -65,4 +65,7 @@ pub struct RunOutcome {
     pub summary_path: Option<PathBuf>,
     /// One record per task that finished (hit, ran, failed or skipped), in topological order.
     pub records: Vec<TaskRecord>,
+    /// With [`RunOptions::dry_run`]: what would run, as text or JSON, for stdout (and nothing
+    /// ran).
+    pub dry_run: Option<String>,
 }
