@@ -430,7 +430,7 @@ fn main() -> ExitCode {
 
 /// Writes a command's data to stdout; its exit code.
 fn write_stdout(outcome: Outcome) -> Result<i32, CliError> {
-    xtask_engine::output::write_stdout(&outcome.stdout)?;
+    xtask_engine::stdout::write(&outcome.stdout)?;
     Ok(outcome.exit_code)
 }
 

@@ -204,7 +204,7 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> CliResult {
     if options.dry_run {
         return Ok(Outcome::print(plan.render()));
     }
-    xtask_engine::output::write_stdout(&plan.render())?;
+    xtask_engine::stdout::write(&plan.render())?;
     let success = execute(&workspace.root, &project, &plan, &options.smoke, reporter)?;
     Ok(Outcome::passed(success))
 }

@@ -425,7 +425,7 @@ impl Supervisor {
             let ok = outcome.records.iter().any(|r| {
                 &r.package == name
                     && r.task == TaskName::BUILD.as_str()
-                    && matches!(r.status, TaskStatus::Hit | TaskStatus::Miss)
+                    && matches!(r.status, TaskStatus::Hit | TaskStatus::Succeeded)
             });
             if ok {
                 succeeded.push(app);

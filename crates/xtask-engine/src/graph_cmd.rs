@@ -1,5 +1,5 @@
 //! `graph`: the package graph, or the task graph of the tasks asked for, in dot, mermaid or
-//! JSON (the renderers are in [`crate::output`]), or as the interactive HTML page
+//! JSON (the renderers are in [`crate::stdout`]), or as the interactive HTML page
 //! ([`crate::visualize`]).
 
 use xtask_model::TaskName;
@@ -7,7 +7,7 @@ use xtask_model::TaskName;
 use crate::affected::Base;
 use crate::load::{Location, load_workspace};
 use crate::outcome::{CliResult, Outcome};
-use crate::output::{GraphFormat, render_graph};
+use crate::stdout::{GraphFormat, render_graph};
 
 /// What `graph --format` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! code); the CLI only parses flags, and its `main` prints and exits.
 //!
 //! Invariants:
-//! - The engine never prints data except through [`output`] (stdout) and never prints status
+//! - The engine never prints data except through [`stdout`] and never prints status
 //!   except through [`report::Reporter`] (stderr).
 //! - A failed task is never stored in the cache; a cache failure never fails a run (it warns).
 //! - Invalid configuration is reported before anything runs or is written.
@@ -23,8 +23,6 @@ pub mod image_record;
 mod load;
 mod observe;
 mod outcome;
-pub mod output;
-mod outputs;
 mod plan;
 mod process;
 mod progress;
@@ -32,7 +30,9 @@ mod recent;
 mod remote;
 pub mod report;
 mod run;
+pub mod stdout;
 mod summary;
+mod task_outputs;
 mod visualize;
 mod why;
 
@@ -46,11 +46,11 @@ pub use error::{CliError, exit_code, exit_code_for};
 pub use graph_cmd::{GraphOptions, GraphView, graph};
 pub use load::{Location, load_workspace};
 pub use outcome::{CliResult, Outcome, job_count};
-pub use output::{GraphFormat, render_graph};
 pub use plan::TOOL_VERSION;
 pub use plan::{BUILTIN_GLOBAL_INPUTS, CargoTarget};
 pub use process::{cargo_command, host_triple};
 pub use run::{RunOptions, RunOutcome, open_cache, run, run_loaded, run_tasks};
+pub use stdout::{GraphFormat, render_graph};
 pub use summary::{DryRunFormat, SummaryPath, TaskRecord};
 pub use visualize::graph_html;
 pub use why::{Explanation, Verdict, WhyOptions, explain_task, why};

@@ -8,27 +8,35 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How a task ended, as shown to the user and written to the run summary.
+/// How a task ended, as shown to the user and written to the run summary (or, in a dry run,
+/// how it would start). Serialized from the cache's point of view: `hit`, `miss` (ran and
+/// succeeded, or would run), `failed`, `skipped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskStatus {
     /// Restored from the cache.
     Hit,
-    /// Ran and succeeded.
-    Miss,
+    /// Not in the cache: ran and succeeded (its result was stored, if it may be).
+    #[serde(rename = "miss")]
+    Succeeded,
     /// Ran and failed.
     Failed,
     /// Not run because a dependency failed.
     Skipped,
+    /// A dry run's task that is not in the cache: it would run.
+    #[serde(rename = "miss")]
+    WouldRun,
 }
 
 impl TaskStatus {
+    /// The words the reporter shows for a finished task.
     pub fn word(self) -> &'static str {
         match self {
             TaskStatus::Hit => "cache hit",
-            TaskStatus::Miss => "cache miss, done",
+            TaskStatus::Succeeded => "cache miss, done",
             TaskStatus::Failed => "FAILED",
             TaskStatus::Skipped => "skipped (a dependency failed)",
+            TaskStatus::WouldRun => "cache miss, would run",
         }
     }
 }
@@ -234,5 +242,20 @@ pub fn format_duration(duration: Duration) -> String {
         format!("{ms}ms")
     } else {
         format!("{:.2}s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskStatus;
+
+    #[test]
+    fn statuses_serialize_as_the_cache_sees_them() {
+        let serialized = |status: TaskStatus| serde_json::to_string(&status).unwrap();
+        assert_eq!(serialized(TaskStatus::Hit), r#""hit""#);
+        assert_eq!(serialized(TaskStatus::Succeeded), r#""miss""#);
+        assert_eq!(serialized(TaskStatus::WouldRun), r#""miss""#);
+        assert_eq!(serialized(TaskStatus::Failed), r#""failed""#);
+        assert_eq!(serialized(TaskStatus::Skipped), r#""skipped""#);
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn run_data(run: &FinishedRun<'_>) -> RunData {
                 status: match r.status {
                     TaskStatus::Hit if r.remote_hit => Status::RemoteHit,
                     TaskStatus::Hit => Status::Hit,
-                    TaskStatus::Miss => Status::Miss,
+                    TaskStatus::Succeeded | TaskStatus::WouldRun => Status::Miss,
                     TaskStatus::Failed => Status::Failed,
                     TaskStatus::Skipped => Status::Skipped,
                 },

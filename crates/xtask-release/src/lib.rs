@@ -113,7 +113,7 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> CliResult {
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
-    xtask_engine::output::write_stdout(text).map(|_| ())
+    xtask_engine::stdout::write(text)
 }
 
 /// The host target triple, from `rustc -vV`.

@@ -44,7 +44,7 @@ impl<'a> Run<'a> {
             .nodes
             .iter()
             .map(|task| {
-                crate::outputs::allowed_outputs(
+                crate::task_outputs::allowed_outputs(
                     workspace,
                     &workspace.packages[task.package],
                     &task.def,

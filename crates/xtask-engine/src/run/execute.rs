@@ -14,9 +14,9 @@ use xtask_model::{CargoTask, PackageIndex, TaskKind};
 use super::context::Run;
 use super::schedule::{Node, Work};
 use crate::cargo::{Batch, BatchOutcome, OnBuilt, run_batch};
-use crate::outputs::collect_outputs;
 use crate::plan::cargo_selection;
 use crate::process::run_captured;
+use crate::task_outputs::collect_outputs;
 
 /// What a task that ran produced.
 pub(crate) struct Executed {

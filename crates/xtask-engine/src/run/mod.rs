@@ -77,7 +77,7 @@ pub fn run_loaded(
             totals: RunTotals::default(),
             summary_path: None,
             records: Vec::new(),
-            dry_run: Some(crate::output::render_dry_run(&records, format)?),
+            dry_run: Some(crate::stdout::render_dry_run(&records, format)?),
         });
     }
     let cache = Cache::open(run.workspace)?;
@@ -358,7 +358,7 @@ fn dry_run_records(run: &Run<'_>, cache: &xtask_cache::LocalCache) -> Vec<TaskRe
             let status = if hit {
                 TaskStatus::Hit
             } else {
-                TaskStatus::Miss
+                TaskStatus::WouldRun
             };
             record::task_record(run, node, status, Duration::ZERO, 0)
         })

@@ -110,7 +110,7 @@ impl<'r> Recorder<'r> {
             Ok(mut executed) => {
                 let status = if executed.success {
                     self.keep(node, &mut executed, batch, uploader, rechecked);
-                    TaskStatus::Miss
+                    TaskStatus::Succeeded
                 } else {
                     TaskStatus::Failed
                 };
@@ -123,7 +123,7 @@ impl<'r> Recorder<'r> {
             ),
         };
         match status {
-            TaskStatus::Miss => self.totals.succeeded += 1,
+            TaskStatus::Succeeded => self.totals.succeeded += 1,
             _ => self.totals.failed += 1,
         }
         self.report(node, status, timing, &log, 0);
@@ -243,7 +243,7 @@ impl<'r> Recorder<'r> {
         );
         let mut record = task_record(run, node, status, duration, saved_ms);
         record.start_ms = Some(start.saturating_duration_since(self.started).as_millis() as u64);
-        if matches!(status, TaskStatus::Miss | TaskStatus::Failed) {
+        if matches!(status, TaskStatus::Succeeded | TaskStatus::Failed) {
             record.why = self.why[node].take();
         }
         self.records[node] = Some(record);

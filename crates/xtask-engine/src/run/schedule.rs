@@ -206,7 +206,7 @@ fn batch_rank(task: CargoTask) -> usize {
 mod tests {
     use super::*;
 
-    const OK: TaskStatus = TaskStatus::Miss;
+    const OK: TaskStatus = TaskStatus::Succeeded;
     const FAILED: TaskStatus = TaskStatus::Failed;
 
     fn scheduler(edges: &[(Node, Node)], kinds: &[Kind], max_custom: usize) -> Scheduler {

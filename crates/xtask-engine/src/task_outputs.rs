@@ -1,5 +1,7 @@
-//! Collecting a custom task's declared outputs (globs relative to the package directory)
-//! after it ran, for the cache. Only the static prefix of each glob is walked.
+//! A task's declared outputs (not stdout, see [`crate::stdout`]): collecting a custom task's
+//! output globs (relative to the package directory) after it ran, for the cache, and where
+//! restoring any task's cached outputs may write. Only the static prefix of each glob is
+//! walked.
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
-//! Data for stdout: dry runs and the graph in dot, mermaid or JSON, rendered by pure functions
-//! returning strings; [`write_stdout`] is the one writer (`main` writes each command's
-//! output with it, `release` and `deploy` their plan before they act).
+//! Data for stdout, as opposed to status on stderr ([`crate::report`]): dry runs and the graph
+//! in dot, mermaid or JSON, rendered by pure functions returning strings; [`write`] is the
+//! one writer (`main` writes each command's output with it, `release` and `deploy` their plan
+//! before they act).
 
 use std::io::Write;
 
@@ -68,7 +69,8 @@ pub(crate) fn render_dry_run(
     Ok(text)
 }
 
-pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+/// Writes `text` to stdout and flushes it: the one writer of the process's data.
+pub fn write(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
