@@ -365,8 +365,8 @@ fn bench_tree(
     for (tool, dir) in &dirs {
         first_cold.push(time_once(&mut command(bench, *tool, dir, &[]))?);
     }
-    // The warm-up belongs to no row (cold counts its own samples' load only roughly).
-    bench.window()?;
+    // The first runs are cold samples: their window goes to the cold row.
+    let first_cold_load = bench.window()?;
     let none = |_: Tool| Vec::new();
     let nothing = |_: Tool, _: &Path, _: usize| Ok(());
     let mut push = |measure: &str,
@@ -441,6 +441,9 @@ fn bench_tree(
         first_cold
     };
     push("cold, empty cache", cold, slow.max(1), Some(10.0))?;
+    if let Some(row) = rows.last_mut() {
+        row.load.add(&first_cold_load);
+    }
 
     // Peak memory: both tools fully cached; xtask cold (turbo's cold run takes minutes at
     // N = 500 and is not what the target is about).
