@@ -77,6 +77,8 @@ pub struct CpuCounters {
     pub steal: u64,
     /// This process (all threads) and its waited-for children.
     pub own: u64,
+    /// The waited-for children alone (cutime + cstime): the CPU time of the timed tools.
+    pub children: u64,
     pub cores: usize,
 }
 
@@ -135,12 +137,14 @@ impl CpuCounters {
                 .map(|value| value.max(0) as u64)
                 .with_context(|| format!("`/proc/self/stat`: field {number} is not a number"))
         };
-        let own = field(14)? + field(15)? + field(16)? + field(17)?;
+        let children = field(16)? + field(17)?;
+        let own = field(14)? + field(15)? + children;
         Ok(CpuCounters {
             total,
             busy,
             steal,
             own,
+            children,
             cores,
         })
     }
@@ -205,6 +209,18 @@ impl LoadWindow {
 /// daemons of an idle machine stay well under it; one compile job is far above.
 pub const DISTURBED_CORES: f64 = 0.1;
 
+/// Clock ticks per second (`getconf CLK_TCK`; 100, Linux's usual value, if that fails): the
+/// unit of `/proc/*/stat` times.
+pub fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+        .filter(|&ticks: &u64| ticks > 0)
+        .unwrap_or(100)
+}
+
 /// `/proc/loadavg`'s three averages, or `?`.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -238,6 +254,7 @@ mod tests {
         assert_eq!(before.cores, 2);
         assert_eq!(before.busy, 150);
         assert_eq!(before.own, 30);
+        assert_eq!(before.children, 20);
         let after = CpuCounters::parse(STAT_AFTER, &self_stat(40, 60)).unwrap();
         let window = after.since(&before);
         // busy +150, own +70: others 80 ticks of 300 on 2 cores.

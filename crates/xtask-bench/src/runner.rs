@@ -78,6 +78,9 @@ struct Row {
     note: String,
     /// What other processes took while the row was measured.
     load: LoadWindow,
+    /// Mean CPU time (user + system, the tool and its children) of one timed run of turbo
+    /// and of xtask, when the row timed both.
+    cpu: Option<(Duration, Duration)>,
 }
 
 /// The programs a run times and uses, resolved before any work.
@@ -97,9 +100,37 @@ struct Bench<'a> {
     tools: Tools,
     /// The reading at the end of the previous row.
     last: Cell<CpuCounters>,
+    /// CPU ticks and timed runs of turbo and of xtask since the previous row.
+    cpu: Cell<[(u64, u64); 2]>,
+    ticks_per_second: u64,
 }
 
 impl Bench<'_> {
+    /// Times one run of `tool`, adding its CPU time (its `cutime` + `cstime` share) to the
+    /// row being measured.
+    fn time_tool(&self, tool: Tool, command: &mut Command) -> anyhow::Result<Duration> {
+        let before = CpuCounters::read()?.children;
+        let took = time_once(command)?;
+        let used = CpuCounters::read()?.children.saturating_sub(before);
+        let mut cpu = self.cpu.get();
+        let slot = &mut cpu[tool as usize];
+        slot.0 += used;
+        slot.1 += 1;
+        self.cpu.set(cpu);
+        Ok(took)
+    }
+
+    /// The mean CPU time per timed run of each tool since the previous row (and resets it).
+    fn take_cpu(&self) -> Option<(Duration, Duration)> {
+        let cpu = self.cpu.replace([(0, 0); 2]);
+        let mean = |(ticks, runs): (u64, u64)| {
+            (runs > 0).then(|| {
+                Duration::from_secs_f64(ticks as f64 / runs as f64 / self.ticks_per_second as f64)
+            })
+        };
+        Some((mean(cpu[0])?, mean(cpu[1])?))
+    }
+
     /// What other processes took since the previous row (read between commands, when no
     /// child runs, so every child's time is in this process's `cutime`).
     fn window(&self) -> anyhow::Result<LoadWindow> {
@@ -179,6 +210,8 @@ fn bench_runner(options: &RunnerBenchOptions, tools: Tools) -> anyhow::Result<St
         options,
         tools,
         last: Cell::new(CpuCounters::read()?),
+        cpu: Cell::new([(0, 0); 2]),
+        ticks_per_second: load::clock_ticks_per_second(),
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -269,8 +302,8 @@ struct MachineState {
 /// A tool's command in a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
-    Turbo,
-    Xtask,
+    Turbo = 0,
+    Xtask = 1,
 }
 
 fn command(bench: &Bench, tool: Tool, dir: &Path, extra: &[&str]) -> Command {
@@ -332,7 +365,7 @@ fn alternate_samples(
             prepare(*tool, dir, iteration)?;
             let args = extra(*tool);
             let mut cmd = command(bench, *tool, dir, &args);
-            samples[index].push(time_once(&mut cmd)?);
+            samples[index].push(bench.time_tool(*tool, &mut cmd)?);
         }
     }
     Ok(samples)
@@ -363,10 +396,11 @@ fn bench_tree(
     // and fills the caches.
     let mut first_cold = Vec::new();
     for (tool, dir) in &dirs {
-        first_cold.push(time_once(&mut command(bench, *tool, dir, &[]))?);
+        first_cold.push(bench.time_tool(*tool, &mut command(bench, *tool, dir, &[]))?);
     }
-    // The first runs are cold samples: their window goes to the cold row.
+    // The first runs are cold samples: their load and CPU time go to the cold row.
     let first_cold_load = bench.window()?;
+    let first_cold_cpu = bench.cpu.replace([(0, 0); 2]);
     let none = |_: Tool| Vec::new();
     let nothing = |_: Tool, _: &Path, _: usize| Ok(());
     let mut push = |measure: &str,
@@ -383,6 +417,7 @@ fn bench_tree(
             target,
             note: String::new(),
             load: bench.window()?,
+            cpu: bench.take_cpu(),
         });
         Ok(())
     };
@@ -433,11 +468,18 @@ fn bench_tree(
     // Cold: the first runs above plus `slow - 1` more, alternating.
     let cold = if slow > 1 {
         let mut samples = alternate_samples(bench, &dirs, slow - 1, &none, &empty_caches)?;
+        let mut cpu = bench.cpu.get();
+        for (slot, first) in cpu.iter_mut().zip(first_cold_cpu) {
+            slot.0 += first.0;
+            slot.1 += first.1;
+        }
+        bench.cpu.set(cpu);
         for (tool_samples, first) in samples.iter_mut().zip(&first_cold) {
             tool_samples.push(*first);
         }
         samples.iter_mut().map(|s| median(s)).collect()
     } else {
+        bench.cpu.set(first_cold_cpu);
         first_cold
     };
     push("cold, empty cache", cold, slow.max(1), Some(10.0))?;
@@ -499,6 +541,7 @@ fn bench_tree(
             ratio(fully_cached, floor)
         ),
         load: bench.window()?,
+        cpu: bench.take_cpu(),
     });
     Ok(())
 }
@@ -530,6 +573,7 @@ fn bench_big(
         target: None,
         note: String::new(),
         load: bench.window()?,
+        cpu: bench.take_cpu(),
     });
     let touch_all = |_: Tool, dir: &Path, _: usize| touch_sources(dir);
     let touched = alternate(bench, &dirs, n, &none, &touch_all)?;
@@ -542,6 +586,7 @@ fn bench_big(
         target: None,
         note: String::new(),
         load: bench.window()?,
+        cpu: bench.take_cpu(),
     });
 
     // Cold hashing: the xtask dry run with its stat cache deleted (every byte read and
@@ -598,6 +643,7 @@ fn bench_big(
             verdict(tool_rate / single_rate >= 1.6)
         ),
         load: bench.window()?,
+        cpu: bench.take_cpu(),
     });
     notes.push(format!(
         "big inputs tree: {} files, {:.0} MB of sources",
@@ -660,6 +706,7 @@ fn bench_cargo(
         target: Some(5.0),
         note: "the turbo column is `cargo build` here".into(),
         load: bench.window()?,
+        cpu: bench.take_cpu(),
     });
     notes.push(format!(
         "`cargo build` of the {crates}-crate tree from scratch took {}",
@@ -722,6 +769,7 @@ fn bench_cargo(
             None => String::new(),
         },
         load: bench.window()?,
+        cpu: bench.take_cpu(),
     });
     Ok(())
 }
@@ -966,7 +1014,9 @@ const HEADER: &str = "# Benchmarks: xtask against Turborepo\n\n\
      (busy-loop threads kept running for the whole run), generated by the command it names: \
      rerun it to refresh that section. The column `others` is how many cores processes other \
      than the benchmark took on average while the row was measured (`/proc/stat`); a run \
-     where they took more than 0.1 says DISTURBED.\n";
+     where they took more than 0.1 says DISTURBED. The column `CPU per run` is the mean CPU \
+     time (user + system, with every process the tool waited for) of one timed run: a busy \
+     machine stretches the wall time, much less the work done.\n";
 
 const SECTION_END_PREFIX: &str = "<!-- end of the `cargo xtask bench runner` section --load ";
 
@@ -1151,9 +1201,9 @@ fn render(
         format_duration(took)
     );
     out.push_str(
-        "| measure | N | turbo | xtask | turbo / xtask | runs | target | | others (cores) |\n",
+        "| measure | N | turbo | xtask | turbo / xtask | runs | target | | others (cores) | CPU per run, turbo / xtask |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {
         let (turbo, speedup) = match row.turbo {
             Some(t) => (format_duration(t), format!("{:.1}x", ratio(t, row.xtask))),
@@ -1179,9 +1229,18 @@ fn render(
             format!("{met}; {}", row.note)
         };
         let others = row.load.other_cores() + row.load.steal_cores();
+        let cpu = match row.cpu {
+            Some((turbo, xtask)) => format!(
+                "{} / {} ({:.1}x)",
+                format_duration(turbo),
+                format_duration_precise(xtask),
+                ratio(turbo, xtask)
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}{} | {cpu} |",
             row.measure,
             row.crates,
             turbo,
@@ -1232,6 +1291,7 @@ mod tests {
                 target: Some(5.0),
                 note: String::new(),
                 load: LoadWindow::default(),
+                cpu: None,
             },
             Row {
                 measure: "cold, empty cache".into(),
@@ -1242,6 +1302,7 @@ mod tests {
                 target: Some(10.0),
                 note: String::new(),
                 load: LoadWindow::default(),
+                cpu: None,
             },
             Row {
                 measure: "leaf change".into(),
@@ -1252,6 +1313,7 @@ mod tests {
                 target: Some(1.0),
                 note: String::new(),
                 load: LoadWindow::default(),
+                cpu: None,
             },
         ];
         let options = options(0);
@@ -1325,6 +1387,7 @@ mod tests {
                 steal: 0,
                 cores: 2,
             },
+            cpu: Some((Duration::from_millis(450), Duration::from_millis(90))),
         }
     }
 
@@ -1358,7 +1421,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("| 0.02 |"), "{table}");
-        assert!(table.contains("| 0.80 DISTURBED |"), "{table}");
+        assert!(
+            table.contains("| 0.80 DISTURBED | 450 ms / 90.0 ms (5.0x) |"),
+            "{table}"
+        );
         assert!(table.contains("Command: `cargo xtask bench runner --crates 500 --iterations 10 --slow-iterations 10 --large-slow-iterations 3 --skip-big --skip-cargo --load 1`"), "{table}");
         assert!(
             table.contains("- deliberate load: 1 busy-loop thread(s)"),
