@@ -959,8 +959,16 @@ fn versions(options: &RunnerBenchOptions, tools: &Tools) -> Vec<(String, String)
     };
     let date = output(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let commit = output(Path::new("git"), &["rev-parse", "--short", "HEAD"]);
+    // BENCHMARKS.md itself is not what was measured (a run at another --load rewrote it).
     let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!BENCHMARKS.md",
+        ])
         .output()
         .is_ok_and(|o| !o.stdout.is_empty());
     let commit = if dirty {
