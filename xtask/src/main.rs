@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_engine::{
-    CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, exit_code,
+    Base, CacheAction, CiOptions, DryRunFormat, GraphFormat, Location, RunOptions, SummaryPath,
+    TaskName, exit_code,
 };
 
 const EXIT_CODES: &str = "\
@@ -61,17 +62,21 @@ enum Command {
     /// Run a custom task defined in `[workspace.metadata.xtask.tasks]`.
     Run {
         /// The task name.
-        task: String,
+        task: TaskName,
         #[command(flatten)]
         args: TaskArgs,
     },
-    /// Print the package graph, or the task graph of --task, as dot, mermaid or JSON.
+    /// Print the package graph, or the task graph of --task, as dot, mermaid, JSON or an
+    /// interactive HTML page.
     Graph {
         /// Show the task graph of this task (repeatable).
         #[arg(long = "task", value_name = "TASK")]
-        tasks: Vec<String>,
+        tasks: Vec<TaskName>,
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
+        /// With --format html: colour the packages changed since REF and their dependents (default as for `affected`).
+        #[arg(long, value_name = "REF", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        affected: Option<String>,
     },
     /// Explain why PKG:TASK would run: what changed since its last cached run, file by file.
     Why {
@@ -260,6 +265,26 @@ enum BenchCommand {
     },
     /// Image assembly and a cached no-op `image` run for apps/api, beside `podman build`.
     Image,
+    /// Cold build, cold test and warm test against cargo on a copy of a workspace (each tool
+    /// on its own copy), with the tool's own part of each run.
+    Cold {
+        /// The workspace (a git work tree; default: this one).
+        #[arg(long, value_name = "PATH")]
+        workspace: Option<PathBuf>,
+        /// Runs per scenario.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        iterations: usize,
+        /// Only the cold build.
+        #[arg(long)]
+        build_only: bool,
+    },
+    /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
+    /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
+    Readme {
+        /// Runs per command (after one warm-up).
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        iterations: usize,
+    },
     /// Remote cache: a second machine's full restore from a loopback server vs a cold build,
     /// and the upload overhead, on a synthetic workspace.
     Remote {
@@ -349,9 +374,12 @@ struct TaskArgs {
     /// Print what would run (hash, cache status, inputs) without running anything.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     dry_run: Option<DryRunArg>,
-    /// Write a JSON run summary (per task: hash, status, duration, inputs count) to PATH or the cache's runs/.
+    /// Write a JSON run summary (per task: hash, status, start, duration, inputs count, why it ran) to PATH or the cache's runs/, and an HTML report beside it (same name, .html).
     #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     summarize: Option<PathBuf>,
+    /// Write a Chrome trace of the run to FILE (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// Parallel jobs (default: the number of cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -390,6 +418,7 @@ enum GraphFormatArg {
     Dot,
     Mermaid,
     Json,
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -428,16 +457,29 @@ fn jobs(jobs: Option<usize>) -> usize {
 fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
     let reporter = || Reporter::new(ReportMode::detect());
     match command {
-        Command::Build(args) => run_tasks("build", args, location, &reporter()),
-        Command::Test(args) => run_tasks("test", args, location, &reporter()),
-        Command::Lint(args) => run_tasks("lint", args, location, &reporter()),
-        Command::Fmt(args) => run_tasks("fmt", args, location, &reporter()),
-        Command::Run { task, args } => run_tasks(&task, args, location, &reporter()),
-        Command::Graph { tasks, format } => {
+        Command::Build(args) => run_tasks(TaskName::BUILD, args, location, &reporter()),
+        Command::Test(args) => run_tasks(TaskName::TEST, args, location, &reporter()),
+        Command::Lint(args) => run_tasks(TaskName::LINT, args, location, &reporter()),
+        Command::Fmt(args) => run_tasks(TaskName::FMT, args, location, &reporter()),
+        Command::Run { task, args } => run_tasks(task, args, location, &reporter()),
+        Command::Graph {
+            tasks,
+            format,
+            affected,
+        } => {
             let format = match format {
                 GraphFormatArg::Dot => GraphFormat::Dot,
                 GraphFormatArg::Mermaid => GraphFormat::Mermaid,
                 GraphFormatArg::Json => GraphFormat::Json,
+                GraphFormatArg::Html => {
+                    let affected = affected
+                        .map(|base| Base::from_option(Some(base).filter(|b| !b.is_empty())));
+                    return print(&xtask_engine::graph_html(
+                        &location,
+                        &tasks,
+                        affected.as_ref(),
+                    )?);
+                }
             };
             print(&xtask_engine::graph(&location, &tasks, format)?)
         }
@@ -445,7 +487,7 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             print(&xtask_engine::why(&location, &task, jobs(None), remote)?.render())
         }
         Command::Affected { since, json } => {
-            let affected = xtask_engine::affected(&location, since.as_deref())?;
+            let affected = xtask_engine::affected(&location, &Base::from_option(since))?;
             let text = if json {
                 format!("{}\n", serde_json_string(&affected)?)
             } else {
@@ -536,6 +578,37 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
         Command::Bench {
             bench: BenchCommand::Image,
         } => xtask_container::bench_image(&location, jobs(None)),
+        Command::Bench {
+            bench:
+                BenchCommand::Cold {
+                    workspace: source,
+                    iterations,
+                    build_only,
+                },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            print(&xtask_bench::cold::bench_cold(
+                &xtask_bench::cold::ColdBenchOptions {
+                    source: source.unwrap_or_else(|| workspace.root.clone()),
+                    xtask: std::env::current_exe()?,
+                    work_dir: workspace.target_dir.join("bench").join("cold"),
+                    iterations,
+                    build_only,
+                },
+            )?)
+        }
+        Command::Bench {
+            bench: BenchCommand::Readme { iterations },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            print(&xtask_bench::readme::bench_readme(
+                &xtask_bench::readme::ReadmeBenchOptions {
+                    root: workspace.root.clone(),
+                    xtask: std::env::current_exe()?,
+                    iterations,
+                },
+            )?)
+        }
         Command::Bench {
             bench:
                 BenchCommand::Remote {
@@ -683,29 +756,34 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
 }
 
 fn run_tasks(
-    task: &str,
+    task: TaskName,
     args: TaskArgs,
     location: Location,
     reporter: &Reporter,
 ) -> anyhow::Result<i32> {
     let options = RunOptions {
-        location,
-        tasks: vec![task.to_string()],
         packages: args.packages,
-        // An empty REF (`--affected` alone) is the default base, found in the workspace's repository.
-        affected: args.affected,
+        // `--affected` alone (an empty REF) is the default base of the workspace's repository.
+        affected: args
+            .affected
+            .map(|base| Base::from_option(Some(base).filter(|b| !b.is_empty()))),
         force: args.force,
         no_cache: args.no_cache,
         dry_run: args.dry_run.map(|f| match f {
             DryRunArg::Text => DryRunFormat::Text,
             DryRunArg::Json => DryRunFormat::Json,
         }),
-        summarize: args
-            .summarize
-            .map(|p| (!p.as_os_str().is_empty()).then_some(p)),
+        summarize: args.summarize.map(|path| {
+            if path.as_os_str().is_empty() {
+                SummaryPath::InCache
+            } else {
+                SummaryPath::At(path)
+            }
+        }),
+        profile: args.profile,
         jobs: jobs(args.jobs),
         release: args.release,
-        target: None,
+        ..RunOptions::new(location, vec![task])
     };
     let outcome = xtask_engine::run(&options, reporter)?;
     Ok(if outcome.success {

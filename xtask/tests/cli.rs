@@ -114,6 +114,79 @@ fn second_build_is_all_hits_and_compiles_nothing() {
 }
 
 #[test]
+fn each_task_counts_its_own_time_and_a_long_cargo_call_reports_progress() {
+    let fixture = Fixture::new("basic");
+    // app -> util -> core-lib: cargo compiles them one after the other in one call, and
+    // core-lib's build script takes 3 s.
+    fixture.write(
+        "crates/core/build.rs",
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(3)); }\n",
+    );
+    let run = fixture.run_env(&["build"], &[("XTASK_PROGRESS_INTERVAL_MS", "500")]);
+    run.assert_code(0);
+    let own = |id: &str| run.summary.task(id).duration_ms;
+    assert!(own("core-lib:build") >= 3000, "{:?}", run.summary.tasks);
+    // Not measured from the start of the shared cargo call: util and app do not carry
+    // core-lib's 3 s.
+    for id in ["util:build", "app:build"] {
+        assert!(own(id) < 2500, "{id}: {:?}", run.summary.tasks);
+    }
+    let total: u64 = run.summary.tasks.iter().map(|t| t.duration_ms).sum();
+    assert!(
+        total <= run.summary.duration_ms,
+        "own times of a chain cannot add up to more than the run: {total} ms > {} ms",
+        run.summary.duration_ms
+    );
+    // Piped output: progress lines while cargo runs, naming what it started.
+    let progress: Vec<&str> = run
+        .output
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("cargo build (3 packages): "))
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|line| line.contains("packages started") && line.contains("core-lib v0.1.0")),
+        "{}",
+        run.output
+    );
+    // A hit saves what the task itself took.
+    let second = fixture.run(&["build"]);
+    assert_eq!(second.summary.totals.saved_ms, total);
+}
+
+#[test]
+fn a_hit_never_overwrites_the_running_tool_binary() {
+    // `cargo xtask` runs the binary cargo has just built for the alias; the workspace build
+    // unifies features differently, so the cached one differs. Restoring it on every call
+    // rewrote the running binary and made the next alias call relink it: a fight with cargo.
+    let fixture = Fixture::new("basic");
+    fixture.run(&["build"]).assert_code(0);
+    let app = fixture.path("target/debug/app");
+    let tool = fs::read(env!("CARGO_BIN_EXE_xtask")).expect("read the tool binary");
+    fs::remove_file(&app).expect("remove app");
+    fs::write(&app, &tool).expect("copy the tool to target/debug/app");
+    fixture.set_executable("target/debug/app", true);
+    let output = fixture
+        .xtask_command_at(&app, &["build"])
+        .output()
+        .expect("run the tool as target/debug/app");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("app:build: cache hit"),
+        "{output:?}"
+    );
+    assert!(
+        fs::read(&app).expect("read app") == tool,
+        "the running binary was overwritten by the cached app"
+    );
+    // Any other caller gets the cached binary back.
+    fixture.run(&["build"]).assert_code(0);
+    assert_restored_app_runs(&fixture);
+}
+
+#[test]
 fn touching_every_source_file_keeps_every_task_a_hit() {
     let fixture = Fixture::new("basic");
     fixture.run(&["build"]).assert_code(0);
@@ -635,6 +708,32 @@ fn why_names_the_changed_file_and_the_changed_dependency() {
 }
 
 /// What the fixture's `gen` task writes for a package: the byte count of its `src/*.rs`.
+#[test]
+fn why_compares_with_the_recent_run_closest_to_the_current_state() {
+    let fixture = Fixture::new("basic");
+    let original = fixture.read(APP_MAIN);
+    // Run A: as checked out. Run B (the last run): a notes file added.
+    fixture.run(&["build"]).assert_code(0);
+    fixture.write("apps/app/notes.txt", "b\n");
+    fixture.run(&["build"]).assert_code(0);
+    // Now: the notes file gone again (as in A) and main.rs edited. Against the last run
+    // (B) both changed; against A, the closest run, only main.rs did.
+    fs::remove_file(fixture.path("apps/app/notes.txt")).expect("remove notes");
+    fixture.append(APP_MAIN, "// edited\n");
+    let output = fixture.xtask(&["why", "app:build"]);
+    output.assert_code(0);
+    assert!(
+        output
+            .stdout
+            .contains("input changed: apps/app/src/main.rs"),
+        "{output}"
+    );
+    assert!(!output.stdout.contains("notes.txt"), "{output}");
+    fixture.write(APP_MAIN, &original);
+    let back = fixture.xtask(&["why", "app:build"]);
+    assert!(back.stdout.contains("cache hit"), "{back}");
+}
+
 fn expected_size(fixture: &Fixture, dir: &str) -> String {
     let mut total = 0;
     for entry in fs::read_dir(fixture.path(&format!("{dir}/src"))).expect("read src") {

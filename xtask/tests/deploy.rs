@@ -8,12 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use testkit::{copy_dir, output_text, workspace_root};
 
 fn xtask(args: &[&str], root: &Path, envs: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -29,14 +24,6 @@ fn xtask(args: &[&str], root: &Path, envs: &[(&str, &Path)]) -> Output {
     command.output().expect("run xtask")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn committed_artifacts_pass_their_checks() {
     for args in [["k8s", "--check"], ["ci", "generate"]] {
@@ -45,17 +32,17 @@ fn committed_artifacts_pass_their_checks() {
         } else {
             args.to_vec()
         };
-        let output = xtask(&args, &repo_root(), &[]);
+        let output = xtask(&args, &workspace_root(), &[]);
         assert_eq!(
             output.status.code(),
             Some(0),
             "{args:?}:\n{}",
-            text(&output)
+            output_text(&output)
         );
         assert!(
-            text(&output).contains("files are up to date"),
+            output_text(&output).contains("files are up to date"),
             "{}",
-            text(&output)
+            output_text(&output)
         );
     }
 }
@@ -63,9 +50,13 @@ fn committed_artifacts_pass_their_checks() {
 #[test]
 fn dry_run_prints_the_plan_of_every_environment() {
     for environment in ["dev", "staging", "production"] {
-        let output = xtask(&["deploy", environment, "--dry-run"], &repo_root(), &[]);
+        let output = xtask(
+            &["deploy", environment, "--dry-run"],
+            &workspace_root(),
+            &[],
+        );
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
         let namespace = format!("monorepo-{environment}");
         assert!(
             stdout.starts_with(&format!(
@@ -91,7 +82,7 @@ fn dry_run_prints_the_plan_of_every_environment() {
 
 #[test]
 fn a_bad_environment_is_a_usage_error() {
-    let output = xtask(&["deploy", "prod", "--dry-run"], &repo_root(), &[]);
+    let output = xtask(&["deploy", "prod", "--dry-run"], &workspace_root(), &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -103,9 +94,9 @@ fn a_bad_environment_is_a_usage_error() {
 
 #[test]
 fn ci_flags_and_ci_generate_do_not_mix() {
-    let output = xtask(&["ci", "-j", "1", "generate"], &repo_root(), &[]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    let help = xtask(&["ci", "--help"], &repo_root(), &[]);
+    let output = xtask(&["ci", "-j", "1", "generate"], &workspace_root(), &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
+    let help = xtask(&["ci", "--help"], &workspace_root(), &[]);
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         help.contains("generate") && help.contains("--jobs") && help.contains("--force"),
@@ -116,28 +107,16 @@ fn ci_flags_and_ci_generate_do_not_mix() {
 /// A copy of the deploy fixture with its k8s/ generated and the dev Secret file written.
 fn shop() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let source = repo_root().join("crates/xtask-deploy/tests/fixtures/shop");
+    let source = workspace_root().join("crates/xtask-deploy/tests/fixtures/shop");
     copy_dir(&source, dir.path());
     let output = xtask(&["k8s"], dir.path(), &[]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     std::fs::write(
         dir.path().join("k8s/overlays/dev/front.secrets.env"),
         "SESSION_KEY=dev\n",
     )
     .unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 /// A `kubectl` that records its arguments, runs the real `kubectl kustomize`, fails
@@ -211,7 +190,7 @@ fn a_failed_rollout_is_rolled_back_and_fails_the_deploy() {
         workspace.path(),
         &[("XTASK_KUBECTL", &kubectl)],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
     assert_eq!(
         calls(&log),
         [
@@ -242,7 +221,7 @@ fn a_failed_rollout_is_rolled_back_and_fails_the_deploy() {
         workspace.path(),
         &[("XTASK_KUBECTL", &kubectl)],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     let recorded = calls(&log);
     assert!(!recorded.iter().any(|c| c.contains("undo")), "{recorded:?}");
     for app in ["back", "front"] {
@@ -273,7 +252,7 @@ fn a_failed_smoke_check_rolls_every_app_back_and_rollback_on_request() {
         workspace.path(),
         &[("XTASK_KUBECTL", &kubectl)],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
     let recorded = calls(&log);
     assert_eq!(
         recorded[recorded.len() - 4..],
@@ -301,7 +280,7 @@ fn a_failed_smoke_check_rolls_every_app_back_and_rollback_on_request() {
         workspace.path(),
         &[("XTASK_KUBECTL", &kubectl)],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     assert_eq!(
         calls(&log),
         [
@@ -315,7 +294,7 @@ fn a_failed_smoke_check_rolls_every_app_back_and_rollback_on_request() {
         String::from_utf8_lossy(&output.stderr)
             .contains("rollback production: rolled back back, front"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
     // `--rollback` and `--dry-run` do not mix.
     let output = xtask(
@@ -323,7 +302,7 @@ fn a_failed_smoke_check_rolls_every_app_back_and_rollback_on_request() {
         workspace.path(),
         &[],
     );
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
 }
 
 #[test]
@@ -345,9 +324,9 @@ fn deploy_refuses_out_of_date_manifests() {
     let output = xtask(&["k8s", "--check"], workspace.path(), &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        text(&output).contains("-  maxUnavailable: 2\n+  maxUnavailable: 1"),
+        output_text(&output).contains("-  maxUnavailable: 2\n+  maxUnavailable: 1"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
 }
 
@@ -360,7 +339,7 @@ fn smoke_reports_each_check_and_exits_1_on_a_failure() {
         workspace.path(),
         &[],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     for line in [
         "ok    front GET /ready (",
@@ -386,11 +365,11 @@ fn smoke_reports_each_check_and_exits_1_on_a_failure() {
         workspace.path(),
         &[],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("smoke: 4 checks, 1 failed\n"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
 
     // An unknown app, and a base URL for several apps, are configuration errors (exit 3).
@@ -399,12 +378,17 @@ fn smoke_reports_each_check_and_exits_1_on_a_failure() {
         vec!["smoke", "--base-url", &healthy],
     ] {
         let output = xtask(&args, workspace.path(), &[]);
-        assert_eq!(output.status.code(), Some(3), "{args:?}: {}", text(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            output_text(&output)
+        );
     }
     let output = xtask(&["smoke", "--app", "nope"], workspace.path(), &[]);
     assert!(
-        text(&output).contains("`nope` is not an app (apps: back, front)"),
+        output_text(&output).contains("`nope` is not an app (apps: back, front)"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
 }

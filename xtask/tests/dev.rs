@@ -6,13 +6,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::Fixture;
+use testkit::servers::free_port;
 
 const FIRST_BUILD: Duration = Duration::from_secs(600);
 const REBUILD: Duration = Duration::from_secs(180);
@@ -306,14 +307,6 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period_and_nothing_survive
 fn pids(body: &str) -> (u32, u32) {
     let mut parts = body.split_whitespace().map(|p| p.parse::<u32>().unwrap());
     (parts.next().unwrap(), parts.next().unwrap())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `GET path` on 127.0.0.1:port: status and body.

@@ -66,11 +66,21 @@ fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server
         run.output
     );
     assert!(!server.stored_files().is_empty());
+    assert!(run.summary.tasks.iter().all(|t| !t.remote_hit));
 
     let b = Fixture::new("basic");
     assert!(!b.exists("target"));
     let run = build(&b, env);
     assert_eq!(run.summary.totals.hits, 3, "{}", run.output);
+    // The summary (and the report beside it) says where each hit came from.
+    assert!(
+        run.summary
+            .tasks
+            .iter()
+            .all(|t| t.status == "hit" && t.remote_hit),
+        "{:?}",
+        run.summary.tasks
+    );
     let remote = run.summary.remote.as_ref().expect("remote totals");
     assert_eq!((remote.hits, remote.uploaded), (3, 0), "{}", run.output);
     assert!(remote.bytes_downloaded > 0);
@@ -83,6 +93,9 @@ fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server
     assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
     // Nothing secret in what the user sees.
     assert!(!format!("{}", run.output).contains(TOKEN));
+    // Imported on the first run: local hits from then on.
+    let run = build(&b, env);
+    assert!(run.summary.tasks.iter().all(|t| !t.remote_hit));
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Test-only helpers shared by the tests of every crate (a dev-dependency only): finding real
-//! tools, and guards over real servers started on loopback ([`servers`]).
+//! tools, private copies of fixture trees ([`copy_dir`]), the text of a finished process
+//! ([`output_text`]), and guards over real servers started on loopback and free ports
+//! ([`servers`]).
 //!
 //! Real tools (servers, validators, container tools) are installed by `.ci/install-tools` into
 //! `target/ci-tools/`; [`tool`] finds them there or on `PATH`. A missing tool fails the test with
@@ -7,9 +9,23 @@
 //! code, has one home, `xtask_bench::tools` (the benchmarks need it at run time); these are the
 //! test-side wrappers, which panic where the runtime code returns errors.
 
+mod files;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub use files::copy_dir;
+
+/// A finished process's stdout followed by its stderr, lossily decoded (for assertion
+/// messages and `contains` checks).
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
 
 /// The repository root (the directory of the workspace `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -54,6 +70,17 @@ mod tests {
         let message = message.downcast_ref::<String>().unwrap();
         assert!(message.contains("no-such-tool-xtask"), "{message}");
         assert!(message.contains(".ci/install-tools"), "{message}");
+    }
+
+    #[test]
+    fn output_text_is_stdout_then_stderr() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let output = Output {
+            status: std::process::ExitStatus::from_raw(0),
+            stdout: b"out\n".to_vec(),
+            stderr: b"err \xff\n".to_vec(),
+        };
+        assert_eq!(output_text(&output), "out\nerr \u{fffd}\n");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use xtask_bench::servers::{Prepared, RemoteCacheTools};
 
 use crate::tool;
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released: [`xtask_util::free_port`]); panics
+/// when none can be bound.
 pub fn free_port() -> u16 {
-    xtask_bench::servers::free_port().unwrap_or_else(|error| panic!("{error:#}"))
+    xtask_util::free_port().expect("bind 127.0.0.1:0")
 }
 
 /// Starts `turborepo-remote-cache` with local storage and `token`. With `signature_key`, the

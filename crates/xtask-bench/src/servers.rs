@@ -6,7 +6,7 @@
 //! its log.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 ([`xtask_util::free_port`]), as an error with context.
 pub fn free_port() -> anyhow::Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .context("failed to bind 127.0.0.1:0 for a free port")
+    xtask_util::free_port().context("failed to bind 127.0.0.1:0 for a free port")
 }
 
 /// A running server process with its temp dir; killed on drop.

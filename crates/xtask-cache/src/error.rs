@@ -63,6 +63,12 @@ impl CacheError {
     }
 }
 
+impl From<xtask_util::FileError> for CacheError {
+    fn from(error: xtask_util::FileError) -> CacheError {
+        CacheError::io(error.path, error.source)
+    }
+}
+
 /// Attaches the path to an `io::Result`: `fs::read(&path).at(&path)?`.
 pub(crate) trait IoResultExt<T> {
     fn at(self, path: &Path) -> Result<T, CacheError>;

@@ -6,8 +6,9 @@
 
 use std::io::Write;
 
+use xtask_util::sha256_hex;
+
 use crate::allowed::AllowedOutputs;
-use crate::digest::sha256_hex;
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::Layout;
 use crate::meta::{BlobRef, EntryMeta, check_allowed_outputs, check_output_records, parse_entry};

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::digest::is_sha256_hex;
+use xtask_util::is_sha256_hex;
+
 use crate::error::{CacheError, IoResultExt};
 
 /// The directory (under the cache root) of the current on-disk format.
@@ -140,17 +141,6 @@ impl Layout {
         let tmp_dir = self.tmp_dir();
         fs::create_dir_all(&tmp_dir).at(&tmp_dir)?;
         TempFile::create_in(&tmp_dir, "store")
-    }
-
-    /// Writes `bytes` to a temp file and renames it to `destination` (whose parent is created).
-    pub(crate) fn write_atomically(
-        &self,
-        destination: &Path,
-        bytes: &[u8],
-    ) -> Result<(), CacheError> {
-        let mut temp = self.temp_file()?;
-        temp.file.write_all(bytes).at(temp.path())?;
-        temp.persist(destination)
     }
 
     /// Opens (creating `v1/` and the file if needed) the lock file. Locking is up to the caller;

@@ -35,13 +35,17 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use crate::allowed::AllowedOutputs;
-pub use crate::digest::{sha256_file, sha256_hex};
 pub use crate::error::CacheError;
 pub use crate::import::EntryParts;
 pub use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, OutputKind, OutputRecord, OutputRoot};
+pub use crate::store::PreparedOutputs;
 
-use crate::digest::is_sha256_hex;
+use xtask_util::is_sha256_hex;
+
 use crate::layout::Layout;
+
+/// How many runs of a task the cache remembers for `xtask why` to compare with.
+pub const RECENT_RUNS: usize = 16;
 
 /// The local cache under one root directory. Cheap to clone; share it by `&` across threads.
 #[derive(Debug, Clone)]
@@ -85,6 +89,9 @@ pub struct OutputFile {
 pub struct RestoreRoots {
     pub workspace: PathBuf,
     pub target: PathBuf,
+    /// Files a restore leaves as they are when present, whatever their content (the running
+    /// tool's own executable, which cargo has just built for the `cargo xtask` alias).
+    pub keep: Vec<PathBuf>,
 }
 
 impl RestoreRoots {
@@ -271,11 +278,28 @@ impl LocalCache {
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each
     /// through a temp file and a rename. An existing entry for the same hash is replaced.
     pub fn store(&self, entry: NewEntry<'_>) -> Result<EntryMeta, CacheError> {
-        store::store(&self.layout, entry)
+        store::store(&self.layout, entry, None)
     }
 
-    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`);
-    /// writes nothing when that is already the record.
+    /// Archives `outputs` ahead of their store, e.g. while the build goes on; `None` when an
+    /// output changed while it was read. Nothing is visible in the cache until
+    /// [`LocalCache::store_prepared`].
+    pub fn prepare_outputs(&self, outputs: Vec<OutputFile>) -> Option<PreparedOutputs> {
+        store::prepare(&self.layout, outputs)
+    }
+
+    /// [`LocalCache::store`] with an archive prepared ahead, used only when it holds exactly
+    /// the entry's outputs, none changed since it was read; otherwise archived now.
+    pub fn store_prepared(
+        &self,
+        entry: NewEntry<'_>,
+        prepared: Option<PreparedOutputs>,
+    ) -> Result<EntryMeta, CacheError> {
+        store::store(&self.layout, entry, prepared)
+    }
+
+    /// Records `task_hash` as the last cached run of `package`'s `task` (for `xtask why`),
+    /// in front of the [`RECENT_RUNS`] before it; writes nothing when it is already the last.
     pub fn set_last(&self, package: &str, task: &str, task_hash: &str) -> Result<(), CacheError> {
         if !is_sha256_hex(task_hash) {
             return Err(CacheError::InvalidTaskHash {
@@ -283,30 +307,47 @@ impl LocalCache {
             });
         }
         let path = self.layout.last_path(package, task)?;
-        let content = format!("{task_hash}\n");
         // A hit usually finds the same record: reading it is much cheaper than rewriting it.
-        if fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
+        let existing = fs::read_to_string(&path).unwrap_or_default();
+        if existing.lines().next() == Some(task_hash) {
             return Ok(());
         }
-        self.layout.write_atomically(&path, content.as_bytes())
+        let mut content = format!("{task_hash}\n");
+        for earlier in existing
+            .lines()
+            .filter(|h| *h != task_hash && is_sha256_hex(h))
+            .take(RECENT_RUNS - 1)
+        {
+            content.push_str(earlier);
+            content.push('\n');
+        }
+        self.layout.create_v1()?;
+        xtask_util::write_atomically(&path, content.as_bytes())?;
+        Ok(())
     }
 
     /// The task hash recorded by [`LocalCache::set_last`], if any.
     pub fn last(&self, package: &str, task: &str) -> Result<Option<String>, CacheError> {
+        Ok(self.recent(package, task)?.into_iter().next())
+    }
+
+    /// The task hashes of the last [`RECENT_RUNS`] cached runs of `package`'s `task`, the
+    /// last first (their entries may since have been evicted).
+    pub fn recent(&self, package: &str, task: &str) -> Result<Vec<String>, CacheError> {
         let path = self.layout.last_path(package, task)?;
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
                 return Err(CacheError::corrupt(path, "not UTF-8"));
             }
             Err(error) => return Err(CacheError::io(path, error)),
         };
-        let task_hash = text.trim();
-        if !is_sha256_hex(task_hash) {
-            return Err(CacheError::corrupt(path, "not a task hash"));
+        let hashes: Vec<String> = text.lines().map(|line| line.trim().to_owned()).collect();
+        if hashes.is_empty() || !hashes.iter().all(|h| is_sha256_hex(h)) {
+            return Err(CacheError::corrupt(path, "not a list of task hashes"));
         }
-        Ok(Some(task_hash.to_owned()))
+        Ok(hashes)
     }
 
     /// Counts entries and blobs. Takes no lock.

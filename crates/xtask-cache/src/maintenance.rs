@@ -7,7 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::digest::is_sha256_hex;
+use xtask_util::is_sha256_hex;
+
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{LOCK_FILE, Layout};
 use crate::meta::parse_entry;

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use xtask_util::is_sha256_hex;
 
 use crate::allowed::AllowedOutputs;
-use crate::digest::is_sha256_hex;
 use crate::error::CacheError;
 use crate::paths::{check_link_target, check_relative_path};
 

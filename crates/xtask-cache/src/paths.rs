@@ -3,30 +3,26 @@
 //! These never touch the file system: they decide from the text alone whether a path stays under
 //! its root. The checks that need the file system (symlinked parent directories) live in `restore`.
 
-/// Checks that `path` is a normalized relative path: forward slashes, no empty, `.` or `..`
-/// component, not absolute, no backslash or NUL. Returns the reason when it is not.
-pub(crate) fn check_relative_path(path: &str) -> Result<(), &'static str> {
+use xtask_util::RelPath;
+
+/// An output's path under its root, checked: a [`RelPath`] (forward slashes, no empty, `.` or
+/// `..` component, not absolute, no NUL) that names something below the root (not empty) and
+/// has no backslash (a separator on Windows: an archive means the same everywhere). Returns the
+/// reason when it is not one.
+pub(crate) fn output_path(path: &str) -> Result<RelPath, &'static str> {
     if path.is_empty() {
         return Err("the path is empty");
     }
-    if path.starts_with('/') {
-        return Err("the path is absolute");
-    }
-    if path.contains('\\') {
+    // An absolute path is reported as such, whatever else is wrong with it.
+    if !path.starts_with('/') && path.contains('\\') {
         return Err("the path contains a backslash");
     }
-    if path.contains('\0') {
-        return Err("the path contains a NUL byte");
-    }
-    for component in path.split('/') {
-        match component {
-            "" => return Err("the path has an empty component"),
-            "." => return Err("the path has a `.` component"),
-            ".." => return Err("the path has a `..` component"),
-            _ => {}
-        }
-    }
-    Ok(())
+    RelPath::parse(path).map_err(|error| error.reason())
+}
+
+/// Checks that `path` is an [`output_path`]. Returns the reason when it is not.
+pub(crate) fn check_relative_path(path: &str) -> Result<(), &'static str> {
+    output_path(path).map(drop)
 }
 
 /// Checks that the symlink at `link_path` (relative to its root, already checked) pointing at

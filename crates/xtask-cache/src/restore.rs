@@ -8,16 +8,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use xtask_util::{sha256_file, sha256_reader, to_hex};
 
 use crate::allowed::AllowedOutputs;
 use crate::archive::{MemberKind, open_archive, read_member};
-use crate::digest::{sha256_file, sha256_reader, to_hex};
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{Layout, TempFile, TempPath};
 use crate::meta::{
     EntryMeta, OutputKind, OutputRecord, check_allowed_outputs, check_blob_refs,
     check_output_records,
 };
+use crate::paths::output_path;
 use crate::resolve::Resolver;
 use crate::{OutputRoot, RestoreRoots, RestoreStats};
 
@@ -42,7 +43,9 @@ pub(crate) fn restore(
 
     let mut needed: BTreeMap<String, &OutputRecord> = BTreeMap::new();
     for record in &meta.outputs {
-        if !is_in_place(roots.path(record.root), record, digest) {
+        let path = roots.path(record.root).join(&record.path);
+        let kept = roots.keep.contains(&path) && path.is_file();
+        if !kept && !is_in_place(roots.path(record.root), record, digest) {
             needed.insert(record.member_name(), record);
         }
     }
@@ -85,7 +88,9 @@ pub(crate) fn restore(
         let root = roots.path(record.root);
         let canonical_root = canonical_roots.create(root, record.root)?;
         let parent = create_parent(root, &canonical_root, record, &member.name, allowed)?;
-        let destination = root.join(&record.path);
+        let destination = output_path(&record.path)
+            .map_err(|reason| CacheError::unsafe_path(&member.name, reason))?
+            .join_to(root);
         match record.kind {
             OutputKind::File => {
                 write_file(&mut entry, &archive_path, record, &parent, &destination)?
@@ -112,7 +117,9 @@ pub(crate) fn restore(
 /// An output is in place when the path holds the same kind of thing with the same content:
 /// size, mode and sha256 for files, the link target for symlinks. Any error means "not in place".
 fn is_in_place(root: &Path, record: &OutputRecord, digest: DigestFn<'_>) -> bool {
-    let path = root.join(&record.path);
+    let Ok(path) = output_path(&record.path).map(|path| path.join_to(root)) else {
+        return false;
+    };
     let Ok(metadata) = fs::symlink_metadata(&path) else {
         return false;
     };

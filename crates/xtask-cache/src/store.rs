@@ -4,19 +4,89 @@
 use std::io::Write;
 use std::time::SystemTime;
 
-use crate::archive::build_archive;
-use crate::digest::sha256_hex;
+use xtask_util::sha256_hex;
+
+use crate::archive::{BuiltArchive, build_archive};
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{Layout, unix_ms};
 use crate::meta::{BlobRef, ENTRY_FORMAT, EntryMeta, member_name};
 use crate::paths::check_relative_path;
 use crate::{NewEntry, OutputFile};
 
-pub(crate) fn store(layout: &Layout, entry: NewEntry<'_>) -> Result<EntryMeta, CacheError> {
+/// Outputs archived ahead of their entry (while the build that made them goes on), with the
+/// state of each file when it was read: a store uses the archive only for the same outputs,
+/// none of them changed since.
+pub struct PreparedOutputs {
+    outputs: Vec<OutputFile>,
+    stamps: Vec<FileStamp>,
+    archive: BuiltArchive,
+}
+
+/// What tells a file rewritten or replaced since it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    mode: u32,
+}
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::symlink_metadata(path).ok()?;
+        Some(FileStamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode: metadata.ino(),
+            mode: metadata.mode(),
+        })
+    }
+}
+
+/// Archives `outputs` now, for a later [`store`]; `None` when an output changed while it was
+/// read (or cannot be read: the store will say why).
+pub(crate) fn prepare(layout: &Layout, outputs: Vec<OutputFile>) -> Option<PreparedOutputs> {
+    let outputs = sorted_outputs(outputs).ok()?;
+    let stamps: Vec<FileStamp> = outputs
+        .iter()
+        .map(|o| FileStamp::of(&o.absolute_path))
+        .collect::<Option<_>>()?;
+    let archive = build_archive(layout.temp_file().ok()?, &outputs).ok()?;
+    let unchanged = outputs
+        .iter()
+        .zip(&stamps)
+        .all(|(o, stamp)| FileStamp::of(&o.absolute_path).as_ref() == Some(stamp));
+    unchanged.then_some(PreparedOutputs {
+        outputs,
+        stamps,
+        archive,
+    })
+}
+
+impl PreparedOutputs {
+    /// Whether this archive holds exactly `outputs`, each unchanged since it was read.
+    fn holds(&self, outputs: &[OutputFile]) -> bool {
+        self.outputs == outputs
+            && outputs
+                .iter()
+                .zip(&self.stamps)
+                .all(|(o, stamp)| FileStamp::of(&o.absolute_path).as_ref() == Some(stamp))
+    }
+}
+
+pub(crate) fn store(
+    layout: &Layout,
+    entry: NewEntry<'_>,
+    prepared: Option<PreparedOutputs>,
+) -> Result<EntryMeta, CacheError> {
     let entry_path = layout.entry_path(entry.task_hash)?;
     let outputs = sorted_outputs(entry.outputs)?;
 
-    let archive = build_archive(layout.temp_file()?, &outputs)?;
+    let archive = match prepared {
+        Some(prepared) if prepared.holds(&outputs) => prepared.archive,
+        _ => build_archive(layout.temp_file()?, &outputs)?,
+    };
     let mut log_temp = layout.temp_file()?;
     log_temp.file.write_all(entry.log).at(log_temp.path())?;
     let log = BlobRef {

@@ -24,7 +24,7 @@ use xtask_cache::{AllowedOutputs, NewEntry, OutputFile, OutputRoot, RestoreRoots
 use xtask_engine::image_record::{ImageRecord, record_path, write_record};
 use xtask_engine::report::Reporter;
 use xtask_engine::{CargoTarget, Location, RunOptions, UserError, exit_code, load_workspace};
-use xtask_model::Workspace;
+use xtask_model::{TaskName, Workspace};
 
 use crate::generate::{App, NON_ROOT_USER, STATIC_RUSTFLAGS, STATIC_TARGET, apps, build_closure};
 use crate::oci::{self, BaseImage, ImageSpec, canonical_json, sha256_digest};
@@ -121,20 +121,17 @@ pub fn build_image(options: &ImageOptions, reporter: &Reporter) -> anyhow::Resul
     let outcome = xtask_engine::run_loaded(
         workspace.clone(),
         &RunOptions {
-            location: Location {
-                manifest_path: Some(workspace.manifest_path.clone()),
-                directory: None,
-            },
-            tasks: vec!["build".into()],
             packages: vec![app.package.name.clone()],
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
             jobs: options.jobs,
             release: true,
             target: Some(static_target()),
+            ..RunOptions::new(
+                Location {
+                    manifest_path: Some(workspace.manifest_path.clone()),
+                    directory: None,
+                },
+                vec![TaskName::BUILD],
+            )
         },
         reporter,
     )?;
@@ -195,6 +192,7 @@ pub fn assemble_cached(
     let roots = RestoreRoots {
         workspace: workspace.root.clone(),
         target: workspace.target_dir.clone(),
+        keep: Vec::new(),
     };
     let label = format!("{}:image", app.package.name);
 
@@ -321,7 +319,7 @@ pub fn image_spec(
     annotations.insert("org.opencontainers.image.version".into(), version);
     annotations.insert(
         "org.opencontainers.image.created".into(),
-        xtask_engine::timefmt::rfc3339(
+        xtask_util::timefmt::rfc3339(
             i64::try_from(created_epoch).context("SOURCE_DATE_EPOCH is out of range")?,
         ),
     );

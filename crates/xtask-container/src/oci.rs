@@ -22,9 +22,8 @@ use oci_spec::image::{
     MediaType, Os, RootFsBuilder,
 };
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
-use xtask_engine::generated::write_atomically;
-use xtask_engine::timefmt::rfc3339;
+use xtask_util::timefmt::rfc3339;
+use xtask_util::{sha256_hex, write_atomically};
 
 /// The annotation naming a manifest's tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -379,18 +378,12 @@ pub fn write_docker_archive(image: &Image, path: &Path, mtime: u64) -> anyhow::R
     let archive = builder
         .into_inner()
         .context("failed to finish the docker archive")?;
-    write_atomically(path, &archive)
+    Ok(write_atomically(path, &archive)?)
 }
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(71);
-    out.push_str("sha256:");
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("sha256:{}", sha256_hex(bytes))
 }
 
 /// Serializes with every object's keys sorted, compact: the same value gives the same bytes.

@@ -9,7 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use service_kit::testing::{free_loopback_port, http_get};
+use service_kit::testing::http_get;
+use testkit::servers::free_port;
 use xtask_container::generate::{generated_files, skeleton};
 use xtask_container::image::{BuiltImage, ImageOptions, build_image};
 use xtask_container::sync::{FIX_COMMAND, docker_set, rust_version};
@@ -336,7 +337,7 @@ fn umoci_and_skopeo_accept_the_image() {
 fn podman_runs_the_api_image_as_non_root_and_it_answers_health() {
     let image = api_image();
     let storage = tempfile::tempdir().unwrap();
-    let port = free_loopback_port().unwrap();
+    let port = free_port();
     let name = format!("xtask-api-test-{port}");
     let output = run(podman(storage.path())
         .args(["run", "-d", "--network=host", "--name", &name])
@@ -425,7 +426,7 @@ fn the_prebuilt_dockerfile_builds_offline_with_podman() {
 fn push_to_a_real_registry_skips_existing_blobs_and_skopeo_sees_the_digest() {
     let image = api_image();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_loopback_port().unwrap();
+    let port = free_port();
     let config = dir.path().join("config.yml");
     std::fs::write(
         &config,

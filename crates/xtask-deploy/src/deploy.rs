@@ -11,14 +11,15 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, UserError};
+use xtask_util::write_atomically;
 
 use xtask_smoke::SmokeSettings;
 
 use crate::k8s::dev_secrets_file;
-use crate::model::{Environment, Project};
+use crate::project::{Environment, Project};
 use crate::smoke::{SmokeWhere, check_apps};
 use crate::yaml::{file, map, seq, str};
-use xtask_engine::generated::{SyncMode, relative, sync, write_atomically};
+use xtask_engine::generated::{SyncMode, relative, sync};
 use xtask_engine::image_record::{ImageRecord, read_record, record_path};
 
 /// How long `kubectl rollout status` waits for each Deployment.
@@ -179,7 +180,7 @@ pub(crate) fn kubectl_program() -> PathBuf {
 /// Plans, and unless `dry_run`, runs the deployment. The plan is printed by the caller.
 pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<DeployOutcome> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::model::project(&workspace)?;
+    let project = crate::project::project(&workspace)?;
     if project.apps.is_empty() {
         return Err(UserError(
             "nothing to deploy: no package declares `[package.metadata.xtask.app]`".to_string(),
@@ -222,7 +223,7 @@ pub fn deploy(options: &DeployOptions, reporter: &Reporter) -> anyhow::Result<De
 /// the environment's namespace, each awaited. `Ok(false)` when one failed.
 pub fn rollback(options: &RollbackOptions, reporter: &Reporter) -> anyhow::Result<bool> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::model::project(&workspace)?;
+    let project = crate::project::project(&workspace)?;
     if project.apps.is_empty() {
         return Err(UserError(
             "nothing to roll back: no package declares `[package.metadata.xtask.app]`".to_string(),
@@ -492,7 +493,7 @@ fn execute(
     reporter.line(&format!(
         "deploy {environment}: every rollout finished; smoke check"
     ));
-    let apps: Vec<&crate::model::App> = project.apps.iter().collect();
+    let apps: Vec<&crate::project::App> = project.apps.iter().collect();
     let report = match check_apps(
         project,
         &apps,

@@ -17,8 +17,8 @@
 use yaml_serde::Value;
 
 use crate::checkov;
-use crate::model::{App, Environment, Project};
-use crate::quantity::{cpu_millis, format_cpu, format_memory, memory_bytes};
+use crate::k8s_quantity::{format_cpu, format_memory};
+use crate::project::{App, Environment, Project};
 use crate::yaml::{file, insert, int, map, seq, str, string_map, to_text};
 use xtask_engine::generated::GeneratedFile;
 
@@ -260,12 +260,11 @@ impl Profile {
     /// production: memory requested up to its limit, so no pod is evicted for memory it may use.
     fn of(app: &App, environment: Option<Environment>) -> Profile {
         let r = &app.config.resources;
-        // The model validated these quantities; 1 is a floor, never reached in practice.
         let configured = Profile {
-            cpu_request: cpu_millis(&r.cpu_request).unwrap_or(1).max(1),
-            cpu_limit: cpu_millis(&r.cpu_limit).unwrap_or(1).max(1),
-            memory_request: memory_bytes(&r.memory_request).unwrap_or(1 << 20).max(1),
-            memory_limit: memory_bytes(&r.memory_limit).unwrap_or(1 << 20).max(1),
+            cpu_request: r.cpu_request.millis(),
+            cpu_limit: r.cpu_limit.millis(),
+            memory_request: r.memory_request.bytes(),
+            memory_limit: r.memory_limit.bytes(),
         };
         match environment {
             None | Some(Environment::Staging) => configured,

@@ -13,7 +13,7 @@
 //!   an environment through `kubectl port-forward` ([`smoke()`]).
 //!
 //! Invariants:
-//! - Generators are pure functions of the validated [`model::Project`]: no IO, no processes,
+//! - Generators are pure functions of the validated [`project::Project`]: no IO, no processes,
 //!   no clock, so the same workspace always gives byte-identical files.
 //! - Every generated file goes through ONE function, [`xtask_engine::generated::sync`], in write or check mode;
 //!   check mode writes nothing and reports a diff and the command that fixes it.
@@ -24,9 +24,9 @@
 pub mod checkov;
 mod deploy;
 pub mod k8s;
-pub mod model;
+mod k8s_quantity;
 pub mod monitoring;
-mod quantity;
+pub mod project;
 pub mod runbook;
 mod smoke;
 pub mod workflows;
@@ -40,7 +40,7 @@ pub use deploy::{
     DeployOptions, DeployOutcome, DeployPlan, PlannedImage, ROLLOUT_TIMEOUT, RollbackOptions,
     deploy, plan, rollback,
 };
-pub use model::{App, Environment, Project, project};
+pub use project::{App, Environment, Project, project};
 pub use smoke::{SmokeOptions, SmokeWhere, smoke};
 pub use xtask_engine::generated::{GeneratedFile, GeneratedSet, SyncMode, SyncReport, sync};
 pub use xtask_smoke::{SmokeReport, SmokeSettings};

@@ -9,7 +9,7 @@ use xtask_monitoring::MonitoredApp;
 use yaml_serde::Value;
 
 use crate::k8s::K8S_HEADER;
-use crate::model::{App, Project};
+use crate::project::{App, Project};
 use crate::yaml::{file, map, seq, str, string_map};
 
 /// The directory of the component, relative to the workspace root.

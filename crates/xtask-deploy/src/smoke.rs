@@ -13,7 +13,7 @@ use xtask_engine::{Location, UserError};
 use xtask_smoke::{SmokeReport, SmokeSettings, SmokeTarget};
 
 use crate::deploy::kubectl_program;
-use crate::model::{App, Environment, Project};
+use crate::project::{App, Environment, Project};
 
 /// Where the apps to check run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ const PORT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// code 1 when it did not pass). Unknown apps and a base URL for several apps are user errors.
 pub fn smoke(options: &SmokeOptions, reporter: &Reporter) -> anyhow::Result<SmokeReport> {
     let workspace = xtask_engine::load_workspace(&options.location)?;
-    let project = crate::model::project(&workspace)?;
+    let project = crate::project::project(&workspace)?;
     let apps = select_apps(&project, &options.apps)?;
     if let SmokeWhere::BaseUrl(_) = options.target
         && apps.len() != 1

@@ -17,7 +17,7 @@
 
 use yaml_serde::Value;
 
-use crate::model::{Environment, Project};
+use crate::project::{Environment, Project};
 use crate::yaml::{file, insert, int, map, seq, str};
 use xtask_engine::generated::GeneratedFile;
 

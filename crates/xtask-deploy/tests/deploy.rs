@@ -107,10 +107,12 @@ fn unknown_talks_to_is_a_located_configuration_error() {
         .unwrap()
         .replace("talks_to = [\"back\"]", "talks_to = [\"cart\"]");
     std::fs::write(&manifest, text).unwrap();
-    let error = xtask_deploy::project(&workspace(dir.path())).unwrap_err();
+    // Checked by the model as it loads, so every command refuses it before doing anything.
+    let error = xtask_engine::load_workspace(&location(dir.path())).unwrap_err();
     let message = error.to_string();
     assert!(
         message.contains("front/Cargo.toml:10: `package.metadata.xtask.app.talks_to`: `cart` is not another app of the workspace (apps: back)"),
         "{message}"
     );
+    assert_eq!(xtask_engine::exit_code_for(&error), 3);
 }

@@ -12,20 +12,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use service_kit::testing::{ServiceProcess, free_loopback_port};
+use service_kit::testing::ServiceProcess;
 use support::*;
+use testkit::servers::free_port;
+use testkit::{output_text, workspace_root};
 use xtask_deploy::{SmokeOptions, SmokeSettings, SmokeWhere};
 use xtask_engine::report::{ReportMode, Reporter};
 use xtask_monitoring::MonitoredApp;
 
 fn promtool(args: &[&str], dir: &Path) -> (bool, String) {
     let output = run_tool("promtool", args, dir);
-    (output.status.success(), text(&output))
+    (output.status.success(), output_text(&output))
 }
 
 #[test]
 fn every_rule_file_passes_promtool_check_rules() {
-    let root = repo_root();
+    let root = workspace_root();
     let (ok, report) = promtool(
         &["check", "rules", "monitoring/prometheus/rules.yml"],
         &root,
@@ -64,12 +66,12 @@ fn every_rule_file_passes_promtool_check_rules() {
 
 #[test]
 fn every_alert_fires_when_it_should_and_not_otherwise() {
-    let dir = repo_root().join("monitoring/prometheus");
+    let dir = workspace_root().join("monitoring/prometheus");
     let (ok, report) = promtool(&["test", "rules", "rules.test.yml"], &dir);
     assert!(ok, "{report}");
 
     let tests = std::fs::read_to_string(dir.join("rules.test.yml")).unwrap();
-    for app in project(&repo_root()).apps {
+    for app in project(&workspace_root()).apps {
         for alert in xtask_monitoring::alerts(xtask_deploy::monitoring::monitored(&app)) {
             for case in ["fires", "stays quiet"] {
                 assert!(
@@ -120,7 +122,7 @@ fn every_alert_fires_when_it_should_and_not_otherwise() {
 fn app_binaries() -> &'static (PathBuf, PathBuf) {
     static BINARIES: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     BINARIES.get_or_init(|| {
-        let root = repo_root();
+        let root = workspace_root();
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--quiet", "-p", "api", "-p", "worker"])
             .current_dir(&root)
@@ -139,13 +141,10 @@ struct RunningApps {
 
 fn start_apps() -> RunningApps {
     let (api_binary, worker_binary) = app_binaries();
-    let mut api = ServiceProcess::spawn(api_binary, free_loopback_port().unwrap(), &[]).unwrap();
-    let mut worker = ServiceProcess::spawn(
-        worker_binary,
-        free_loopback_port().unwrap(),
-        &[("WORKER_INTERVAL_MS", "100")],
-    )
-    .unwrap();
+    let mut api = ServiceProcess::spawn(api_binary, free_port(), &[]).unwrap();
+    let mut worker =
+        ServiceProcess::spawn(worker_binary, free_port(), &[("WORKER_INTERVAL_MS", "100")])
+            .unwrap();
     for app in [&mut api, &mut worker] {
         app.wait_for_status("/ready", 200, Duration::from_secs(30))
             .unwrap();
@@ -169,7 +168,7 @@ impl Drop for Prometheus {
 /// A real Prometheus on loopback with the generated configuration (targets on the test's
 /// ports, every interval 1s) and the committed rule file.
 fn start_prometheus(apps: &RunningApps) -> Prometheus {
-    let root = repo_root();
+    let root = workspace_root();
     let project = project(&root);
     let monitored: Vec<MonitoredApp<'_>> = project
         .apps
@@ -191,7 +190,7 @@ fn start_prometheus(apps: &RunningApps) -> Prometheus {
     let storage = temp_dir();
     let config_path = storage.path().join("prometheus.yml");
     std::fs::write(&config_path, &config).unwrap();
-    let port = free_loopback_port().unwrap();
+    let port = free_port();
     let child = Command::new(testkit::tool("prometheus"))
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(
@@ -265,7 +264,7 @@ fn query(prometheus: &Prometheus, expr: &str) -> Result<Vec<serde_json::Value>, 
 fn a_real_prometheus_scrapes_the_apps_loads_every_rule_and_runs_every_panel_query() {
     let apps = start_apps();
     let prometheus = start_prometheus(&apps);
-    let project = project(&repo_root());
+    let project = project(&workspace_root());
 
     // Traffic for the request panels (a 200 and a 400 of the api's own route).
     for path in ["/v1/greeting?name=prometheus", "/v1/greeting"] {
@@ -336,7 +335,7 @@ fn a_real_prometheus_scrapes_the_apps_loads_every_rule_and_runs_every_panel_quer
 fn smoke(target: SmokeWhere, apps: &[&str]) -> xtask_deploy::SmokeReport {
     xtask_deploy::smoke(
         &SmokeOptions {
-            location: location(&repo_root()),
+            location: location(&workspace_root()),
             target,
             apps: apps.iter().map(|a| a.to_string()).collect(),
             settings: SmokeSettings {
@@ -389,7 +388,7 @@ fn smoke_passes_against_the_real_apps_and_fails_clearly_otherwise() {
     assert!(rendered.contains("smoke: 5 checks, 2 failed"), "{rendered}");
 
     // Nothing listening: readiness is retried until `ready_within`, then every check fails.
-    let closed = free_loopback_port().unwrap();
+    let closed = free_port();
     let started = Instant::now();
     let report = smoke(
         SmokeWhere::BaseUrl(format!("http://127.0.0.1:{closed}")),
@@ -407,7 +406,7 @@ fn smoke_passes_against_the_real_apps_and_fails_clearly_otherwise() {
     // A base URL for two apps is a usage error naming --app.
     let error = xtask_deploy::smoke(
         &SmokeOptions {
-            location: location(&repo_root()),
+            location: location(&workspace_root()),
             target: SmokeWhere::BaseUrl(api_url),
             apps: Vec::new(),
             settings: SmokeSettings::default(),

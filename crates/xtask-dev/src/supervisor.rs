@@ -22,7 +22,7 @@ use notify::event::{EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use xtask_engine::report::{ReportMode, Reporter, TaskStatus, format_duration};
 use xtask_engine::{RunOptions, UserError};
-use xtask_model::Workspace;
+use xtask_model::{TaskName, Workspace};
 
 use crate::DevOptions;
 use crate::apps::{AppSpec, select_apps};
@@ -57,7 +57,7 @@ pub enum DevEvent {
         at: Instant,
         /// The engine's whole run.
         elapsed: Duration,
-        /// The longest cargo task of the run (cargo's own time); zero when all were hits.
+        /// The wall time of the run's cargo calls; zero when all were hits.
         cargo: Duration,
         succeeded: Vec<String>,
         failed: Vec<String>,
@@ -371,18 +371,12 @@ impl Supervisor {
     fn start_build(&mut self, apps: Vec<usize>, first: bool) {
         let names = self.names(apps.iter().copied());
         let options = RunOptions {
-            location: self.options.location.clone(),
-            tasks: vec!["build".to_string()],
             packages: names.clone(),
-            affected: None,
-            force: false,
             // Every edit would add a binary to the cache; only the first build is stored.
             no_cache: !first,
-            dry_run: None,
-            summarize: None,
             jobs: self.options.jobs,
             release: self.options.release,
-            target: None,
+            ..RunOptions::new(self.options.location.clone(), vec![TaskName::BUILD])
         };
         let started = Instant::now();
         status(&format!("building {}", names.join(", ")));
@@ -423,20 +417,14 @@ impl Supervisor {
                 return;
             }
         };
-        let cargo = outcome
-            .records
-            .iter()
-            .filter(|r| r.status != TaskStatus::Hit)
-            .map(|r| Duration::from_millis(r.duration_ms))
-            .max()
-            .unwrap_or_default();
+        let cargo = outcome.totals.cargo;
         let mut succeeded = Vec::new();
         let mut failed = Vec::new();
         for &app in &done.apps {
             let name = &self.apps[app].spec.name;
             let ok = outcome.records.iter().any(|r| {
                 &r.package == name
-                    && r.task == "build"
+                    && r.task == TaskName::BUILD.as_str()
                     && matches!(r.status, TaskStatus::Hit | TaskStatus::Miss)
             });
             if ok {

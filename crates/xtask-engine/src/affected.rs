@@ -10,8 +10,8 @@ use serde::Serialize;
 use xtask_graph::{AffectedReason, affected_packages};
 use xtask_model::{PackageIndex, Workspace};
 
-use crate::Location;
-use crate::UserError;
+use crate::error::UserError;
+use crate::load::Location;
 use crate::plan::is_global_input;
 
 /// The variable that names the base when the command line does not.
@@ -53,12 +53,27 @@ pub fn default_base(root: &Path) -> anyhow::Result<String> {
     .into())
 }
 
-/// `base` itself, or the [`default_base`] when it is empty (`--affected` without a value).
-fn resolve_base(root: &Path, base: &str) -> anyhow::Result<String> {
-    let base = if base.is_empty() {
-        default_base(root)?
-    } else {
-        base.to_string()
+/// What `affected` compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// The [`default_base`] (`--affected` without a value).
+    Default,
+    /// This git ref.
+    Ref(String),
+}
+
+impl Base {
+    /// `Some(ref)` is that ref, `None` the default base.
+    pub fn from_option(base: Option<String>) -> Base {
+        base.map_or(Base::Default, Base::Ref)
+    }
+}
+
+/// The ref `base` names, checked to be a commit of the repository at `root`.
+fn resolve_base(root: &Path, base: &Base) -> anyhow::Result<String> {
+    let base = match base {
+        Base::Default => default_base(root)?,
+        Base::Ref(base) => base.clone(),
     };
     ensure_repository(root)?;
     let commit = format!("{base}^{{commit}}");
@@ -75,8 +90,8 @@ fn resolve_base(root: &Path, base: &str) -> anyhow::Result<String> {
 }
 
 /// Workspace-relative files that differ from the merge base of `base` and HEAD, plus
-/// uncommitted and untracked (not ignored) files. An empty `base` is the [`default_base`].
-pub fn changed_files(workspace: &Workspace, base: &str) -> anyhow::Result<Vec<String>> {
+/// uncommitted and untracked (not ignored) files.
+pub fn changed_files(workspace: &Workspace, base: &Base) -> anyhow::Result<Vec<String>> {
     let base = resolve_base(&workspace.root, base)?;
     let git = |args: &[&str]| -> anyhow::Result<String> {
         let output = git_command(&workspace.root, args)?;
@@ -136,7 +151,7 @@ fn ensure_repository(root: &Path) -> anyhow::Result<()> {
 
 pub(crate) fn affected_since(
     workspace: &Workspace,
-    base: &str,
+    base: &Base,
 ) -> anyhow::Result<BTreeMap<PackageIndex, AffectedReason>> {
     let files = changed_files(workspace, base)?;
     Ok(affected_packages(workspace, &files, |f| {
@@ -152,9 +167,9 @@ pub struct AffectedPackage {
 }
 
 /// `cargo xtask affected [--since REF]`.
-pub fn affected(location: &Location, base: Option<&str>) -> anyhow::Result<Vec<AffectedPackage>> {
-    let workspace = crate::load_workspace(location)?;
-    Ok(affected_since(&workspace, base.unwrap_or_default())?
+pub fn affected(location: &Location, base: &Base) -> anyhow::Result<Vec<AffectedPackage>> {
+    let workspace = crate::load::load_workspace(location)?;
+    Ok(affected_since(&workspace, base)?
         .into_iter()
         .map(|(p, reason)| AffectedPackage {
             name: workspace.packages[p].name.clone(),

@@ -1,6 +1,6 @@
 //! `cache stats | clean | prune | doctor`.
 
-use crate::Location;
+use crate::load::Location;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheAction {
@@ -11,7 +11,7 @@ pub enum CacheAction {
 
 /// Runs a cache command and returns the text to print on stdout.
 pub fn cache_command(location: &Location, action: CacheAction) -> anyhow::Result<String> {
-    let workspace = crate::load_workspace(location)?;
+    let workspace = crate::load::load_workspace(location)?;
     let cache = crate::run::open_cache(&workspace);
     let root = cache.root().display().to_string();
     Ok(match action {
@@ -57,7 +57,7 @@ pub fn cache_command(location: &Location, action: CacheAction) -> anyhow::Result
 /// `cache doctor`: probes the configured remote cache. Returns the report to print and whether
 /// every check passed.
 pub fn cache_doctor(location: &Location) -> anyhow::Result<(String, bool)> {
-    let workspace = crate::load_workspace(location)?;
+    let workspace = crate::load::load_workspace(location)?;
     let settings = xtask_remote::resolve(&workspace.config.cache.remote, &|name| {
         std::env::var(name).ok()
     })?

@@ -5,7 +5,7 @@
 //! package's binaries itself (the way nextest does), so results are known per package.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use xtask_model::{CargoTask, PackageIndex, Workspace};
 use crate::observe::Observation;
 use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
+use crate::progress::Progress;
+use crate::report::Reporter;
 
 /// The result of one package's task within a batch.
 #[derive(Debug, Default)]
@@ -26,6 +28,8 @@ pub struct PackageResult {
     pub log: Vec<u8>,
     pub outputs: Vec<OutputFile>,
     pub duration: Duration,
+    /// When cargo started compiling it, if it did (the run report's timeline).
+    pub started: Option<Instant>,
     pub tests_passed: u64,
     pub tests_failed: u64,
     /// Why a successful result must not be stored (it ran under other conditions than its
@@ -46,28 +50,57 @@ pub struct BatchOutcome {
     pub started: Option<std::time::SystemTime>,
 }
 
+/// Called with a package and its output files as soon as cargo has produced every target the
+/// package must produce, while the batch goes on (to archive them meanwhile).
+pub type OnBuilt<'a> = &'a (dyn Fn(PackageIndex, Vec<OutputFile>) + Sync);
+
+/// One cargo batch: `task` for the `wanted` packages, cargo selecting all of `selection`.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    pub workspace: &'a Workspace,
+    pub task: CargoTask,
+    pub selection: &'a [PackageIndex],
+    pub wanted: &'a [PackageIndex],
+    pub settings: &'a CargoSettings,
+    pub jobs: usize,
+    pub reporter: &'a Reporter,
+    /// For `build`: told of each package whose outputs are complete.
+    pub on_built: Option<OnBuilt<'a>>,
+}
+
 /// Runs `task` for the `wanted` packages in one cargo invocation that selects every package
 /// of `selection` (a superset of `wanted`), so features unify exactly as the task keys
 /// assume (see `plan::cargo_selection`). Returns one result per wanted package, in order.
-pub fn run_batch(
-    workspace: &Workspace,
-    task: CargoTask,
-    selection: &[PackageIndex],
-    wanted: &[PackageIndex],
-    settings: &CargoSettings,
-    jobs: usize,
-) -> anyhow::Result<BatchOutcome> {
+pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
+    let Batch {
+        workspace,
+        task,
+        selection,
+        wanted,
+        settings,
+        jobs,
+        reporter,
+        on_built,
+    } = *batch;
     let mut started = std::time::SystemTime::now();
+    let call = Call {
+        workspace,
+        task,
+        settings,
+        reporter,
+        wanted: wanted.len(),
+        on_built,
+    };
     let mut outcome = match task {
         CargoTask::Build | CargoTask::Lint => {
-            let mut compiled = compile(workspace, task, selection, settings)?;
+            let mut compiled = compile(&call, selection)?;
             if task == CargoTask::Lint {
                 let unseen = unseen_clippy_configs(workspace, wanted, &compiled.observations);
                 if !unseen.is_empty() {
                     // Cargo replayed a lint result made before these configs existed: make
                     // it lint those packages again, as cargo users do, by touching them.
                     started = touch_sources(workspace, &unseen)?;
-                    compiled = compile(workspace, task, selection, settings)?;
+                    compiled = compile(&call, selection)?;
                 }
             }
             let results = pick(compiled.results, selection, wanted);
@@ -78,7 +111,7 @@ pub fn run_batch(
                 started: None,
             }
         }
-        CargoTask::Test => test(workspace, selection, wanted, settings, jobs)?,
+        CargoTask::Test => test(&call, selection, wanted, jobs)?,
         CargoTask::Fmt => BatchOutcome {
             results: fmt(workspace, wanted)?,
             ..BatchOutcome::default()
@@ -209,13 +242,43 @@ const LIB_KINDS: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "pr
 /// Artifact kinds whose files `cargo build` leaves for users in the target directory.
 const OUTPUT_KINDS: [&str; 5] = ["bin", "cdylib", "dylib", "staticlib", "example"];
 
-/// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages.
-fn compile(
-    workspace: &Workspace,
+/// One cargo call of a batch: what it is for and whom it reports to.
+struct Call<'a> {
+    workspace: &'a Workspace,
     task: CargoTask,
+    settings: &'a CargoSettings,
+    reporter: &'a Reporter,
+    /// How many packages the batch is for (progress lines say so).
+    wanted: usize,
+    on_built: Option<OnBuilt<'a>>,
+}
+
+/// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages. Progress is
+/// reported while it runs (see [`Progress`]).
+fn compile(call: &Call<'_>, packages: &[PackageIndex]) -> anyhow::Result<Compiled> {
+    let plural = if call.wanted == 1 { "" } else { "s" };
+    let progress = Progress::new(format!(
+        "cargo {} ({} package{plural})",
+        call.task.name(),
+        call.wanted
+    ));
+    let every = crate::progress::interval();
+    std::thread::scope(|scope| {
+        let (done, heartbeat) = std::sync::mpsc::channel::<()>();
+        let progress = &progress;
+        scope.spawn(move || progress.heartbeat(call.reporter, every, &heartbeat));
+        let compiled = compile_watched(call, packages, progress);
+        drop(done);
+        compiled
+    })
+}
+
+fn compile_watched(
+    call: &Call<'_>,
     packages: &[PackageIndex],
-    settings: &CargoSettings,
+    progress: &Progress,
 ) -> anyhow::Result<Compiled> {
+    let (workspace, task, settings) = (call.workspace, call.task, call.settings);
     let started = Instant::now();
     let mut command = cargo_command();
     let mut base = settings.command(task);
@@ -249,13 +312,39 @@ fn compile(
     let mut child = command
         .spawn()
         .with_context(|| format!("failed to start `{description}`"))?;
-    let mut stderr = child.stderr.take().context("cargo stderr")?;
-    let stderr_thread = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = stderr.read_to_end(&mut buffer);
-        buffer
-    });
+    let stderr = child.stderr.take().context("cargo stderr")?;
+    std::thread::scope(|scope| {
+        let stderr_thread = scope.spawn(|| progress.read_stderr(stderr));
+        let parsed = parse_messages(call, packages, &mut child, progress);
+        let stderr = stderr_thread.join().unwrap_or_default();
+        parsed.and_then(|parsed| finish_compile(call, packages, parsed, &stderr, started, progress))
+    })
+}
 
+/// What the JSON messages of one cargo call said, before cargo's stderr is read.
+struct Parsed {
+    results: Vec<PackageResult>,
+    errors: Vec<bool>,
+    /// Target labels each package produced.
+    seen: Vec<std::collections::HashSet<String>>,
+    /// When each package's last artifact arrived.
+    last_artifact: Vec<Option<Instant>>,
+    /// Whether `on_built` was told of each package.
+    announced: Vec<bool>,
+    test_binaries: Vec<Vec<PathBuf>>,
+    dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)>,
+    build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)>,
+    status: std::process::ExitStatus,
+}
+
+/// Reads cargo's JSON messages to the end and waits for it.
+fn parse_messages(
+    call: &Call<'_>,
+    packages: &[PackageIndex],
+    child: &mut std::process::Child,
+    progress: &Progress,
+) -> anyhow::Result<Parsed> {
+    let workspace = call.workspace;
     let slot: HashMap<&str, usize> = packages
         .iter()
         .enumerate()
@@ -267,77 +356,39 @@ fn compile(
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
-    let mut results: Vec<PackageResult> =
-        packages.iter().map(|_| PackageResult::default()).collect();
-    let mut errors = vec![false; packages.len()];
-    let mut seen: Vec<std::collections::HashSet<String>> = vec![Default::default(); packages.len()];
-    let mut test_binaries = vec![Vec::new(); packages.len()];
-    let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
-    let mut outside = Observation::default();
-    let mut dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)> = Vec::new();
-    let mut build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)> = Vec::new();
+    let n = packages.len();
+    let mut parsed = Parsed {
+        results: packages.iter().map(|_| PackageResult::default()).collect(),
+        errors: vec![false; n],
+        seen: vec![Default::default(); n],
+        last_artifact: vec![None; n],
+        announced: vec![false; n],
+        test_binaries: vec![Vec::new(); n],
+        dep_infos: Vec::new(),
+        build_outputs: Vec::new(),
+        status: std::process::ExitStatus::default(),
+    };
     let stdout = child.stdout.take().context("cargo stdout")?;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { continue };
         match message {
             Message::CompilerArtifact(artifact) => {
+                progress.artifact();
                 let id = artifact.package_id.repr.as_str();
                 // Read once cargo has exited: it writes an uplifted file's dep-info after
                 // announcing the artifact.
-                let owner = match index_of.get(id) {
-                    Some(&p) => Some(Some(p)),
-                    None if id.starts_with("path+") => Some(None),
-                    None => None,
-                };
-                if let Some(owner) = owner {
+                if let Some(owner) = owner_of(&index_of, id) {
                     for file in &artifact.filenames {
-                        dep_infos.push((
+                        parsed.dep_infos.push((
                             owner,
                             file.clone().into_std_path_buf(),
                             artifact.target.name.clone(),
                         ));
                     }
                 }
-                let Some(&i) = slot.get(id) else {
-                    continue;
-                };
-                let kinds: Vec<String> =
-                    artifact.target.kind.iter().map(|k| k.to_string()).collect();
-                if kinds.iter().any(|k| k == "custom-build") {
-                    continue;
-                }
-                let is_lib = kinds.iter().any(|k| LIB_KINDS.contains(&k.as_str()));
-                seen[i].insert(target_label(
-                    &artifact.target.name,
-                    is_lib,
-                    kinds.first().map(String::as_str),
-                ));
-                results[i].duration = started.elapsed();
-                if artifact.profile.test {
-                    if let Some(executable) = artifact.executable {
-                        test_binaries[i].push(executable.into_std_path_buf());
-                    }
-                } else if task == CargoTask::Build
-                    && kinds.iter().any(|k| OUTPUT_KINDS.contains(&k.as_str()))
-                {
-                    for file in &artifact.filenames {
-                        let file = file.as_std_path();
-                        // Uplifted files only: `deps/` holds cargo's own copies.
-                        if file
-                            .parent()
-                            .and_then(Path::file_name)
-                            .is_some_and(|d| d == "deps")
-                        {
-                            continue;
-                        }
-                        if file
-                            .extension()
-                            .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "d")
-                        {
-                            continue;
-                        }
-                        results[i].outputs.push(target_output(workspace, file)?);
-                    }
+                if let Some(&i) = slot.get(id) {
+                    note_artifact(call, &mut parsed, i, artifact)?;
+                    announce_if_built(call, &mut parsed, i, packages[i]);
                 }
             }
             Message::BuildScriptExecuted(script) => {
@@ -347,65 +398,173 @@ fn compile(
                     None if id.starts_with("path+") => (None, path_package_dir(id)),
                     None => continue,
                 };
-                build_outputs.push((
+                parsed.build_outputs.push((
                     owner,
                     script.out_dir.clone().into_std_path_buf(),
                     package_dir,
                 ));
             }
             Message::CompilerMessage(message) => {
-                let Some(&i) = slot.get(message.package_id.repr.as_str()) else {
-                    continue;
-                };
-                if let Some(rendered) = &message.message.rendered {
-                    results[i].log.extend_from_slice(rendered.as_bytes());
-                }
-                if matches!(
-                    message.message.level,
-                    cargo_metadata::diagnostic::DiagnosticLevel::Error
-                        | cargo_metadata::diagnostic::DiagnosticLevel::Ice
-                ) {
-                    errors[i] = true;
+                if let Some(&i) = slot.get(message.package_id.repr.as_str()) {
+                    note_diagnostic(&mut parsed, i, &message.message);
                 }
             }
             _ => {}
         }
     }
-    let status = child
-        .wait()
-        .with_context(|| format!("failed to wait for `{description}`"))?;
-    for (owner, file, target_name) in dep_infos {
+    parsed.status = child.wait().context("failed to wait for cargo")?;
+    Ok(parsed)
+}
+
+/// Who owns package `id` among the packages whose reads are observed: `Some(Some(p))` a
+/// workspace package, `Some(None)` a path package outside the workspace, `None` neither.
+fn owner_of(index_of: &HashMap<&str, PackageIndex>, id: &str) -> Option<Option<PackageIndex>> {
+    match index_of.get(id) {
+        Some(&p) => Some(Some(p)),
+        None if id.starts_with("path+") => Some(None),
+        None => None,
+    }
+}
+
+/// A diagnostic of wanted package `i`: into its log; an error fails it.
+fn note_diagnostic(
+    parsed: &mut Parsed,
+    i: usize,
+    diagnostic: &cargo_metadata::diagnostic::Diagnostic,
+) {
+    if let Some(rendered) = &diagnostic.rendered {
+        parsed.results[i].log.extend_from_slice(rendered.as_bytes());
+    }
+    if matches!(
+        diagnostic.level,
+        cargo_metadata::diagnostic::DiagnosticLevel::Error
+            | cargo_metadata::diagnostic::DiagnosticLevel::Ice
+    ) {
+        parsed.errors[i] = true;
+    }
+}
+
+/// Tells `call.on_built` of package `i` (`package`) once every target it must produce is
+/// there, with its output files (once; none for a package without outputs).
+fn announce_if_built(call: &Call<'_>, parsed: &mut Parsed, i: usize, package: PackageIndex) {
+    let Some(on_built) = call.on_built else {
+        return;
+    };
+    if parsed.announced[i] || parsed.results[i].outputs.is_empty() || parsed.errors[i] {
+        return;
+    }
+    let complete = required_targets(&call.workspace.packages[package], call.task)
+        .iter()
+        .all(|label| parsed.seen[i].contains(label));
+    if complete {
+        parsed.announced[i] = true;
+        on_built(package, parsed.results[i].outputs.clone());
+    }
+}
+
+/// An artifact of wanted package `i`: its target, its test binary or its output files.
+fn note_artifact(
+    call: &Call<'_>,
+    parsed: &mut Parsed,
+    i: usize,
+    artifact: cargo_metadata::Artifact,
+) -> anyhow::Result<()> {
+    let kinds: Vec<String> = artifact.target.kind.iter().map(|k| k.to_string()).collect();
+    if kinds.iter().any(|k| k == "custom-build") {
+        return Ok(());
+    }
+    let is_lib = kinds.iter().any(|k| LIB_KINDS.contains(&k.as_str()));
+    parsed.seen[i].insert(target_label(
+        &artifact.target.name,
+        is_lib,
+        kinds.first().map(String::as_str),
+    ));
+    parsed.last_artifact[i] = Some(Instant::now());
+    if artifact.profile.test {
+        if let Some(executable) = artifact.executable {
+            parsed.test_binaries[i].push(executable.into_std_path_buf());
+        }
+        return Ok(());
+    }
+    if call.task != CargoTask::Build || !kinds.iter().any(|k| OUTPUT_KINDS.contains(&k.as_str())) {
+        return Ok(());
+    }
+    for file in &artifact.filenames {
+        let file = file.as_std_path();
+        // Uplifted files only: `deps/` holds cargo's own copies.
+        if file
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "deps")
+        {
+            continue;
+        }
+        if file
+            .extension()
+            .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "d")
+        {
+            continue;
+        }
+        parsed.results[i]
+            .outputs
+            .push(target_output(call.workspace, file)?);
+    }
+    Ok(())
+}
+
+/// Once cargo has exited: what its units read, and each package's result and own time.
+fn finish_compile(
+    call: &Call<'_>,
+    packages: &[PackageIndex],
+    parsed: Parsed,
+    stderr: &[u8],
+    started: Instant,
+    progress: &Progress,
+) -> anyhow::Result<Compiled> {
+    let workspace = call.workspace;
+    let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
+    let mut outside = Observation::default();
+    for (owner, file, target_name) in parsed.dep_infos {
         let into = match owner {
             Some(p) => observations.entry(p).or_default(),
             None => &mut outside,
         };
         crate::observe::read_artifact_dep_info(&file, &target_name, &workspace.root, into);
     }
-    for (owner, out_dir, package_dir) in build_outputs {
+    for (owner, out_dir, package_dir) in parsed.build_outputs {
         let into = match owner {
             Some(p) => observations.entry(p).or_default(),
             None => &mut outside,
         };
         crate::observe::read_build_script_output(&out_dir, &package_dir, into);
     }
-    let stderr = stderr_thread.join().unwrap_or_default();
-    let stderr_text = String::from_utf8_lossy(&stderr);
+    let stderr_text = String::from_utf8_lossy(stderr);
+    let mut results = parsed.results;
     for (i, result) in results.iter_mut().enumerate() {
+        let package = &workspace.packages[packages[i]];
         // When cargo failed, a package counts as built only if every target it must
         // produce was produced (a failed build script or dependency produces none).
-        let complete = required_targets(&workspace.packages[packages[i]], task)
+        let complete = required_targets(package, call.task)
             .iter()
-            .all(|label| seen[i].contains(label));
-        result.success = !errors[i] && (status.success() || complete);
-        if !result.success && !errors[i] {
+            .all(|label| parsed.seen[i].contains(label));
+        let error = parsed.errors[i];
+        result.success = !error && (parsed.status.success() || complete);
+        if !result.success && !error {
             // Nothing attributable: a build script, a dependency or cargo itself failed.
             result
                 .log
                 .extend_from_slice(relevant_stderr(&stderr_text).as_bytes());
         }
-        if result.duration.is_zero() {
-            result.duration = started.elapsed();
-        }
+        // Its own time: from when cargo started compiling it (else the call's start) to
+        // its last artifact (else now); nothing when cargo found it fresh.
+        let own_start = progress.started_at(&package.name, &package.version);
+        result.started = own_start;
+        result.duration = match (own_start, parsed.last_artifact[i]) {
+            (None, Some(_)) => Duration::ZERO,
+            (start, end) => end
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(start.unwrap_or(started)),
+        };
         result
             .outputs
             .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
@@ -415,7 +574,7 @@ fn compile(
     }
     Ok(Compiled {
         results,
-        test_binaries,
+        test_binaries: parsed.test_binaries,
         observations,
         outside,
     })
@@ -485,13 +644,13 @@ fn target_output(workspace: &Workspace, path: &Path) -> anyhow::Result<OutputFil
 /// binaries, packages in parallel on `jobs` threads, then the doctests of every wanted
 /// package in one `cargo test --doc`.
 fn test(
-    workspace: &Workspace,
+    call: &Call<'_>,
     selection: &[PackageIndex],
     wanted: &[PackageIndex],
-    settings: &CargoSettings,
     jobs: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let compiled = compile(workspace, CargoTask::Test, selection, settings)?;
+    let (workspace, settings) = (call.workspace, call.settings);
+    let compiled = compile(call, selection)?;
     let failed: Vec<PackageIndex> = selection
         .iter()
         .zip(&compiled.results)
@@ -525,7 +684,7 @@ fn test(
         );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
-    let runs = crate::run::parallel_map(&work, jobs.max(1), |&i| {
+    let runs = xtask_util::parallel_map(&work, jobs.max(1), |&i| {
         run_package_tests(workspace, wanted[i], &test_binaries[i], settings)
     });
     for (&i, ran) in work.iter().zip(runs) {
@@ -720,7 +879,35 @@ fn run_doctests(
         command.arg("--release");
     }
     let captured = run_captured(command, "`cargo test --doc`", &workspace.root)?;
-    let text = String::from_utf8_lossy(&captured.output);
+    let took = started.elapsed();
+    let (sections, preamble) = doctest_sections(&String::from_utf8_lossy(&captured.output));
+    let share = took / runs.len() as u32;
+    for i in runs {
+        let result = &mut results[i];
+        result.log.extend_from_slice(b"running doctests\n");
+        match crate_of(wanted[i]).and_then(|c| sections.get(&c)) {
+            Some(section) => {
+                record_doctests(result, section, narrowed);
+                // Its own share: the time libtest reports for its doctests.
+                result.duration += reported_time(section).unwrap_or(share);
+            }
+            None => {
+                // cargo failed before this crate's doctests ran: that is not a pass.
+                result.log.extend_from_slice(preamble.as_bytes());
+                result
+                    .log
+                    .extend_from_slice(b"error: the doctests of this package did not run\n");
+                result.success = false;
+                result.duration += share;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cargo test --doc`'s output split at its `Doc-tests <crate>` lines: each crate's section,
+/// and what came before the first (cargo's errors), without cargo's progress lines.
+fn doctest_sections(text: &str) -> (HashMap<String, String>, String) {
     let mut sections: HashMap<String, String> = HashMap::new();
     let mut current: Option<String> = None;
     let mut preamble = String::new();
@@ -736,54 +923,46 @@ fn run_doctests(
         {
             continue;
         }
-        match &current {
-            Some(name) => {
-                let section = sections.entry(name.clone()).or_default();
-                section.push_str(line);
-                section.push('\n');
-            }
-            None => {
-                preamble.push_str(line);
-                preamble.push('\n');
-            }
-        }
+        let into = match &current {
+            Some(name) => sections.entry(name.clone()).or_default(),
+            None => &mut preamble,
+        };
+        into.push_str(line);
+        into.push('\n');
     }
-    let took = started.elapsed();
-    for i in runs {
-        let result = &mut results[i];
-        result.log.extend_from_slice(b"running doctests\n");
-        let section = crate_of(wanted[i]).and_then(|c| sections.get(&c));
-        match section {
-            Some(section) => {
-                let mut counts = PackageResult::default();
-                count_tests(section.as_bytes(), &mut counts);
-                result.log.extend_from_slice(section.as_bytes());
-                result.tests_passed += counts.tests_passed;
-                result.tests_failed += counts.tests_failed;
-                let passed = section
-                    .lines()
-                    .any(|l| l.trim().starts_with("test result: ok."));
-                result.success &= counts.tests_failed == 0 && passed;
-                if narrowed {
-                    result.not_cacheable = Some(
-                        "its doctests ran without a package of the selection that failed to \
-                         compile"
-                            .to_string(),
-                    );
-                }
-            }
-            None => {
-                // cargo failed before this crate's doctests ran: that is not a pass.
-                result.log.extend_from_slice(preamble.as_bytes());
-                result
-                    .log
-                    .extend_from_slice(b"error: the doctests of this package did not run\n");
-                result.success = false;
-            }
-        }
-        result.duration += took;
+    (sections, preamble)
+}
+
+/// One crate's doctest section into its result: log, counts, pass or fail.
+fn record_doctests(result: &mut PackageResult, section: &str, narrowed: bool) {
+    let mut counts = PackageResult::default();
+    count_tests(section.as_bytes(), &mut counts);
+    result.log.extend_from_slice(section.as_bytes());
+    result.tests_passed += counts.tests_passed;
+    result.tests_failed += counts.tests_failed;
+    let passed = section
+        .lines()
+        .any(|l| l.trim().starts_with("test result: ok."));
+    result.success &= counts.tests_failed == 0 && passed;
+    if narrowed {
+        result.not_cacheable = Some(
+            "its doctests ran without a package of the selection that failed to compile"
+                .to_string(),
+        );
     }
-    Ok(())
+}
+
+/// The time in libtest's `test result: ... finished in 1.23s` line.
+fn reported_time(section: &str) -> Option<Duration> {
+    let line = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("test result:"))?;
+    let seconds = line
+        .rsplit_once("finished in ")?
+        .1
+        .trim()
+        .strip_suffix('s')?;
+    Duration::try_from_secs_f64(seconds.parse().ok()?).ok()
 }
 
 /// Adds libtest's `test result: ok. 3 passed; 1 failed; ...` lines to the counts.
@@ -893,6 +1072,14 @@ fn package_slot_of_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_time_libtest_reports() {
+        let section = "running 2 tests\ntest result: ok. 2 passed; 0 failed; 0 ignored; \
+                       0 measured; 0 filtered out; finished in 0.53s\n";
+        assert_eq!(reported_time(section), Some(Duration::from_millis(530)));
+        assert_eq!(reported_time("no result line\n"), None);
+    }
 
     #[test]
     fn counts_libtest_results() {

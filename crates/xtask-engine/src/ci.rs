@@ -8,8 +8,9 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
+use xtask_model::TaskName;
 
-use crate::Location;
+use crate::load::Location;
 use crate::report::Reporter;
 use crate::run::{RunOptions, run};
 
@@ -22,31 +23,23 @@ pub struct CiOptions {
 
 /// Runs the checks; returns whether all passed.
 pub fn ci(options: &CiOptions, reporter: &Reporter) -> anyhow::Result<bool> {
-    let workspace = crate::load_workspace(&options.location)?;
+    let workspace = crate::load::load_workspace(&options.location)?;
     if let Some(setup) = &workspace.config.ci.setup {
         run_setup(&workspace.root, setup, reporter)?;
     }
     let mut success = true;
-    for task in ["fmt", "lint", "test"] {
+    for task in [TaskName::FMT, TaskName::LINT, TaskName::TEST] {
         reporter.line(&format!("==> cargo xtask {task}"));
         let outcome = run(
             &RunOptions {
-                location: options.location.clone(),
-                tasks: vec![task.to_string()],
-                packages: Vec::new(),
-                affected: None,
                 force: options.force,
-                no_cache: false,
-                dry_run: None,
-                summarize: None,
                 jobs: options.jobs,
-                release: false,
-                target: None,
+                ..RunOptions::new(options.location.clone(), vec![task.clone()])
             },
             reporter,
         )?;
         success &= outcome.success;
-        if !outcome.success && task == "fmt" {
+        if !outcome.success && task == TaskName::FMT {
             reporter.line("fmt failed: run `cargo fmt --all` and commit the result");
         }
     }

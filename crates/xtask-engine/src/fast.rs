@@ -32,17 +32,14 @@
 //! record is one line of JSON (the key, and the byte length of the metadata) followed by the
 //! `cargo metadata` JSON verbatim: a hit reads it without unescaping a megabyte-long JSON
 //! string (at N = 500 that was a tenth of the user time of a fully cached run).
-//!
-//! The checks of a hit (a stat per manifest, a few per member for [`discovery_listing`]) are
-//! handed out one by one from a shared counter to as many threads as there are cores, so a
-//! thread that the scheduler parks (a busy machine) delays only its current item.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use xtask_hash::{FileStat, ListingCache, StatCache, sha256_hex, write_atomically};
+use xtask_hash::{FileStat, ListingCache, StatCache};
+use xtask_util::{sha256_hex, try_parallel_map, write_atomically};
 
 /// Environment variables in the metadata cache key.
 pub const METADATA_ENV: [&str; 10] = [
@@ -109,8 +106,11 @@ impl FastPaths {
         let mut opened = OPENED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Opened before the cache existed (a first run, a first `dev` session): read-only
+        // until reopened, which happens here once the cache's `v1/` exists.
         if let Some((dir, fast)) = opened.as_ref()
             && dir == cache_dir
+            && (fast.writable || !cache_dir.join("v1").is_dir())
         {
             return fast.clone();
         }
@@ -187,37 +187,6 @@ struct MetadataRecord {
     metadata_len: usize,
 }
 
-/// Whether `check` holds for every item, checked on up to `workers` threads that take the
-/// next item from a shared counter; stops handing out items at the first failure.
-fn all_in_parallel<T: Sync>(
-    items: &[T],
-    workers: usize,
-    check: impl Fn(&T) -> bool + Sync,
-) -> bool {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let workers = workers.clamp(1, items.len().max(1));
-    if workers == 1 {
-        return items.iter().all(check);
-    }
-    let next = AtomicUsize::new(0);
-    let holds = AtomicBool::new(true);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                while holds.load(Ordering::Relaxed) {
-                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    if !check(item) {
-                        holds.store(false, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    holds.into_inner()
-}
-
 fn env_key(names: &[&str]) -> BTreeMap<String, Option<String>> {
     names
         .iter()
@@ -253,18 +222,31 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     {
         return None;
     }
-    // Checked on every core: at N = 500 this is 500 manifests, then a few syscalls per member.
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    // Checked on every core (up to 4), stopping at the first difference: at N = 500 this is
+    // 500 manifests.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(4);
     let files: Vec<(&PathBuf, &String)> = record.files.iter().collect();
-    if !all_in_parallel(&files, workers, |(file, digest)| {
-        &fast.file_digest(file) == *digest
-    }) {
+    let unchanged = try_parallel_map(&files, workers, |(file, digest)| {
+        if &fast.file_digest(file) == *digest {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    if unchanged.is_err() {
         return None;
     }
     let listings: Vec<(&PathBuf, &String)> = record.discovery.iter().collect();
-    if !all_in_parallel(&listings, workers, |(dir, listing)| {
-        &discovery_listing(dir) == *listing
-    }) {
+    let same = try_parallel_map(&listings, workers, |(dir, listing)| {
+        if &discovery_listing(dir) == *listing {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    if same.is_err() {
         return None;
     }
     // Every manifest the member globs match now must be a known member.
@@ -377,7 +359,7 @@ pub fn store_metadata(
     let mut bytes = serde_json::to_vec(&record).context("failed to encode the metadata record")?;
     bytes.push(b'\n');
     bytes.extend_from_slice(metadata.as_bytes());
-    write_atomically(&path, &bytes).with_context(|| format!("failed to write `{}`", path.display()))
+    Ok(write_atomically(&path, &bytes)?)
 }
 
 /// `.cargo/config{,.toml}` and `rust-toolchain{,.toml}` in `root`, the current directory and
@@ -530,18 +512,19 @@ fn toolchain_files(workspace_root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// `rustc -vV` output from the cache when its key is unchanged, else from running it (and
-/// `rustc --print sysroot`, to know which binary to watch).
-pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<String> {
-    let env = env_key(&TOOLCHAIN_ENV);
-    let path = record_path(&fast.dir, "toolchain", &env);
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let resolved = resolve_program(&rustc);
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(record) = serde_json::from_slice::<ToolchainRecord>(&bytes)
-        && record.version == RECORD_VERSION
+/// The recorded `rustc -vV` output, while nothing its record watches changed.
+fn recorded_rustc_version(
+    fast: &FastPaths,
+    path: &Path,
+    workspace_root: &Path,
+    env: &BTreeMap<String, Option<String>>,
+    resolved: &Option<PathBuf>,
+) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let record = serde_json::from_slice::<ToolchainRecord>(&bytes).ok()?;
+    let valid = record.version == RECORD_VERSION
         && record.workspace_root == workspace_root
-        && record.env == env
+        && &record.env == env
         && record
             .files
             .iter()
@@ -552,32 +535,48 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
         && record
             .binaries
             .iter()
-            .all(|(binary, stat)| &stat_string(binary) == stat)
-    {
-        return Ok(record.rustc_version);
-    }
+            .all(|(binary, stat)| &stat_string(binary) == stat);
+    valid.then_some(record.rustc_version)
+}
 
-    let run = |args: &[&str]| -> anyhow::Result<String> {
-        let output = std::process::Command::new(&rustc)
-            .args(args)
-            .current_dir(workspace_root)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| {
-                format!(
-                    "failed to run `{} {}`",
-                    rustc.to_string_lossy(),
-                    args.join(" ")
-                )
-            })?;
-        anyhow::ensure!(
-            output.status.success(),
-            "`rustc {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+/// `rustc ARGS`'s standard output.
+fn run_rustc(
+    rustc: &std::ffi::OsStr,
+    args: &[&str],
+    workspace_root: &Path,
+) -> anyhow::Result<String> {
+    let output = std::process::Command::new(rustc)
+        .args(args)
+        .current_dir(workspace_root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "failed to run `{} {}`",
+                rustc.to_string_lossy(),
+                args.join(" ")
+            )
+        })?;
+    anyhow::ensure!(
+        output.status.success(),
+        "`rustc {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `rustc -vV` output from the cache when its key is unchanged, else from running it (and
+/// `rustc --print sysroot`, to know which binary to watch).
+pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<String> {
+    let env = env_key(&TOOLCHAIN_ENV);
+    let path = record_path(&fast.dir, "toolchain", &env);
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let resolved = resolve_program(&rustc);
+    if let Some(version) = recorded_rustc_version(fast, &path, workspace_root, &env, &resolved) {
+        return Ok(version);
+    }
+    let run = |args: &[&str]| run_rustc(&rustc, args, workspace_root);
     // Stats are taken before running, so a toolchain replaced meanwhile is seen next time.
     let files: BTreeMap<PathBuf, String> = toolchain_files(workspace_root)
         .into_iter()
@@ -620,6 +619,24 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_lived_process_writes_its_records_once_the_cache_exists() {
+        // `dev` on a fresh clone: the first load finds no cache; the first build creates it.
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        assert!(!FastPaths::shared(&cache_dir).writable);
+        std::fs::create_dir_all(cache_dir.join("v1")).unwrap();
+        let reopened = FastPaths::shared(&cache_dir);
+        assert!(
+            reopened.writable,
+            "still read-only after the cache was created"
+        );
+        assert!(std::sync::Arc::ptr_eq(
+            &reopened,
+            &FastPaths::shared(&cache_dir)
+        ));
+    }
 
     fn workspace(dir: &Path, members: &[&str]) -> PathBuf {
         std::fs::write(
@@ -741,20 +758,6 @@ mod tests {
             cached_metadata(&FastPaths::open(&cache_dir), &manifest, &text),
             None
         );
-    }
-
-    #[test]
-    fn parallel_checks_see_every_item_and_stop_at_a_failure() {
-        let items: Vec<usize> = (0..1000).collect();
-        let seen = std::sync::atomic::AtomicUsize::new(0);
-        assert!(all_in_parallel(&items, 4, |_| {
-            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            true
-        }));
-        assert_eq!(seen.into_inner(), 1000);
-        assert!(!all_in_parallel(&items, 4, |&i| i != 500));
-        assert!(!all_in_parallel(&items, 1, |&i| i != 999));
-        assert!(all_in_parallel(&[] as &[usize], 4, |_| false));
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! temp file + rename) and removes stale generated files; `check` writes nothing and reports
 //! each difference with a unified diff and the command that fixes it.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use xtask_util::write_atomically;
 
 use crate::report::Reporter;
 
@@ -167,35 +167,6 @@ pub fn sync_and_report(
         report.stale.len()
     ));
     Ok(true)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory, synced, and a
-/// rename: readers (and a rerun after a crash) see the old or the new file, never a part. The
-/// file gets mode 0644 (not the temporary file's 0600). Used for generated files, run
-/// summaries, release files and the release state.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path
-        .parent()
-        .with_context(|| format!("`{}` has no parent directory", path.display()))?;
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("failed to create `{}`", parent.display()))?;
-    let mut file = tempfile::NamedTempFile::new_in(parent).with_context(|| {
-        format!(
-            "failed to create a temporary file in `{}`",
-            parent.display()
-        )
-    })?;
-    file.write_all(bytes)
-        .and_then(|()| file.as_file().sync_all())
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    use std::os::unix::fs::PermissionsExt as _;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    file.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    Ok(())
 }
 
 /// `path` relative to `root` with `/` separators (or `path` itself when outside `root`).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::UserError;
+use crate::error::UserError;
 
 /// One record of a built (and maybe pushed) image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub fn write_record(path: &Path, record: &ImageRecord) -> anyhow::Result<()> {
     let mut text =
         serde_json::to_vec_pretty(record).context("failed to encode the image record")?;
     text.push(b'\n');
-    crate::generated::write_atomically(path, &text)
+    Ok(xtask_util::write_atomically(path, &text)?)
 }
 
 #[cfg(test)]

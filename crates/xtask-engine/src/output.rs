@@ -8,7 +8,7 @@ use serde::Serialize;
 use xtask_graph::TaskGraph;
 use xtask_model::Workspace;
 
-use crate::run::{DryRunFormat, TaskRecord};
+use crate::summary::{DryRunFormat, TaskRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphFormat {
@@ -154,7 +154,7 @@ pub fn render_graph(workspace: &Workspace, graph: &TaskGraph, format: GraphForma
                                 platform: e.platform.as_deref(),
                             })
                             .collect(),
-                        tasks: p.tasks.keys().map(String::as_str).collect(),
+                        tasks: p.tasks.keys().map(|task| task.as_str()).collect(),
                     })
                     .collect(),
                 tasks: tasks

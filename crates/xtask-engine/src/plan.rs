@@ -13,7 +13,10 @@ use xtask_hash::{
     InputFile, InputSpec, KEY_SCHEMA, LockedPackage, Lockfile, TaskDefinitionKey, TaskKey,
     ToolchainKey, discover_global_inputs, env_value_digest, source_fingerprint,
 };
-use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, Workspace};
+use xtask_model::{CargoTask, DepKind, PackageIndex, TaskDef, TaskKind, TaskName, Workspace};
+
+/// The tool's version, part of every task hash.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Inputs hashed into every task besides the user's `global_inputs`. `Cargo.lock` is
 /// deliberately absent: each cargo task hashes its own package's external dependency closure
@@ -168,7 +171,14 @@ fn cargo_dependency_kinds(task: CargoTask) -> &'static [DepKind] {
 
 type SpecKey = (PackageIndex, Vec<String>, Vec<String>);
 
-/// Computes the key and hash of every node of `graph` (indexed like `graph.nodes`).
+fn spec_of(package: PackageIndex, def: &TaskDef) -> SpecKey {
+    (package, def.inputs.clone(), def.outputs.clone())
+}
+
+/// Computes the key and hash of every node of `graph` (indexed like `graph.nodes`), in
+/// stages: the lockfile and each cargo task's closure, the input files of each distinct
+/// spec, their digests, the feature-unification context of each cargo call, then the keys,
+/// dependencies first.
 pub fn plan(
     workspace: &Workspace,
     graph: &TaskGraph,
@@ -177,58 +187,118 @@ pub fn plan(
     fast: &crate::fast::FastPaths,
     threads: usize,
 ) -> anyhow::Result<Plan> {
-    let cache_dir = workspace.cache_dir();
-    let spec_of = |package: PackageIndex, def: &TaskDef| -> SpecKey {
-        (package, def.inputs.clone(), def.outputs.clone())
+    let threads = threads.max(available_cores());
+    let lockfile = read_lockfile(workspace)?;
+    let (specs, closures) = needed_specs(workspace, graph, lockfile.as_ref());
+    let files_by_spec = walk_specs(workspace, fast, &specs, threads)?;
+    let (digests, global_files) = hash_inputs(workspace, fast, &files_by_spec, threads)?;
+    let mut planner = Planner {
+        workspace,
+        graph,
+        toolchain,
+        settings,
+        lockfile,
+        closures,
+        files_by_spec,
+        global_inputs: BTreeMap::new(),
+        digests,
+        external: HashMap::new(),
+        fingerprints: HashMap::new(),
+        unification: HashMap::new(),
+        cargo_env: cargo_env(),
     };
-    let build_spec = |package: PackageIndex| -> SpecKey {
-        match workspace.packages[package].tasks.get("build") {
-            Some(def) => spec_of(package, def),
-            None => (package, Vec::new(), Vec::new()),
-        }
-    };
+    planner.global_inputs = planner.digests_of(&global_files);
+    planner.unification = planner.unification_contexts()?;
+    let mut config_files = ConfigFiles::new(workspace);
+    let mut planned: Vec<Option<PlannedTask>> = vec![None; graph.nodes.len()];
+    for &node in &graph.topological_order {
+        planned[node] = Some(planner.task(node, &planned, &mut config_files));
+    }
+    // Every node is in the topological order, so every slot is filled.
+    let tasks = planned
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .context("internal error: a task node was not planned")?;
+    let package_inputs = planner
+        .closures
+        .values()
+        .flatten()
+        .map(|&p| (p, planner.package_inputs(p)))
+        .collect();
+    Ok(Plan {
+        tasks,
+        package_inputs,
+    })
+}
 
-    // 0. The lockfile: external closures, and edges only it shows.
+/// The lockfile, if the workspace has one.
+fn read_lockfile(workspace: &Workspace) -> anyhow::Result<Option<Lockfile>> {
     let lock_path = workspace.root.join("Cargo.lock");
-    let lockfile = match std::fs::read_to_string(&lock_path) {
-        Ok(text) => Some(Lockfile::parse(&text, &lock_path)?),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+    match std::fs::read_to_string(&lock_path) {
+        Ok(text) => Ok(Some(Lockfile::parse(&text, &lock_path)?)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => {
-            return Err(error).with_context(|| format!("failed to read `{}`", lock_path.display()));
+            Err(error).with_context(|| format!("failed to read `{}`", lock_path.display()))
         }
-    };
-    // 1. Which input specs do we need?
+    }
+}
+
+/// Each cargo task's closure of workspace packages.
+type Closures = HashMap<(PackageIndex, CargoTask), BTreeSet<PackageIndex>>;
+
+/// The input specs the graph needs (its tasks', and the build spec of every package a cargo
+/// task builds against), with each cargo task's closure.
+fn needed_specs(
+    workspace: &Workspace,
+    graph: &TaskGraph,
+    lockfile: Option<&Lockfile>,
+) -> (BTreeSet<SpecKey>, Closures) {
     let mut specs: BTreeSet<SpecKey> = BTreeSet::new();
-    let mut closures: HashMap<(PackageIndex, CargoTask), BTreeSet<PackageIndex>> = HashMap::new();
+    let mut closures: Closures = HashMap::new();
     let mut reached_through_externals: HashMap<PackageIndex, Vec<PackageIndex>> = HashMap::new();
     for node in &graph.nodes {
         specs.insert(spec_of(node.package, &node.def));
         if let TaskKind::Cargo(task) = node.def.kind {
             let closure = cargo_closure(
                 workspace,
-                lockfile.as_ref(),
+                lockfile,
                 node.package,
                 task,
                 &mut reached_through_externals,
             );
             for &dep in &closure {
-                specs.insert(build_spec(dep));
+                specs.insert(build_spec(workspace, dep));
             }
             closures.insert((node.package, task), closure);
         }
     }
+    (specs, closures)
+}
 
-    // 2. Discover the files of each spec.
-    let mut exclude_dirs_base: Vec<PathBuf> = vec![workspace.target_dir.clone(), cache_dir];
+/// The spec of `package`'s build task (what a package that builds against it reads of it).
+fn build_spec(workspace: &Workspace, package: PackageIndex) -> SpecKey {
+    match workspace.packages[package].tasks.get(&TaskName::BUILD) {
+        Some(def) => spec_of(package, def),
+        None => (package, Vec::new(), Vec::new()),
+    }
+}
+
+/// The input files of each spec: one walk per spec, on every core (each walk is sequential).
+fn walk_specs(
+    workspace: &Workspace,
+    fast: &crate::fast::FastPaths,
+    specs: &BTreeSet<SpecKey>,
+    threads: usize,
+) -> anyhow::Result<HashMap<SpecKey, Vec<InputFile>>> {
+    let mut exclude_dirs_base: Vec<PathBuf> =
+        vec![workspace.target_dir.clone(), workspace.cache_dir()];
     exclude_dirs_base.dedup();
-    let mut files_by_spec: HashMap<SpecKey, Vec<InputFile>> = HashMap::new();
     // Package directories sorted component-wise: the packages nested in one directory come
     // right after it, so finding them is a short scan, not a pass over every package.
     let mut sorted_dirs: Vec<&Path> = workspace.packages.iter().map(|p| p.dir.as_path()).collect();
     sorted_dirs.sort();
-    // One walk per spec, on every core (each walk is sequential).
     let spec_list: Vec<&SpecKey> = specs.iter().collect();
-    let walked = crate::run::parallel_map(&spec_list, threads.max(available_cores()), |spec| {
+    let walked = xtask_util::parallel_map(&spec_list, threads, |spec| {
         let package = &workspace.packages[spec.0];
         let mut exclude_dirs = exclude_dirs_base.clone();
         let start = sorted_dirs.partition_point(|dir| *dir <= package.dir.as_path());
@@ -248,11 +318,21 @@ pub fn plan(
             })
             .with_context(|| format!("failed to list the inputs of package `{}`", package.name))
     });
+    let mut files_by_spec = HashMap::new();
     for (spec, files) in spec_list.into_iter().zip(walked) {
         files_by_spec.insert(spec.clone(), files?);
     }
+    Ok(files_by_spec)
+}
 
-    // 3. Hash every distinct file once, in parallel.
+/// Every distinct file's digest (the spec files' and the global inputs'), hashed once, in
+/// parallel; with the global input files.
+fn hash_inputs(
+    workspace: &Workspace,
+    fast: &crate::fast::FastPaths,
+    files_by_spec: &HashMap<SpecKey, Vec<InputFile>>,
+    threads: usize,
+) -> anyhow::Result<(HashMap<String, String>, Vec<InputFile>)> {
     let mut global_globs: Vec<String> = BUILTIN_GLOBAL_INPUTS
         .iter()
         .map(|s| s.to_string())
@@ -270,26 +350,61 @@ pub fn plan(
     // Unchanged files come from the stat cache; the rest are read on every core.
     let (digests, _counts) = fast
         .stat_cache
-        .hash_files(&unique, threads.max(available_cores()))
+        .hash_files(&unique, threads)
         .context("failed to hash the inputs")?;
     // A failed write only loses the speed-up of the next run.
     let _ = fast.save();
-    let digests_of = |files: &[InputFile]| -> BTreeMap<String, String> {
+    Ok((digests.into_iter().collect(), global_files))
+}
+
+/// What the key stage needs, computed once.
+struct Planner<'a> {
+    workspace: &'a Workspace,
+    graph: &'a TaskGraph,
+    toolchain: Option<&'a Toolchain>,
+    settings: &'a CargoSettings,
+    lockfile: Option<Lockfile>,
+    closures: Closures,
+    files_by_spec: HashMap<SpecKey, Vec<InputFile>>,
+    digests: HashMap<String, String>,
+    global_inputs: BTreeMap<String, String>,
+    /// Memoised per package: its external closure from the lockfile.
+    external: HashMap<PackageIndex, Vec<LockedPackage>>,
+    /// Memoised per package: its source fingerprint.
+    fingerprints: HashMap<PackageIndex, String>,
+    /// Per cargo task: the feature-unification context of its one cargo call.
+    unification: HashMap<CargoTask, String>,
+    cargo_env: Vec<(String, String)>,
+}
+
+/// The parts of a key that depend on the kind of task.
+struct KindParts {
+    kind: String,
+    command: Vec<String>,
+    workspace_dependencies: BTreeMap<String, String>,
+    external_dependencies: Vec<LockedPackage>,
+    toolchain: Option<ToolchainKey>,
+}
+
+impl Planner<'_> {
+    fn digests_of(&self, files: &[InputFile]) -> BTreeMap<String, String> {
         files
             .iter()
             .filter_map(|f| {
-                digests
+                self.digests
                     .get(&f.relative_path)
                     .map(|d| (f.relative_path.clone(), d.clone()))
             })
             .collect()
-    };
-    let global_inputs = digests_of(&global_files);
+    }
 
-    // 4. Cargo.lock closures.
-    let mut external: HashMap<PackageIndex, Vec<LockedPackage>> = HashMap::new();
-    let mut external_of = |package: PackageIndex| -> Vec<LockedPackage> {
-        external
+    fn package_inputs(&self, package: PackageIndex) -> BTreeMap<String, String> {
+        self.digests_of(&self.files_by_spec[&build_spec(self.workspace, package)])
+    }
+
+    fn external_of(&mut self, package: PackageIndex) -> Vec<LockedPackage> {
+        let (workspace, lockfile) = (self.workspace, &self.lockfile);
+        self.external
             .entry(package)
             .or_insert_with(|| {
                 let p = &workspace.packages[package];
@@ -299,64 +414,134 @@ pub fn plan(
                     .unwrap_or_default()
             })
             .clone()
-    };
-
-    // 5. The feature-unification context of each cargo task's one invocation.
-    let mut unification: HashMap<CargoTask, String> = HashMap::new();
-    for task in [CargoTask::Build, CargoTask::Test, CargoTask::Lint] {
-        let selection = cargo_selection(graph, task);
-        if selection.is_empty() {
-            continue;
-        }
-        let mut reached: BTreeSet<PackageIndex> = selection.iter().copied().collect();
-        for &package in &selection {
-            reached.extend(closures[&(package, task)].iter().copied());
-        }
-        let manifests: BTreeMap<&str, Option<&String>> = reached
-            .iter()
-            .map(|&p| {
-                let package = &workspace.packages[p];
-                let manifest = manifest_relative_path(&package.relative_dir);
-                (package.name.as_str(), digests.get(&manifest))
-            })
-            .collect();
-        let mut external: BTreeSet<LockedPackage> = BTreeSet::new();
-        for &package in &selection {
-            external.extend(external_of(package));
-        }
-        let names: Vec<&str> = selection
-            .iter()
-            .map(|&p| workspace.packages[p].name.as_str())
-            .collect();
-        let encoded = serde_json::to_vec(&(names, manifests, external))
-            .context("internal error: failed to encode a selection")?;
-        unification.insert(
-            task,
-            format!("unified:{}", xtask_hash::sha256_hex(&encoded)),
-        );
     }
 
-    // 6. Keys, dependencies first.
-    let cargo_env = cargo_env();
-    let mut config_dirs = ConfigFiles::new(workspace);
-    let mut fingerprints: HashMap<PackageIndex, String> = HashMap::new();
-    let mut planned: Vec<Option<PlannedTask>> = vec![None; graph.nodes.len()];
-    for &node_index in &graph.topological_order {
+    fn fingerprint_of(&mut self, package: PackageIndex) -> String {
+        if let Some(known) = self.fingerprints.get(&package) {
+            return known.clone();
+        }
+        let inputs = self.package_inputs(package);
+        let fingerprint = source_fingerprint(&inputs, &self.external_of(package));
+        self.fingerprints.insert(package, fingerprint.clone());
+        fingerprint
+    }
+
+    /// The feature-unification context of each cargo task's one invocation: the selection,
+    /// the manifests of every package it reaches and their external dependencies.
+    fn unification_contexts(&mut self) -> anyhow::Result<HashMap<CargoTask, String>> {
+        let mut unification = HashMap::new();
+        for task in [CargoTask::Build, CargoTask::Test, CargoTask::Lint] {
+            let selection = cargo_selection(self.graph, task);
+            if selection.is_empty() {
+                continue;
+            }
+            let mut reached: BTreeSet<PackageIndex> = selection.iter().copied().collect();
+            for &package in &selection {
+                reached.extend(self.closures[&(package, task)].iter().copied());
+            }
+            let manifests: BTreeMap<&str, Option<&String>> = reached
+                .iter()
+                .map(|&p| {
+                    let package = &self.workspace.packages[p];
+                    let manifest = manifest_relative_path(&package.relative_dir);
+                    (package.name.as_str(), self.digests.get(&manifest))
+                })
+                .collect();
+            let mut external: BTreeSet<LockedPackage> = BTreeSet::new();
+            for &package in &selection {
+                let p = &self.workspace.packages[package];
+                if let Some(lockfile) = &self.lockfile {
+                    external.extend(lockfile.external_closure(&p.name, &p.version));
+                }
+            }
+            let names: Vec<&str> = selection
+                .iter()
+                .map(|&p| self.workspace.packages[p].name.as_str())
+                .collect();
+            let encoded = serde_json::to_vec(&(names, manifests, external))
+                .context("internal error: failed to encode a selection")?;
+            unification.insert(
+                task,
+                format!("unified:{}", xtask_util::sha256_hex(&encoded)),
+            );
+        }
+        Ok(unification)
+    }
+
+    /// The key and hash of `node`, whose dependencies are planned.
+    fn task(
+        &mut self,
+        node_index: usize,
+        planned: &[Option<PlannedTask>],
+        config_files: &mut ConfigFiles<'_>,
+    ) -> PlannedTask {
+        let (workspace, graph) = (self.workspace, self.graph);
         let node = &graph.nodes[node_index];
         let package = &workspace.packages[node.package];
-        let inputs = digests_of(&files_by_spec[&spec_of(node.package, &node.def)]);
-        let mut task_dependencies = BTreeMap::new();
-        for &dep in &node.dependencies {
-            let hash = planned[dep]
-                .as_ref()
-                .map(|p| p.hash.clone())
+        let inputs = self.digests_of(&self.files_by_spec[&spec_of(node.package, &node.def)]);
+        let task_dependencies = node
+            .dependencies
+            .iter()
+            .map(|&dep| {
+                let hash = planned[dep]
+                    .as_ref()
+                    .map(|p| p.hash.clone())
+                    .unwrap_or_default();
+                (graph.label(workspace, dep), hash)
+            })
+            .collect();
+        let mut env = self.declared_env(&node.def);
+        let parts = match &node.def.kind {
+            TaskKind::Custom { program, args } => custom_parts(program, args),
+            TaskKind::Cargo(task) => self.cargo_parts(node.package, *task, &mut env),
+        };
+        let mut global_inputs = self.global_inputs.clone();
+        let mut closure = Vec::new();
+        if let TaskKind::Cargo(task) = node.def.kind {
+            global_inputs.extend(config_files.inputs_of(package, task));
+            closure = self
+                .closures
+                .get(&(node.package, task))
+                .map(|c| c.iter().copied().collect())
                 .unwrap_or_default();
-            task_dependencies.insert(graph.label(workspace, dep), hash);
         }
-        let mut env_names: BTreeSet<&str> =
-            workspace.config.env.iter().map(String::as_str).collect();
-        env_names.extend(node.def.env.iter().map(String::as_str));
-        let mut env: BTreeMap<String, Option<String>> = env_names
+        let key = TaskKey {
+            schema: KEY_SCHEMA,
+            tool_version: TOOL_VERSION.to_string(),
+            package: package.name.clone(),
+            package_dir: package.relative_dir.clone(),
+            task: node.task.to_string(),
+            definition: TaskDefinitionKey {
+                kind: parts.kind,
+                command: parts.command,
+                inputs: node.def.inputs.clone(),
+                outputs: node.def.outputs.clone(),
+                env: node.def.env.clone(),
+                depends_on: node.def.depends_on.iter().map(|d| d.to_string()).collect(),
+            },
+            inputs,
+            global_inputs,
+            task_dependencies,
+            workspace_dependencies: parts.workspace_dependencies,
+            external_dependencies: parts.external_dependencies,
+            toolchain: parts.toolchain,
+            env,
+        };
+        let hash = key.hash();
+        PlannedTask { key, hash, closure }
+    }
+
+    /// The workspace's and the task's declared variables, by digest of their values.
+    fn declared_env(&self, def: &TaskDef) -> BTreeMap<String, Option<String>> {
+        let mut names: BTreeSet<&str> = self
+            .workspace
+            .config
+            .env
+            .iter()
+            .map(String::as_str)
+            .collect();
+        names.extend(def.env.iter().map(String::as_str));
+        names
             .into_iter()
             .map(|n| {
                 (
@@ -364,127 +549,82 @@ pub fn plan(
                     std::env::var(n).ok().map(|v| env_value_digest(&v)),
                 )
             })
-            .collect();
+            .collect()
+    }
 
-        let (kind, command, workspace_dependencies, external_dependencies, toolchain_key) =
-            match &node.def.kind {
-                TaskKind::Custom { program, args } => {
-                    let mut command = vec![program.clone()];
-                    command.extend(args.iter().cloned());
-                    (
-                        "custom".to_string(),
-                        command,
-                        BTreeMap::new(),
-                        Vec::new(),
-                        None,
-                    )
-                }
-                TaskKind::Cargo(task) => {
-                    for (name, value) in &cargo_env {
-                        env.insert(name.clone(), Some(env_value_digest(value)));
-                    }
-                    if let Some(target) = &settings.target
-                        && *task != CargoTask::Fmt
-                    {
-                        // The flags cargo will really see (see `cargo::compile`).
-                        env.remove("CARGO_ENCODED_RUSTFLAGS");
-                        env.insert(
-                            "RUSTFLAGS".to_string(),
-                            Some(env_value_digest(&target.rustflags)),
-                        );
-                    }
-                    let mut workspace_dependencies = BTreeMap::new();
-                    for &dep in closures.get(&(node.package, *task)).into_iter().flatten() {
-                        let fingerprint = match fingerprints.get(&dep) {
-                            Some(f) => f.clone(),
-                            None => {
-                                let f = source_fingerprint(
-                                    &digests_of(&files_by_spec[&build_spec(dep)]),
-                                    &external_of(dep),
-                                );
-                                fingerprints.insert(dep, f.clone());
-                                f
-                            }
-                        };
-                        workspace_dependencies
-                            .insert(workspace.packages[dep].name.clone(), fingerprint);
-                    }
-                    let external_dependencies = if *task == CargoTask::Fmt {
-                        Vec::new()
-                    } else {
-                        external_of(node.package)
-                    };
-                    let toolchain_key = toolchain.map(|t| ToolchainKey {
-                        rustc_version: t.rustc_version.clone(),
-                        target: match (&settings.target, *task) {
-                            (Some(target), task) if task != CargoTask::Fmt => target.triple.clone(),
-                            _ => t.host.clone(),
-                        },
-                        profile: if *task == CargoTask::Fmt {
-                            String::new()
-                        } else {
-                            settings.profile().to_string()
-                        },
-                        features: unification.get(task).cloned().into_iter().collect(),
-                        cargo_args: Vec::new(),
-                    });
-                    (
-                        format!("cargo-{}", task.name()),
-                        settings.command(*task),
-                        workspace_dependencies,
-                        external_dependencies,
-                        toolchain_key,
-                    )
-                }
-            };
-        let mut task_global_inputs = global_inputs.clone();
-        let mut closure = Vec::new();
-        if let TaskKind::Cargo(task) = node.def.kind {
-            task_global_inputs.extend(config_dirs.inputs_of(package, task));
-            closure = closures
-                .get(&(node.package, task))
-                .map(|c| c.iter().copied().collect())
-                .unwrap_or_default();
+    /// A cargo task's part of the key; adds the variables that change cargo's output to `env`.
+    fn cargo_parts(
+        &mut self,
+        package: PackageIndex,
+        task: CargoTask,
+        env: &mut BTreeMap<String, Option<String>>,
+    ) -> KindParts {
+        let settings = self.settings;
+        for (name, value) in &self.cargo_env {
+            env.insert(name.clone(), Some(env_value_digest(value)));
         }
-        let key = TaskKey {
-            schema: KEY_SCHEMA,
-            tool_version: crate::TOOL_VERSION.to_string(),
-            package: package.name.clone(),
-            package_dir: package.relative_dir.clone(),
-            task: node.task.clone(),
-            definition: TaskDefinitionKey {
-                kind,
-                command,
-                inputs: node.def.inputs.clone(),
-                outputs: node.def.outputs.clone(),
-                env: node.def.env.clone(),
-                depends_on: node.def.depends_on.iter().map(|d| d.to_string()).collect(),
+        if let Some(target) = &settings.target
+            && task != CargoTask::Fmt
+        {
+            // The flags cargo will really see (see `cargo::compile`).
+            env.remove("CARGO_ENCODED_RUSTFLAGS");
+            env.insert(
+                "RUSTFLAGS".to_string(),
+                Some(env_value_digest(&target.rustflags)),
+            );
+        }
+        let closure: Vec<PackageIndex> = self
+            .closures
+            .get(&(package, task))
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        let mut workspace_dependencies = BTreeMap::new();
+        for dep in closure {
+            let fingerprint = self.fingerprint_of(dep);
+            workspace_dependencies.insert(self.workspace.packages[dep].name.clone(), fingerprint);
+        }
+        let external_dependencies = if task == CargoTask::Fmt {
+            Vec::new()
+        } else {
+            self.external_of(package)
+        };
+        let toolchain = self.toolchain.map(|t| ToolchainKey {
+            rustc_version: t.rustc_version.clone(),
+            target: match (&settings.target, task) {
+                (Some(target), task) if task != CargoTask::Fmt => target.triple.clone(),
+                _ => t.host.clone(),
             },
-            inputs,
-            global_inputs: task_global_inputs,
-            task_dependencies,
+            profile: if task == CargoTask::Fmt {
+                String::new()
+            } else {
+                settings.profile().to_string()
+            },
+            features: self.unification.get(&task).cloned().into_iter().collect(),
+            cargo_args: Vec::new(),
+        });
+        KindParts {
+            kind: format!("cargo-{}", task.name()),
+            command: settings.command(task),
             workspace_dependencies,
             external_dependencies,
-            toolchain: toolchain_key,
-            env,
-        };
-        let hash = key.hash();
-        planned[node_index] = Some(PlannedTask { key, hash, closure });
+            toolchain,
+        }
     }
-    // Every node is in the topological order, so every slot is filled.
-    let tasks = planned
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .context("internal error: a task node was not planned")?;
-    let package_inputs = closures
-        .values()
-        .flatten()
-        .map(|&p| (p, digests_of(&files_by_spec[&build_spec(p)])))
-        .collect();
-    Ok(Plan {
-        tasks,
-        package_inputs,
-    })
+}
+
+/// A custom task's part of the key: its command line.
+fn custom_parts(program: &str, args: &[String]) -> KindParts {
+    let mut command = vec![program.to_string()];
+    command.extend(args.iter().cloned());
+    KindParts {
+        kind: "custom".to_string(),
+        command,
+        workspace_dependencies: BTreeMap::new(),
+        external_dependencies: Vec::new(),
+        toolchain: None,
+    }
 }
 
 /// The workspace packages a cargo task of `package` builds against: the model's edges of the

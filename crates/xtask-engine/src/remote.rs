@@ -31,7 +31,7 @@ pub(crate) fn fetch_misses(
 ) -> Vec<(usize, EntryMeta)> {
     // Network-bound: more threads than cores; bounded so a big graph does not open hundreds
     // of connections at once.
-    let outcomes = crate::run::parallel_map(misses, 16, |(hash, allowed)| {
+    let outcomes = xtask_util::parallel_map(misses, 16, |(hash, allowed)| {
         remote.fetch_into(local, hash, allowed)
     });
     let mut hits = Vec::new();

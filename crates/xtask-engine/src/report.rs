@@ -68,6 +68,8 @@ pub struct RunTotals {
     pub remote: Option<xtask_remote::RemoteTotals>,
     /// Tasks whose results were not stored because an input changed while they ran.
     pub changed_during_run: Vec<String>,
+    /// The wall time of the run's cargo calls (the rest of `elapsed` is the tool's).
+    pub cargo: Duration,
 }
 
 pub struct Reporter {

@@ -5,11 +5,12 @@
 
 use xtask_cache::LocalCache;
 use xtask_hash::{KeyChange, ObservedInputs, TaskKey, diff_keys};
+use xtask_model::TaskName;
 use xtask_remote::RemoteCache;
 
-use crate::Location;
 use crate::error::UserError;
-use crate::run::{RunOptions, open_cache, prepare};
+use crate::load::Location;
+use crate::run::{Cache, RunOptions, prepare};
 
 /// The explanation for one task; `dependencies` explains changed upstream tasks.
 #[derive(Debug)]
@@ -64,6 +65,7 @@ impl Baseline<'_> {
         package: &str,
         task: &str,
         hash: &str,
+        current: &TaskKey,
     ) -> anyhow::Result<Previous> {
         let same = |manifest: &serde_json::Value| match ObservedInputs::from_manifest(manifest)
             .first_mismatch(workspace_root)
@@ -76,19 +78,7 @@ impl Baseline<'_> {
                 if let Ok(Some(meta)) = cache.lookup(hash) {
                     return Ok(same(&meta.manifest));
                 }
-                let Some(previous_hash) = cache.last(package, task)? else {
-                    return Ok(Previous::None);
-                };
-                Ok(match cache.lookup(&previous_hash) {
-                    Ok(Some(meta)) => match TaskKey::from_manifest(&meta.manifest) {
-                        Ok(key) => Previous::Key {
-                            hash: previous_hash,
-                            key: Box::new(key),
-                        },
-                        Err(_) => Previous::None,
-                    },
-                    _ => Previous::None,
-                })
+                Ok(closest_recent(cache, package, task, current)?)
             }
             Baseline::Remote(remote) => {
                 let Some(last) = remote.last_run(package, task).map_err(anyhow::Error::msg)? else {
@@ -111,6 +101,25 @@ impl Baseline<'_> {
     }
 }
 
+/// The baseline of a local comparison: the closest recent cached run (see
+/// [`crate::recent::closest_recent`]).
+fn closest_recent(
+    cache: &LocalCache,
+    package: &str,
+    task: &str,
+    current: &TaskKey,
+) -> anyhow::Result<Previous> {
+    Ok(
+        match crate::recent::closest_recent(cache, package, task, current)? {
+            Some((hash, key)) => Previous::Key {
+                hash,
+                key: Box::new(key),
+            },
+            None => Previous::None,
+        },
+    )
+}
+
 pub fn why(
     location: &Location,
     task_id: &str,
@@ -122,27 +131,20 @@ pub fn why(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
+    let task = TaskName::new(task);
     // Planned as `cargo xtask TASK` plans it (every package that has the task): the
     // selection is part of a cargo task's key (features unify across it).
     let options = RunOptions {
-        location: location.clone(),
-        tasks: vec![task.to_string()],
-        packages: Vec::new(),
-        affected: None,
-        force: false,
         no_cache: true,
-        dry_run: None,
-        summarize: None,
         jobs,
-        release: false,
-        target: None,
+        ..RunOptions::new(location.clone(), vec![task.clone()])
     };
     let prepared = prepare(&options)?;
     prepared
         .workspace
         .require_package(package)
         .map_err(|error| UserError(error.to_string()))?;
-    let cache = open_cache(&prepared.workspace);
+    let cache = Cache::open(&prepared.workspace)?;
     let node = prepared
         .graph
         .nodes
@@ -152,16 +154,16 @@ pub fn why(
         })
         .ok_or_else(|| UserError(format!("package `{package}` has no task `{task}`")))?;
     if remote {
-        let remote = crate::remote::open(&prepared.workspace)?.ok_or_else(|| {
+        let remote = cache.remote.as_ref().ok_or_else(|| {
             UserError(
                 "no remote cache is configured: set TURBO_API (or XTASK_REMOTE_CACHE_URL), or \
                  `url` in [workspace.metadata.xtask.cache.remote]"
                     .into(),
             )
         })?;
-        explain(&prepared, &Baseline::Remote(&remote), node, 0)
+        explain(&prepared, &Baseline::Remote(remote), node, 0)
     } else {
-        explain(&prepared, &Baseline::Local(&cache), node, 0)
+        explain(&prepared, &Baseline::Local(&cache.local), node, 0)
     }
 }
 
@@ -188,7 +190,13 @@ fn explain(
         return Ok(explanation);
     }
     let package = &workspace.packages[n.package].name;
-    let previous = baseline.previous(&workspace.root, package, &n.task, &planned.hash)?;
+    let previous = baseline.previous(
+        &workspace.root,
+        package,
+        &n.task,
+        &planned.hash,
+        &planned.key,
+    )?;
     let (previous_hash, previous) = match previous {
         Previous::Same => {
             explanation.verdict = Verdict::Hit;

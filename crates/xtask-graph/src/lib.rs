@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use xtask_model::{
-    CargoTask, DepKind, DependsOn, PackageIndex, TaskDef, TaskKind, TaskOrigin, Workspace,
+    CargoTask, DepKind, DependsOn, PackageIndex, TaskDef, TaskKind, TaskName, TaskOrigin, Workspace,
 };
 
 /// Index of a node in [`TaskGraph::nodes`].
@@ -18,7 +18,7 @@ pub type NodeIndex = usize;
 #[derive(Debug, Clone)]
 pub struct TaskNode {
     pub package: PackageIndex,
-    pub task: String,
+    pub task: TaskName,
     pub def: TaskDef,
     /// Nodes this one depends on, sorted.
     pub dependencies: Vec<NodeIndex>,
@@ -35,8 +35,11 @@ pub struct TaskGraph {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GraphError {
-    #[error("unknown task `{task}`: defined tasks are {}", .known.join(", "))]
-    UnknownTask { task: String, known: Vec<String> },
+    #[error("unknown task `{task}`: defined tasks are {}", .known.iter().map(TaskName::as_str).collect::<Vec<_>>().join(", "))]
+    UnknownTask {
+        task: TaskName,
+        known: Vec<TaskName>,
+    },
     #[error("task cycle: {}\n  declared in:\n{}", .cycle.join(" -> "), .declared_in.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     Cycle {
         cycle: Vec<String>,
@@ -47,7 +50,7 @@ pub enum GraphError {
 /// What to build the graph for.
 #[derive(Debug, Clone)]
 pub struct GraphRequest<'a> {
-    pub tasks: &'a [String],
+    pub tasks: &'a [TaskName],
     /// The packages the tasks are requested in (all packages when the user selected none).
     pub packages: &'a [PackageIndex],
 }
@@ -65,7 +68,7 @@ impl TaskGraph {
                     .iter()
                     .any(|p| p.tasks.contains_key(task))
             {
-                let mut known: BTreeSet<String> =
+                let mut known: BTreeSet<TaskName> =
                     workspace.config.task_names.iter().cloned().collect();
                 known.extend(
                     workspace
@@ -80,7 +83,7 @@ impl TaskGraph {
             }
         }
         let mut graph = TaskGraph::default();
-        let mut index: BTreeMap<(PackageIndex, String), NodeIndex> = BTreeMap::new();
+        let mut index: BTreeMap<(PackageIndex, TaskName), NodeIndex> = BTreeMap::new();
         let mut stack: Vec<NodeIndex> = Vec::new();
         for &package in request.packages {
             for task in request.tasks {
@@ -101,7 +104,7 @@ impl TaskGraph {
                     DependsOn::Upstream(task) => upstream_packages(workspace, package, task),
                 };
                 for target in targets {
-                    let existed = index.contains_key(&(target, dep.task().to_string()));
+                    let existed = index.contains_key(&(target, dep.task().clone()));
                     if let Some(dep_node) =
                         graph.add(workspace, &mut index, target, dep.task(), false)
                     {
@@ -123,12 +126,12 @@ impl TaskGraph {
     fn add(
         &mut self,
         workspace: &Workspace,
-        index: &mut BTreeMap<(PackageIndex, String), NodeIndex>,
+        index: &mut BTreeMap<(PackageIndex, TaskName), NodeIndex>,
         package: PackageIndex,
-        task: &str,
+        task: &TaskName,
         requested: bool,
     ) -> Option<NodeIndex> {
-        if let Some(&node) = index.get(&(package, task.to_string())) {
+        if let Some(&node) = index.get(&(package, task.clone())) {
             self.nodes[node].requested |= requested;
             return Some(node);
         }
@@ -136,12 +139,12 @@ impl TaskGraph {
         let node = self.nodes.len();
         self.nodes.push(TaskNode {
             package,
-            task: task.to_string(),
+            task: task.clone(),
             def,
             dependencies: Vec::new(),
             requested,
         });
-        index.insert((package, task.to_string()), node);
+        index.insert((package, task.clone()), node);
         Some(node)
     }
 
@@ -275,7 +278,7 @@ pub fn upstream_kinds(task: &TaskDef) -> &'static [DepKind] {
 fn upstream_packages(
     workspace: &Workspace,
     package: PackageIndex,
-    task: &str,
+    task: &TaskName,
 ) -> Vec<PackageIndex> {
     let kinds: &[DepKind] = match workspace.packages[package].tasks.get(task) {
         Some(def) => upstream_kinds(def),

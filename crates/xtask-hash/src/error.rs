@@ -14,6 +14,13 @@ pub enum HashError {
         #[source]
         source: std::io::Error,
     },
+    /// A cache file of this crate could not be written (its directory created, a temporary
+    /// file written, renamed into place).
+    #[error("{error}: {}", error.source)]
+    Write {
+        #[from]
+        error: xtask_util::FileError,
+    },
     /// The directory walker failed (unreadable directory, malformed ignore file, ...).
     #[error("failed to walk `{}`: {source}", path.display())]
     Walk {

@@ -16,25 +16,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sha2::{Digest, Sha256};
+use xtask_util::{sha256_hex, sha256_reader, try_parallel_map};
 
 use crate::HashError;
 use crate::inputs::InputFile;
 
 /// Appended to the digest of an input file that has an execute bit set.
 pub const EXECUTABLE_SUFFIX: &str = "+x";
-
-/// The size of the read buffer used when hashing a file.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-
-/// The sha256 of `bytes` as 64 lowercase hex digits.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
 
 /// The sha256 of the file at `path` as lowercase hex; for a symlink, of `symlink:` + target.
 ///
@@ -49,78 +40,21 @@ pub fn hash_file(path: &Path) -> Result<String, HashError> {
 /// Hashes every file with `threads` worker threads (at least one); returns
 /// `relative_path -> sha256`, with [`EXECUTABLE_SUFFIX`] for executable files.
 ///
-/// Work is handed out through an atomic index, so a slow large file does not hold up the
-/// others. On failure the error is the one of the first failing file in `files` order, and
-/// it names that file's workspace-relative path.
+/// Work is handed out one file at a time ([`try_parallel_map`]), so a slow large file does
+/// not hold up the others, and none is started after a failure. The error is the one of the
+/// first failing file in `files` order, and it names that file's workspace-relative path.
 pub fn hash_files(
     files: &[InputFile],
     threads: usize,
 ) -> Result<BTreeMap<String, String>, HashError> {
-    let read_error = |file: &InputFile, source| HashError::Read {
-        path: file.relative_path.clone().into(),
-        source,
-    };
-    let workers = threads.clamp(1, files.len().max(1));
-    let mut by_path = BTreeMap::new();
-    if workers == 1 {
-        for file in files {
-            let digest = input_digest_path(&file.absolute_path)
-                .map_err(|source| read_error(file, source))?;
-            by_path.insert(file.relative_path.clone(), digest);
-        }
-        return Ok(by_path);
-    }
-    for (file, digest) in files.iter().zip(hash_in_parallel(files, workers)) {
-        let digest = digest.map_err(|source| read_error(file, source))?;
-        by_path.insert(file.relative_path.clone(), digest);
-    }
-    Ok(by_path)
-}
-
-/// Runs `digest_path` over `files` on `workers` scoped threads; results are in `files` order.
-fn hash_in_parallel(files: &[InputFile], workers: usize) -> Vec<io::Result<String>> {
-    let next_index = AtomicUsize::new(0);
-    let mut results: Vec<Option<io::Result<String>>> = Vec::with_capacity(files.len());
-    results.resize_with(files.len(), || None);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next_index.fetch_add(1, Ordering::Relaxed);
-                        let Some(file) = files.get(index) else {
-                            return done;
-                        };
-                        let digest = input_digest_path(&file.absolute_path);
-                        let failed = digest.is_err();
-                        done.push((index, digest));
-                        if failed {
-                            // Stop handing out work: the run fails anyway.
-                            next_index.store(files.len(), Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            let done = match handle.join() {
-                Ok(done) => done,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            for (index, digest) in done {
-                results[index] = Some(digest);
-            }
-        }
-    });
-    // A file skipped after another failed is reported as not hashed; the earlier failure
-    // (in `files` order) is always present, so `hash_files` returns that one.
-    results
-        .into_iter()
-        .map(|digest| {
-            digest.unwrap_or_else(|| Err(io::Error::other("not hashed: an earlier file failed")))
+    let digests = try_parallel_map(files, threads, |file| {
+        input_digest_path(&file.absolute_path).map_err(|source| HashError::Read {
+            path: file.relative_path.clone().into(),
+            source,
         })
-        .collect()
+    })?;
+    let paths = files.iter().map(|file| file.relative_path.clone());
+    Ok(paths.zip(digests).collect())
 }
 
 /// The digest of an input file: [`digest_path`] plus [`EXECUTABLE_SUFFIX`] when executable.
@@ -162,24 +96,11 @@ pub(crate) fn digest_path(path: &Path) -> io::Result<String> {
 fn digest_with_metadata(path: &Path, metadata: &std::fs::Metadata) -> io::Result<String> {
     if metadata.file_type().is_symlink() {
         let target = std::fs::read_link(path)?;
-        let mut hasher = Sha256::new();
-        hasher.update(b"symlink:");
-        hasher.update(link_target_bytes(&target).as_ref());
-        return Ok(hex(&hasher.finalize()));
+        let text = [b"symlink:".as_slice(), &link_target_bytes(&target)].concat();
+        return Ok(sha256_hex(&text));
     }
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = [0u8; READ_BUFFER_BYTES];
-    loop {
-        let read = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex(&hasher.finalize()))
+    let (sha256, _) = sha256_reader(File::open(path)?)?;
+    Ok(sha256)
 }
 
 /// The raw bytes of a link target: exact on Unix, UTF-8 with `/` separators elsewhere.
@@ -195,20 +116,12 @@ fn link_target_bytes(target: &Path) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(target.to_string_lossy().replace('\\', "/").into_bytes())
 }
 
-/// Lowercase hex of a digest.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read buffer of [`xtask_util::sha256_reader`].
+    const READ_BUFFER_BYTES: usize = 64 * 1024;
 
     const SHA256_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";

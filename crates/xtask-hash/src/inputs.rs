@@ -26,12 +26,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::{DirEntry, Match, WalkBuilder};
+use xtask_util::{RelPath, RelPathError};
 
 use crate::HashError;
 
@@ -514,27 +515,17 @@ fn split_literal_prefix(glob: &str) -> GlobShape<'_> {
     GlobShape::Literal
 }
 
-/// `path` relative to `base` with `/` separators; errors if it is not inside `base`.
+/// `path` relative to `base` with `/` separators (a [`RelPath`]); errors if it is not inside
+/// `base` or not valid UTF-8.
 fn relative_string(path: &Path, base: &Path) -> Result<String, HashError> {
-    let outside = || HashError::OutsideWorkspace {
-        path: path.to_path_buf(),
-        workspace_root: base.to_path_buf(),
-    };
-    let relative = path.strip_prefix(base).map_err(|_| outside())?;
-    let mut out = String::with_capacity(relative.as_os_str().len());
-    for component in relative.components() {
-        let Component::Normal(part) = component else {
-            return Err(outside());
-        };
-        let part = part.to_str().ok_or_else(|| HashError::NonUtf8Path {
+    match RelPath::new(base, path) {
+        Ok(relative) => Ok(relative.into_string()),
+        Err(RelPathError::NotUtf8 { path }) => Err(HashError::NonUtf8Path { path }),
+        Err(_) => Err(HashError::OutsideWorkspace {
             path: path.to_path_buf(),
-        })?;
-        if !out.is_empty() {
-            out.push('/');
-        }
-        out.push_str(part);
+            workspace_root: base.to_path_buf(),
+        }),
     }
-    Ok(out)
 }
 
 /// Whether an error means "there is nothing at this path".

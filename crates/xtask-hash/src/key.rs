@@ -72,9 +72,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use xtask_util::sha256_hex;
 
 use crate::HashError;
-use crate::files::sha256_hex;
 use crate::lockfile::LockedPackage;
 
 /// The version of the key encoding; bump when [`TaskKey::canonical_bytes`] changes shape.

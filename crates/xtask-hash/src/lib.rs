@@ -35,7 +35,7 @@ mod test_fixture;
 
 pub use diff::{DefinitionField, KeyChange, ToolchainField, diff_keys};
 pub use error::HashError;
-pub use files::{EXECUTABLE_SUFFIX, hash_file, hash_files, sha256_hex};
+pub use files::{EXECUTABLE_SUFFIX, hash_file, hash_files};
 pub use inputs::{InputFile, InputSpec, discover_global_inputs, discover_inputs};
 pub use key::{
     KEY_SCHEMA, TaskDefinitionKey, TaskKey, ToolchainKey, env_value_digest, source_fingerprint,
@@ -46,6 +46,6 @@ pub use observed::{
     MISSING, OBSERVED_FIELD, ObservedChange, ObservedInputs, normalize, observed_digest,
     portable_path, resolve_portable,
 };
-pub use stat_cache::{
-    FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, write_atomically,
-};
+pub use stat_cache::{FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts};
+/// Re-exported from `xtask-util` (their one home) for callers that still name them here.
+pub use xtask_util::{sha256_hex, write_atomically};

@@ -23,10 +23,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
+use xtask_util::write_atomically;
 
 use crate::HashError;
 use crate::inputs::{InputFile, InputSpec, discover_inputs_visiting};
-use crate::stat_cache::{FileStat, file_system_clock, write_atomically};
+use crate::stat_cache::{FileStat, file_system_clock};
 
 const VERSION: u32 = 2;
 
@@ -195,10 +196,7 @@ impl ListingCache {
             listings,
         };
         let bytes = serde_json::to_vec(&stored).unwrap_or_default();
-        write_atomically(&self.path, &bytes).map_err(|source| HashError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
+        write_atomically(&self.path, &bytes)?;
         self.dirty.store(false, Ordering::Relaxed);
         Ok(())
     }

@@ -20,8 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::files::sha256_hex;
+use xtask_util::sha256_hex;
 
 /// The field of a stored manifest that holds the observed inputs.
 pub const OBSERVED_FIELD: &str = "observed";

@@ -22,17 +22,16 @@
 //! path last, so it may contain spaces; paths with a newline are never cached).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use xtask_util::{try_parallel_map, write_atomically};
 
 use crate::HashError;
 use crate::files::{digest_path, input_digest, is_executable};
 use crate::inputs::InputFile;
-
-/// A digest and whether it came from the cache.
-type DigestResult = io::Result<(String, bool)>;
 
 /// The first line of a stat cache file; another header means "ignore the file".
 pub const HEADER: &str = "xtask-stat-cache v1";
@@ -229,43 +228,17 @@ impl StatCache {
         files: &[InputFile],
         threads: usize,
     ) -> Result<(BTreeMap<String, String>, StatCacheCounts), HashError> {
-        let workers = threads.clamp(1, files.len().max(1));
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<DigestResult>>> =
-            files.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(file) = files.get(index) else { break };
-                        let result = self
-                            .digest_and_mode(&file.relative_path, &file.absolute_path)
-                            .map(|(sha256, reused, executable)| {
-                                (input_digest(sha256, executable), reused)
-                            });
-                        let failed = result.is_err();
-                        *results[index]
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
-                        if failed {
-                            next.store(files.len(), Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
+        let digests = try_parallel_map(files, threads, |file| {
+            self.digest_and_mode(&file.relative_path, &file.absolute_path)
+                .map(|(sha256, reused, executable)| (input_digest(sha256, executable), reused))
+                .map_err(|source| HashError::Read {
+                    path: file.relative_path.clone().into(),
+                    source,
+                })
+        })?;
         let mut by_path = BTreeMap::new();
         let mut counts = StatCacheCounts::default();
-        for (file, slot) in files.iter().zip(results) {
-            let result = slot
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .unwrap_or_else(|| Err(io::Error::other("not hashed: an earlier file failed")));
-            let (sha256, reused) = result.map_err(|source| HashError::Read {
-                path: file.relative_path.clone().into(),
-                source,
-            })?;
+        for (file, (sha256, reused)) in files.iter().zip(digests) {
             if reused {
                 counts.reused += 1;
             } else {
@@ -300,10 +273,7 @@ impl StatCache {
             ));
         }
         drop(entries);
-        write_atomically(&self.path, text.as_bytes()).map_err(|source| HashError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
+        write_atomically(&self.path, text.as_bytes())?;
         self.dirty.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -373,7 +343,6 @@ fn parse(text: &str) -> Option<HashMap<String, Entry>> {
     Some(entries)
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
 /// The file system's clock now: writes `marker` afresh and returns its mtime (what the racy
 /// timestamp rules compare against; the system clock can differ from the file system's). `None`
 /// if it cannot be written.
@@ -382,26 +351,6 @@ pub(crate) fn file_system_clock(marker: &Path) -> Option<i128> {
         .ok()
         .and_then(|()| FileStat::of(marker).ok())
         .map(|stat| stat.mtime_ns)
-}
-
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("stat-cache");
-    let temporary = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        drop(file);
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
 }
 
 #[cfg(test)]

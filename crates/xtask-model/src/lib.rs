@@ -13,6 +13,7 @@
 mod config;
 mod error;
 mod quantity;
+mod task_name;
 mod workspace;
 
 pub use config::{
@@ -22,5 +23,6 @@ pub use config::{
     TaskKind, TaskOrigin, WorkspaceConfig,
 };
 pub use error::{ConfigProblem, ModelError, UnknownPackage};
-pub use quantity::parse_size;
+pub use quantity::{CpuQuantity, MemoryQuantity, parse_size};
+pub use task_name::TaskName;
 pub use workspace::{DepKind, Edge, Package, PackageIndex, Target, Workspace, load_metadata};

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use cargo_metadata::{DependencyKind, Metadata, TargetKind};
 
-use crate::DependsOn;
 use crate::config::{
-    AppConfig, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
-    parse_package_config, parse_workspace_config,
+    AppConfig, AppOfPackage, ManifestSource, TaskDef, TaskOrigin, WorkspaceConfig, applies_to,
+    check_talks_to, parse_package_config, parse_workspace_config,
 };
 use crate::error::{ConfigProblem, ModelError, UnknownPackage};
+use crate::{DependsOn, TaskName};
 
 /// Index of a package in [`Workspace::packages`].
 pub type PackageIndex = usize;
@@ -99,7 +99,7 @@ pub struct Package {
     pub dependencies: Vec<Edge>,
     /// Effective task definitions for this package (built-ins, workspace tasks that apply,
     /// package overrides and package-only tasks).
-    pub tasks: BTreeMap<String, TaskDef>,
+    pub tasks: BTreeMap<TaskName, TaskDef>,
     pub app: Option<AppConfig>,
 }
 
@@ -187,6 +187,7 @@ impl Workspace {
 
         let mut packages = Vec::with_capacity(members.len());
         let mut package_texts: Vec<String> = Vec::with_capacity(members.len());
+        let mut talks_to_lines: Vec<Vec<usize>> = Vec::with_capacity(members.len());
         for (member_index, member) in members.iter().enumerate() {
             let manifest = member.manifest_path.as_std_path().to_path_buf();
             let dir = manifest.parent().unwrap_or(&root).to_path_buf();
@@ -204,7 +205,7 @@ impl Workspace {
                 &mut problems,
             );
 
-            let mut tasks: BTreeMap<String, TaskDef> = parsed_workspace
+            let mut tasks: BTreeMap<TaskName, TaskDef> = parsed_workspace
                 .tasks
                 .iter()
                 .filter(|(_, (_, filter))| applies_to(filter, member.name.as_str()))
@@ -239,6 +240,7 @@ impl Workspace {
             dependencies.dedup();
 
             package_texts.push(text);
+            talks_to_lines.push(parsed.talks_to_lines);
             packages.push(Package {
                 name: member.name.to_string(),
                 version: member.version.to_string(),
@@ -304,6 +306,20 @@ impl Workspace {
                 check(&package.manifest_path, text, "package.metadata.xtask", def);
             }
         }
+
+        let apps: Vec<AppOfPackage<'_>> = packages
+            .iter()
+            .zip(&talks_to_lines)
+            .filter_map(|(package, lines)| {
+                package.app.as_ref().map(|app| AppOfPackage {
+                    package: &package.name,
+                    manifest: &package.manifest_path,
+                    talks_to: &app.talks_to,
+                    talks_to_lines: lines,
+                })
+            })
+            .collect();
+        check_talks_to(&apps, &mut problems);
 
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

@@ -101,12 +101,7 @@ pub(crate) fn test_app_config() -> AppConfig {
         health_path: "/health".into(),
         ready_path: "/ready".into(),
         metrics_path: "/metrics".into(),
-        resources: xtask_model::Resources {
-            cpu_request: "50m".into(),
-            cpu_limit: "500m".into(),
-            memory_request: "64Mi".into(),
-            memory_limit: "256Mi".into(),
-        },
+        resources: xtask_model::Resources::default(),
         env: Default::default(),
         ingress_path: None,
         talks_to: Vec::new(),

@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 use flate2::{Compression, GzBuilder};
-use sha2::{Digest, Sha256};
+use xtask_util::sha256_hex;
 
 /// One file of an archive.
 #[derive(Debug, Clone)]
@@ -74,11 +74,6 @@ pub fn archive(top: &str, files: &[ArchiveFile], mtime: u64) -> anyhow::Result<V
         .into_inner()
         .context("failed to finish the archive")?;
     gzip.finish().context("failed to finish the gzip stream")
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `SHA256SUMS` in the format `sha256sum -c` reads: `<hex>  <name>`, sorted by name.

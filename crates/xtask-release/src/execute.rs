@@ -10,14 +10,14 @@ use std::path::Path;
 use anyhow::Context;
 use xtask_engine::report::Reporter;
 use xtask_engine::{Location, Refused, RunOptions};
-use xtask_model::{DepKind, Workspace};
+use xtask_model::{DepKind, TaskName, Workspace};
+use xtask_util::write_atomically;
 
 use crate::dist::{ArchiveFile, archive, sha256sums};
 use crate::git::Git;
 use crate::plan::Plan;
 use crate::publish::{Published, RetryPolicy, publish_args, publish_with_retries, run_cargo};
 use crate::state::StateFile;
-use xtask_engine::generated::write_atomically;
 
 /// Env var naming a step after which the process aborts (tests of interrupted releases).
 pub const CRASH_AFTER_ENV: &str = "XTASK_RELEASE_CRASH_AFTER";
@@ -63,17 +63,8 @@ pub fn check_tests(context: &StepContext<'_>) -> anyhow::Result<()> {
         .line("==> cargo xtask test (a release needs passing tests)");
     let outcome = xtask_engine::run(
         &RunOptions {
-            location: context.location.clone(),
-            tasks: vec!["test".to_string()],
-            packages: Vec::new(),
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
             jobs: context.jobs,
-            release: false,
-            target: None,
+            ..RunOptions::new(context.location.clone(), vec![TaskName::TEST])
         },
         context.reporter,
     )?;
@@ -276,17 +267,10 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
     ));
     let outcome = xtask_engine::run(
         &RunOptions {
-            location: context.location.clone(),
-            tasks: vec!["build".to_string()],
             packages: apps,
-            affected: None,
-            force: false,
-            no_cache: false,
-            dry_run: None,
-            summarize: None,
             jobs: context.jobs,
             release: true,
-            target: None,
+            ..RunOptions::new(context.location.clone(), vec![TaskName::BUILD])
         },
         context.reporter,
     )?;
@@ -297,7 +281,7 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
     }
     let metadata = full_metadata(&workspace.manifest_path)?;
     let mtime = u64::try_from(plan.timestamp).unwrap_or(0);
-    let timestamp = xtask_engine::timefmt::rfc3339(plan.timestamp);
+    let timestamp = xtask_util::timefmt::rfc3339(plan.timestamp);
     let mut by_dir: BTreeMap<&str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     for app in &plan.apps {
         let index = workspace

@@ -122,7 +122,7 @@ pub fn make_plan(
         })?,
         _ => git.commit_time(&base_commit)?,
     };
-    let date = xtask_engine::timefmt::date(timestamp);
+    let date = xtask_util::timefmt::date(timestamp);
     for name in request.packages {
         workspace.require_package(name)?;
     }

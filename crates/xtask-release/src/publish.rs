@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use xtask_engine::timefmt::parse_http_date;
+use xtask_util::timefmt::parse_http_date;
 
 /// How a publish ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn publish_with_retries(
         if wait > policy.max_wait || number == policy.max_attempts {
             let when = until.map_or_else(
                 || "later".to_string(),
-                |t| format!("after {}", xtask_engine::timefmt::rfc3339(t)),
+                |t| format!("after {}", xtask_util::timefmt::rfc3339(t)),
             );
             anyhow::bail!(
                 "the registry rate-limits publishing (HTTP 429) while publishing `{package}`; run `cargo xtask release --execute` again {when} to continue"

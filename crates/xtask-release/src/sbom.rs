@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 use cargo_metadata::{DependencyKind, Metadata, PackageId};
 use serde_json::{Value, json};
-
-use crate::dist::sha256_hex;
+use xtask_util::sha256_hex;
 
 /// The SBOM of `app` (a workspace package name) at `timestamp` (RFC 3339).
 pub fn sbom(metadata: &Metadata, app: &str, timestamp: &str) -> anyhow::Result<String> {

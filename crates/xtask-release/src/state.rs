@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use xtask_util::write_atomically;
+
 use crate::plan::Plan;
-use xtask_engine::generated::write_atomically;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
@@ -105,6 +106,6 @@ impl StateFile {
         let mut text =
             serde_json::to_vec_pretty(&self.state).context("failed to encode the release state")?;
         text.push(b'\n');
-        write_atomically(&self.path, &text)
+        Ok(write_atomically(&self.path, &text)?)
     }
 }

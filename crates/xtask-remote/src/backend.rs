@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 use xtask_cache::EntryParts;
+use xtask_util::is_sha256_hex;
 
 use crate::bundle;
 use crate::http::{Failure, Http, Method, Reply};
@@ -356,8 +357,4 @@ struct BlobNames {
 #[derive(Deserialize)]
 struct BlobName {
     sha256: String,
-}
-
-fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

@@ -6,11 +6,10 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use xtask_model::RemoteProtocol;
+use xtask_util::sha256_hex;
 
 use crate::backend::{Backend, FetchError};
-use crate::hex;
 use crate::settings::RemoteSettings;
 
 /// One probe.
@@ -105,9 +104,8 @@ pub fn doctor(settings: &RemoteSettings) -> DoctorReport {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let key = hex(&Sha256::digest(
-        format!("xtask-doctor-canary\0{unix_nanos}\0{}", std::process::id()).as_bytes(),
-    ));
+    let key =
+        sha256_hex(format!("xtask-doctor-canary\0{unix_nanos}\0{}", std::process::id()).as_bytes());
     let canary = format!("xtask cache doctor canary {unix_nanos}\n").into_bytes();
     if settings.can_write() {
         let started = Instant::now();

@@ -25,8 +25,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use xtask_cache::{AllowedOutputs, CacheError, EntryMeta, LocalCache};
+use xtask_util::sha256_hex;
 
 pub use crate::doctor::{Check, DoctorReport, doctor};
 pub use crate::http::{Failure, FailureKind};
@@ -101,16 +101,7 @@ const LAST_RUN_FORMAT: u32 = 1;
 
 /// The remote key of the last-run record of `package:task`.
 pub fn last_run_key(package: &str, task: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"xtask-last-run-v1\0");
-    hasher.update(package.as_bytes());
-    hasher.update(b"\0");
-    hasher.update(task.as_bytes());
-    hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(format!("xtask-last-run-v1\0{package}\0{task}").as_bytes())
 }
 
 impl RemoteCache {
@@ -295,3 +286,18 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RemoteCache>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key is part of what servers hold: it must never change by accident.
+    #[test]
+    fn last_run_key_is_pinned() {
+        assert_eq!(
+            last_run_key("api", "build"),
+            "3e0a4842eae8c1ea2492cad16d0ff9fe2750ba7a70433affe17abbcf5a09f9c2"
+        );
+        assert_ne!(last_run_key("api", "build"), last_run_key("apib", "uild"));
+    }
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 use tempfile::TempDir;
+use testkit::copy_dir;
 
 /// Environment variables removed from every spawned command: they would redirect the target
 /// or cache directory, change what cargo builds, or add noise to the output.
@@ -77,6 +78,8 @@ pub struct TaskRun {
 /// The JSON run summary written by `--summarize=PATH`.
 #[derive(Debug, Deserialize)]
 pub struct Summary {
+    /// The whole run's wall time.
+    pub duration_ms: u64,
     pub totals: Totals,
     pub tasks: Vec<TaskRecord>,
     /// Present when a remote cache is configured.
@@ -119,6 +122,9 @@ pub struct TaskRecord {
     pub inputs_count: usize,
     pub dependencies: Vec<String>,
     pub saved_ms: u64,
+    /// A hit the remote cache supplied in this run (absent: false).
+    #[serde(default)]
+    pub remote_hit: bool,
 }
 
 impl Fixture {
@@ -255,7 +261,12 @@ impl Fixture {
 
     /// The command [`Fixture::xtask`] runs, for callers that spawn it themselves.
     pub fn xtask_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        self.xtask_command_at(Path::new(env!("CARGO_BIN_EXE_xtask")), args)
+    }
+
+    /// [`Fixture::xtask_command`] with the tool's binary at `program` (a copy of it).
+    pub fn xtask_command_at(&self, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command.arg("-C").arg(&self.root).args(args);
         self.hermetic(&mut command);
         command
@@ -488,28 +499,6 @@ fn write_cargo_wrapper(tools: &Path) {
     fs::write(&path, script).expect("write the cargo wrapper");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
         .expect("make the cargo wrapper executable");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to)
-        .unwrap_or_else(|error| panic!("failed to create `{}`: {error}", to.display()));
-    let entries = fs::read_dir(from)
-        .unwrap_or_else(|error| panic!("failed to read `{}`: {error}", from.display()));
-    for entry in entries {
-        let entry = entry.expect("read a directory entry");
-        let name = entry.file_name();
-        if name == "target" || name == CACHE_DIR {
-            continue;
-        }
-        let file_type = entry.file_type().expect("read a file type");
-        if file_type.is_dir() {
-            copy_dir(&entry.path(), &to.join(&name));
-        } else {
-            fs::copy(entry.path(), to.join(&name)).unwrap_or_else(|error| {
-                panic!("failed to copy `{}`: {error}", entry.path().display())
-            });
-        }
-    }
 }
 
 fn collect_files(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) {

@@ -93,7 +93,7 @@ fn a_member_that_does_not_match_its_record_is_never_left_half_written() {
     // The archive blob itself is intact (its sha256 matches the entry), but the record's sha256
     // is of other bytes: the file must not be renamed into place.
     let mut record = file_record(OutputRoot::Workspace, "out.txt", b"expected", 0o644);
-    record.sha256 = Some(xtask_cache::sha256_hex(b"something else"));
+    record.sha256 = Some(xtask_util::sha256_hex(b"something else"));
     let meta = fixture.plant(
         &hash,
         vec![record],

@@ -69,6 +69,7 @@ fn assert_refused(
     let roots = RestoreRoots {
         target: workspace.join("target"),
         workspace: workspace.clone(),
+        keep: Vec::new(),
     };
     let error = fixture
         .cache
@@ -225,6 +226,7 @@ fn symlinks_on_disk_are_resolved_not_trusted() {
     let roots = RestoreRoots {
         target: workspace.join("target"),
         workspace: workspace.clone(),
+        keep: Vec::new(),
     };
     fixture
         .cache

@@ -371,3 +371,69 @@ fn restore_refreshes_the_lru_time_only_when_it_is_older_than_ten_minutes() {
         "an hour-old entry is refreshed"
     );
 }
+
+#[test]
+fn an_archive_prepared_ahead_is_the_one_a_store_would_build() {
+    let fixture = Fixture::new();
+    let outputs = sample_outputs(&fixture);
+    let prepared = fixture
+        .cache
+        .prepare_outputs(outputs.clone())
+        .expect("prepared");
+    let ahead = fixture
+        .cache
+        .store_prepared(
+            crate::support::new_entry(&task_hash("ahead"), outputs.clone(), b"log\n"),
+            Some(prepared),
+        )
+        .expect("store prepared");
+    let now = fixture.store(&task_hash("now"), outputs, b"log\n");
+    assert_eq!(ahead.archive, now.archive, "the same deterministic archive");
+    assert_eq!(ahead.outputs, now.outputs);
+    let roots = fixture.fresh_roots("restored");
+    fixture
+        .cache
+        .restore(&ahead, &roots, &allow_all())
+        .expect("restore");
+    assert_eq!(
+        fs::read(roots.workspace.join("bin/tool")).expect("read"),
+        b"#!/bin/sh\necho hi\n"
+    );
+}
+
+#[test]
+fn an_output_changed_after_its_archive_was_prepared_is_archived_again() {
+    let fixture = Fixture::new();
+    let outputs = sample_outputs(&fixture);
+    let prepared = fixture
+        .cache
+        .prepare_outputs(outputs.clone())
+        .expect("prepared");
+    // The build replaces an output after it was archived (cargo re-links a binary): same
+    // size, same mode, another file.
+    let tool = outputs
+        .iter()
+        .find(|o| o.relative_path == "bin/tool")
+        .expect("bin/tool")
+        .absolute_path
+        .clone();
+    fs::remove_file(&tool).expect("remove");
+    crate::support::write_file(&tool, b"#!/bin/sh\necho yo\n", 0o755);
+    let stored = fixture
+        .cache
+        .store_prepared(
+            crate::support::new_entry(&task_hash("changed"), outputs, b"log\n"),
+            Some(prepared),
+        )
+        .expect("store");
+    let roots = fixture.fresh_roots("restored");
+    fixture
+        .cache
+        .restore(&stored, &roots, &allow_all())
+        .expect("restore");
+    assert_eq!(
+        fs::read(roots.workspace.join("bin/tool")).expect("read"),
+        b"#!/bin/sh\necho yo\n",
+        "never the stale archive"
+    );
+}

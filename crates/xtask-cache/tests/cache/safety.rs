@@ -17,6 +17,7 @@ fn assert_refused(fixture: &Fixture, meta: &EntryMeta) -> String {
     let roots = RestoreRoots {
         target: workspace.join("target"),
         workspace,
+        keep: Vec::new(),
     };
     let error = fixture
         .cache

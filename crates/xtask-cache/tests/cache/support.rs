@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 use xtask_cache::{
     AllowedOutputs, BlobRef, CacheOptions, ENTRY_FORMAT, EntryMeta, LocalCache, NewEntry,
-    OutputFile, OutputKind, OutputRecord, OutputRoot, RestoreRoots, sha256_hex,
+    OutputFile, OutputKind, OutputRecord, OutputRoot, RestoreRoots,
 };
+use xtask_util::sha256_hex;
 
 /// A temp dir with `cache/`, a source workspace `src-ws/` (with `src-ws/target/`) and helpers.
 pub struct Fixture {
@@ -38,6 +39,7 @@ impl Fixture {
         RestoreRoots {
             workspace: self.path("src-ws"),
             target: self.path("src-ws/target"),
+            keep: Vec::new(),
         }
     }
 
@@ -48,6 +50,7 @@ impl Fixture {
         RestoreRoots {
             target: workspace.join("target"),
             workspace,
+            keep: Vec::new(),
         }
     }
 

@@ -1,17 +1,13 @@
-//! Shared test helpers: the repository's and the fixture's projects, private fixture copies,
-//! and running real tools.
+//! The helpers of this crate's tests (those of every crate's tests are in `testkit`): the
+//! repository's and the fixture's projects, private fixture copies, and running real tools.
 
 #![allow(dead_code, reason = "each test binary uses a part of the helpers")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use xtask_deploy::{GeneratedSet, Project};
 use xtask_engine::Location;
-
-pub fn repo_root() -> PathBuf {
-    testkit::workspace_root()
-}
 
 pub fn location(root: &Path) -> Location {
     Location {
@@ -38,7 +34,7 @@ pub fn fixture(name: &str) -> tempfile::TempDir {
         .join("tests/fixtures")
         .join(name);
     let dir = temp_dir();
-    copy_dir(&source, dir.path());
+    testkit::copy_dir(&source, dir.path());
     dir
 }
 
@@ -48,19 +44,6 @@ pub fn temp_dir() -> tempfile::TempDir {
         .prefix("xtask-deploy-test-")
         .tempdir()
         .expect("temp dir")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Writes every file of `sets` under `root`.
@@ -86,14 +69,6 @@ pub fn run_tool(name: &str, args: &[&str], dir: &Path) -> Output {
         .unwrap_or_else(|e| panic!("failed to run {name}: {e}"))
 }
 
-pub fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `kubectl kustomize DIR`, which must succeed.
 pub fn kustomize(dir: &Path) -> String {
     let output = run_tool("kubectl", &["kustomize", &dir.to_string_lossy()], dir);
@@ -101,7 +76,7 @@ pub fn kustomize(dir: &Path) -> String {
         output.status.success(),
         "kubectl kustomize {}:\n{}",
         dir.display(),
-        text(&output)
+        testkit::output_text(&output)
     );
     String::from_utf8(output.stdout).unwrap()
 }

@@ -1,6 +1,7 @@
-//! What the generators read: the apps (`[package.metadata.xtask.app]`), where they deploy
-//! (`[workspace.metadata.xtask.deploy]`) and the environments, checked across packages
-//! (`talks_to` must name another app) with file, key and line.
+//! The deployment project, what every generator reads: the apps
+//! (`[package.metadata.xtask.app]`), where they deploy (`[workspace.metadata.xtask.deploy]`)
+//! and the environments. The model already checked every app's configuration, `talks_to`
+//! across packages included.
 
 use xtask_engine::generated::relative;
 use xtask_model::{AppConfig, ConfigProblem, ModelError, Workspace};
@@ -108,10 +109,9 @@ impl Project {
     }
 }
 
-/// Builds the [`Project`]: a configuration error (exit code 3) when an app names an unknown app
-/// in `talks_to`, or when apps exist without `[workspace.metadata.xtask.deploy]`.
+/// Builds the [`Project`]: a configuration error (exit code 3) when apps exist without
+/// `[workspace.metadata.xtask.deploy]`.
 pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
-    let mut problems = Vec::new();
     let apps: Vec<App> = workspace
         .packages
         .iter()
@@ -129,67 +129,31 @@ pub fn project(workspace: &Workspace) -> Result<Project, ModelError> {
             })
         })
         .collect();
-    for (package, app) in workspace
-        .packages
-        .iter()
-        .filter_map(|p| p.app.as_ref().map(|a| (p, a)))
-    {
-        for other in &app.talks_to {
-            let known = apps
-                .iter()
-                .any(|a| &a.name == other && a.name != package.name);
-            if !known {
-                let text = std::fs::read_to_string(&package.manifest_path).unwrap_or_default();
-                let line = text
-                    .find("talks_to")
-                    .map(|at| text[..at].matches('\n').count() + 1);
-                let names: Vec<&str> = apps
-                    .iter()
-                    .filter(|a| a.name != package.name)
-                    .map(|a| a.name.as_str())
-                    .collect();
-                problems.push(ConfigProblem {
-                    file: package.manifest_path.clone(),
-                    key: "package.metadata.xtask.app.talks_to".to_string(),
-                    line,
-                    message: format!(
-                        "`{other}` is not another app of the workspace (apps: {})",
-                        if names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                });
-            }
+    let deploy = match workspace.config.deploy.clone() {
+        Some(deploy) => deploy,
+        None if apps.is_empty() => xtask_model::DeployConfig {
+            namespace: String::new(),
+            registry: String::new(),
+            domain: String::new(),
+            monitoring: true,
+            runbook_base_url: None,
+        },
+        None => {
+            return Err(ModelError::Config(vec![ConfigProblem {
+                file: workspace.manifest_path.clone(),
+                key: "workspace.metadata.xtask.deploy".to_string(),
+                line: None,
+                message: format!(
+                    "missing: {} declare `[package.metadata.xtask.app]`, so the workspace needs \
+                     `namespace`, `registry` and `domain` to deploy them",
+                    apps.iter()
+                        .map(|a| format!("`{}`", a.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }]));
         }
-    }
-    let deploy = workspace.config.deploy.clone();
-    if deploy.is_none() && !apps.is_empty() {
-        problems.push(ConfigProblem {
-            file: workspace.manifest_path.clone(),
-            key: "workspace.metadata.xtask.deploy".to_string(),
-            line: None,
-            message: format!(
-                "missing: {} declare `[package.metadata.xtask.app]`, so the workspace needs \
-                 `namespace`, `registry` and `domain` to deploy them",
-                apps.iter()
-                    .map(|a| format!("`{}`", a.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    }
-    if !problems.is_empty() {
-        return Err(ModelError::Config(problems));
-    }
-    let deploy = deploy.unwrap_or_else(|| xtask_model::DeployConfig {
-        namespace: String::new(),
-        registry: String::new(),
-        domain: String::new(),
-        monitoring: true,
-        runbook_base_url: None,
-    });
+    };
     Ok(Project {
         apps,
         namespace: deploy.namespace,

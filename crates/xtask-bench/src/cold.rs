@@ -1,0 +1,316 @@
+//! `cargo xtask bench cold`: what the tool costs where it does the same work as cargo, on a
+//! real workspace (default: this one), each tool on its own copy (its own `target/`), side by
+//! side in one run:
+//!
+//! - cold build: empty `target/` (and, for xtask, an empty cache): `cargo build --workspace`
+//!   vs `xtask build`, with the tool's own part (the run minus its cargo calls: hashing,
+//!   storing) from its run summary;
+//! - cold test: the same with `cargo test --workspace` vs `xtask test`;
+//! - warm test: right after, every test binary built: `cargo test --workspace` vs
+//!   `xtask test --force` (runs every test again, and stores).
+//!
+//! Targets: cold build <= 1.05x cargo's, tests no slower than cargo's (1.0x).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::timing::{format_duration, median, ratio, time_once};
+
+/// Targets, as xtask / cargo.
+pub const COLD_BUILD_TARGET: f64 = 1.05;
+pub const TEST_TARGET: f64 = 1.0;
+
+pub struct ColdBenchOptions {
+    /// The workspace to copy (a git work tree: tracked and untracked, not ignored, files).
+    pub source: PathBuf,
+    pub xtask: PathBuf,
+    /// Where the two copies go.
+    pub work_dir: PathBuf,
+    pub iterations: usize,
+    /// Only the cold build (the test scenarios run a workspace's whole test suite four times).
+    pub build_only: bool,
+}
+
+/// One measured scenario: cargo's time, xtask's time and the tool's own part of it.
+struct Row {
+    name: &'static str,
+    cargo: Duration,
+    xtask: Duration,
+    own: Duration,
+    target: f64,
+}
+
+/// Runs the benchmark; returns the report.
+pub fn bench_cold(options: &ColdBenchOptions) -> anyhow::Result<String> {
+    let cargo_copy = options.work_dir.join("cargo");
+    let xtask_copy = options.work_dir.join("xtask");
+    for copy in [&cargo_copy, &xtask_copy] {
+        copy_work_tree(&options.source, copy)?;
+    }
+    let tools = Tools {
+        xtask: &options.xtask,
+        cargo_copy: &cargo_copy,
+        xtask_copy: &xtask_copy,
+        summary: options.work_dir.join("summary.json"),
+    };
+    let iterations = options.iterations.max(1);
+    let mut build = Samples::default();
+    let mut cold_test = Samples::default();
+    let mut warm_test = Samples::default();
+    for i in 0..iterations {
+        progress(&format!("bench cold: iteration {} of {iterations}", i + 1));
+        tools.clean()?;
+        build.push(tools.pair(&["build", "--workspace"], &["build"], i)?);
+        if options.build_only {
+            continue;
+        }
+        tools.clean()?;
+        cold_test.push(tools.pair(&["test", "--workspace"], &["test"], i)?);
+        warm_test.push(tools.pair(&["test", "--workspace"], &["test", "--force"], i)?);
+    }
+    let mut rows = vec![build.row("cold build", COLD_BUILD_TARGET)];
+    if !options.build_only {
+        rows.push(cold_test.row("cold test", TEST_TARGET));
+        rows.push(warm_test.row("warm test", TEST_TARGET));
+    }
+    Ok(report(&options.source, iterations, &rows))
+}
+
+struct Tools<'a> {
+    xtask: &'a Path,
+    cargo_copy: &'a Path,
+    xtask_copy: &'a Path,
+    summary: PathBuf,
+}
+
+impl Tools<'_> {
+    /// Empty targets for both, and an empty cache for xtask.
+    fn clean(&self) -> anyhow::Result<()> {
+        let mut clean_cache = Command::new(self.xtask);
+        clean_cache
+            .args(["cache", "clean"])
+            .current_dir(self.xtask_copy);
+        time_once(&mut clean_cache)?;
+        for dir in [
+            self.cargo_copy.join("target"),
+            self.xtask_copy.join("target"),
+        ] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("failed to remove `{}`", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// cargo `cargo_args` and xtask `xtask_args`, in an order that alternates with `i`;
+    /// returns (cargo, xtask, xtask's own part).
+    fn pair(
+        &self,
+        cargo_args: &[&str],
+        xtask_args: &[&str],
+        i: usize,
+    ) -> anyhow::Result<(Duration, Duration, Duration)> {
+        let cargo = || -> anyhow::Result<Duration> {
+            let mut command =
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            command.args(cargo_args).current_dir(self.cargo_copy);
+            time_once(&mut command)
+        };
+        let xtask = || -> anyhow::Result<(Duration, Duration)> {
+            let mut command = Command::new(self.xtask);
+            command
+                .args(xtask_args)
+                .arg(format!("--summarize={}", self.summary.display()))
+                .current_dir(self.xtask_copy)
+                .env("CI", "1");
+            let took = time_once(&mut command)?;
+            let cargo_ms = summary_cargo_ms(&self.summary)?;
+            Ok((took, took.saturating_sub(Duration::from_millis(cargo_ms))))
+        };
+        if i.is_multiple_of(2) {
+            let c = cargo()?;
+            let (x, own) = xtask()?;
+            Ok((c, x, own))
+        } else {
+            let (x, own) = xtask()?;
+            let c = cargo()?;
+            Ok((c, x, own))
+        }
+    }
+}
+
+/// One progress line on stderr (the report goes to stdout).
+pub(crate) fn progress(message: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{message}\n").as_bytes());
+}
+
+/// `totals.cargo_ms` of a run summary.
+fn summary_cargo_ms(path: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read the run summary `{}`", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
+    json["totals"]["cargo_ms"]
+        .as_u64()
+        .with_context(|| format!("`{}` has no totals.cargo_ms", path.display()))
+}
+
+#[derive(Default)]
+struct Samples {
+    cargo: Vec<Duration>,
+    xtask: Vec<Duration>,
+    own: Vec<Duration>,
+}
+
+impl Samples {
+    fn push(&mut self, (cargo, xtask, own): (Duration, Duration, Duration)) {
+        self.cargo.push(cargo);
+        self.xtask.push(xtask);
+        self.own.push(own);
+    }
+
+    fn row(mut self, name: &'static str, target: f64) -> Row {
+        Row {
+            name,
+            cargo: median(&mut self.cargo),
+            xtask: median(&mut self.xtask),
+            own: median(&mut self.own),
+            target,
+        }
+    }
+}
+
+fn report(source: &Path, iterations: usize, rows: &[Row]) -> String {
+    let mut text = format!(
+        "bench cold: `{}`, each tool on its own copy ({iterations} runs each, alternating, \
+         medians)\n",
+        source.display()
+    );
+    text.push_str(&format!(
+        "  {:10} {:>10} {:>10} {:>14} {:>13} {:>8}\n",
+        "scenario", "cargo", "xtask", "xtask / cargo", "tool's own", "target"
+    ));
+    for row in rows {
+        let slowdown = ratio(row.xtask, row.cargo);
+        text.push_str(&format!(
+            "  {:10} {:>10} {:>10} {:>13.2}x {:>13} {:>7.2}x {}\n",
+            row.name,
+            format_duration(row.cargo),
+            format_duration(row.xtask),
+            slowdown,
+            format_duration(row.own),
+            row.target,
+            if slowdown <= row.target {
+                "met"
+            } else {
+                "NOT met"
+            }
+        ));
+    }
+    text
+}
+
+/// Copies the files git would show in `source` (tracked, and untracked but not ignored) to
+/// `destination`, which is emptied first.
+fn copy_work_tree(source: &Path, destination: &Path) -> anyhow::Result<()> {
+    let output = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(source)
+        .output()
+        .with_context(|| format!("failed to run git in `{}`", source.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{}` is not a git work tree: {}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    if destination.exists() {
+        std::fs::remove_dir_all(destination)
+            .with_context(|| format!("failed to empty `{}`", destination.display()))?;
+    }
+    for name in output.stdout.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let relative = Path::new(std::str::from_utf8(name).context("a non-UTF-8 file name")?);
+        let from = source.join(relative);
+        if !from.is_file() {
+            continue; // deleted but still in the index
+        }
+        let to = destination.join(relative);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create `{}`", parent.display()))?;
+        }
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("failed to copy `{}`", from.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_compares_with_each_target() {
+        let s = Duration::from_secs;
+        let rows = [
+            Row {
+                name: "cold build",
+                cargo: s(100),
+                xtask: s(104),
+                own: s(3),
+                target: COLD_BUILD_TARGET,
+            },
+            Row {
+                name: "warm test",
+                cargo: s(10),
+                xtask: s(12),
+                own: s(1),
+                target: TEST_TARGET,
+            },
+        ];
+        let text = report(Path::new("/w"), 1, &rows);
+        assert!(
+            text.contains("cold build   100.00 s   104.00 s          1.04x"),
+            "{text}"
+        );
+        assert!(text.contains("1.05x met\n"), "{text}");
+        assert!(text.contains("1.00x NOT met\n"), "{text}");
+    }
+
+    #[test]
+    fn copies_what_git_shows_and_nothing_it_ignores() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-cold-{}", std::process::id()));
+        let source = dir.join("source");
+        std::fs::create_dir_all(source.join("src")).unwrap();
+        std::fs::write(source.join(".gitignore"), "/target\n").unwrap();
+        std::fs::write(source.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+        std::fs::create_dir_all(source.join("target")).unwrap();
+        std::fs::write(source.join("target/junk"), "x").unwrap();
+        let git = Command::new("git")
+            .arg("init")
+            .arg("-q")
+            .current_dir(&source)
+            .status();
+        assert!(git.is_ok_and(|s| s.success()));
+        let destination = dir.join("copy");
+        copy_work_tree(&source, &destination).unwrap();
+        assert!(destination.join("src/lib.rs").is_file());
+        assert!(destination.join(".gitignore").is_file());
+        assert!(!destination.join("target").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

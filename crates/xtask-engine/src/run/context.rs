@@ -1,0 +1,66 @@
+//! The context every stage of a run shares.
+
+use std::sync::Arc;
+
+use xtask_cache::AllowedOutputs;
+use xtask_graph::TaskGraph;
+use xtask_model::Workspace;
+
+use super::options::RunOptions;
+use super::prepare::Prepared;
+use super::schedule::Node;
+use crate::fast::FastPaths;
+use crate::plan::{CargoSettings, Plan};
+use crate::report::Reporter;
+
+/// The context every stage shares: what was asked, what was planned, and where it goes.
+pub(crate) struct Run<'a> {
+    pub options: &'a RunOptions,
+    pub workspace: &'a Workspace,
+    pub graph: &'a TaskGraph,
+    pub planned: &'a Plan,
+    pub settings: &'a CargoSettings,
+    /// Per node: where its cached outputs may be restored (nothing outside is ever written).
+    pub allowed: Vec<AllowedOutputs>,
+    pub fast: Arc<FastPaths>,
+    pub reporter: &'a Reporter,
+}
+
+impl Run<'_> {
+    pub fn label(&self, node: Node) -> String {
+        self.graph.label(self.workspace, node)
+    }
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        prepared: &'a Prepared,
+        options: &'a RunOptions,
+        reporter: &'a Reporter,
+    ) -> anyhow::Result<Run<'a>> {
+        let workspace = &prepared.workspace;
+        let allowed = prepared
+            .graph
+            .nodes
+            .iter()
+            .map(|task| {
+                crate::outputs::allowed_outputs(
+                    workspace,
+                    &workspace.packages[task.package],
+                    &task.def,
+                    &prepared.settings,
+                )
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Run {
+            options,
+            workspace,
+            graph: &prepared.graph,
+            planned: &prepared.planned,
+            settings: &prepared.settings,
+            allowed,
+            fast: FastPaths::shared(&workspace.cache_dir()),
+            reporter,
+        })
+    }
+}

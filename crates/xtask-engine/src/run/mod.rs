@@ -1,0 +1,359 @@
+//! `build | test | lint | fmt | run TASK` as a pipeline of named stages around one [`Run`]
+//! context:
+//!
+//! 1. **plan** ([`prepare`]): the workspace, the task graph, every task's key;
+//! 2. **lookup** ([`cache::Cache`]): local entries, then remote ones (imported locally), each
+//!    kept only while its observed inputs are unchanged; hits are restored in parallel;
+//! 3. **schedule** ([`schedule::Scheduler`]): a pure state machine of what can start;
+//! 4. **execute** ([`execute`]): one cargo batch or one custom task per piece of work;
+//! 5. **record** ([`record::Recorder`]): store, upload, report, totals, and the summary
+//!    (with `--summarize`, also the HTML report beside it; with `--profile`, a Chrome trace).
+
+mod cache;
+mod context;
+mod execute;
+mod options;
+mod prepare;
+mod record;
+mod schedule;
+mod why_ran;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use xtask_cache::RestoreRoots;
+use xtask_model::Workspace;
+
+pub use cache::open_cache;
+pub(crate) use cache::{Cache, ObservedCheck};
+pub(crate) use prepare::{Prepared, prepare};
+
+use crate::load::load_workspace;
+use crate::remote::Uploader;
+use crate::report::{Reporter, RunTotals, TaskStatus};
+use crate::summary::{FinishedRun, TaskRecord};
+use cache::{Hit, Lookup, Wanted};
+pub(crate) use context::Run;
+use execute::Finished;
+pub use options::{RunOptions, RunOutcome};
+use record::{DigestedBatch, Recorder, digest_batch};
+use schedule::{Node, Scheduler};
+use xtask_util::parallel_map;
+
+pub fn run(options: &RunOptions, reporter: &Reporter) -> anyhow::Result<RunOutcome> {
+    let workspace = load_workspace(&options.location)?;
+    run_loaded(workspace, options, reporter)
+}
+
+/// [`run`] on a workspace the caller has already loaded (`options.location` is not read), so
+/// a command that needs the model itself runs `cargo metadata` once.
+pub fn run_loaded(
+    workspace: Workspace,
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    // 1. plan
+    let prepared = prepare::prepare_loaded(workspace, options)?;
+    let run = Run::new(&prepared, options, reporter)?;
+    if let Some(format) = options.dry_run {
+        let records = dry_run_records(&run, &open_cache(run.workspace));
+        crate::output::print_dry_run(&records, format)?;
+        return Ok(RunOutcome {
+            success: true,
+            totals: RunTotals::default(),
+            summary_path: None,
+            records: Vec::new(),
+        });
+    }
+    let cache = Cache::open(run.workspace)?;
+    reporter.start(run.graph.nodes.len());
+    let plan_ms = started.elapsed().as_millis() as u64;
+    let mut recorder = Recorder::new(&run, &cache, started);
+    let mut scheduler = Scheduler::from_graph(run.graph, options.jobs);
+    // 2. lookup
+    let looked_up = if options.force {
+        Lookup::default()
+    } else {
+        lookup(&run, &cache)
+    };
+    if options.summarize.is_some() || options.profile.is_some() {
+        recorder.why = why_ran::why_ran(&run, &cache, &looked_up);
+    }
+    restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder);
+    // A failed write only loses the speed-up of the next run.
+    let _ = run.fast.save();
+    // 3-5. schedule, execute, record
+    execute_misses(&run, &cache, &mut scheduler, &mut recorder)?;
+    let stored_any = recorder.stored_any;
+    let (mut totals, records) = recorder.into_records();
+    if stored_any
+        && let Some(cap) = run.workspace.config.cache.max_size_bytes
+        && let Err(error) = cache.local.prune(Some(cap))
+    {
+        reporter.warning(&format!("cache eviction failed: {error}"));
+    }
+    totals.remote = cache.remote.as_ref().map(|remote| remote.totals());
+    totals.elapsed = started.elapsed();
+    reporter.finish(&totals);
+    let finished = FinishedRun {
+        tasks_requested: &options.tasks,
+        started_unix_ms,
+        plan_ms,
+        totals: &totals,
+        records: &records,
+    };
+    let summary_path = summarize(&run, &cache, &finished)?;
+    profile(&run, &finished)?;
+    Ok(RunOutcome {
+        success: totals.failed == 0 && totals.skipped == 0,
+        totals,
+        summary_path,
+        records,
+    })
+}
+
+/// The lookup stage: every cacheable task's entry (local, then remote), kept only while what
+/// its task was observed to read beyond the key is unchanged (a two-level key, as in
+/// ccache's direct mode).
+fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
+    let threads = run.options.jobs.max(2);
+    let cacheable: Vec<Node> = (0..run.graph.nodes.len())
+        .filter(|&node| run.graph.nodes[node].def.cache)
+        .collect();
+    let wanted: Vec<Wanted<'_>> = cacheable
+        .iter()
+        .map(|&node| Wanted {
+            hash: &run.planned[node].hash,
+            allowed: &run.allowed[node],
+            label: run.label(node),
+        })
+        .collect();
+    let found = cache.lookup(&wanted, threads, run.reporter);
+    let found: Vec<Hit> = cacheable
+        .into_iter()
+        .zip(found)
+        .filter_map(|(node, found)| {
+            let found = found?;
+            Some(Hit {
+                node,
+                meta: found.meta,
+                remote: found.remote,
+            })
+        })
+        .collect();
+    let check = ObservedCheck::default();
+    let changes = parallel_map(&found, threads, |hit| {
+        check.first_change(&run.workspace.root, &hit.meta)
+    });
+    let mut lookup = Lookup::default();
+    for (hit, change) in found.into_iter().zip(changes) {
+        match change {
+            None => lookup.hits.push(hit),
+            Some(change) => {
+                run.reporter.line(&format!(
+                    "{}: cache entry not used: {change}",
+                    run.label(hit.node)
+                ));
+                lookup.not_used.insert(hit.node, change);
+            }
+        }
+    }
+    lookup
+}
+
+/// Restores the hits in parallel. Outputs already in place are recognised through the stat
+/// cache (only stat'ed when unchanged since they were last hashed, with the same
+/// racy-timestamp rule as inputs).
+fn restore(
+    run: &Run<'_>,
+    cache: &Cache,
+    hits: &[Hit],
+    scheduler: &mut Scheduler,
+    recorder: &mut Recorder<'_>,
+) {
+    let roots = RestoreRoots {
+        workspace: run.workspace.root.clone(),
+        target: run.workspace.target_dir.clone(),
+        keep: running_tool_binary(&run.workspace.target_dir),
+    };
+    let digest_in_place = |path: &std::path::Path| -> Option<String> {
+        run.fast
+            .stat_cache
+            .digest(&path.to_string_lossy(), path)
+            .ok()
+            .map(|(digest, _)| digest)
+    };
+    let restored = parallel_map(hits, run.options.jobs.max(2), |hit| {
+        let restore_started = Instant::now();
+        let result = cache.restore(&hit.meta, &roots, &run.allowed[hit.node], &digest_in_place);
+        (result, (restore_started, restore_started.elapsed()))
+    });
+    for (hit, (result, timing)) in hits.iter().zip(restored) {
+        match result {
+            Ok(log) => {
+                scheduler.already_done(hit.node, TaskStatus::Hit);
+                recorder.hit(hit.node, &hit.meta, &log, timing, hit.remote);
+            }
+            Err(error) => run.reporter.warning(&format!(
+                "{}: cache entry unusable, treating as a miss: {error}",
+                run.label(hit.node)
+            )),
+        }
+    }
+}
+
+/// The running tool's own executable when it is in the target directory: cargo has just
+/// built it from the same sources for `cargo xtask` (the alias's `cargo run`), with the
+/// features of the tool's package alone. A hit leaves it alone: restoring the workspace
+/// build's copy over it made every alias call relink it and every run rewrite it.
+fn running_tool_binary(target_dir: &std::path::Path) -> Vec<PathBuf> {
+    std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .ok()
+        .filter(|exe| exe.starts_with(target_dir))
+        .into_iter()
+        .collect()
+}
+
+/// The schedule, execute and record stages: misses run dependencies first, the scheduler
+/// deciding what starts, each end recorded as it arrives. Uploads run on their own bounded
+/// pool while tasks go on; the scope waits for the queue to drain at the end of the run.
+fn execute_misses<'r>(
+    run: &'r Run<'r>,
+    cache: &'r Cache,
+    scheduler: &mut Scheduler,
+    recorder: &mut Recorder<'r>,
+) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let uploader = match &cache.remote {
+            Some(remote) if !run.options.no_cache && remote.settings().can_write() => {
+                Some(Uploader::start(scope, remote, &cache.local, run.reporter))
+            }
+            _ => None,
+        };
+        let (sender, receiver) = mpsc::channel::<Finished>();
+        loop {
+            let step = scheduler.next();
+            for node in step.skipped {
+                recorder.skipped(node);
+            }
+            for work in step.start {
+                execute::spawn(scope, run, &cache.local, work, sender.clone());
+            }
+            if scheduler.idle() {
+                break;
+            }
+            let Ok(finished) = receiver.recv() else { break };
+            record_finished(run, finished, scheduler, recorder, uploader.as_ref());
+        }
+    });
+    Ok(())
+}
+
+/// Records every task of a finished piece of work and tells the scheduler.
+fn record_finished(
+    run: &Run<'_>,
+    finished: Finished,
+    scheduler: &mut Scheduler,
+    recorder: &mut Recorder<'_>,
+    uploader: Option<&Uploader>,
+) {
+    let mut rechecked = std::collections::HashMap::new();
+    match finished {
+        Finished::Custom(completion) => {
+            let node = completion.node;
+            let status =
+                recorder.completed(completion, &DigestedBatch::new(), uploader, &mut rechecked);
+            scheduler.custom_finished(node, status);
+        }
+        Finished::Batch {
+            took,
+            completions,
+            outcome,
+        } => {
+            recorder.totals.cargo += took;
+            let digested = outcome
+                .as_ref()
+                .map(|batch| digest_batch(run.workspace, batch))
+                .unwrap_or_default();
+            let statuses: Vec<(Node, TaskStatus)> = completions
+                .into_iter()
+                .map(|completion| {
+                    let node = completion.node;
+                    let status =
+                        recorder.completed(completion, &digested, uploader, &mut rechecked);
+                    (node, status)
+                })
+                .collect();
+            scheduler.batch_finished(&statuses);
+        }
+    }
+}
+
+/// The `--summarize` file and the HTML report beside it, if asked for.
+fn summarize(
+    run: &Run<'_>,
+    cache: &Cache,
+    finished: &FinishedRun<'_>,
+) -> anyhow::Result<Option<PathBuf>> {
+    let Some(wanted) = &run.options.summarize else {
+        return Ok(None);
+    };
+    let path = crate::summary::summary_file(
+        wanted,
+        run.options.location.directory.as_deref(),
+        cache.local.root(),
+        finished.started_unix_ms,
+    );
+    crate::summary::write_summary(&path, finished)?;
+    let report = crate::visualize::report_path(&path);
+    crate::visualize::write_run_report(&report, finished)?;
+    run.reporter
+        .line(&format!("run summary: {}", path.display()));
+    run.reporter
+        .line(&format!("run report: {}", report.display()));
+    Ok(Some(path))
+}
+
+/// The `--profile` Chrome trace, if asked for (relative to `-C DIR` when relative).
+fn profile(run: &Run<'_>, finished: &FinishedRun<'_>) -> anyhow::Result<()> {
+    let Some(path) = &run.options.profile else {
+        return Ok(());
+    };
+    let path = match &run.options.location.directory {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.clone(),
+    };
+    crate::visualize::write_profile(&path, finished)?;
+    run.reporter.line(&format!("profile: {}", path.display()));
+    Ok(())
+}
+
+/// A dry run's view of each task: its hash and whether it would be a hit.
+fn dry_run_records(run: &Run<'_>, cache: &xtask_cache::LocalCache) -> Vec<TaskRecord> {
+    let check = ObservedCheck::default();
+    run.graph
+        .topological_order
+        .iter()
+        .map(|&node| {
+            let hit = !run.options.force
+                && run.graph.nodes[node].def.cache
+                && matches!(
+                    cache.lookup(&run.planned[node].hash),
+                    Ok(Some(meta)) if check.first_change(&run.workspace.root, &meta).is_none()
+                );
+            let status = if hit {
+                TaskStatus::Hit
+            } else {
+                TaskStatus::Miss
+            };
+            record::task_record(run, node, status, Duration::ZERO, 0)
+        })
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! Mapping a slice on scoped threads, results in the slice's order.
+//!
+//! Work is handed out one item at a time through an atomic index, so one slow item does not
+//! hold up a whole chunk. A panic in `f` is re-raised on the calling thread with its payload.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Maps `f` over `items` on up to `threads` scoped threads; the results keep the order of
+/// `items`. One thread (or one item) maps on the calling thread.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    map_until(items, threads, &f, &|_| false)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Like [`parallel_map`] for a fallible `f`: after the first failure no further item is
+/// started, and the error returned is the one of the first failing item in `items` order
+/// (every item before it was started, so it is never hidden by a later one).
+pub fn try_parallel_map<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    // Items are handed out in order, so an item that was never started comes after a failed
+    // one: the first `Err` in order precedes every gap.
+    map_until(items, threads, &f, &Result::is_err)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Maps `f` over `items` until a result for which `stop` holds; items not started by then are
+/// `None`. Each worker collects its own results; they are put in order after the join.
+fn map_until<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: &(impl Fn(&T) -> R + Sync),
+    stop: &(impl Fn(&R) -> bool + Sync),
+) -> Vec<Option<R>> {
+    let workers = threads.min(items.len());
+    let mut results: Vec<Option<R>> = Vec::with_capacity(items.len());
+    results.resize_with(items.len(), || None);
+    if workers <= 1 {
+        for (slot, item) in results.iter_mut().zip(items) {
+            let result = f(item);
+            let stopping = stop(&result);
+            *slot = Some(result);
+            if stopping {
+                break;
+            }
+        }
+        return results;
+    }
+    let next_index = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next_index.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(index) else {
+                            return done;
+                        };
+                        let result = f(item);
+                        if stop(&result) {
+                            // Hand out no more work.
+                            next_index.store(items.len(), Ordering::Relaxed);
+                        }
+                        done.push((index, result));
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            let done = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (index, result) in done {
+                results[index] = Some(result);
+            }
+        }
+    });
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[test]
+    fn keeps_the_order_of_the_items_whatever_the_thread_count() {
+        let items: Vec<u64> = (0..100).collect();
+        let expected: Vec<u64> = items.iter().map(|i| i * i).collect();
+        for threads in [0, 1, 2, 7, 200] {
+            assert_eq!(parallel_map(&items, threads, |i| i * i), expected);
+        }
+        assert!(parallel_map(&[] as &[u64], 4, |i| *i).is_empty());
+    }
+
+    #[test]
+    fn runs_on_several_threads() {
+        let threads = Mutex::new(std::collections::HashSet::new());
+        let items: Vec<u32> = (0..8).collect();
+        parallel_map(&items, 4, |_| {
+            threads.lock().unwrap().insert(std::thread::current().id());
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        assert!(threads.into_inner().unwrap().len() > 1);
+    }
+
+    #[test]
+    fn try_returns_every_result_when_nothing_fails() {
+        let items: Vec<u32> = (0..50).collect();
+        let doubled = try_parallel_map(&items, 4, |i| Ok::<_, String>(i * 2)).unwrap();
+        assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn try_returns_the_first_failure_in_item_order() {
+        let items: Vec<u32> = (0..200).collect();
+        for threads in [1, 3, 16] {
+            let error = try_parallel_map(&items, threads, |&i| {
+                if i == 150 {
+                    // A later failure that finishes first must not win.
+                    return Err(format!("item {i}"));
+                }
+                if i == 40 {
+                    std::thread::sleep(Duration::from_millis(30));
+                    return Err(format!("item {i}"));
+                }
+                Ok(i)
+            })
+            .unwrap_err();
+            assert_eq!(error, "item 40", "with {threads} threads");
+        }
+    }
+
+    #[test]
+    fn try_starts_no_item_after_a_failure_on_one_thread() {
+        let started = Mutex::new(Vec::new());
+        let items: Vec<u32> = (0..10).collect();
+        let result = try_parallel_map(&items, 1, |&i| {
+            started.lock().unwrap().push(i);
+            if i == 3 { Err(i) } else { Ok(i) }
+        });
+        assert_eq!(result, Err(3));
+        assert_eq!(started.into_inner().unwrap(), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_with_its_message() {
+        let items: Vec<u32> = (0..8).collect();
+        let panic = std::panic::catch_unwind(|| {
+            parallel_map(&items, 4, |&i| {
+                assert!(i != 5, "item {i} failed");
+                i
+            })
+        })
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("item 5 failed"), "{message}");
+    }
+}
