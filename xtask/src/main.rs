@@ -304,6 +304,13 @@ enum BenchCommand {
         /// Cold builds per variant (each restore is measured 3 times per iteration).
         #[arg(long, value_name = "N", default_value_t = 1)]
         iterations: usize,
+        /// `node` (default: target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        node: Option<PathBuf>,
+        /// turborepo-remote-cache's `dist/cli.js` (default: `turborepo-remote-cache` in
+        /// target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        remote_cache_server: Option<PathBuf>,
     },
     /// The task runner side by side with Turborepo on synthetic trees (fully cached, outputs
     /// deleted, dry run, leaf and root change, cold, big inputs, `cargo build` no-op, memory);
@@ -330,6 +337,18 @@ enum BenchCommand {
         /// Print the table only; do not write BENCHMARKS.md.
         #[arg(long)]
         no_write: bool,
+        /// Keep N cores busy (one busy-loop thread each) for the whole run; the report says so.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        load: usize,
+        /// The xtask binary to time (default: `cargo build --release -p xtask` of this repository).
+        #[arg(long, value_name = "PATH")]
+        xtask: Option<PathBuf>,
+        /// The turbo binary (default: target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        turbo: Option<PathBuf>,
+        /// npm, which turbo runs the tasks with (default: target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        npm: Option<PathBuf>,
     },
 }
 
@@ -565,6 +584,8 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     crates,
                     task,
                     iterations,
+                    node,
+                    remote_cache_server,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -575,6 +596,9 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     task,
                     iterations,
                     work_dir: workspace.target_dir.join("bench"),
+                    node,
+                    remote_cache_server,
+                    tools_dir: xtask_bench::tools::tools_dir(&workspace.root),
                 },
             )?)
         }
@@ -588,15 +612,22 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     skip_big,
                     skip_cargo,
                     no_write,
+                    load,
+                    xtask,
+                    turbo,
+                    npm,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
             print(&xtask_bench::runner::bench_runner_in(
                 &workspace.root,
                 &workspace.target_dir,
-                xtask_bench::runner::RunnerBenchOptions {
-                    xtask: PathBuf::new(),
-                    turbo: PathBuf::new(),
+                &xtask_bench::runner::RunnerBenchOptions {
+                    xtask,
+                    turbo,
+                    npm,
+                    tools_dir: xtask_bench::tools::tools_dir(&workspace.root),
+                    load,
                     crates,
                     iterations,
                     slow_iterations,

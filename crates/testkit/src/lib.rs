@@ -5,12 +5,13 @@
 //!
 //! Real tools (servers, validators, container tools) are installed by `.ci/install-tools` into
 //! `target/ci-tools/`; [`tool`] finds them there or on `PATH`. A missing tool fails the test with
-//! the command that installs it: tests never skip silently.
+//! the command that installs it: tests never skip silently. The lookup itself, like the server
+//! code, has one home, `xtask_bench::tools` (the benchmarks need it at run time); these are the
+//! test-side wrappers, which panic where the runtime code returns errors.
 
 mod files;
 pub mod servers;
 
-use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -38,10 +39,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Where `.ci/install-tools` installs (`target/ci-tools`), honouring `CI_TOOLS`.
 pub fn tools_dir() -> PathBuf {
-    match env::var_os("CI_TOOLS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("target").join("ci-tools"),
-    }
+    xtask_bench::tools::tools_dir(&workspace_root())
 }
 
 /// Finds an executable: `target/ci-tools/bin/NAME` first, then `PATH`. Panics with the
@@ -49,28 +47,15 @@ pub fn tools_dir() -> PathBuf {
 pub fn tool(name: &str) -> PathBuf {
     find_tool(name).unwrap_or_else(|| {
         panic!(
-            "required tool `{name}` not found in {} or on PATH: run `bash .ci/install-tools`",
-            tools_dir().join("bin").display()
+            "{}",
+            xtask_bench::tools::missing_tool_message(&tools_dir(), name, "")
         )
     })
 }
 
 /// Like [`tool`], but `None` when missing.
 pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs = vec![tools_dir().join("bin")];
-    if let Some(path) = env::var_os("PATH") {
-        dirs.extend(env::split_paths(&path));
-    }
-    dirs.into_iter()
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    xtask_bench::tools::find_tool(&tools_dir(), name)
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Benchmark suites behind `cargo xtask bench ...`: they run the real `xtask` binary (and other
 //! tools) on synthetic workspaces and report ratios measured side by side in one run, never
-//! absolute timings checked by a test.
+//! absolute timings checked by a test. Nothing outside the repository is needed but the tools
+//! compared (found by [`tools`], or given on the command line).
 //!
-//! - [`synthetic`]: workspaces from `../shared/bench/gen_monorepo.py` (also usable by turbo),
-//!   with the xtask configuration that makes both tools do the same work.
+//! - [`synthetic`]: the generator of synthetic workspaces (Cargo + npm + turbo), seeded.
 //! - [`timing`]: medians of repeated runs, alternating the commands compared.
+//! - [`load`]: the deliberate load (`--load N`) and the disturbance monitor (`/proc/stat`).
+//! - [`tools`]: finding real tools (`target/ci-tools/bin`, `PATH`), with errors naming them.
+//! - [`servers`]: real servers on loopback (the remote cache), also wrapped by `testkit`.
 //! - [`remote`]: the remote cache (`bench remote`).
 //! - [`runner`]: the task runner against Turborepo (`bench runner`), writes `BENCHMARKS.md`.
 //! - [`cold`]: cold build and cold/warm test against cargo on a real workspace (`bench cold`).
@@ -12,8 +15,11 @@
 //!   no-op equivalents (`bench readme`).
 
 pub mod cold;
+pub mod load;
 pub mod readme;
 pub mod remote;
 pub mod runner;
+pub mod servers;
 pub mod synthetic;
 pub mod timing;
+pub mod tools;

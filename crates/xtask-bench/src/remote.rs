@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::servers::{self, RemoteCacheTools, Server};
 use crate::synthetic::{self, Shape};
 use crate::timing::{format_duration, median, ratio, time_once};
+use crate::tools;
 
 const TOKEN: &str = "bench-token";
 
@@ -34,6 +36,13 @@ pub struct RemoteBenchOptions {
     pub iterations: usize,
     /// Where trees and copies go (default: `target/bench`).
     pub work_dir: PathBuf,
+    /// `node` (`--node`; default: `target/ci-tools/bin` or `PATH`).
+    pub node: Option<PathBuf>,
+    /// `turborepo-remote-cache`'s `dist/cli.js` (`--remote-cache-server`; default: found as
+    /// `turborepo-remote-cache` in `target/ci-tools/bin` or on `PATH`).
+    pub remote_cache_server: Option<PathBuf>,
+    /// Where `.ci/install-tools` puts tools (`target/ci-tools`).
+    pub tools_dir: PathBuf,
 }
 
 struct Measured {
@@ -44,11 +53,28 @@ struct Measured {
 }
 
 pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
+    // Every tool first, so a missing one fails before minutes of work.
+    let server_tools = RemoteCacheTools {
+        node: tools::tool_or_given(
+            options.node.as_deref(),
+            "--node",
+            &options.tools_dir,
+            "node",
+            "remote-cache",
+        )?,
+        server: tools::tool_or_given(
+            options.remote_cache_server.as_deref(),
+            "--remote-cache-server",
+            &options.tools_dir,
+            "turborepo-remote-cache",
+            "remote-cache",
+        )?,
+    };
     let tree = synthetic::generate(
         &options.work_dir.join("trees"),
-        Shape::standard(options.crates),
-        false,
-    )?;
+        &Shape::standard(options.crates),
+    )?
+    .root;
     let runs = options.work_dir.join("remote-runs");
     let _ = std::fs::remove_dir_all(&runs);
     std::fs::create_dir_all(&runs)
@@ -63,7 +89,7 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     } else {
         vec!["run".into(), options.task.clone()]
     };
-    let xtask = |dir: &Path, server: Option<&testkit::servers::Server>, summary: Option<&Path>| {
+    let xtask = |dir: &Path, server: Option<&Server>, summary: Option<&Path>| {
         let mut command = Command::new(&options.xtask);
         command
             .arg("-C")
@@ -98,7 +124,7 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     let mut tasks = 0;
     for iteration in 0..options.iterations.max(1) {
         // A new, empty server per iteration: the uploading build must miss everywhere.
-        let server = testkit::servers::turborepo_remote_cache(TOKEN, None);
+        let server = servers::turborepo_remote_cache(&server_tools, TOKEN, None)?;
         // Alternate which variant goes first, so a warming machine favours neither.
         for upload in [iteration % 2 == 1, iteration % 2 == 0] {
             let dir = fresh_copy(if upload { "cold-upload" } else { "cold" })?;
@@ -131,7 +157,8 @@ pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
 fn check_all_hits(summary: &Path) -> anyhow::Result<usize> {
     let text = std::fs::read_to_string(summary)
         .with_context(|| format!("failed to read `{}`", summary.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("failed to parse `{}`", summary.display()))?;
     let tasks = value["totals"]["tasks"].as_u64().unwrap_or(0);
     let hits = value["totals"]["hits"].as_u64().unwrap_or(0);
     let remote_hits = value["remote"]["hits"].as_u64().unwrap_or(0);
