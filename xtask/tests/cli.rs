@@ -236,9 +236,19 @@ fn editing_a_package_misses_it_and_its_dependents_only() {
     let builds = cargo_calls_of(&fixture, "build");
     assert_eq!(builds.len(), 1, "{builds:?}");
     // Cargo is given the whole selection the keys were planned for (features unify across
-    // it); it skips the fresh units itself.
+    // it); it skips the fresh units itself. Each package by its id, which no dependency of
+    // the same name can make ambiguous.
+    let root = fixture.root().display();
+    let selection: Vec<String> = [
+        "apps/app#0.1.0",
+        "crates/core#core-lib@0.1.0",
+        "crates/util#0.1.0",
+    ]
+    .iter()
+    .map(|spec| format!("-p path+file://{root}/{spec}"))
+    .collect();
     assert!(
-        builds[0].ends_with(" -p app -p core-lib -p util"),
+        builds[0].ends_with(&format!(" {}", selection.join(" "))),
         "the build selects what the keys assume: {builds:?}"
     );
 

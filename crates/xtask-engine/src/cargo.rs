@@ -178,7 +178,35 @@ struct Compiled {
     outside: Observation,
 }
 
+/// `-p SPEC` for each package, each spec naming exactly that package (see [`package_spec`]).
 fn selection_args(workspace: &Workspace, packages: &[PackageIndex]) -> Vec<String> {
+    packages
+        .iter()
+        .flat_map(|&p| {
+            [
+                "-p".to_string(),
+                package_spec(&workspace.packages[p]).to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// How cargo is told to select `package`: its package id, which is a package id spec
+/// (`path+file:///dir#name@version`) since cargo 1.77 and names that package only. A bare name
+/// is ambiguous as soon as the lock file holds another package of that name (clap's root
+/// package `clap` beside the registry `clap` its dev-dependencies use): cargo then refuses
+/// `-p clap`. An id in cargo's older format (`name version (source)`) is no spec: the name.
+fn package_spec(package: &xtask_model::Package) -> &str {
+    if package.id.starts_with("path+") {
+        &package.id
+    } else {
+        &package.name
+    }
+}
+
+/// `-p NAME` for each package: what `cargo fmt` takes (it selects among the workspace's
+/// members by name only, so a name is never ambiguous there).
+fn name_args(workspace: &Workspace, packages: &[PackageIndex]) -> Vec<String> {
     packages
         .iter()
         .flat_map(|&p| ["-p".to_string(), workspace.packages[p].name.clone()])
@@ -952,7 +980,7 @@ fn fmt(workspace: &Workspace, packages: &[PackageIndex]) -> anyhow::Result<Vec<P
     command
         .args(["fmt", "--check", "--manifest-path"])
         .arg(&workspace.manifest_path)
-        .args(selection_args(workspace, packages))
+        .args(name_args(workspace, packages))
         .args(["--", "--color=never"]);
     let captured = run_captured(command, "`cargo fmt --check`", &workspace.root)?;
     let mut results: Vec<PackageResult> = packages
