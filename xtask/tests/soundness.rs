@@ -95,6 +95,8 @@ const CASES: &[(&str, Case)] = cases![
     // 11. the cache directory
     cache_dir_invisible_to_git_and_affected,
     build_script_without_rerun_if_stays_fresh,
+    // 12. shapes found on public workspaces
+    member_shares_its_name_with_a_dependency,
     // plain edits the cache must follow
     clippy_warning_in_test_code,
     misformatted_edit_fails_fmt,
@@ -1411,6 +1413,54 @@ fn build_script_without_rerun_if_stays_fresh() -> Result<(), String> {
             rebuilt(&after_cargo),
         ))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. shapes found on public workspaces
+// ---------------------------------------------------------------------------------------------
+
+/// A member named like another package of the lock file (clap's root package `clap` beside the
+/// registry `clap` its dev-dependencies pull in): `cargo build --workspace` builds it, while
+/// `cargo build -p util` is ambiguous and fails, so the tool must select it unambiguously.
+fn member_shares_its_name_with_a_dependency() -> Result<(), String> {
+    let mut s = Scenario::new(
+        "ws",
+        &[
+            ("ws/Cargo.toml", &workspace_manifest(&["app", "util"])),
+            ("ws/util/Cargo.toml", &package_manifest("util", "")),
+            (
+                "ws/util/src/lib.rs",
+                "/// ```\n/// assert_eq!(util::NAME, \"member\");\n/// ```\n\
+                 pub const NAME: &str = \"member\";\n",
+            ),
+            (
+                "ws/app/Cargo.toml",
+                &package_manifest(
+                    "app",
+                    "[dependencies]\nutil = { path = \"../util\" }\n\
+                     old_util = { package = \"util\", path = \"../../vendor/util\" }\n",
+                ),
+            ),
+            (
+                "ws/app/src/main.rs",
+                "fn main() {\n    println!(\"{} {}\", util::NAME, old_util::NAME);\n}\n\n\
+                 #[test]\nfn names_differ() {\n    assert_ne!(util::NAME, old_util::NAME);\n}\n",
+            ),
+            (
+                "vendor/util/Cargo.toml",
+                "[package]\nname = \"util\"\nversion = \"0.2.0\"\nedition = \"2021\"\n",
+            ),
+            (
+                "vendor/util/src/lib.rs",
+                "pub const NAME: &str = \"vendored\";\n",
+            ),
+        ],
+    )
+    .watch_binaries(&["app"]);
+    for task in [Task::Build, Task::Test, Task::Lint, Task::Fmt] {
+        s.check(task, &[])?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

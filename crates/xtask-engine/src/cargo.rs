@@ -83,6 +83,7 @@ pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
         on_built,
     } = *batch;
     let mut started = std::time::SystemTime::now();
+    let wall = Instant::now();
     let call = Call {
         workspace,
         task,
@@ -118,7 +119,24 @@ pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
         },
     };
     outcome.started = Some(started);
+    bound_to_wall_time(&mut outcome.results, wall.elapsed());
     Ok(outcome)
+}
+
+/// Scales the packages' own times down, keeping their proportions, so that together they
+/// never exceed the wall time of the batch: cargo compiles packages side by side, `test` runs
+/// them on `jobs` threads and `fmt` checks all in one call, so their spans overlap, and a hit
+/// saves at most the time the batch took (on clap, the own times of one `test` batch added up
+/// to 3433 s after 962 s).
+fn bound_to_wall_time(results: &mut [PackageResult], wall: Duration) {
+    let total: Duration = results.iter().map(|result| result.duration).sum();
+    if total <= wall {
+        return;
+    }
+    let ratio = wall.as_secs_f64() / total.as_secs_f64();
+    for result in results {
+        result.duration = result.duration.mul_f64(ratio);
+    }
 }
 
 /// The packages whose clippy configuration (the `.clippy.toml` or `clippy.toml` clippy finds
@@ -201,7 +219,35 @@ struct Compiled {
     outside: Observation,
 }
 
+/// `-p SPEC` for each package, each spec naming exactly that package (see [`package_spec`]).
 fn selection_args(workspace: &Workspace, packages: &[PackageIndex]) -> Vec<String> {
+    packages
+        .iter()
+        .flat_map(|&p| {
+            [
+                "-p".to_string(),
+                package_spec(&workspace.packages[p]).to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// How cargo is told to select `package`: its package id, which is a package id spec
+/// (`path+file:///dir#name@version`) since cargo 1.77 and names that package only. A bare name
+/// is ambiguous as soon as the lock file holds another package of that name (clap's root
+/// package `clap` beside the registry `clap` its dev-dependencies use): cargo then refuses
+/// `-p clap`. An id in cargo's older format (`name version (source)`) is no spec: the name.
+fn package_spec(package: &xtask_model::Package) -> &str {
+    if package.id.starts_with("path+") {
+        &package.id
+    } else {
+        &package.name
+    }
+}
+
+/// `-p NAME` for each package: what `cargo fmt` takes (it selects among the workspace's
+/// members by name only, so a name is never ambiguous there).
+fn name_args(workspace: &Workspace, packages: &[PackageIndex]) -> Vec<String> {
     packages
         .iter()
         .flat_map(|&p| ["-p".to_string(), workspace.packages[p].name.clone()])
@@ -999,7 +1045,7 @@ fn fmt(workspace: &Workspace, packages: &[PackageIndex]) -> anyhow::Result<Vec<P
     command
         .args(["fmt", "--check", "--manifest-path"])
         .arg(&workspace.manifest_path)
-        .args(selection_args(workspace, packages))
+        .args(name_args(workspace, packages))
         .args(["--", "--color=never"]);
     let captured = run_captured(command, "`cargo fmt --check`", &workspace.root)?;
     let mut results: Vec<PackageResult> = packages
@@ -1072,6 +1118,29 @@ fn package_slot_of_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_times_are_scaled_to_the_wall_time_in_proportion() {
+        let mut results: Vec<PackageResult> = [3, 1]
+            .iter()
+            .map(|&s| PackageResult {
+                duration: Duration::from_secs(s),
+                ..PackageResult::default()
+            })
+            .collect();
+        bound_to_wall_time(&mut results, Duration::from_secs(2));
+        let own: Vec<Duration> = results.iter().map(|r| r.duration).collect();
+        assert_eq!(
+            own,
+            [Duration::from_millis(1500), Duration::from_millis(500)]
+        );
+        bound_to_wall_time(&mut results, Duration::from_secs(5));
+        assert_eq!(
+            results[0].duration,
+            Duration::from_millis(1500),
+            "never scaled up"
+        );
+    }
 
     #[test]
     fn reads_the_time_libtest_reports() {
