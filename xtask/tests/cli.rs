@@ -187,6 +187,25 @@ fn a_hit_never_overwrites_the_running_tool_binary() {
 }
 
 #[test]
+fn a_long_test_run_reports_progress_while_the_tests_run() {
+    let fixture = Fixture::new("basic");
+    fixture.append(
+        CORE_LIB,
+        "#[cfg(test)]\nmod slow {\n    #[test]\n    fn takes_two_seconds() {\n        \
+         std::thread::sleep(std::time::Duration::from_secs(2));\n    }\n}\n",
+    );
+    let run = fixture.run_env(&["test"], &[("XTASK_PROGRESS_INTERVAL_MS", "400")]);
+    run.assert_code(0);
+    assert!(
+        run.output.stderr.lines().any(|line| line
+            .starts_with("cargo test (3 packages): tests of ")
+            && line.contains("running: core-lib")),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
 fn touching_every_source_file_keeps_every_task_a_hit() {
     let fixture = Fixture::new("basic");
     fixture.run(&["build"]).assert_code(0);

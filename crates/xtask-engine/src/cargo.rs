@@ -18,7 +18,7 @@ use xtask_model::{CargoTask, PackageIndex, Workspace};
 use crate::observe::Observation;
 use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
-use crate::progress::Progress;
+use crate::progress::{Progress, TestRuns};
 use crate::report::Reporter;
 
 /// The result of one package's task within a batch.
@@ -720,19 +720,18 @@ fn test(
             })
             .unwrap_or_default();
         let into = observations.entry(package).or_default();
-        let cache_dir = workspace.cache_dir();
+        // The cache's own state (`v1/`) changes during every run; its README does not.
+        let cache_state = workspace.cache_dir().join("v1");
         crate::observe::scan_test_sources(
             &sources,
             &p.dir,
             &workspace.root,
-            &[&workspace.target_dir, &cache_dir],
+            &[&workspace.target_dir, &cache_state],
             into,
         );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
-    let runs = xtask_util::parallel_map(&work, jobs.max(1), |&i| {
-        run_package_tests(workspace, wanted[i], &test_binaries[i], settings)
-    });
+    let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
     for (&i, ran) in work.iter().zip(runs) {
         let ran = ran?;
         let result = &mut results[i];
@@ -755,6 +754,36 @@ fn test(
         observations,
         outside: compiled.outside,
         started: None,
+    })
+}
+
+/// Runs the test binaries of the wanted packages `work` (indices into `wanted`) on `jobs`
+/// threads, reporting progress while they run.
+fn run_tests(
+    call: &Call<'_>,
+    wanted: &[PackageIndex],
+    test_binaries: &[Vec<PathBuf>],
+    work: &[usize],
+    jobs: usize,
+) -> Vec<anyhow::Result<PackageResult>> {
+    let workspace = call.workspace;
+    let plural = if wanted.len() == 1 { "" } else { "s" };
+    let what = format!("cargo test ({} package{plural})", wanted.len());
+    let progress = TestRuns::new(what, work.len());
+    std::thread::scope(|scope| {
+        let (done, heartbeat) = std::sync::mpsc::channel::<()>();
+        let progress = &progress;
+        let every = crate::progress::interval();
+        scope.spawn(move || progress.heartbeat(call.reporter, every, &heartbeat));
+        let runs = xtask_util::parallel_map(work, jobs.max(1), |&i| {
+            let name = &workspace.packages[wanted[i]].name;
+            progress.running(name);
+            let ran = run_package_tests(workspace, wanted[i], &test_binaries[i], call.settings);
+            progress.finished(name);
+            ran
+        });
+        drop(done);
+        runs
     })
 }
 

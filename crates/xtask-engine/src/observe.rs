@@ -328,8 +328,8 @@ pub fn read_build_script_output(out_dir: &Path, package_dir: &Path, into: &mut O
 /// `var_os("NAME")`. A heuristic: a name built at run time is not seen; declare such inputs
 /// with `inputs` and `env`. Only paths inside the workspace (a literal like
 /// `"../../../etc/passwd"` in a path-safety test is data, not an input), never the workspace
-/// root itself, a directory holding `skip` (the target and cache directories), or anything
-/// under `.git` (git's own state changes with every command).
+/// root itself, a directory holding or inside `skip` (the target directory and the cache's
+/// own state), or anything under `.git` (git's own state changes with every command).
 pub fn scan_test_sources(
     sources: &[PathBuf],
     package_dir: &Path,
@@ -355,7 +355,9 @@ pub fn scan_test_sources(
                 let candidate = xtask_hash::normalize(&base.join(literal));
                 let too_wide = !candidate.starts_with(workspace_root)
                     || candidate == workspace_root
-                    || skip.iter().any(|s| s.starts_with(&candidate))
+                    || skip
+                        .iter()
+                        .any(|s| s.starts_with(&candidate) || candidate.starts_with(s))
                     || candidate.components().any(|c| c.as_os_str() == ".git");
                 if !too_wide && !candidate.starts_with(package_dir) && candidate.exists() {
                     into.files.insert(candidate);
@@ -526,18 +528,26 @@ mod tests {
         std::fs::write(
             package.join("tests/u.rs"),
             r#"let r = root.join("README.md"); let w = ".."; let t = "../target";
-               let g = ".git/HEAD"; let e = "../../../outside.txt";"#,
+               let g = ".git/HEAD"; let e = "../../../outside.txt";
+               let s = "cache/v1/fast/stat-cache"; let k = "cache/README.md";"#,
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("ws/target")).unwrap();
         std::fs::create_dir_all(dir.path().join("ws/.git")).unwrap();
         std::fs::write(dir.path().join("ws/.git/HEAD"), "ref").unwrap();
         std::fs::write(dir.path().join("outside.txt"), "x").unwrap();
+        // The cache's own state changes during every run; what else the cache holds does not.
+        std::fs::create_dir_all(dir.path().join("ws/cache/v1/fast")).unwrap();
+        std::fs::write(dir.path().join("ws/cache/v1/fast/stat-cache"), "x").unwrap();
+        std::fs::write(dir.path().join("ws/cache/README.md"), "x").unwrap();
         scan_test_sources(
             &[source, package.join("tests/u.rs")],
             &package,
             &dir.path().join("ws"),
-            &[&dir.path().join("ws/target")],
+            &[
+                &dir.path().join("ws/target"),
+                &dir.path().join("ws/cache/v1"),
+            ],
             &mut observation,
         );
         let files: Vec<_> = observation.files.iter().cloned().collect();
@@ -545,6 +555,7 @@ mod tests {
             files,
             vec![
                 dir.path().join("ws/README.md"),
+                dir.path().join("ws/cache/README.md"),
                 dir.path().join("ws/fixtures"),
                 dir.path().join("ws/fixtures/data.txt")
             ]

@@ -87,9 +87,7 @@ impl Progress {
 
     /// Reports a progress line every `every` until `done` is closed.
     pub fn heartbeat(&self, reporter: &Reporter, every: Duration, done: &Receiver<()>) {
-        while let Err(RecvTimeoutError::Timeout) = done.recv_timeout(every) {
-            reporter.running(&self.line());
-        }
+        heartbeat(reporter, every, done, || self.line());
     }
 
     fn line(&self) -> String {
@@ -106,6 +104,66 @@ impl Progress {
         if !state.recent.is_empty() {
             let recent: Vec<&str> = state.recent.iter().map(String::as_str).collect();
             line.push_str(&format!("; latest: {}", recent.join(", ")));
+        }
+        line
+    }
+}
+
+/// Reports `line()` every `every` until `done` is closed.
+fn heartbeat(reporter: &Reporter, every: Duration, done: &Receiver<()>, line: impl Fn() -> String) {
+    while let Err(RecvTimeoutError::Timeout) = done.recv_timeout(every) {
+        reporter.running(&line());
+    }
+}
+
+/// Progress of a batch's test binaries, which the tool runs itself after the cargo call:
+/// how many packages' tests are done and which are running, reported like a cargo call's.
+pub(crate) struct TestRuns {
+    what: String,
+    started: Instant,
+    total: usize,
+    state: Mutex<(usize, Vec<String>)>,
+}
+
+impl TestRuns {
+    pub fn new(what: String, total: usize) -> TestRuns {
+        TestRuns {
+            what,
+            started: Instant::now(),
+            total,
+            state: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    pub fn running(&self, package: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1.push(package.to_string());
+        }
+    }
+
+    pub fn finished(&self, package: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 += 1;
+            state.1.retain(|p| p != package);
+        }
+    }
+
+    /// Reports a progress line every `every` until `done` is closed.
+    pub fn heartbeat(&self, reporter: &Reporter, every: Duration, done: &Receiver<()>) {
+        heartbeat(reporter, every, done, || self.line());
+    }
+
+    fn line(&self) -> String {
+        let elapsed = format_duration(self.started.elapsed());
+        let Ok(state) = self.state.lock() else {
+            return format!("{}: tests still running ({elapsed})", self.what);
+        };
+        let mut line = format!(
+            "{}: tests of {} of {} packages done ({elapsed})",
+            self.what, state.0, self.total
+        );
+        if !state.1.is_empty() {
+            line.push_str(&format!("; running: {}", state.1.join(", ")));
         }
         line
     }
@@ -137,6 +195,20 @@ mod tests {
         );
         assert_eq!(starting_package("    Finished `dev` profile\n"), None);
         assert_eq!(starting_package("error: could not compile `api`\n"), None);
+    }
+
+    #[test]
+    fn test_runs_say_how_many_packages_are_done_and_which_run() {
+        let runs = TestRuns::new("cargo test (3 packages)".into(), 3);
+        runs.running("a");
+        runs.running("b");
+        runs.finished("a");
+        let line = runs.line();
+        assert!(
+            line.starts_with("cargo test (3 packages): tests of 1 of 3 packages done ("),
+            "{line}"
+        );
+        assert!(line.ends_with("; running: b"), "{line}");
     }
 
     #[test]
