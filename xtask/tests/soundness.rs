@@ -23,6 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use xtask_util::SplitMix64;
 
 use support::{Fixture, Output};
 
@@ -1493,23 +1494,6 @@ fn misformatted_edit_fails_fmt() -> Result<(), String> {
 // The seeded differential test
 // ---------------------------------------------------------------------------------------------
 
-/// splitmix64: a tiny deterministic generator, enough to pick mutations.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const DEFAULT_SEED: u64 = 0x5eed_0012;
 const DEFAULT_STEPS: u64 = 12;
 
@@ -1582,7 +1566,7 @@ fn differential_workspace() -> Scenario {
 fn random_mutation_sequences_agree_with_plain_cargo() {
     let seed = env_number("SOUNDNESS_SEED", DEFAULT_SEED);
     let steps = env_number("SOUNDNESS_STEPS", DEFAULT_STEPS);
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut s = differential_workspace();
     let selections: [&[&str]; 4] = [&[], &["app"], &["app", "b"], &["shared"]];
     let mut selection: &[&str] = &[];

@@ -13,6 +13,7 @@ mod error;
 mod net;
 mod parallel;
 mod rel_path;
+mod rng;
 pub mod timefmt;
 
 pub use atomic_write::write_atomically;
@@ -21,3 +22,4 @@ pub use error::FileError;
 pub use net::free_port;
 pub use parallel::{parallel_map, try_parallel_map};
 pub use rel_path::{RelPath, RelPathError};
+pub use rng::{GOLDEN_GAMMA, SplitMix64};
