@@ -40,9 +40,25 @@ pub struct ServiceProcess {
     stderr_reader: Option<JoinHandle<()>>,
 }
 
-/// A loopback port that was free a moment ago: bound, read, then released. Another process may
-/// take it in between; tests accept that small race.
+/// A loopback port that was free a moment ago, for the service the test starts next.
+///
+/// Picked at random below the kernel's ephemeral range (32768 and up on Linux), never twice in
+/// one process, and checked by binding it. Port 0's answer would come from the ephemeral range,
+/// where every outgoing connection of every parallel test takes its local port, so another test
+/// could take it before the service binds it. (The tool's own crates use `xtask_util::free_port`,
+/// the same rule; the apps do not depend on the tool's crates.)
 pub fn free_loopback_port() -> io::Result<u16> {
+    use std::hash::BuildHasher as _;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0..64_u64 {
+        let port = 10000 + (random.hash_one(attempt) % 22768) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
