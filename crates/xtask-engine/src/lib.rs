@@ -15,6 +15,7 @@ mod cargo;
 mod ci;
 mod error;
 mod fast;
+mod freshness;
 pub mod generated;
 pub mod image_record;
 mod load;
