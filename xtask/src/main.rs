@@ -82,6 +82,13 @@ enum Command {
         /// local run.
         #[arg(long)]
         remote: bool,
+        /// The packages the run to explain selected, as given to it (a cargo task's key holds
+        /// the selection). Repeatable.
+        #[arg(short, long = "package", value_name = "PKG")]
+        packages: Vec<String>,
+        /// The run to explain used the release profile.
+        #[arg(long)]
+        release: bool,
     },
     /// List packages changed since a git ref and the packages that depend on them.
     Affected {
@@ -423,8 +430,21 @@ fn dispatch(command: Command, location: Location) -> anyhow::Result<i32> {
             };
             print(&xtask_engine::graph(&location, &tasks, format)?)
         }
-        Command::Why { task, remote } => {
-            print(&xtask_engine::why(&location, &task, jobs(None), remote)?.render())
+        Command::Why {
+            task,
+            remote,
+            packages,
+            release,
+        } => {
+            let options = xtask_engine::WhyOptions {
+                location,
+                task,
+                packages,
+                release,
+                jobs: jobs(None),
+                remote,
+            };
+            print(&xtask_engine::why(&options)?.render())
         }
         Command::Affected { since, json } => {
             let affected = xtask_engine::affected(&location, &Base::from_option(since))?;

@@ -46,4 +46,4 @@ pub use plan::{BUILTIN_GLOBAL_INPUTS, CargoTarget};
 pub use process::{cargo_command, host_triple};
 pub use run::{RunOptions, RunOutcome, open_cache, run, run_loaded};
 pub use summary::{DryRunFormat, SummaryPath, TaskRecord};
-pub use why::{Explanation, Verdict, why};
+pub use why::{Explanation, Verdict, WhyOptions, why};

@@ -38,6 +38,22 @@ pub enum Verdict {
     NotCached,
 }
 
+/// What `why` explains, planned as the run it describes was.
+#[derive(Debug, Clone)]
+pub struct WhyOptions {
+    pub location: Location,
+    /// `PACKAGE:TASK`.
+    pub task: String,
+    /// The packages the run selected (`-p`); empty: every package that has the task. A cargo
+    /// task's key holds the selection, so a `-p` run is explained with the same `-p`.
+    pub packages: Vec<String>,
+    /// The release profile.
+    pub release: bool,
+    pub jobs: usize,
+    /// Compare with the remote cache's last upload instead of the local last run.
+    pub remote: bool,
+}
+
 /// What a task is compared with.
 enum Baseline<'a> {
     Local(&'a LocalCache),
@@ -132,30 +148,35 @@ fn closest_recent(
     })
 }
 
-pub fn why(
-    location: &Location,
-    task_id: &str,
-    jobs: usize,
-    remote: bool,
-) -> anyhow::Result<Explanation> {
+pub fn why(options: &WhyOptions) -> anyhow::Result<Explanation> {
+    let task_id = options.task.as_str();
+    let remote = options.remote;
     let (package, task) = task_id.split_once(':').ok_or_else(|| {
         UserError(format!(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
     let task = TaskName::new(task);
-    // Planned as `cargo xtask TASK` plans it (every package that has the task): the
-    // selection is part of a cargo task's key (features unify across it).
-    let options = RunOptions {
+    // Planned as `cargo xtask TASK [-p ...] [--release]` plans it: the selection is part of a
+    // cargo task's key (features unify across it), and so is the profile.
+    let run_options = RunOptions {
+        packages: options.packages.clone(),
+        release: options.release,
         no_cache: true,
-        jobs,
-        ..RunOptions::new(location.clone(), vec![task.clone()])
+        jobs: options.jobs,
+        ..RunOptions::new(options.location.clone(), vec![task.clone()])
     };
-    let prepared = prepare(&options)?;
+    let prepared = prepare(&run_options)?;
     prepared
         .workspace
         .require_package(package)
         .map_err(|error| UserError(error.to_string()))?;
+    if !options.packages.is_empty() && !options.packages.iter().any(|p| p == package) {
+        return Err(UserError(format!(
+            "`{package}` is not among the selected packages: add `-p {package}`"
+        ))
+        .into());
+    }
     let cache = Cache::open(&prepared.workspace)?;
     let node = prepared
         .graph
