@@ -90,6 +90,13 @@ enum Command {
         /// local run.
         #[arg(long)]
         remote: bool,
+        /// The packages the run to explain selected, as given to it (a cargo task's key holds
+        /// the selection). Repeatable.
+        #[arg(short, long = "package", value_name = "PKG")]
+        packages: Vec<String>,
+        /// The run to explain used the release profile.
+        #[arg(long)]
+        release: bool,
     },
     /// List packages changed since a git ref and the packages that depend on them.
     Affected {
@@ -480,10 +487,17 @@ fn dispatch(command: Command, location: Location) -> CliResult {
             view: format.into(),
             affected,
         }),
-        Command::Why { task, remote } => xtask_engine::why(&WhyOptions {
+        Command::Why {
+            task,
+            remote,
+            packages,
+            release,
+        } => xtask_engine::why(&WhyOptions {
             location,
             task_id: task,
             remote,
+            packages,
+            release,
         }),
         Command::Affected { since, json } => xtask_engine::affected(&AffectedOptions {
             location,

@@ -763,6 +763,33 @@ fn why_compares_with_the_recent_run_closest_to_the_current_state() {
     assert!(back.stdout.contains("cache hit"), "{back}");
 }
 
+/// A workspace where one package cannot build (coreutils' SELinux tools on a machine without
+/// libselinux) is built with `-p` for the others; `why` about such a run must plan the same
+/// selection and profile, or it blames feature unification and the profile for every miss.
+#[test]
+fn why_explains_a_run_with_its_selection_and_profile() {
+    let fixture = Fixture::new("basic");
+    fixture
+        .run(&["build", "-p", "app", "-p", "util", "--release"])
+        .assert_code(0);
+    fixture.append(APP_MAIN, "// edited\n");
+    let output = fixture.xtask(&["why", "app:build", "-p", "app", "-p", "util", "--release"]);
+    output.assert_code(0);
+    assert!(
+        output
+            .stdout
+            .contains("input changed: apps/app/src/main.rs"),
+        "{output}"
+    );
+    assert!(
+        !output.stdout.contains("feature unification") && !output.stdout.contains("profile"),
+        "only the edit differs from that run: {output}"
+    );
+    let outside = fixture.xtask(&["why", "core-lib:build", "-p", "app"]);
+    outside.assert_code(3);
+    assert!(outside.stderr.contains("add `-p core-lib`"), "{outside}");
+}
+
 fn expected_size(fixture: &Fixture, dir: &str) -> String {
     let mut total = 0;
     for entry in fs::read_dir(fixture.path(&format!("{dir}/src"))).expect("read src") {

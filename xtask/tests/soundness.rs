@@ -98,6 +98,9 @@ const CASES: &[(&str, Case)] = cases![
     build_script_without_rerun_if_stays_fresh,
     // 12. shapes found on public workspaces
     member_shares_its_name_with_a_dependency,
+    edit_put_back_with_an_older_mtime,
+    edit_after_the_clock_was_set_back,
+    dependency_put_back_under_a_changed_dependent,
     // plain edits the cache must follow
     clippy_warning_in_test_code,
     misformatted_edit_fails_fmt,
@@ -470,6 +473,15 @@ fn set_mtimes(dir: &Path, time: std::time::SystemTime) {
                 });
         }
     }
+}
+
+/// Sets the mtime of one file (its ctime becomes now, as with `touch -d`).
+fn set_mtime(path: &Path, time: std::time::SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(time))
+        .unwrap_or_else(|error| panic!("failed to set the mtime of `{}`: {error}", path.display()));
 }
 
 /// Runs a built binary; `None` if it does not exist.
@@ -1462,6 +1474,66 @@ fn member_shares_its_name_with_a_dependency() -> Result<(), String> {
         s.check(task, &[])?;
     }
     Ok(())
+}
+
+/// An edited file whose modification time goes back to before the last build (an older copy
+/// put back with `cp -p`, `tar x` or `rsync -a`): cargo compares mtimes and would find `core`
+/// up to date. A fresh cargo build is the truth, also after `rm -rf target`.
+fn edit_put_back_with_an_older_mtime() -> Result<(), String> {
+    let mut s = core_and_app().fresh_plain_target();
+    s.check(Task::Build, &[])?;
+    s.replace("core/src/lib.rs", "    42\n", "    7\n");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    set_mtime(&s.fixture.path("core/src/lib.rs"), two_hours_ago);
+    s.steps
+        .push("set the mtime of core/src/lib.rs two hours back".to_string());
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &[])?;
+    s.remove_target();
+    s.check(Task::Build, &[])
+}
+
+/// The clock was ahead when cargo last compiled (or was set back since): every edit made now
+/// looks older than the artifacts, and cargo would find `core` up to date.
+fn edit_after_the_clock_was_set_back() -> Result<(), String> {
+    let mut s = core_and_app().fresh_plain_target();
+    s.check(Task::Build, &[])?;
+    // Artifacts written while the clock read a day later: date them so, and let cargo
+    // compile (find everything fresh) once under them.
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    set_mtimes(&s.fixture.path("target"), tomorrow);
+    let envs = s.envs();
+    let forced = s.fixture.xtask_env(&["build", "--force"], &envs);
+    if forced.code != 0 {
+        return Err(format!("`xtask build --force` failed:\n{forced}"));
+    }
+    s.steps
+        .push("date target/ a day ahead; xtask build --force".to_string());
+    s.replace("core/src/lib.rs", "    42\n", "    7\n");
+    s.check(Task::Build, &[])
+}
+
+/// `core` put back to an older version with its old mtime (a hit: that version is cached)
+/// while `app` changed (a miss), built with `-p app` (so the cargo call selects `app` only):
+/// cargo links `app`
+/// against the `core` artifacts in `target/`, which hold the newer `core` and which it takes
+/// as up to date. The guard must look past the call's selection.
+fn dependency_put_back_under_a_changed_dependent() -> Result<(), String> {
+    let mut s = core_and_app().fresh_plain_target();
+    s.check(Task::Build, &[])?;
+    s.replace("core/src/lib.rs", "    42\n", "    7\n");
+    s.check(Task::Build, &[])?;
+    s.replace("core/src/lib.rs", "    7\n", "    42\n");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    set_mtime(&s.fixture.path("core/src/lib.rs"), two_hours_ago);
+    s.steps
+        .push("set the mtime of core/src/lib.rs two hours back".to_string());
+    s.replace(
+        "app/src/main.rs",
+        "println!(\"{}\", ",
+        "println!(\"value {}\", ",
+    );
+    s.check(Task::Build, &["app"])
 }
 
 // ---------------------------------------------------------------------------------------------

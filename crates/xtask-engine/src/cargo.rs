@@ -15,6 +15,7 @@ use cargo_metadata::Message;
 use xtask_cache::{OutputFile, OutputRoot};
 use xtask_model::{CargoTask, PackageIndex, Workspace};
 
+use crate::freshness::{CompileRecord, Stale};
 use crate::observe::Observation;
 use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
@@ -217,6 +218,8 @@ struct Compiled {
     test_binaries: Vec<Vec<PathBuf>>,
     observations: HashMap<PackageIndex, Observation>,
     outside: Observation,
+    /// The latest mtime of the artifacts of each package that built.
+    built_at: HashMap<PackageIndex, std::time::SystemTime>,
 }
 
 /// `-p SPEC` for each package, each spec naming exactly that package (see [`package_spec`]).
@@ -300,8 +303,65 @@ struct Call<'a> {
 }
 
 /// `cargo build` / `cargo clippy` / `cargo test --no-run` with JSON messages. Progress is
-/// reported while it runs (see [`Progress`]).
+/// reported while it runs (see [`Progress`]). Packages whose artifacts cargo would wrongly
+/// take as up to date are cleaned first, and what the call built is recorded for the next
+/// one (see [`crate::freshness`]).
 fn compile(call: &Call<'_>, packages: &[PackageIndex]) -> anyhow::Result<Compiled> {
+    let workspace = call.workspace;
+    let mut record = CompileRecord::load(&workspace.target_dir, call.settings, call.task);
+    clean_stale(call, &record.stale(workspace, std::time::SystemTime::now()))?;
+    let compiled = compile_reporting(call, packages)?;
+    record.update(workspace, packages, &compiled.built_at, |package| {
+        compiled
+            .observations
+            .get(&package)
+            .map(|observation| observation.files.clone())
+            .unwrap_or_default()
+    });
+    if let Err(error) = record.save() {
+        call.reporter.warning(&format!(
+            "failed to record what cargo built in `{}`: {error}",
+            workspace.target_dir.display()
+        ));
+    }
+    Ok(compiled)
+}
+
+/// `cargo clean -p NAME` of each stale package, in the profile and target of the call, each
+/// announced with its reason.
+fn clean_stale(call: &Call<'_>, stale: &[Stale]) -> anyhow::Result<()> {
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let workspace = call.workspace;
+    let mut command = cargo_command();
+    command
+        .args(["clean", "--manifest-path"])
+        .arg(&workspace.manifest_path);
+    for package in stale {
+        let name = &workspace.packages[package.package].name;
+        call.reporter.warning(&format!(
+            "{name}: {}; running `cargo clean -p {name}` first",
+            package.reason
+        ));
+        command.args(["-p", name]);
+    }
+    if call.settings.release {
+        command.arg("--release");
+    }
+    if let Some(target) = &call.settings.target {
+        command.args(["--target", &target.triple]);
+    }
+    let captured = run_captured(command, "`cargo clean`", &workspace.root)?;
+    anyhow::ensure!(
+        captured.success,
+        "`cargo clean` of packages cargo would not rebuild failed:\n{}",
+        String::from_utf8_lossy(&captured.output).trim_end()
+    );
+    Ok(())
+}
+
+fn compile_reporting(call: &Call<'_>, packages: &[PackageIndex]) -> anyhow::Result<Compiled> {
     let plural = if call.wanted == 1 { "" } else { "s" };
     let progress = Progress::new(format!(
         "cargo {} ({} package{plural})",
@@ -570,6 +630,7 @@ fn finish_compile(
     let workspace = call.workspace;
     let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
     let mut outside = Observation::default();
+    let mut built_at = artifact_times(&parsed.dep_infos);
     for (owner, file, target_name) in parsed.dep_infos {
         let into = match owner {
             Some(p) => observations.entry(p).or_default(),
@@ -618,12 +679,36 @@ fn finish_compile(
             .outputs
             .dedup_by(|a, b| a.relative_path == b.relative_path);
     }
+    for (i, result) in results.iter().enumerate() {
+        if !result.success {
+            built_at.remove(&packages[i]);
+        }
+    }
     Ok(Compiled {
         results,
         test_binaries: parsed.test_binaries,
         observations,
         outside,
+        built_at,
     })
+}
+
+/// The latest mtime of each workspace package's artifact files.
+fn artifact_times(
+    artifacts: &[(Option<PackageIndex>, PathBuf, String)],
+) -> HashMap<PackageIndex, std::time::SystemTime> {
+    let mut times: HashMap<PackageIndex, std::time::SystemTime> = HashMap::new();
+    for (owner, file, _) in artifacts {
+        let (Some(package), Ok(modified)) = (
+            owner,
+            std::fs::metadata(file).and_then(|metadata| metadata.modified()),
+        ) else {
+            continue;
+        };
+        let latest = times.entry(*package).or_insert(modified);
+        *latest = (*latest).max(modified);
+    }
+    times
 }
 
 /// The directory of a `path+file:///dir#name@version` package id.

@@ -17,6 +17,7 @@ mod cargo;
 mod ci;
 mod error;
 mod fast;
+mod freshness;
 pub mod generated;
 mod graph_cmd;
 pub mod image_record;

@@ -21,16 +21,17 @@ pub struct WhyOptions {
     pub task_id: String,
     /// Compare with the last upload to the remote cache instead of the last local run.
     pub remote: bool,
+    /// The packages the run to explain selected (`-p`); empty: every package that has the
+    /// task. A cargo task's key holds the selection (features unify across it), so a `-p` run
+    /// is explained with the same `-p`.
+    pub packages: Vec<String>,
+    /// The run to explain used the release profile (part of a cargo task's key).
+    pub release: bool,
 }
 
 /// `cargo xtask why`: the explanation, indented by dependency depth, on stdout.
 pub fn why(options: &WhyOptions) -> CliResult {
-    let explanation = explain_task(
-        &options.location,
-        &options.task_id,
-        job_count(None),
-        options.remote,
-    )?;
+    let explanation = explain_task(options, job_count(None))?;
     Ok(Outcome::print(explanation.render()))
 }
 
@@ -142,31 +143,37 @@ fn closest_recent(
     )
 }
 
-/// Why `task_id` would (not) run, planned with `jobs` threads.
-pub fn explain_task(
-    location: &Location,
-    task_id: &str,
-    jobs: usize,
-    remote: bool,
-) -> anyhow::Result<Explanation> {
+/// Why `options.task_id` would (not) run, planned with `jobs` threads as the run it is about
+/// was planned (its `-p` selection and profile).
+pub fn explain_task(options: &WhyOptions, jobs: usize) -> anyhow::Result<Explanation> {
+    let task_id = options.task_id.as_str();
+    let remote = options.remote;
     let (package, task) = task_id.split_once(':').ok_or_else(|| {
         CliError::config(format!(
             "expected PACKAGE:TASK, e.g. `api:build`, got `{task_id}`"
         ))
     })?;
     let task = TaskName::new(task);
-    // Planned as `cargo xtask TASK` plans it (every package that has the task): the
-    // selection is part of a cargo task's key (features unify across it).
-    let options = RunOptions {
+    // Planned as `cargo xtask TASK [-p ...] [--release]` plans it: the selection is part of a
+    // cargo task's key (features unify across it), and so is the profile.
+    let run_options = RunOptions {
+        packages: options.packages.clone(),
+        release: options.release,
         no_cache: true,
         jobs,
-        ..RunOptions::new(location.clone(), vec![task.clone()])
+        ..RunOptions::new(options.location.clone(), vec![task.clone()])
     };
-    let prepared = prepare(&options)?;
+    let prepared = prepare(&run_options)?;
     prepared
         .workspace
         .require_package(package)
         .map_err(|error| CliError::config(error.to_string()))?;
+    if !options.packages.is_empty() && !options.packages.iter().any(|p| p == package) {
+        return Err(CliError::config(format!(
+            "`{package}` is not among the selected packages: add `-p {package}`"
+        ))
+        .into());
+    }
     let cache = Cache::open(&prepared.workspace)?;
     let node = prepared
         .graph
