@@ -51,9 +51,40 @@ impl Exclusions {
     }
 }
 
-/// A file whose modification time is at or after this moment was written while the task ran.
+/// A file whose inode changed at or after this moment (see [`RunStart::changed_since`]) was
+/// written while the task ran.
 #[derive(Debug, Clone, Copy)]
 pub struct RunStart(pub SystemTime);
+
+/// File-system timestamps come from the kernel's coarse clock, which may lag the precise clock
+/// `SystemTime::now()` reads by a tick: a write just after the start can be stamped just before.
+const COARSE_CLOCK_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl RunStart {
+    /// Whether the file of `metadata` changed since the start. On Unix this is its ctime, which
+    /// every write sets to the current time and no one can set: the mtime can be set to any
+    /// time (`cp -p`, `tar x`, `touch -d`), so a file dated in the future (extracted from a
+    /// machine whose clock ran ahead, or after the clock was set back) would look written
+    /// during every run and nothing would ever be stored, and one put back with an old mtime
+    /// during the run would look untouched.
+    pub fn changed_since(self, metadata: &std::fs::Metadata) -> bool {
+        let start = self.0.checked_sub(COARSE_CLOCK_SLACK).unwrap_or(self.0);
+        changed_at(metadata).is_some_and(|at| at >= start)
+    }
+}
+
+#[cfg(unix)]
+fn changed_at(metadata: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let seconds = u64::try_from(metadata.ctime()).ok()?;
+    let nanos = u32::try_from(metadata.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(seconds, nanos))
+}
+
+#[cfg(not(unix))]
+fn changed_at(metadata: &std::fs::Metadata) -> Option<SystemTime> {
+    metadata.modified().ok()
+}
 
 /// Digests an observation: the files (portable paths), the user's env vars.
 ///
@@ -75,7 +106,7 @@ pub fn digest_observation(
         let portable = portable_path(workspace_root, &file);
         if let Ok(metadata) = std::fs::metadata(&file)
             && metadata.is_file()
-            && metadata.modified().is_ok_and(|m| m >= started.0)
+            && started.changed_since(&metadata)
         {
             changed.push(portable.clone());
         }
@@ -504,6 +535,33 @@ mod tests {
             RunStart(SystemTime::UNIX_EPOCH),
         );
         assert_eq!(changed, vec!["../shared.txt".to_string()]);
+    }
+
+    #[test]
+    fn a_file_dated_in_the_future_but_written_before_the_run_did_not_change_during_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lib.rs");
+        std::fs::write(&file, "pub fn f() {}\n").unwrap();
+        let in_a_year = SystemTime::now() + std::time::Duration::from_secs(365 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(in_a_year)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let started = RunStart(SystemTime::now());
+        let metadata = std::fs::metadata(&file).unwrap();
+        assert!(!started.changed_since(&metadata), "dated ahead, written before");
+        // Put back with an old mtime during the run: its ctime says so.
+        std::fs::write(&file, "pub fn g() {}\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400))
+            .unwrap();
+        assert!(started.changed_since(&std::fs::metadata(&file).unwrap()));
     }
 
     #[test]
