@@ -80,10 +80,21 @@ pub(crate) fn spawn<'scope>(
                 let selection = cargo_selection(run.graph, task);
                 let started = Instant::now();
                 let staged = Staged::default();
+                // A few archivers fed as packages finish: one thread per package would
+                // compress a hundred archives at once on a large workspace.
+                let (queue, queued) = std::sync::mpsc::channel();
+                let queued = Mutex::new(queued);
                 let (result, took) = std::thread::scope(|stagers| {
+                    for _ in 0..stager_count(run.options.jobs) {
+                        let (staged, queued) = (&staged, &queued);
+                        stagers.spawn(move || {
+                            while let Ok((package, outputs)) = next(queued) {
+                                staged.prepare(cache, package, outputs);
+                            }
+                        });
+                    }
                     let stage = |package: PackageIndex, outputs: Vec<OutputFile>| {
-                        let staged = &staged;
-                        stagers.spawn(move || staged.prepare(cache, package, outputs));
+                        let _ = queue.send((package, outputs));
                     };
                     let stores = task == CargoTask::Build && storable(run, &nodes);
                     let result = run_batch(&Batch {
@@ -96,6 +107,7 @@ pub(crate) fn spawn<'scope>(
                         reporter: run.reporter,
                         on_built: stores.then_some(&stage as OnBuilt<'_>),
                     });
+                    drop(queue);
                     // Cargo's time: archives still being made are waited for after it.
                     (result, started.elapsed())
                 });
@@ -112,6 +124,22 @@ pub(crate) fn spawn<'scope>(
             });
         }
     }
+}
+
+/// How many threads archive a batch's outputs while cargo builds: cargo keeps `jobs` cores
+/// busy, and compressing is secondary work that must not crowd it out.
+fn stager_count(jobs: usize) -> usize {
+    (jobs / 2).clamp(1, 4)
+}
+
+/// The next queued package to archive; `Err` once the batch is over and the queue is empty.
+fn next<T>(
+    queued: &Mutex<std::sync::mpsc::Receiver<T>>,
+) -> Result<T, std::sync::mpsc::RecvError> {
+    queued
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .recv()
 }
 
 /// Whether any task of the batch will be stored (only then are outputs archived ahead).
