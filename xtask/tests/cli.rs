@@ -750,13 +750,7 @@ fn why_compares_with_the_recent_run_closest_to_the_current_state() {
     fs::remove_file(fixture.path("apps/app/notes.txt")).expect("remove notes");
     fixture.append(APP_MAIN, "// edited\n");
     let output = fixture.xtask(&["why", "app:build"]);
-    output.assert_code(0);
-    assert!(
-        output
-            .stdout
-            .contains("input changed: apps/app/src/main.rs"),
-        "{output}"
-    );
+    assert_blames_the_app_main(&output);
     assert!(!output.stdout.contains("notes.txt"), "{output}");
     fixture.write(APP_MAIN, &original);
     let back = fixture.xtask(&["why", "app:build"]);
@@ -774,13 +768,7 @@ fn why_explains_a_run_with_its_selection_and_profile() {
         .assert_code(0);
     fixture.append(APP_MAIN, "// edited\n");
     let output = fixture.xtask(&["why", "app:build", "-p", "app", "-p", "util", "--release"]);
-    output.assert_code(0);
-    assert!(
-        output
-            .stdout
-            .contains("input changed: apps/app/src/main.rs"),
-        "{output}"
-    );
+    assert_blames_the_app_main(&output);
     assert!(
         !output.stdout.contains("feature unification") && !output.stdout.contains("profile"),
         "only the edit differs from that run: {output}"
@@ -788,6 +776,17 @@ fn why_explains_a_run_with_its_selection_and_profile() {
     let outside = fixture.xtask(&["why", "core-lib:build", "-p", "app"]);
     outside.assert_code(3);
     assert!(outside.stderr.contains("add `-p core-lib`"), "{outside}");
+}
+
+/// `why` succeeded and names the edited `apps/app/src/main.rs`.
+fn assert_blames_the_app_main(output: &Output) {
+    output.assert_code(0);
+    assert!(
+        output
+            .stdout
+            .contains("input changed: apps/app/src/main.rs"),
+        "{output}"
+    );
 }
 
 fn expected_size(fixture: &Fixture, dir: &str) -> String {
