@@ -1,8 +1,9 @@
 //! `cargo xtask release`: plans a release of the workspace and, with `--execute`, cuts it:
 //! versions from conventional commits (cargo's 0.x rules), manifests edited in place
 //! (`toml_edit`), `Cargo.lock` updated offline, Keep a Changelog sections, one release commit
-//! and annotated tags, deterministic dist archives with `SHA256SUMS` and CycloneDX SBOMs,
-//! `cargo publish` in dependency order, and `--push`.
+//! and annotated tags, deterministic dist archives with `SHA256SUMS` and CycloneDX SBOMs, the
+//! released apps' OCI images (through `xtask-container`), `cargo publish` in dependency order,
+//! and `--push` (the images to the configured registry, then the commit and tags).
 //!
 //! Invariants:
 //! - Without `--execute` nothing is written: the plan goes to stdout and that is all.
@@ -13,6 +14,8 @@
 //!   recognises unrecorded ones that took effect, so nothing is committed, tagged or published
 //!   twice.
 //! - Nothing leaves the machine without `--push` (and `cargo publish` for publishable packages).
+//! - A pushed image's reference and digest are in the state file before the next step starts;
+//!   a rerun asks the registry before pushing, so no image is pushed twice.
 
 mod changelog;
 mod commits;
@@ -67,7 +70,7 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> CliResult {
             state.path.display()
         ));
         if options.execute && options.push && !state.state.plan.push {
-            state.state.plan.push = true;
+            state.state.plan.enable_push(&workspace)?;
         }
         print(&render::render_plan(&state.state.plan, &done))?;
         if !options.execute {

@@ -35,9 +35,17 @@ pub struct Plan {
     pub commit_message: String,
     pub tags: Vec<PlannedTag>,
     pub apps: Vec<PlannedApp>,
+    /// The OCI images of the released apps (packages with `[package.metadata.xtask.app]`),
+    /// built through `cargo xtask image`'s machinery and tagged with the release version.
+    #[serde(default)]
+    pub images: Vec<PlannedImage>,
     /// Packages to `cargo publish`, in dependency order.
     pub publish: Vec<String>,
     pub push: bool,
+    /// Where `--push` sends the images: `registry` of `[workspace.metadata.xtask.deploy]`
+    /// (the one `images.yml` pushes to); set only with `--push` and images.
+    #[serde(default)]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +84,17 @@ pub struct PlannedApp {
     pub sbom: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedImage {
+    /// The app's package.
+    pub app: String,
+    /// The image tag: the released version.
+    pub tag: String,
+}
+
+/// The configuration key naming the registry `--push` sends images to.
+pub const REGISTRY_KEY: &str = "`registry` in `[workspace.metadata.xtask.deploy]`";
+
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.packages.is_empty()
@@ -88,11 +107,40 @@ impl Plan {
         if !self.apps.is_empty() {
             steps.push("dist".to_string());
         }
+        steps.extend(self.images.iter().map(|i| format!("image:{}", i.app)));
         steps.extend(self.publish.iter().map(|p| format!("publish:{p}")));
         if self.push {
+            steps.extend(self.images.iter().map(|i| format!("image-push:{}", i.app)));
             steps.push("push".to_string());
         }
         steps
+    }
+
+    /// Turns `--push` on (for a fresh plan, or a resumed one run again with `--push`):
+    /// the images need the configured registry, a configuration error (exit code 3) naming
+    /// [`REGISTRY_KEY`] when it is missing.
+    pub fn enable_push(&mut self, workspace: &Workspace) -> anyhow::Result<()> {
+        self.push = true;
+        if self.images.is_empty() {
+            return Ok(());
+        }
+        let registry = workspace.config.deploy.as_ref().map(|d| d.registry.clone());
+        match registry {
+            Some(registry) => {
+                self.registry = Some(registry);
+                Ok(())
+            }
+            None => Err(CliError::config(format!(
+                "--push ships the images of {} but no registry is configured: set {REGISTRY_KEY} of `{}` (images are `<registry>/<app>:<version>`)",
+                self.images
+                    .iter()
+                    .map(|i| format!("`{}`", i.app))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                workspace.manifest_path.display()
+            ))
+            .into()),
+        }
     }
 }
 
@@ -501,13 +549,26 @@ pub fn make_plan(
             })
         })
         .collect();
+    let images = packages
+        .iter()
+        .filter(|release| {
+            workspace
+                .package_index(&release.name)
+                .map(|i| &workspace.packages[i])
+                .is_some_and(|p| p.app.is_some() && p.targets.iter().any(|t| t.is_bin()))
+        })
+        .map(|release| PlannedImage {
+            app: release.name.clone(),
+            tag: release.to.clone(),
+        })
+        .collect();
     let publish = packages
         .iter()
         .filter(|p| p.publish)
         .map(|p| p.name.clone())
         .collect();
 
-    Ok(Plan {
+    let mut plan = Plan {
         lockstep,
         branch: config.branch.clone(),
         remote: config.remote.clone(),
@@ -522,9 +583,15 @@ pub fn make_plan(
         commit_message,
         tags,
         apps,
+        images,
         publish,
-        push: request.push,
-    })
+        push: false,
+        registry: None,
+    };
+    if request.push {
+        plan.enable_push(workspace)?;
+    }
+    Ok(plan)
 }
 
 fn describe_auto(wanted: Level, effective: Level) -> String {
