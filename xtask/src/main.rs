@@ -423,6 +423,11 @@ struct ReleaseArgs {
     /// remote.
     #[arg(long, requires = "execute")]
     push: bool,
+    /// Plan no release: build the dist archives, SBOMs and images of the current versions
+    /// (what a version tag's checkout holds) into the target directory and print their paths
+    /// (the generated release.yml attaches them to the GitHub release).
+    #[arg(long, conflicts_with_all = ["execute", "push", "bump"])]
+    artifacts: bool,
     /// Parallel jobs for the tests and builds (default: the number of cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -534,6 +539,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                 bump: args.bump,
                 execute: args.execute,
                 push: args.push,
+                artifacts: args.artifacts,
                 jobs: job_count(args.jobs),
             },
             &reporter(),

@@ -971,3 +971,60 @@ fn push_without_a_configured_registry_is_refused_naming_the_key() {
         "{index}"
     );
 }
+
+#[test]
+fn artifacts_builds_the_current_versions_and_changes_nothing() {
+    let fixture = ReleaseFixture::new();
+    fixture.add_apps(None);
+    let head = fixture.git(&["rev-parse", "HEAD"]);
+    let run = fixture.release(&["--artifacts"], &[]);
+    run.assert_code(0);
+    let host = std::env::consts::ARCH.to_string() + "-unknown-linux-gnu";
+    let files: Vec<String> = run
+        .stdout
+        .lines()
+        .map(|l| l.replace(&host, "HOST"))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            "target/dist/0.1.0/bye-0.1.0-HOST.tar.gz",
+            "target/dist/0.1.0/bye-0.1.0.cdx.json",
+            "target/dist/0.1.0/SHA256SUMS",
+            "target/dist/0.3.0/hello-0.3.0-HOST.tar.gz",
+            "target/dist/0.3.0/hello-0.3.0.cdx.json",
+            "target/dist/0.3.0/SHA256SUMS",
+            "target/xtask/images/bye/bye.tar",
+            "target/xtask/images/hello/hello.tar",
+        ],
+        "{run}"
+    );
+    for file in run.stdout.lines() {
+        assert!(fixture.path(file).is_file(), "{file}");
+    }
+    let mut check = Command::new(testkit::tool("sha256sum"));
+    check
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(fixture.path("target/dist/0.3.0"));
+    assert_eq!(run_ok(check).lines().count(), 2);
+    let mut inspect = Command::new(testkit::tool("skopeo"));
+    inspect.args(["inspect", "--config"]).arg(format!(
+        "docker-archive:{}",
+        fixture
+            .path("target/xtask/images/hello/hello.tar")
+            .display()
+    ));
+    let config: serde_json::Value = serde_json::from_str(&run_ok(inspect)).unwrap();
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.version"],
+        "0.3.0"
+    );
+    // No release was planned or cut.
+    assert_eq!(fixture.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(fixture.git(&["status", "--porcelain"]), "");
+    assert!(!fixture.path("target/release-state").exists());
+    fixture
+        .release(&["--artifacts", "--execute"], &[])
+        .assert_code(2);
+}

@@ -16,7 +16,7 @@ use xtask_util::write_atomically;
 
 use crate::dist::{ArchiveFile, archive, sha256sums};
 use crate::git::Git;
-use crate::plan::{Plan, REGISTRY_KEY};
+use crate::plan::{Plan, PlannedApp, REGISTRY_KEY};
 use crate::publish::{Published, RetryPolicy, publish_args, publish_with_retries, run_cargo};
 use crate::state::{ImageState, StateFile};
 
@@ -138,7 +138,14 @@ pub fn run_steps(
         } else if let Some(tag) = step.strip_prefix("tag:") {
             create_tag(context.git, state, tag)?
         } else if step == "dist" {
-            dist(context, workspace, &state.state.plan)?
+            let plan = &state.state.plan;
+            let files = dist(context, workspace, &plan.apps, plan.timestamp)?;
+            let mut dirs: Vec<String> = files
+                .iter()
+                .filter_map(|f| f.parent().map(|d| d.display().to_string()))
+                .collect();
+            dirs.dedup();
+            format!("artifacts in {}", dirs.join(", "))
         } else if let Some(app) = step.strip_prefix("image:") {
             build_release_image(context, state, app)?
         } else if let Some(package) = step.strip_prefix("publish:") {
@@ -267,8 +274,15 @@ fn release_commit(state: &StateFile) -> anyhow::Result<String> {
         .context("internal error: no release commit recorded")
 }
 
-fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow::Result<String> {
-    let apps: Vec<String> = plan.apps.iter().map(|a| a.package.clone()).collect();
+/// Builds `apps` with the release profile through the engine and writes their archives, SBOMs
+/// and `SHA256SUMS` (each dist directory replaced as a whole); returns every file written.
+pub fn dist(
+    context: &StepContext<'_>,
+    workspace: &Workspace,
+    planned: &[PlannedApp],
+    timestamp: i64,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let apps: Vec<String> = planned.iter().map(|a| a.package.clone()).collect();
     context.reporter.line(&format!(
         "==> cargo xtask build --release -p {}",
         apps.join(" -p ")
@@ -288,10 +302,10 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
         );
     }
     let metadata = full_metadata(&workspace.manifest_path)?;
-    let mtime = u64::try_from(plan.timestamp).unwrap_or(0);
-    let timestamp = xtask_util::timefmt::rfc3339(plan.timestamp);
+    let mtime = u64::try_from(timestamp).unwrap_or(0);
+    let timestamp = xtask_util::timefmt::rfc3339(timestamp);
     let mut by_dir: BTreeMap<&str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-    for app in &plan.apps {
+    for app in planned {
         let index = workspace
             .package_index(&app.package)
             .with_context(|| format!("`{}` is no longer a workspace package", app.package))?;
@@ -355,9 +369,10 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
         }
         std::fs::rename(&temporary, &final_dir)
             .with_context(|| format!("failed to write `{}`", final_dir.display()))?;
-        written.push(final_dir.display().to_string());
+        written.extend(files.iter().map(|(file, _)| final_dir.join(file)));
+        written.push(final_dir.join("SHA256SUMS"));
     }
-    Ok(format!("artifacts in {}", written.join(", ")))
+    Ok(written)
 }
 
 /// The resolved graph for the SBOMs, of the host the release binaries were built for:
@@ -496,7 +511,8 @@ fn planned_image_tag(state: &StateFile, app: &str) -> anyhow::Result<String> {
         .with_context(|| format!("internal error: no image of `{app}` in the plan"))
 }
 
-fn build_image_of(
+/// `app`'s image tagged `tag`, through `cargo xtask image`'s machinery.
+pub fn build_image_of(
     context: &StepContext<'_>,
     app: &str,
     tag: &str,

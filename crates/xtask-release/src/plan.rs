@@ -162,14 +162,7 @@ pub fn make_plan(
     let config = &workspace.config.release;
     let lockstep = config.mode == ReleaseMode::Lockstep;
     let base_commit = git.head()?;
-    let timestamp = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if !text.is_empty() => text.trim().parse().map_err(|_| {
-            CliError::config(format!(
-                "SOURCE_DATE_EPOCH must be a Unix time in seconds, got {text:?}"
-            ))
-        })?,
-        _ => git.commit_time(&base_commit)?,
-    };
+    let timestamp = artifact_timestamp(git, &base_commit)?;
     let date = xtask_util::timefmt::date(timestamp);
     for name in request.packages {
         workspace.require_package(name).map_err(CliError::from)?;
@@ -531,36 +524,11 @@ pub fn make_plan(
     // Artifacts: the released packages with binaries.
     let apps = packages
         .iter()
-        .filter_map(|release| {
-            let package = &workspace.packages[workspace.package_index(&release.name)?];
-            let binaries: Vec<String> = package
-                .targets
-                .iter()
-                .filter(|t| t.is_bin())
-                .map(|t| t.name.clone())
-                .collect();
-            (!binaries.is_empty()).then(|| PlannedApp {
-                package: release.name.clone(),
-                version: release.to.clone(),
-                binaries,
-                dist_dir: format!("dist/{}", release.to),
-                archive: format!("{}-{}-{}.tar.gz", release.name, release.to, request.host),
-                sbom: format!("{}-{}.cdx.json", release.name, release.to),
-            })
-        })
+        .filter_map(|release| planned_app(workspace, &release.name, &release.to, request.host))
         .collect();
     let images = packages
         .iter()
-        .filter(|release| {
-            workspace
-                .package_index(&release.name)
-                .map(|i| &workspace.packages[i])
-                .is_some_and(|p| p.app.is_some() && p.targets.iter().any(|t| t.is_bin()))
-        })
-        .map(|release| PlannedImage {
-            app: release.name.clone(),
-            tag: release.to.clone(),
-        })
+        .filter_map(|release| planned_image(workspace, &release.name, &release.to))
         .collect();
     let publish = packages
         .iter()
@@ -592,6 +560,52 @@ pub fn make_plan(
         plan.enable_push(workspace)?;
     }
     Ok(plan)
+}
+
+/// Artifact mtimes, SBOM times and changelog dates: `SOURCE_DATE_EPOCH`, else `commit`'s time.
+pub fn artifact_timestamp(git: &Git, commit: &str) -> anyhow::Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.is_empty() => Ok(text.trim().parse().map_err(|_| {
+            CliError::config(format!(
+                "SOURCE_DATE_EPOCH must be a Unix time in seconds, got {text:?}"
+            ))
+        })?),
+        _ => git.commit_time(commit),
+    }
+}
+
+/// The dist archive and SBOM of package `name` at `version`, if it has binaries.
+pub fn planned_app(
+    workspace: &Workspace,
+    name: &str,
+    version: &str,
+    host: &str,
+) -> Option<PlannedApp> {
+    let package = &workspace.packages[workspace.package_index(name)?];
+    let binaries: Vec<String> = package
+        .targets
+        .iter()
+        .filter(|t| t.is_bin())
+        .map(|t| t.name.clone())
+        .collect();
+    (!binaries.is_empty()).then(|| PlannedApp {
+        package: name.to_string(),
+        version: version.to_string(),
+        binaries,
+        dist_dir: format!("dist/{version}"),
+        archive: format!("{name}-{version}-{host}.tar.gz"),
+        sbom: format!("{name}-{version}.cdx.json"),
+    })
+}
+
+/// The image of package `name` at `version`, if it is an app (`[package.metadata.xtask.app]`
+/// and a binary).
+pub fn planned_image(workspace: &Workspace, name: &str, version: &str) -> Option<PlannedImage> {
+    let package = &workspace.packages[workspace.package_index(name)?];
+    (package.app.is_some() && package.targets.iter().any(|t| t.is_bin())).then(|| PlannedImage {
+        app: name.to_string(),
+        tag: version.to_string(),
+    })
 }
 
 fn describe_auto(wanted: Level, effective: Level) -> String {
