@@ -21,7 +21,7 @@ Exit codes:
   3  the configuration is invalid (unknown key, wrong type, bad value, task cycle, unknown
      task or package, an `affected` base that is not a commit or no default branch to
      compare with); nothing ran and nothing was written to the cache
-  4  the environment failed (cargo metadata, git, the file system)
+  4  the environment failed (cargo metadata, git, the file system, a registry)
   5  release refused (dirty tree, wrong branch, failing tests); nothing was changed
 
 Environment:
@@ -35,7 +35,8 @@ Environment:
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
   XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)
   XTASK_REGISTRY_USERNAME, XTASK_REGISTRY_PASSWORD
-                       credentials for `image --push` (Basic, or for a Bearer token)
+                       credentials for `image --push` and `release --execute --push` (Basic,
+                       or for a Bearer token)
   XTASK_KUBECTL        the kubectl program `deploy` and `smoke --env` run (default: kubectl
                        on PATH)";
 
@@ -413,12 +414,20 @@ struct ReleaseArgs {
     /// patch, minor, major, an exact version X.Y.Z, or auto (from conventional commits).
     #[arg(long, value_name = "BUMP", default_value = "auto")]
     bump: xtask_release::BumpRequest,
-    /// Apply the plan: commit, tag, build artifacts, publish (resumes an interrupted release).
+    /// Apply the plan: commit, tag, build artifacts and the released apps' images, publish
+    /// (resumes an interrupted release).
     #[arg(long)]
     execute: bool,
-    /// With --execute, push the release commit and tags to the configured remote.
+    /// With --execute, push each released app's image to `registry` of
+    /// [workspace.metadata.xtask.deploy], then the release commit and tags to the configured
+    /// remote.
     #[arg(long, requires = "execute")]
     push: bool,
+    /// Plan no release: build the dist archives, SBOMs and images of the current versions
+    /// (what a version tag's checkout holds) into the target directory and print their paths
+    /// (the generated release.yml attaches them to the GitHub release).
+    #[arg(long, conflicts_with_all = ["execute", "push", "bump"])]
+    artifacts: bool,
     /// Parallel jobs for the tests and builds (default: the number of cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -530,6 +539,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                 bump: args.bump,
                 execute: args.execute,
                 push: args.push,
+                artifacts: args.artifacts,
                 jobs: job_count(args.jobs),
             },
             &reporter(),

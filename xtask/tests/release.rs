@@ -4,7 +4,11 @@
 //! changelogs, commit, tags, `sha256sum -c`, byte-identical archives from two runs, SBOM),
 //! `--push` to a bare repository, the refusals (tree unchanged), and interrupted executions that
 //! a rerun finishes without a duplicate commit, tag or publish (`cargo publish --dry-run`
-//! against a registry index on disk).
+//! against a registry index on disk). With two apps (`[package.metadata.xtask.app]`): their
+//! images pushed to a real registry on loopback (Debian's `docker-registry`), checked with
+//! skopeo, crashes between and inside the pushes that reruns finish without pushing a
+//! manifest twice (counted in the registry's access log), an unreachable registry and a
+//! missing registry key.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -156,6 +160,8 @@ impl ReleaseFixture {
             "GIT_INDEX_FILE",
             "SOURCE_DATE_EPOCH",
             "XTASK_RELEASE_CRASH_AFTER",
+            "XTASK_REGISTRY_USERNAME",
+            "XTASK_REGISTRY_PASSWORD",
         ] {
             command.env_remove(name);
         }
@@ -705,4 +711,320 @@ fn a_crash_after_the_commit_but_before_its_record_is_recognised() {
         "1"
     );
     assert_released(&fixture);
+}
+
+// ---- images ------------------------------------------------------------------------------
+
+impl ReleaseFixture {
+    /// Makes `hello` an app and adds a second app, `bye` (never released before), both with
+    /// `[package.metadata.xtask.app]`; with `registry`, the deploy section naming it; a bare
+    /// `origin` for `--push`. Committed, so the tree is clean.
+    fn add_apps(&self, registry: Option<&str>) {
+        let hello = self.read("apps/hello/Cargo.toml");
+        self.write(
+            "apps/hello/Cargo.toml",
+            &format!("{hello}\n[package.metadata.xtask.app]\nport = 8080\n"),
+        );
+        self.write(
+            "apps/bye/Cargo.toml",
+            "[package]\nname = \"bye\"\nversion = \"0.1.0\"\nedition.workspace = true\nlicense.workspace = true\npublish = false\n\n[package.metadata.xtask.app]\nport = 8081\n",
+        );
+        self.write(
+            "apps/bye/src/main.rs",
+            "//! Says goodbye.\n\nfn main() {\n    println!(\"bye\");\n}\n",
+        );
+        if let Some(registry) = registry {
+            let root = self.read("Cargo.toml");
+            self.write(
+                "Cargo.toml",
+                &format!(
+                    "{root}\n[workspace.metadata.xtask.deploy]\nnamespace = \"fixture\"\nregistry = \"{registry}\"\ndomain = \"fixture.example.com\"\n"
+                ),
+            );
+        }
+        let mut lock = Command::new(self.base.join("tools/cargo"));
+        lock.args(["metadata", "--offline", "--format-version", "1"])
+            .current_dir(self.root())
+            .stdout(Stdio::null());
+        self.hermetic(&mut lock);
+        run_ok(lock);
+        self.commit_all("feat(hello): ship as a container", 5);
+        let origin = self.base.join("origin.git");
+        run_ok({
+            let mut c = Command::new(testkit::tool("git"));
+            c.args(["init", "--quiet", "--bare"]).arg(&origin);
+            c
+        });
+        self.git(&["remote", "add", "origin", &origin.display().to_string()]);
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let dir = self.path("target/release-state");
+        let files: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        serde_json::from_str(&fs::read_to_string(&files[0]).unwrap()).unwrap()
+    }
+}
+
+fn done_steps(state: &serde_json::Value) -> Vec<String> {
+    state["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// How many manifests the registry accepted (201) for `name:tag`: its access log's PUTs.
+fn manifest_puts(registry: &testkit::servers::Server, name: &str, tag: &str) -> usize {
+    let request = format!("\"PUT /v2/{name}/manifests/{tag} HTTP/1.1\" 201");
+    registry
+        .log()
+        .lines()
+        .filter(|l| l.contains(&request))
+        .count()
+}
+
+/// `skopeo inspect` of `reference` in the loopback registry (`--config` for the image config).
+fn skopeo_inspect(reference: &str, config: bool) -> serde_json::Value {
+    let mut command = Command::new(testkit::tool("skopeo"));
+    command.args(["inspect", "--tls-verify=false"]);
+    if config {
+        command.arg("--config");
+    }
+    command.arg(format!("docker://{reference}"));
+    serde_json::from_str(&run_ok(command)).unwrap()
+}
+
+#[test]
+fn images_are_pushed_once_across_crashes_and_the_state_records_their_digests() {
+    let registry = testkit::servers::docker_registry();
+    let prefix = format!("127.0.0.1:{}/team", registry.port);
+    let fixture = ReleaseFixture::new();
+    fixture.add_apps(Some(&prefix));
+    // 1. Crash right after the first image push is recorded.
+    let run = fixture.release(
+        &["--execute", "--push"],
+        &[("XTASK_RELEASE_CRASH_AFTER", "image-push:bye")],
+    );
+    assert_eq!(run.code, None, "killed by SIGABRT: {run}");
+    assert!(
+        run.stdout
+            .contains(&format!("  image {prefix}/bye:0.1.0\n"))
+            && run
+                .stdout
+                .contains(&format!("  image {prefix}/hello:0.3.1\n")),
+        "{run}"
+    );
+    assert_eq!(manifest_puts(&registry, "team/bye", "0.1.0"), 1);
+    assert_eq!(manifest_puts(&registry, "team/hello", "0.3.1"), 0);
+    let state = fixture.state();
+    assert_eq!(
+        state["images"]["bye"]["pushed"],
+        format!("{prefix}/bye:0.1.0")
+    );
+    assert!(state["images"]["hello"]["pushed"].is_null(), "{state:#}");
+    // 2. The rerun skips the recorded push and crashes after pushing the second image, before
+    //    recording it.
+    let run = fixture.release(
+        &["--execute"],
+        &[(
+            "XTASK_RELEASE_CRASH_AFTER",
+            "before-record:image-push:hello",
+        )],
+    );
+    assert_eq!(run.code, None, "{run}");
+    assert_eq!(manifest_puts(&registry, "team/bye", "0.1.0"), 1);
+    assert_eq!(manifest_puts(&registry, "team/hello", "0.3.1"), 1);
+    let state = fixture.state();
+    assert!(state["images"]["hello"]["pushed"].is_null(), "{state:#}");
+    assert!(!done_steps(&state).contains(&"image-push:hello".to_string()));
+    // 3. The last rerun finds the second image in the registry with its digest, pushes
+    //    nothing, and finishes.
+    let run = fixture.release(&["--execute"], &[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("was already in the registry (pushed by the interrupted run)"),
+        "{run}"
+    );
+    assert_eq!(manifest_puts(&registry, "team/bye", "0.1.0"), 1);
+    assert_eq!(manifest_puts(&registry, "team/hello", "0.3.1"), 1);
+
+    let state = fixture.state();
+    assert_eq!(state["complete"], true);
+    assert_eq!(
+        done_steps(&state),
+        vec![
+            "commit",
+            "tag:base-v0.2.0",
+            "tag:bye-v0.1.0",
+            "tag:text-v1.2.1",
+            "tag:hello-v0.3.1",
+            "dist",
+            "image:bye",
+            "image:hello",
+            "publish:base",
+            "publish:text",
+            "image-push:bye",
+            "image-push:hello",
+            "push"
+        ]
+    );
+    for (app, tag) in [("bye", "0.1.0"), ("hello", "0.3.1")] {
+        let reference = format!("{prefix}/{app}:{tag}");
+        let recorded = &state["images"][app];
+        assert_eq!(recorded["pushed"], reference.as_str());
+        assert_eq!(recorded["tag"], tag);
+        let digest = recorded["digest"].as_str().unwrap();
+        assert!(digest.starts_with("sha256:"), "{state:#}");
+        // The registry holds the tag with the recorded digest, and the image runs as non-root.
+        assert_eq!(skopeo_inspect(&reference, false)["Digest"], digest, "{app}");
+        let config = skopeo_inspect(&reference, true);
+        assert_eq!(config["config"]["User"], "65532:65532", "{app}");
+        assert_eq!(config["config"]["Entrypoint"][0], format!("/app/{app}"));
+        // The image record `deploy` reads says the same.
+        let record: serde_json::Value =
+            serde_json::from_str(&fixture.read(&format!("target/xtask/images/{app}.json")))
+                .unwrap();
+        assert_eq!(record["digest"], digest);
+        assert_eq!(record["pushed"], true);
+        assert_eq!(record["repository"], format!("{prefix}/{app}"));
+    }
+    // Nothing secret in the state file.
+    let text = fs::read_to_string(
+        fs::read_dir(fixture.path("target/release-state"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert!(!text.contains("PASSWORD") && !text.contains("Authorization"));
+}
+
+#[test]
+fn an_unreachable_registry_fails_the_push_and_a_rerun_continues() {
+    let port = testkit::servers::free_port();
+    let prefix = format!("127.0.0.1:{port}/team");
+    let fixture = ReleaseFixture::new();
+    fixture.add_apps(Some(&prefix));
+    let run = fixture.release(&["--execute", "--push"], &[]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains(&format!(
+            "pushing the image of `bye` to `{prefix}/bye:0.1.0` failed (the registry is `registry` in `[workspace.metadata.xtask.deploy]`"
+        )),
+        "{run}"
+    );
+    let state = fixture.state();
+    assert_eq!(state["complete"], false);
+    assert_eq!(
+        done_steps(&state).last().map(String::as_str),
+        Some("publish:text"),
+        "{state:#}"
+    );
+    assert!(state["images"]["bye"]["pushed"].is_null(), "{state:#}");
+    assert!(
+        state["images"]["bye"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // The registry comes up; the rerun pushes each image once and finishes.
+    let registry = testkit::servers::docker_registry_on(port);
+    let run = fixture.release(&["--execute"], &[]);
+    run.assert_code(0);
+    assert_eq!(manifest_puts(&registry, "team/bye", "0.1.0"), 1);
+    assert_eq!(manifest_puts(&registry, "team/hello", "0.3.1"), 1);
+    assert_eq!(fixture.state()["complete"], true);
+}
+
+#[test]
+fn push_without_a_configured_registry_is_refused_naming_the_key() {
+    let fixture = ReleaseFixture::new();
+    fixture.add_apps(None);
+    let before = fixture.repository_state();
+    let run = fixture.release(&["--execute", "--push"], &[]);
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains(
+            "--push ships the images of `bye`, `hello` but no registry is configured: set `registry` in `[workspace.metadata.xtask.deploy]`"
+        ),
+        "{run}"
+    );
+    assert_eq!(fixture.repository_state(), before);
+    // Without --push the images are built, tagged and recorded, and nothing is pushed.
+    let run = fixture.release(&["--execute"], &[]);
+    run.assert_code(0);
+    let state = fixture.state();
+    assert!(done_steps(&state).contains(&"image:hello".to_string()));
+    assert!(state["images"]["hello"]["pushed"].is_null());
+    let index = fixture.read("target/xtask/images/hello/oci/index.json");
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\":\"0.3.1\""),
+        "{index}"
+    );
+}
+
+#[test]
+fn artifacts_builds_the_current_versions_and_changes_nothing() {
+    let fixture = ReleaseFixture::new();
+    fixture.add_apps(None);
+    let head = fixture.git(&["rev-parse", "HEAD"]);
+    let run = fixture.release(&["--artifacts"], &[]);
+    run.assert_code(0);
+    let host = std::env::consts::ARCH.to_string() + "-unknown-linux-gnu";
+    let files: Vec<String> = run
+        .stdout
+        .lines()
+        .map(|l| l.replace(&host, "HOST"))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            "target/dist/0.1.0/bye-0.1.0-HOST.tar.gz",
+            "target/dist/0.1.0/bye-0.1.0.cdx.json",
+            "target/dist/0.1.0/SHA256SUMS",
+            "target/dist/0.3.0/hello-0.3.0-HOST.tar.gz",
+            "target/dist/0.3.0/hello-0.3.0.cdx.json",
+            "target/dist/0.3.0/SHA256SUMS",
+            "target/xtask/images/bye/bye.tar",
+            "target/xtask/images/hello/hello.tar",
+        ],
+        "{run}"
+    );
+    for file in run.stdout.lines() {
+        assert!(fixture.path(file).is_file(), "{file}");
+    }
+    let mut check = Command::new(testkit::tool("sha256sum"));
+    check
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(fixture.path("target/dist/0.3.0"));
+    assert_eq!(run_ok(check).lines().count(), 2);
+    let mut inspect = Command::new(testkit::tool("skopeo"));
+    inspect.args(["inspect", "--config"]).arg(format!(
+        "docker-archive:{}",
+        fixture
+            .path("target/xtask/images/hello/hello.tar")
+            .display()
+    ));
+    let config: serde_json::Value = serde_json::from_str(&run_ok(inspect)).unwrap();
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.version"],
+        "0.3.0"
+    );
+    // No release was planned or cut.
+    assert_eq!(fixture.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(fixture.git(&["status", "--porcelain"]), "");
+    assert!(!fixture.path("target/release-state").exists());
+    fixture
+        .release(&["--artifacts", "--execute"], &[])
+        .assert_code(2);
 }

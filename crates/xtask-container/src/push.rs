@@ -22,6 +22,9 @@ pub const USERNAME_VAR: &str = "XTASK_REGISTRY_USERNAME";
 pub const PASSWORD_VAR: &str = "XTASK_REGISTRY_PASSWORD";
 
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// What `HEAD` of a manifest accepts: the OCI manifest pushes write, and Docker's v2 (a
+/// registry answers 404 for a manifest type the client does not accept).
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Registry credentials (from the environment). `Debug` never shows the password.
 #[derive(Clone, Default)]
@@ -170,7 +173,7 @@ pub fn push_layout(
     let (mut uploaded, mut skipped) = (0, 0);
     for digest in &blobs {
         let url = format!("{}/v2/{}/blobs/{digest}", target.base_url, target.name);
-        let response = session.send("HEAD", &url, None, None)?;
+        let response = session.send("HEAD", &url, None, &[])?;
         if response.status == 200 {
             skipped += 1;
             reporter.line(&format!("  {digest}: already in the registry"));
@@ -186,7 +189,7 @@ pub fn push_layout(
         "PUT",
         &url,
         Some(&manifest_bytes),
-        Some(MANIFEST_MEDIA_TYPE),
+        &[("Content-Type", MANIFEST_MEDIA_TYPE)],
     )?;
     if response.status != 201 {
         bail!(
@@ -208,6 +211,33 @@ pub fn push_layout(
         uploaded,
         skipped,
     })
+}
+
+/// The digest of the manifest the registry holds for `tag` of `target`: `None` when the
+/// registry has no such tag (404). A resumed release asks before pushing, so a push whose
+/// effect happened but whose record did not is recognised rather than repeated.
+pub fn remote_manifest_digest(
+    target: &PushTarget,
+    tag: &str,
+    credentials: &Credentials,
+) -> anyhow::Result<Option<String>> {
+    let mut session = Session::new(target, credentials.clone());
+    let url = format!("{}/v2/{}/manifests/{tag}", target.base_url, target.name);
+    let accept = [("Accept", MANIFEST_ACCEPT)];
+    let response = session.send("HEAD", &url, None, &accept)?;
+    match response.status {
+        404 => Ok(None),
+        200 => match response.digest {
+            Some(digest) => Ok(Some(digest)),
+            None => {
+                // No Docker-Content-Digest header: digest the manifest itself.
+                let full = session.send("GET", &url, None, &accept)?;
+                anyhow::ensure!(full.status == 200, "GET {url} answered {}", full.status);
+                Ok(Some(sha256_digest(full.body.as_bytes())))
+            }
+        },
+        status => bail!("HEAD {url} answered {status}"),
+    }
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -292,9 +322,9 @@ impl<'a> Session<'a> {
         method: &str,
         url: &str,
         body: Option<&[u8]>,
-        content_type: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
-        let reply = self.send_once(method, url, body, content_type)?;
+        let reply = self.send_once(method, url, body, headers)?;
         if reply.status != 401 {
             return Ok(reply);
         }
@@ -304,7 +334,7 @@ impl<'a> Session<'a> {
             .and_then(parse_challenge)
             .with_context(|| format!("{method} {url} answered 401 without a usable challenge"))?;
         self.authorization = Some(self.authenticate(&challenge)?);
-        let retried = self.send_once(method, url, body, content_type)?;
+        let retried = self.send_once(method, url, body, headers)?;
         if retried.status == 401 || retried.status == 403 {
             bail!(
                 "{method} {url}: the registry refused the credentials from {USERNAME_VAR}/{PASSWORD_VAR} ({})",
@@ -319,14 +349,14 @@ impl<'a> Session<'a> {
         method: &str,
         url: &str,
         body: Option<&[u8]>,
-        content_type: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
         let mut request = ureq::http::Request::builder().method(method).uri(url);
         if let Some(value) = &self.authorization {
             request = request.header("Authorization", value);
         }
-        if let Some(content_type) = content_type {
-            request = request.header("Content-Type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let body = body.unwrap_or_default().to_vec();
         if method == "PUT" || method == "POST" {
@@ -411,7 +441,7 @@ impl<'a> Session<'a> {
             "{}/v2/{}/blobs/uploads/",
             self.target.base_url, self.target.name
         );
-        let opened = self.send("POST", &url, Some(&[]), None)?;
+        let opened = self.send("POST", &url, Some(&[]), &[])?;
         if opened.status != 202 {
             bail!(
                 "POST {url} answered {}: {}",
@@ -433,7 +463,7 @@ impl<'a> Session<'a> {
             "PUT",
             &put_url,
             Some(bytes),
-            Some("application/octet-stream"),
+            &[("Content-Type", "application/octet-stream")],
         )?;
         if done.status != 201 {
             bail!(

@@ -11,6 +11,10 @@
 //! - `images.yml`: on main, `cargo xtask image` builds and pushes the affected apps only,
 //!   tagged with the commit; on a `v*` tag, every app, tagged with the version. Each image's
 //!   record (`target/xtask/images/<app>.json`) is uploaded for `deploy.yml`.
+//! - `release.yml`: on a `v*` tag, `cargo xtask release --artifacts` builds the dist archives,
+//!   SBOMs, `SHA256SUMS` and the apps' images (docker archives) of the tagged versions, and
+//!   `gh` attaches every file it lists to the tag's GitHub release (created from the tag's
+//!   message when missing; files replaced on a rerun). Pushing images stays `images.yml`'s.
 //! - `deploy.yml`: after a successful `images` run, staging for main and production (behind the
 //!   `production` environment's required reviewers) for a version tag, through
 //!   `cargo xtask deploy`, which pins the built images by digest, waits for every rollout and
@@ -35,7 +39,8 @@ pub const DOCKER_LOGIN: &str = "docker/login-action@v3";
 /// The commands of `.ci/run`, in order; `ci.yml` runs the same (a test compares them).
 pub const CI_COMMANDS: [&str; 2] = ["bash .ci/install-tools", "cargo xtask ci"];
 
-/// Every workflow, sorted by path; `images.yml` and `deploy.yml` only when there are apps.
+/// Every workflow, sorted by path; `images.yml`, `deploy.yml` and `release.yml` only when there
+/// are apps.
 pub(crate) fn files(project: &Project) -> Vec<GeneratedFile> {
     let header = vec![WORKFLOWS_HEADER.to_string()];
     let mut files = vec![GeneratedFile::new(
@@ -51,8 +56,71 @@ pub(crate) fn files(project: &Project) -> Vec<GeneratedFile> {
             ".github/workflows/images.yml",
             file(&header, &[images(project)]),
         ));
+        files.push(GeneratedFile::new(
+            ".github/workflows/release.yml",
+            file(&header, &[release()]),
+        ));
     }
     files
+}
+
+/// The file of `cargo xtask release --artifacts`'s list, between the two steps.
+const ARTIFACT_LIST: &str = "$RUNNER_TEMP/artifacts.txt";
+
+fn release() -> Value {
+    let build_script = format!(
+        "set -euo pipefail\n\
+         cargo xtask release --artifacts > \"{ARTIFACT_LIST}\"\n\
+         cat \"{ARTIFACT_LIST}\"\n"
+    );
+    let attach_script = format!(
+        "set -euo pipefail\n\
+         if ! gh release view \"$TAG\" >/dev/null 2>&1; then\n\
+         \x20 gh release create \"$TAG\" --verify-tag --title \"$TAG\" --notes-from-tag\n\
+         fi\n\
+         mapfile -t files < \"{ARTIFACT_LIST}\"\n\
+         gh release upload \"$TAG\" --clobber \"${{files[@]}}\"\n"
+    );
+    map([
+        ("name", str("release")),
+        ("on", map([("push", map([("tags", seq([str("v*")]))]))])),
+        ("permissions", map([("contents", str("read"))])),
+        (
+            "concurrency",
+            map([
+                ("group", str("release-${{ github.ref }}")),
+                ("cancel-in-progress", Value::Bool(false)),
+            ]),
+        ),
+        (
+            "jobs",
+            map([(
+                "release",
+                map([
+                    ("name", str("release artifacts")),
+                    ("runs-on", str("ubuntu-latest")),
+                    ("timeout-minutes", int(60)),
+                    ("permissions", map([("contents", str("write"))])),
+                    (
+                        "steps",
+                        seq([
+                            checkout(vec![]),
+                            run("cargo xtask release --artifacts", &build_script),
+                            run_with_env(
+                                "attach to the GitHub release",
+                                map([
+                                    ("GH_TOKEN", str("${{ github.token }}")),
+                                    ("GH_REPO", str("${{ github.repository }}")),
+                                    ("TAG", str("${{ github.ref_name }}")),
+                                ]),
+                                &attach_script,
+                            ),
+                        ]),
+                    ),
+                ]),
+            )]),
+        ),
+    ])
 }
 
 fn checkout(extra: Vec<(&str, Value)>) -> Value {

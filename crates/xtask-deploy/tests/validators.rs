@@ -289,7 +289,7 @@ fn workflows_pass_actionlint_and_the_github_workflow_schema() {
             .map(|e| e.unwrap().path().to_string_lossy().into_owned())
             .collect();
         files.sort();
-        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(files.len(), 4, "{files:?}");
         let args: Vec<&str> = files.iter().map(String::as_str).collect();
 
         let output = run_tool("actionlint", &args, &root);

@@ -1,8 +1,9 @@
 //! `--execute`: the refusal checks, then each step of the plan in order (commit, tags, dist,
-//! publish, push), each recorded in the state file as soon as it is done; a step found done is
-//! skipped, and a step that a crash interrupted after its effect but before its record is
-//! recognised (the commit on top of the base, the tag on the release commit, the version on
-//! the registry) rather than repeated.
+//! images, publish, image pushes, push), each recorded in the state file as soon as it is done;
+//! a step found done is skipped, and a step that a crash interrupted after its effect but
+//! before its record is recognised (the commit on top of the base, the tag on the release
+//! commit, the version on the registry, the image's tag with the expected digest in the image
+//! registry) rather than repeated.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,11 +16,13 @@ use xtask_util::write_atomically;
 
 use crate::dist::{ArchiveFile, archive, sha256sums};
 use crate::git::Git;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedApp, REGISTRY_KEY};
 use crate::publish::{Published, RetryPolicy, publish_args, publish_with_retries, run_cargo};
-use crate::state::StateFile;
+use crate::state::{ImageState, StateFile};
 
-/// Env var naming a step after which the process aborts (tests of interrupted releases).
+/// Env var naming a step after which the process aborts (tests of interrupted releases):
+/// `STEP` aborts once the step is recorded, `before-record:STEP` once it took effect but
+/// before its record is written, `files` after the release commit's files are written.
 pub const CRASH_AFTER_ENV: &str = "XTASK_RELEASE_CRASH_AFTER";
 /// Env var that turns `cargo publish` into `cargo publish --dry-run`.
 pub const PUBLISH_DRY_RUN_ENV: &str = "XTASK_RELEASE_PUBLISH_DRY_RUN";
@@ -135,15 +138,27 @@ pub fn run_steps(
         } else if let Some(tag) = step.strip_prefix("tag:") {
             create_tag(context.git, state, tag)?
         } else if step == "dist" {
-            dist(context, workspace, &state.state.plan)?
+            let plan = &state.state.plan;
+            let files = dist(context, workspace, &plan.apps, plan.timestamp)?;
+            let mut dirs: Vec<String> = files
+                .iter()
+                .filter_map(|f| f.parent().map(|d| d.display().to_string()))
+                .collect();
+            dirs.dedup();
+            format!("artifacts in {}", dirs.join(", "))
+        } else if let Some(app) = step.strip_prefix("image:") {
+            build_release_image(context, state, app)?
         } else if let Some(package) = step.strip_prefix("publish:") {
             publish(context, workspace, &state.state.plan, package)?
+        } else if let Some(app) = step.strip_prefix("image-push:") {
+            push_release_image(context, workspace, state, app)?
         } else if step == "push" {
             push(context.git, state)?
         } else {
             anyhow::bail!("internal error: unknown release step `{step}`");
         };
         context.reporter.line(&format!("    {detail}"));
+        crash_hook(&format!("before-record:{step}"));
         state.record(&step, detail)?;
         crash_hook(&step);
     }
@@ -259,8 +274,15 @@ fn release_commit(state: &StateFile) -> anyhow::Result<String> {
         .context("internal error: no release commit recorded")
 }
 
-fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow::Result<String> {
-    let apps: Vec<String> = plan.apps.iter().map(|a| a.package.clone()).collect();
+/// Builds `apps` with the release profile through the engine and writes their archives, SBOMs
+/// and `SHA256SUMS` (each dist directory replaced as a whole); returns every file written.
+pub fn dist(
+    context: &StepContext<'_>,
+    workspace: &Workspace,
+    planned: &[PlannedApp],
+    timestamp: i64,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let apps: Vec<String> = planned.iter().map(|a| a.package.clone()).collect();
     context.reporter.line(&format!(
         "==> cargo xtask build --release -p {}",
         apps.join(" -p ")
@@ -280,10 +302,10 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
         );
     }
     let metadata = full_metadata(&workspace.manifest_path)?;
-    let mtime = u64::try_from(plan.timestamp).unwrap_or(0);
-    let timestamp = xtask_util::timefmt::rfc3339(plan.timestamp);
+    let mtime = u64::try_from(timestamp).unwrap_or(0);
+    let timestamp = xtask_util::timefmt::rfc3339(timestamp);
     let mut by_dir: BTreeMap<&str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-    for app in &plan.apps {
+    for app in planned {
         let index = workspace
             .package_index(&app.package)
             .with_context(|| format!("`{}` is no longer a workspace package", app.package))?;
@@ -347,9 +369,10 @@ fn dist(context: &StepContext<'_>, workspace: &Workspace, plan: &Plan) -> anyhow
         }
         std::fs::rename(&temporary, &final_dir)
             .with_context(|| format!("failed to write `{}`", final_dir.display()))?;
-        written.push(final_dir.display().to_string());
+        written.extend(files.iter().map(|(file, _)| final_dir.join(file)));
+        written.push(final_dir.join("SHA256SUMS"));
     }
-    Ok(format!("artifacts in {}", written.join(", ")))
+    Ok(written)
 }
 
 /// The resolved graph for the SBOMs, of the host the release binaries were built for:
@@ -444,6 +467,192 @@ fn unpublished_dependencies(workspace: &Workspace, plan: &Plan, package: &str) -
         }
     }
     found.into_iter().collect()
+}
+
+/// Builds and tags `app`'s image with the release version through `cargo xtask image`'s
+/// machinery (the static binary through the engine, the image as a cached task); the digest
+/// goes into the state.
+fn build_release_image(
+    context: &StepContext<'_>,
+    state: &mut StateFile,
+    app: &str,
+) -> anyhow::Result<String> {
+    let tag = planned_image_tag(state, app)?;
+    let built = build_image_of(context, app, &tag)?;
+    let detail = format!(
+        "image {app}:{tag} {} ({}, in {})",
+        built.record.digest,
+        if built.cache_hit {
+            "cache hit"
+        } else {
+            "built"
+        },
+        built.layout.display()
+    );
+    state.state.images.insert(
+        app.to_string(),
+        ImageState {
+            tag,
+            digest: built.record.digest,
+            pushed: None,
+        },
+    );
+    Ok(detail)
+}
+
+fn planned_image_tag(state: &StateFile, app: &str) -> anyhow::Result<String> {
+    state
+        .state
+        .plan
+        .images
+        .iter()
+        .find(|i| i.app == app)
+        .map(|i| i.tag.clone())
+        .with_context(|| format!("internal error: no image of `{app}` in the plan"))
+}
+
+/// `app`'s image tagged `tag`, through `cargo xtask image`'s machinery.
+pub fn build_image_of(
+    context: &StepContext<'_>,
+    app: &str,
+    tag: &str,
+) -> anyhow::Result<xtask_container::image::BuiltImage> {
+    let options = xtask_container::ImageOptions {
+        location: context.location.clone(),
+        app: app.to_string(),
+        tag: Some(tag.to_string()),
+        base: None,
+        push: None,
+        jobs: context.jobs,
+    };
+    xtask_container::image::build_image(&options, context.reporter).map_err(|error| {
+        if error
+            .downcast_ref::<xtask_container::image::BuildFailed>()
+            .is_some()
+        {
+            error.context(format!(
+                "the image of `{app}` failed to build; fix it and run `cargo xtask release --execute` again to continue"
+            ))
+        } else {
+            error
+        }
+    })
+}
+
+/// Pushes `app`'s recorded image to the configured registry, unless the registry already
+/// holds the release's tag with the recorded digest (a push that an interrupted run made but
+/// did not record); a tag holding another digest is never overwritten.
+fn push_release_image(
+    context: &StepContext<'_>,
+    workspace: &Workspace,
+    state: &mut StateFile,
+    app: &str,
+) -> anyhow::Result<String> {
+    let registry = state.state.plan.registry.clone().with_context(|| {
+        format!("internal error: a push of `{app}`'s image without {REGISTRY_KEY} in the plan")
+    })?;
+    let image = state
+        .state
+        .images
+        .get(app)
+        .cloned()
+        .with_context(|| format!("internal error: no image of `{app}` recorded"))?;
+    let target = xtask_container::push::PushTarget::parse(&registry, app)?;
+    let reference = format!("{}:{}", target.repository_reference(), image.tag);
+    let credentials = xtask_container::push::Credentials::from_env();
+    let failed = |error: anyhow::Error| {
+        error.context(format!(
+            "pushing the image of `{app}` to `{reference}` failed (the registry is {REGISTRY_KEY}: `{registry}`); what is done is recorded in `{}`: run `cargo xtask release --execute` again to continue",
+            state.path.display()
+        ))
+    };
+    let existing = xtask_container::push::remote_manifest_digest(&target, &image.tag, &credentials)
+        .map_err(failed)?;
+    let detail = match existing {
+        Some(digest) if digest == image.digest => {
+            format!(
+                "{reference}@{digest} was already in the registry (pushed by the interrupted run)"
+            )
+        }
+        Some(digest) => {
+            return Err(failed(anyhow::anyhow!(
+                "`{reference}` already holds {digest}, not this release's {}; a released tag is never overwritten",
+                image.digest
+            )));
+        }
+        None => {
+            let layout = image_layout(context, workspace, app, &image)?;
+            let pushed = xtask_container::push::push_layout(
+                &layout,
+                &image.tag,
+                &target,
+                &credentials,
+                context.reporter,
+            )
+            .map_err(failed)?;
+            anyhow::ensure!(
+                pushed.digest == image.digest,
+                "the registry stored {} for `{reference}`, not the release's {}",
+                pushed.digest,
+                image.digest
+            );
+            format!(
+                "pushed {reference}@{} ({} blobs uploaded, {} already there)",
+                pushed.digest, pushed.uploaded, pushed.skipped
+            )
+        }
+    };
+    let record = xtask_engine::image_record::ImageRecord {
+        app: app.to_string(),
+        repository: target.repository_reference(),
+        tag: image.tag.clone(),
+        digest: image.digest.clone(),
+        pushed: true,
+    };
+    xtask_engine::image_record::write_record(
+        &xtask_engine::image_record::record_path(&workspace.target_dir, app),
+        &record,
+    )?;
+    if let Some(recorded) = state.state.images.get_mut(app) {
+        recorded.pushed = Some(reference);
+    }
+    Ok(detail)
+}
+
+/// The OCI layout holding `app`'s recorded image under its tag: the one `image` wrote, or,
+/// when something replaced it since, the image built again (from the cache) and checked to
+/// have the recorded digest.
+fn image_layout(
+    context: &StepContext<'_>,
+    workspace: &Workspace,
+    app: &str,
+    image: &ImageState,
+) -> anyhow::Result<std::path::PathBuf> {
+    let layout = xtask_container::image::images_dir(workspace)
+        .join(app)
+        .join("oci");
+    if layout_digest(&layout, &image.tag).as_deref() == Some(image.digest.as_str()) {
+        return Ok(layout);
+    }
+    let built = build_image_of(context, app, &image.tag)?;
+    anyhow::ensure!(
+        built.record.digest == image.digest,
+        "the image of `{app}` built again is {}, not the recorded {}: the release commit's build is not reproducible here",
+        built.record.digest,
+        image.digest
+    );
+    Ok(built.layout)
+}
+
+/// The manifest digest `index.json` of the layout gives `tag`, if any.
+fn layout_digest(layout: &Path, tag: &str) -> Option<String> {
+    let text = std::fs::read(layout.join("index.json")).ok()?;
+    let index: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    index["manifests"]
+        .as_array()?
+        .iter()
+        .find(|m| m["annotations"][xtask_container::oci::REF_NAME] == tag)
+        .and_then(|m| m["digest"].as_str().map(str::to_string))
 }
 
 fn push(git: &Git, state: &StateFile) -> anyhow::Result<String> {

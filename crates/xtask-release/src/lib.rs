@@ -1,11 +1,14 @@
 //! `cargo xtask release`: plans a release of the workspace and, with `--execute`, cuts it:
 //! versions from conventional commits (cargo's 0.x rules), manifests edited in place
 //! (`toml_edit`), `Cargo.lock` updated offline, Keep a Changelog sections, one release commit
-//! and annotated tags, deterministic dist archives with `SHA256SUMS` and CycloneDX SBOMs,
-//! `cargo publish` in dependency order, and `--push`.
+//! and annotated tags, deterministic dist archives with `SHA256SUMS` and CycloneDX SBOMs, the
+//! released apps' OCI images (through `xtask-container`), `cargo publish` in dependency order,
+//! and `--push` (the images to the configured registry, then the commit and tags).
 //!
 //! Invariants:
 //! - Without `--execute` nothing is written: the plan goes to stdout and that is all.
+//!   (`--artifacts` plans no release: it builds the current versions' dist archives, SBOMs and
+//!   images into the target directory, for `release.yml` on a version tag.)
 //! - `--execute` applies exactly the printed plan: the plan (with every file's new contents) is
 //!   stored in the state file before the first change, and a rerun resumes it, not a new plan.
 //! - A refusal (dirty tree, wrong branch, failing tests) happens before anything is written.
@@ -13,6 +16,8 @@
 //!   recognises unrecorded ones that took effect, so nothing is committed, tagged or published
 //!   twice.
 //! - Nothing leaves the machine without `--push` (and `cargo publish` for publishable packages).
+//! - A pushed image's reference and digest are in the state file before the next step starts;
+//!   a rerun asks the registry before pushing, so no image is pushed twice.
 
 mod changelog;
 mod commits;
@@ -44,6 +49,8 @@ pub struct ReleaseOptions {
     pub bump: BumpRequest,
     pub execute: bool,
     pub push: bool,
+    /// Build the current versions' artifacts instead of planning a release.
+    pub artifacts: bool,
     pub jobs: usize,
 }
 
@@ -59,6 +66,9 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> CliResult {
         reporter,
         jobs: options.jobs,
     };
+    if options.artifacts {
+        return artifacts(&context, &workspace, &options.packages);
+    }
 
     if let Some(mut state) = state::StateFile::find_incomplete(&workspace.target_dir)? {
         let done: Vec<String> = state.state.done.iter().map(|d| d.step.clone()).collect();
@@ -67,7 +77,7 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> CliResult {
             state.path.display()
         ));
         if options.execute && options.push && !state.state.plan.push {
-            state.state.plan.push = true;
+            state.state.plan.enable_push(&workspace)?;
         }
         print(&render::render_plan(&state.state.plan, &done))?;
         if !options.execute {
@@ -110,6 +120,58 @@ pub fn release(options: &ReleaseOptions, reporter: &Reporter) -> CliResult {
     execute::run_steps(&context, &workspace, &mut state)?;
     reporter.line("release complete");
     Ok(Outcome::success())
+}
+
+/// `--artifacts`: the dist archives, SBOMs and `SHA256SUMS` of every package with binaries
+/// (or of `packages`) at its current version, and the images of the apps among them, as
+/// `--execute` builds them; stdout lists the files, one workspace-relative path a line.
+fn artifacts(
+    context: &execute::StepContext<'_>,
+    workspace: &xtask_model::Workspace,
+    packages: &[String],
+) -> CliResult {
+    for name in packages {
+        workspace
+            .require_package(name)
+            .map_err(xtask_engine::CliError::from)?;
+    }
+    let mut selected: Vec<&xtask_model::Package> = workspace
+        .packages
+        .iter()
+        .filter(|p| packages.is_empty() || packages.contains(&p.name))
+        .collect();
+    selected.sort_by(|a, b| a.name.cmp(&b.name));
+    let host = host_triple()?;
+    let apps: Vec<plan::PlannedApp> = selected
+        .iter()
+        .filter_map(|p| plan::planned_app(workspace, &p.name, &p.version, &host))
+        .collect();
+    let images: Vec<plan::PlannedImage> = selected
+        .iter()
+        .filter_map(|p| plan::planned_image(workspace, &p.name, &p.version))
+        .collect();
+    if apps.is_empty() {
+        context
+            .reporter
+            .line("no selected package has a binary: no artifacts to build");
+        return Ok(Outcome::success());
+    }
+    let timestamp = plan::artifact_timestamp(context.git, &context.git.head()?)?;
+    let mut files = execute::dist(context, workspace, &apps, timestamp)?;
+    for image in &images {
+        context
+            .reporter
+            .line(&format!("==> image {}:{}", image.app, image.tag));
+        files.push(execute::build_image_of(context, &image.app, &image.tag)?.archive);
+    }
+    let listing: String = files
+        .iter()
+        .map(|f| {
+            let shown = f.strip_prefix(&workspace.root).unwrap_or(f);
+            format!("{}\n", shown.display())
+        })
+        .collect();
+    Ok(Outcome::print(listing))
 }
 
 fn print(text: &str) -> anyhow::Result<()> {

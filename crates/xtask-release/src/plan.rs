@@ -35,9 +35,17 @@ pub struct Plan {
     pub commit_message: String,
     pub tags: Vec<PlannedTag>,
     pub apps: Vec<PlannedApp>,
+    /// The OCI images of the released apps (packages with `[package.metadata.xtask.app]`),
+    /// built through `cargo xtask image`'s machinery and tagged with the release version.
+    #[serde(default)]
+    pub images: Vec<PlannedImage>,
     /// Packages to `cargo publish`, in dependency order.
     pub publish: Vec<String>,
     pub push: bool,
+    /// Where `--push` sends the images: `registry` of `[workspace.metadata.xtask.deploy]`
+    /// (the one `images.yml` pushes to); set only with `--push` and images.
+    #[serde(default)]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +84,17 @@ pub struct PlannedApp {
     pub sbom: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedImage {
+    /// The app's package.
+    pub app: String,
+    /// The image tag: the released version.
+    pub tag: String,
+}
+
+/// The configuration key naming the registry `--push` sends images to.
+pub const REGISTRY_KEY: &str = "`registry` in `[workspace.metadata.xtask.deploy]`";
+
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.packages.is_empty()
@@ -88,11 +107,40 @@ impl Plan {
         if !self.apps.is_empty() {
             steps.push("dist".to_string());
         }
+        steps.extend(self.images.iter().map(|i| format!("image:{}", i.app)));
         steps.extend(self.publish.iter().map(|p| format!("publish:{p}")));
         if self.push {
+            steps.extend(self.images.iter().map(|i| format!("image-push:{}", i.app)));
             steps.push("push".to_string());
         }
         steps
+    }
+
+    /// Turns `--push` on (for a fresh plan, or a resumed one run again with `--push`):
+    /// the images need the configured registry, a configuration error (exit code 3) naming
+    /// [`REGISTRY_KEY`] when it is missing.
+    pub fn enable_push(&mut self, workspace: &Workspace) -> anyhow::Result<()> {
+        self.push = true;
+        if self.images.is_empty() {
+            return Ok(());
+        }
+        let registry = workspace.config.deploy.as_ref().map(|d| d.registry.clone());
+        match registry {
+            Some(registry) => {
+                self.registry = Some(registry);
+                Ok(())
+            }
+            None => Err(CliError::config(format!(
+                "--push ships the images of {} but no registry is configured: set {REGISTRY_KEY} of `{}` (images are `<registry>/<app>:<version>`)",
+                self.images
+                    .iter()
+                    .map(|i| format!("`{}`", i.app))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                workspace.manifest_path.display()
+            ))
+            .into()),
+        }
     }
 }
 
@@ -114,14 +162,7 @@ pub fn make_plan(
     let config = &workspace.config.release;
     let lockstep = config.mode == ReleaseMode::Lockstep;
     let base_commit = git.head()?;
-    let timestamp = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if !text.is_empty() => text.trim().parse().map_err(|_| {
-            CliError::config(format!(
-                "SOURCE_DATE_EPOCH must be a Unix time in seconds, got {text:?}"
-            ))
-        })?,
-        _ => git.commit_time(&base_commit)?,
-    };
+    let timestamp = artifact_timestamp(git, &base_commit)?;
     let date = xtask_util::timefmt::date(timestamp);
     for name in request.packages {
         workspace.require_package(name).map_err(CliError::from)?;
@@ -483,23 +524,11 @@ pub fn make_plan(
     // Artifacts: the released packages with binaries.
     let apps = packages
         .iter()
-        .filter_map(|release| {
-            let package = &workspace.packages[workspace.package_index(&release.name)?];
-            let binaries: Vec<String> = package
-                .targets
-                .iter()
-                .filter(|t| t.is_bin())
-                .map(|t| t.name.clone())
-                .collect();
-            (!binaries.is_empty()).then(|| PlannedApp {
-                package: release.name.clone(),
-                version: release.to.clone(),
-                binaries,
-                dist_dir: format!("dist/{}", release.to),
-                archive: format!("{}-{}-{}.tar.gz", release.name, release.to, request.host),
-                sbom: format!("{}-{}.cdx.json", release.name, release.to),
-            })
-        })
+        .filter_map(|release| planned_app(workspace, &release.name, &release.to, request.host))
+        .collect();
+    let images = packages
+        .iter()
+        .filter_map(|release| planned_image(workspace, &release.name, &release.to))
         .collect();
     let publish = packages
         .iter()
@@ -507,7 +536,7 @@ pub fn make_plan(
         .map(|p| p.name.clone())
         .collect();
 
-    Ok(Plan {
+    let mut plan = Plan {
         lockstep,
         branch: config.branch.clone(),
         remote: config.remote.clone(),
@@ -522,8 +551,60 @@ pub fn make_plan(
         commit_message,
         tags,
         apps,
+        images,
         publish,
-        push: request.push,
+        push: false,
+        registry: None,
+    };
+    if request.push {
+        plan.enable_push(workspace)?;
+    }
+    Ok(plan)
+}
+
+/// Artifact mtimes, SBOM times and changelog dates: `SOURCE_DATE_EPOCH`, else `commit`'s time.
+pub fn artifact_timestamp(git: &Git, commit: &str) -> anyhow::Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.is_empty() => Ok(text.trim().parse().map_err(|_| {
+            CliError::config(format!(
+                "SOURCE_DATE_EPOCH must be a Unix time in seconds, got {text:?}"
+            ))
+        })?),
+        _ => git.commit_time(commit),
+    }
+}
+
+/// The dist archive and SBOM of package `name` at `version`, if it has binaries.
+pub fn planned_app(
+    workspace: &Workspace,
+    name: &str,
+    version: &str,
+    host: &str,
+) -> Option<PlannedApp> {
+    let package = &workspace.packages[workspace.package_index(name)?];
+    let binaries: Vec<String> = package
+        .targets
+        .iter()
+        .filter(|t| t.is_bin())
+        .map(|t| t.name.clone())
+        .collect();
+    (!binaries.is_empty()).then(|| PlannedApp {
+        package: name.to_string(),
+        version: version.to_string(),
+        binaries,
+        dist_dir: format!("dist/{version}"),
+        archive: format!("{name}-{version}-{host}.tar.gz"),
+        sbom: format!("{name}-{version}.cdx.json"),
+    })
+}
+
+/// The image of package `name` at `version`, if it is an app (`[package.metadata.xtask.app]`
+/// and a binary).
+pub fn planned_image(workspace: &Workspace, name: &str, version: &str) -> Option<PlannedImage> {
+    let package = &workspace.packages[workspace.package_index(name)?];
+    (package.app.is_some() && package.targets.iter().any(|t| t.is_bin())).then(|| PlannedImage {
+        app: name.to_string(),
+        tag: version.to_string(),
     })
 }
 

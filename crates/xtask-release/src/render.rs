@@ -83,6 +83,15 @@ pub fn render_plan(plan: &Plan, done: &[String]) -> String {
             text.push_str(&format!("  {dir}/SHA256SUMS\n"));
         }
     }
+    if !plan.images.is_empty() {
+        text.push_str("\nImages (static binaries and OCI images through the cache, as `cargo xtask image`):\n");
+        for image in &plan.images {
+            text.push_str(&format!(
+                "  {}:{}  (target/xtask/images/{}/)\n",
+                image.app, image.tag, image.app
+            ));
+        }
+    }
     text.push_str("\nPublish (cargo publish, dependency order):\n");
     if plan.publish.is_empty() {
         text.push_str("  nothing: every released package has `publish = false`\n");
@@ -105,10 +114,13 @@ pub fn render_plan(plan: &Plan, done: &[String]) -> String {
         ));
     }
     if plan.push {
-        text.push_str(&format!(
-            "\nPush: the commit and tags to `{}` (--push)\n",
-            plan.remote
-        ));
+        text.push_str("\nPush (--push):\n");
+        if let Some(registry) = &plan.registry {
+            for image in &plan.images {
+                text.push_str(&format!("  image {registry}/{}:{}\n", image.app, image.tag));
+            }
+        }
+        text.push_str(&format!("  the commit and tags to `{}`\n", plan.remote));
     } else {
         text.push_str("\nPush: no (without --push nothing leaves the machine)\n");
     }

@@ -1,7 +1,9 @@
 //! The state file of a release being executed (`target/release-state/<base commit>.json`): the
 //! plan and every step done so far, written atomically after each step, so a rerun after an
-//! interruption continues where it stopped and never repeats a commit, tag or publish.
+//! interruption continues where it stopped and never repeats a commit, tag, publish or image
+//! push. Secrets never enter it (registry credentials come from the environment at push time).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,7 +19,21 @@ pub struct State {
     /// The steps done, in order, each with what it produced.
     pub done: Vec<DoneStep>,
     pub release_commit: Option<String>,
+    /// Each released app's image, by app: recorded when built, completed when pushed.
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageState>,
     pub complete: bool,
+}
+
+/// A released app's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageState {
+    pub tag: String,
+    /// `sha256:<hex>` of the image manifest, as built.
+    pub digest: String,
+    /// `registry/name:tag` once pushed (the registry confirmed `digest` for it).
+    #[serde(default)]
+    pub pushed: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +65,7 @@ impl StateFile {
                 plan,
                 done: Vec::new(),
                 release_commit: None,
+                images: BTreeMap::new(),
                 complete: false,
             },
         }
