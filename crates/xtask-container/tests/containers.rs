@@ -426,32 +426,8 @@ fn the_prebuilt_dockerfile_builds_offline_with_podman() {
 #[test]
 fn push_to_a_real_registry_skips_existing_blobs_and_skopeo_sees_the_digest() {
     let image = api_image();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(testkit::tool("docker-registry"))
-        .arg("serve")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = Guard {
-        child: Some(child),
-        cleanup: None,
-    };
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for_http(addr, "/v2/", 200, Duration::from_secs(20));
-
+    let server = testkit::servers::docker_registry();
+    let port = server.port;
     let registry = format!("127.0.0.1:{port}/team");
     let target = xtask_container::push::PushTarget::parse(&registry, "api").unwrap();
     let reporter = Reporter::new(ReportMode::Plain);
