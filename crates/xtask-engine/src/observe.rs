@@ -51,8 +51,8 @@ impl Exclusions {
     }
 }
 
-/// A file whose inode changed at or after this moment (see [`RunStart::changed_since`]) was
-/// written while the task ran.
+/// A file whose inode changed between this moment and now (see [`RunStart::changed_since`])
+/// was written while the task ran.
 #[derive(Debug, Clone, Copy)]
 pub struct RunStart(pub SystemTime);
 
@@ -61,15 +61,23 @@ pub struct RunStart(pub SystemTime);
 const COARSE_CLOCK_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl RunStart {
-    /// Whether the file of `metadata` changed since the start. On Unix this is its ctime, which
-    /// every write sets to the current time and no one can set: the mtime can be set to any
-    /// time (`cp -p`, `tar x`, `touch -d`), so a file dated in the future (extracted from a
-    /// machine whose clock ran ahead, or after the clock was set back) would look written
-    /// during every run and nothing would ever be stored, and one put back with an old mtime
-    /// during the run would look untouched.
+    /// Whether the file of `metadata` changed between the start and now. On Unix this is its
+    /// ctime, which every write sets to the current time and no one can set: the mtime can be
+    /// set to any time (`cp -p`, `tar x`, `touch -d`), so one put back with an old mtime during
+    /// the run would look untouched. A time after now (a file dated in the future: written
+    /// before the clock was set back, or extracted from a machine whose clock ran ahead) was
+    /// not set by a write during the run, which would carry the current time; counting it
+    /// would make every result of such a tree uncacheable (seen on coreutils).
     pub fn changed_since(self, metadata: &std::fs::Metadata) -> bool {
+        changed_at(metadata).is_some_and(|at| self.covers(at, SystemTime::now()))
+    }
+
+    /// Whether a change at `at` falls between the start and `now`, within the coarse clock's
+    /// slack.
+    fn covers(self, at: SystemTime, now: SystemTime) -> bool {
         let start = self.0.checked_sub(COARSE_CLOCK_SLACK).unwrap_or(self.0);
-        changed_at(metadata).is_some_and(|at| at >= start)
+        let end = now.checked_add(COARSE_CLOCK_SLACK).unwrap_or(now);
+        start <= at && at <= end
     }
 }
 
@@ -562,6 +570,26 @@ mod tests {
             .set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400))
             .unwrap();
         assert!(started.changed_since(&std::fs::metadata(&file).unwrap()));
+    }
+
+    #[test]
+    fn only_a_change_between_the_start_and_now_counts() {
+        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let now = start + std::time::Duration::from_secs(60);
+        let run = RunStart(start);
+        let at = |seconds: i64| {
+            let offset = std::time::Duration::from_secs(seconds.unsigned_abs());
+            if seconds < 0 { start - offset } else { start + offset }
+        };
+        assert!(run.covers(at(0), now));
+        assert!(run.covers(at(30), now));
+        assert!(run.covers(at(60), now));
+        assert!(!run.covers(at(-1), now), "before the run");
+        // Dated after now: written before the clock was set back, not during the run.
+        assert!(!run.covers(at(61), now));
+        assert!(!run.covers(at(365 * 86_400), now));
+        // The coarse clock may stamp a write just after the start a tick before it.
+        assert!(run.covers(start - std::time::Duration::from_millis(5), now));
     }
 
     #[test]
