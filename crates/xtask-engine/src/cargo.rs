@@ -21,6 +21,7 @@ use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
 use crate::progress::{Progress, TestRuns};
 use crate::report::Reporter;
+use crate::units::UnitsSeen;
 
 /// The result of one package's task within a batch.
 #[derive(Debug, Default)]
@@ -49,6 +50,8 @@ pub struct BatchOutcome {
     pub outside: Observation,
     /// When the batch started: an input modified at or after it changed during the run.
     pub started: Option<std::time::SystemTime>,
+    /// The units cargo's compiling call used (see `run::layers`).
+    pub units: UnitsSeen,
 }
 
 /// Called with a package and its output files as soon as cargo has produced every target the
@@ -111,6 +114,7 @@ pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
                 observations: compiled.observations,
                 outside: compiled.outside,
                 started: None,
+                units: compiled.units,
             }
         }
         CargoTask::Test => test(&call, selection, wanted, jobs)?,
@@ -220,6 +224,7 @@ struct Compiled {
     outside: Observation,
     /// The latest mtime of the artifacts of each package that built.
     built_at: HashMap<PackageIndex, std::time::SystemTime>,
+    units: UnitsSeen,
 }
 
 /// `-p SPEC` for each package, each spec naming exactly that package (see [`package_spec`]).
@@ -440,6 +445,7 @@ struct Parsed {
     test_binaries: Vec<Vec<PathBuf>>,
     dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)>,
     build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)>,
+    units: UnitsSeen,
     status: std::process::ExitStatus,
 }
 
@@ -472,6 +478,7 @@ fn parse_messages(
         test_binaries: vec![Vec::new(); n],
         dep_infos: Vec::new(),
         build_outputs: Vec::new(),
+        units: UnitsSeen::default(),
         status: std::process::ExitStatus::default(),
     };
     let stdout = child.stdout.take().context("cargo stdout")?;
@@ -481,6 +488,12 @@ fn parse_messages(
             Message::CompilerArtifact(artifact) => {
                 progress.artifact();
                 let id = artifact.package_id.repr.as_str();
+                let is_bin = artifact.target.kind.iter().any(|k| k.to_string() == "bin");
+                parsed.units.artifact(
+                    crate::units::owner_of(&index_of, id),
+                    is_bin.then_some(artifact.target.name.as_str()),
+                    artifact.filenames.iter().map(|f| f.as_std_path()),
+                );
                 // Read once cargo has exited: it writes an uplifted file's dep-info after
                 // announcing the artifact.
                 if let Some(owner) = owner_of(&index_of, id) {
@@ -499,6 +512,10 @@ fn parse_messages(
             }
             Message::BuildScriptExecuted(script) => {
                 let id = script.package_id.repr.as_str();
+                parsed.units.build_script_run(
+                    crate::units::owner_of(&index_of, id),
+                    script.out_dir.as_std_path(),
+                );
                 let (owner, package_dir) = match index_of.get(id) {
                     Some(&p) => (Some(p), workspace.packages[p].dir.clone()),
                     None if id.starts_with("path+") => (None, path_package_dir(id)),
@@ -519,6 +536,7 @@ fn parse_messages(
         }
     }
     parsed.status = child.wait().context("failed to wait for cargo")?;
+    parsed.units.complete = parsed.status.success();
     Ok(parsed)
 }
 
@@ -690,6 +708,7 @@ fn finish_compile(
         observations,
         outside,
         built_at,
+        units: parsed.units,
     })
 }
 
@@ -839,6 +858,7 @@ fn test(
         observations,
         outside: compiled.outside,
         started: None,
+        units: compiled.units,
     })
 }
 

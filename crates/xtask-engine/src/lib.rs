@@ -34,6 +34,7 @@ mod run;
 pub mod stdout;
 mod summary;
 mod task_outputs;
+mod units;
 mod visualize;
 mod why;
 
