@@ -39,7 +39,7 @@ mod visualize;
 mod why;
 
 pub use xtask_graph::{Shard, ShardError};
-pub use xtask_model::TaskName;
+pub use xtask_model::{Package, TaskName, Workspace};
 
 pub use affected::{AffectedOptions, AffectedPackage, BASE_ENV, Base, affected, default_base};
 pub use cache_cmd::{CacheAction, cache, human_bytes};
