@@ -31,6 +31,8 @@ Environment:
   CI                   when set, plain line output instead of progress bars
   XTASK_SHARD_BY_DURATION=1  --shard balances by the local cache's recorded durations (only
                        when every shard starts from the same cache; default: by count)
+  XTASK_UNIT_LAYERS=0  no cargo units from or into the cache (a fresh target/ then compiles
+                       every dependency of a changed crate; default: on)
   SOURCE_DATE_EPOCH    file times of release archives and images (default: the last commit's)
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
   XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)

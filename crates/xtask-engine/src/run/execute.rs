@@ -81,13 +81,7 @@ pub(crate) fn spawn<'scope>(
                 // for, so features unify the same way whatever is a hit.
                 let selection = cargo_selection(run.graph, task);
                 // A fresh target dir gets the units of what did not change first.
-                let placed = super::layers::restore_before_call(run, cache, task, hits);
-                if placed > 0 {
-                    run.reporter.line(&format!(
-                        "restored {placed} cargo units for `cargo {}` from the cache",
-                        task.name()
-                    ));
-                }
+                super::layers::restore_before_call(run, cache, task, hits);
                 let started = Instant::now();
                 let cache = &cache.local;
                 let staged = Staged::default();

@@ -169,15 +169,27 @@ pub(crate) fn restore_before_call(
             ));
         }
     }
-    let metas = lookup(run, cache, &wanted);
+    let found: Vec<(EntryMeta, &String)> = lookup(run, cache, &wanted)
+        .into_iter()
+        .zip(&wanted)
+        .filter_map(|(meta, (_, label))| Some((meta?, label)))
+        .collect();
+    // Each entry holds other units, so they are placed side by side.
+    let restored = xtask_util::parallel_map(&found, run.options.jobs.max(2), |(meta, _)| {
+        restore_entry(cache, meta, &run.workspace.target_dir, run.started_at)
+    });
     let mut placed = 0;
-    for (meta, (_, label)) in metas.iter().zip(&wanted) {
-        let Some(meta) = meta else { continue };
-        match restore_entry(cache, meta, &run.workspace.target_dir, run.started_at) {
+    for ((meta, label), result) in found.iter().zip(restored) {
+        match result {
             Ok(n) => placed += n,
-            Err(error) => run.reporter.warning(&format!(
-                "{label}: cache entry unusable, cargo builds them: {error:#}"
-            )),
+            Err(error) => {
+                run.reporter.warning(&format!(
+                    "{label}: cache entry unusable, cargo builds them: {error:#}"
+                ));
+                if let Ok(mut unusable) = cache.unusable_units.lock() {
+                    unusable.insert(meta.task_hash.clone());
+                }
+            }
         }
     }
     placed
@@ -194,6 +206,9 @@ fn lookup(run: &Run<'_>, cache: &Cache, wanted: &[(String, String)]) -> Vec<Opti
                 run.reporter.warning(&format!(
                     "{label}: cache entry unusable, cargo builds them: {error}"
                 ));
+                if let Ok(mut unusable) = cache.unusable_units.lock() {
+                    unusable.insert(hash.clone());
+                }
                 None
             }
         })
@@ -365,7 +380,11 @@ pub(crate) fn store_registry_layer(
         return None;
     }
     let (hash, key) = registry_layer(run, task)?;
-    if cache.local.lookup(&hash).ok().flatten().is_some() {
+    let unusable = cache
+        .unusable_units
+        .lock()
+        .is_ok_and(|unusable| unusable.contains(&hash));
+    if !unusable && cache.local.lookup(&hash).ok().flatten().is_some() {
         return None;
     }
     // Cargo.lock changed during the call: cargo built other crates than the key says.
