@@ -484,16 +484,11 @@ fn parse_messages(
     let stdout = child.stdout.take().context("cargo stdout")?;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { continue };
+        parsed.units.message(&index_of, &message);
         match message {
             Message::CompilerArtifact(artifact) => {
                 progress.artifact();
                 let id = artifact.package_id.repr.as_str();
-                let is_bin = artifact.target.kind.iter().any(|k| k.to_string() == "bin");
-                parsed.units.artifact(
-                    crate::units::owner_of(&index_of, id),
-                    is_bin.then_some(artifact.target.name.as_str()),
-                    artifact.filenames.iter().map(|f| f.as_std_path()),
-                );
                 // Read once cargo has exited: it writes an uplifted file's dep-info after
                 // announcing the artifact.
                 if let Some(owner) = owner_of(&index_of, id) {
@@ -512,10 +507,6 @@ fn parse_messages(
             }
             Message::BuildScriptExecuted(script) => {
                 let id = script.package_id.repr.as_str();
-                parsed.units.build_script_run(
-                    crate::units::owner_of(&index_of, id),
-                    script.out_dir.as_std_path(),
-                );
                 let (owner, package_dir) = match index_of.get(id) {
                     Some(&p) => (Some(p), workspace.packages[p].dir.clone()),
                     None if id.starts_with("path+") => (None, path_package_dir(id)),

@@ -42,8 +42,31 @@ pub(crate) enum Owner {
 }
 
 impl UnitsSeen {
+    /// Notes the units a JSON message of cargo names (artifacts and build script runs).
+    pub fn message(
+        &mut self,
+        index_of: &HashMap<&str, PackageIndex>,
+        message: &cargo_metadata::Message,
+    ) {
+        match message {
+            cargo_metadata::Message::CompilerArtifact(artifact) => {
+                let is_bin = artifact.target.kind.iter().any(|k| k.to_string() == "bin");
+                self.artifact(
+                    owner_of(index_of, &artifact.package_id.repr),
+                    is_bin.then_some(artifact.target.name.as_str()),
+                    artifact.filenames.iter().map(|f| f.as_std_path()),
+                );
+            }
+            cargo_metadata::Message::BuildScriptExecuted(script) => self.build_script_run(
+                owner_of(index_of, &script.package_id.repr),
+                script.out_dir.as_std_path(),
+            ),
+            _ => {}
+        }
+    }
+
     /// The files of an artifact (`compiler-artifact` `filenames`).
-    pub fn artifact<'a>(
+    fn artifact<'a>(
         &mut self,
         owner: Owner,
         bin: Option<&str>,
@@ -63,7 +86,7 @@ impl UnitsSeen {
     }
 
     /// A build script run (`build-script-executed` `out_dir`: `build/<name>-H/out`).
-    pub fn build_script_run(&mut self, owner: Owner, out_dir: &Path) {
+    fn build_script_run(&mut self, owner: Owner, out_dir: &Path) {
         if let Some(unit) = unit_of(out_dir) {
             self.add(owner, unit);
         }
