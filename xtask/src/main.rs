@@ -31,6 +31,8 @@ Environment:
   CI                   when set, plain line output instead of progress bars
   XTASK_SHARD_BY_DURATION=1  --shard balances by the local cache's recorded durations (only
                        when every shard starts from the same cache; default: by count)
+  XTASK_UNIT_LAYERS=0  no cargo units from or into the cache (a fresh target/ then compiles
+                       every dependency of a changed crate; default: on)
   SOURCE_DATE_EPOCH    file times of release archives and images (default: the last commit's)
   XTASK_RELEASE_PUBLISH_DRY_RUN=1  `release --execute` runs `cargo publish --dry-run`
   XTASK_RELEASE_MAX_RATE_LIMIT_WAIT  longest wait (seconds) for a registry rate limit (900)
@@ -292,6 +294,25 @@ enum BenchCommand {
         /// Only the cold build.
         #[arg(long)]
         build_only: bool,
+    },
+    /// The fresh CI machine: a one-line edit in a leaf crate, `xtask build` on an empty
+    /// `target/` with a warm remote cache (turborepo-remote-cache on loopback), without and with
+    /// the cached cargo units, and on a warm `target/`.
+    Ci {
+        /// The workspace (a git work tree; default: this one).
+        #[arg(long, value_name = "PATH")]
+        workspace: Option<PathBuf>,
+        /// The package whose first target's source gets the edit (default: the first, by
+        /// name, of the members no other member depends on).
+        #[arg(long, value_name = "NAME")]
+        package: Option<String>,
+        /// `node` (default: target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        node: Option<PathBuf>,
+        /// turborepo-remote-cache's `dist/cli.js` (default: `turborepo-remote-cache` in
+        /// target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        remote_cache_server: Option<PathBuf>,
     },
     /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
     /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
@@ -591,6 +612,37 @@ fn dispatch(command: Command, location: Location) -> CliResult {
             )?)
         }
         Command::Bench {
+            bench:
+                BenchCommand::Ci {
+                    workspace: source,
+                    package,
+                    node,
+                    remote_cache_server,
+                },
+        } => {
+            let workspace = xtask_engine::load_workspace(&location)?;
+            let source = source.unwrap_or_else(|| workspace.root.clone());
+            let measured = if source == workspace.root {
+                workspace.clone()
+            } else {
+                xtask_engine::load_workspace(&Location {
+                    manifest_path: None,
+                    directory: Some(source.clone()),
+                })?
+            };
+            print(&xtask_bench::ci::bench_ci(
+                &xtask_bench::ci::CiBenchOptions {
+                    edit: leaf_source(&measured, package.as_deref())?,
+                    source,
+                    xtask: current_exe()?,
+                    work_dir: workspace.target_dir.join("bench").join("ci"),
+                    node,
+                    remote_cache_server,
+                    tools_dir: xtask_bench::tools::tools_dir(&workspace.root),
+                },
+            )?)
+        }
+        Command::Bench {
             bench: BenchCommand::Readme { iterations },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -778,6 +830,39 @@ impl From<CacheCommand> for CacheAction {
 }
 
 /// `std::env::current_exe`, for the benchmarks that run this binary.
+/// `bench ci`'s edit: the first target's source of `package`, or of the first member (by
+/// name) that no other member depends on, relative to the workspace root.
+fn leaf_source(
+    workspace: &xtask_engine::Workspace,
+    package: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let depended_on: std::collections::HashSet<usize> = workspace
+        .packages
+        .iter()
+        .flat_map(|p| p.dependencies.iter().map(|edge| edge.to))
+        .collect();
+    let mut candidates: Vec<&xtask_engine::Package> = workspace
+        .packages
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| match package {
+            Some(name) => p.name == name,
+            None => !depended_on.contains(i),
+        })
+        .map(|(_, p)| p)
+        .collect();
+    candidates.sort_by(|a, b| a.name.cmp(&b.name));
+    let chosen = candidates
+        .into_iter()
+        .find_map(|p| p.targets.first())
+        .ok_or_else(|| anyhow::anyhow!("no package to edit (`--package NAME` names one)"))?;
+    Ok(chosen
+        .src_path
+        .strip_prefix(&workspace.root)
+        .unwrap_or(&chosen.src_path)
+        .to_path_buf())
+}
+
 fn current_exe() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?)
 }

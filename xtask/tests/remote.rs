@@ -59,9 +59,11 @@ fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server
     let a = Fixture::new("basic");
     let run = build(&a, env);
     let remote = run.summary.remote.as_ref().expect("remote totals");
+    // Each build entry and its package's cargo units (the fixture has no registry crate, so
+    // there is no registry layer).
     assert_eq!(
         (remote.uploaded, remote.upload_failed),
-        (3, 0),
+        (6, 0),
         "{}",
         run.output
     );
@@ -117,10 +119,11 @@ fn nginx_webdav_bazel_cache_shares_a_build_between_machines() {
     let server = servers::nginx(Nginx::BazelCache);
     machine_b_restores_what_machine_a_built(&with(&bazel_env(&server), &[]), &server);
     let files = server.stored_files();
-    // 3 entries + 3 last-run records under ac/, the archives and logs under cas/.
+    // 3 entries, 3 package units entries and a last-run record for each under ac/, the
+    // archives and logs under cas/.
     assert_eq!(
         files.iter().filter(|f| f.starts_with("ac/")).count(),
-        6,
+        12,
         "{files:?}"
     );
     // Blobs are content-addressed: identical ones (e.g. empty logs) are stored once.
@@ -128,6 +131,68 @@ fn nginx_webdav_bazel_cache_shares_a_build_between_machines() {
         files.iter().filter(|f| f.starts_with("cas/")).count() >= 2,
         "{files:?}"
     );
+}
+
+/// The workspace crates cargo compiled in `target/debug` (dev builds compile workspace crates
+/// incrementally, registry crates never): their `incremental/` directories.
+fn compiled_workspace_crates(fixture: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixture.path("target/debug/incremental"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    name.rsplit_once('-')
+                        .map(|(crate_name, _)| crate_name.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A fresh CI machine (no `target/`, no local cache, at the same path: CI checks out to a fixed
+/// one) with a warm remote cache and a one-line edit in the leaf `app`: the cargo units of what
+/// did not change come from the server, so cargo compiles `app` alone, and the binary is the
+/// edited one. With the units off (`XTASK_UNIT_LAYERS=0`), cargo compiles the whole closure.
+#[test]
+fn a_fresh_machine_compiles_only_the_edited_crate() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let fixture = Fixture::new("basic");
+    build(&fixture, &with(&env, &[]));
+    for (n, (layers, compiled)) in [("0", vec!["app", "core_lib", "util"]), ("1", vec!["app"])]
+        .into_iter()
+        .enumerate()
+    {
+        fixture.remove_dir("target");
+        fixture.remove_dir(support::CACHE_DIR);
+        fixture.append("apps/app/src/main.rs", &format!("// edit {n}\n"));
+        let run = build(&fixture, &with(&env, &[("XTASK_UNIT_LAYERS", layers)]));
+        assert_eq!(
+            run.summary.statuses(),
+            support::statuses(&[
+                ("app:build", "miss"),
+                ("core-lib:build", "hit"),
+                ("util:build", "hit"),
+            ]),
+            "{}",
+            run.output
+        );
+        assert!(run.output.warnings().is_empty(), "{}", run.output);
+        assert_eq!(
+            compiled_workspace_crates(&fixture),
+            compiled,
+            "XTASK_UNIT_LAYERS={layers}\n{}",
+            run.output
+        );
+        let output = Command::new(fixture.path("target/debug/app"))
+            .output()
+            .expect("run the app binary");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+    }
 }
 
 #[test]

@@ -101,6 +101,10 @@ const CASES: &[(&str, Case)] = cases![
     edit_put_back_with_an_older_mtime,
     edit_after_the_clock_was_set_back,
     dependency_put_back_under_a_changed_dependent,
+    // 13. a fresh target dir gets cached cargo units (`run::layers`)
+    units_restored_under_a_leaf_edit_build,
+    units_restored_under_a_leaf_edit_test,
+    corrupt_or_missing_units_are_a_miss,
     // plain edits the cache must follow
     clippy_warning_in_test_code,
     misformatted_edit_fails_fmt,
@@ -1534,6 +1538,140 @@ fn dependency_put_back_under_a_changed_dependent() -> Result<(), String> {
         "println!(\"value {}\", ",
     );
     s.check(Task::Build, &["app"])
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. a fresh target dir gets cached cargo units
+// ---------------------------------------------------------------------------------------------
+
+/// `core` (a build script, and the crates.io crate `anyhow`, which has one too, from the local
+/// registry: the registry layer) under `app`.
+fn units_workspace() -> Scenario {
+    Scenario::new(
+        ".",
+        &[
+            ("Cargo.toml", &workspace_manifest(&["core", "app"])),
+            (
+                "core/Cargo.toml",
+                &package_manifest("core", "[dependencies]\nanyhow = \"=1.0.104\"\n"),
+            ),
+            (
+                "core/build.rs",
+                "fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    \
+                 println!(\"cargo:rustc-env=CORE_GREETING=hello\");\n}\n",
+            ),
+            (
+                "core/src/lib.rs",
+                "pub fn value() -> anyhow::Result<String> {\n    \
+                 Ok(format!(\"{} {}\", env!(\"CORE_GREETING\"), 42))\n}\n",
+            ),
+            (
+                "app/Cargo.toml",
+                &package_manifest("app", "[dependencies]\ncore = { path = \"../core\" }\n"),
+            ),
+            (
+                "app/src/main.rs",
+                "fn main() {\n    println!(\"{}\", core::value().unwrap());\n}\n\n\
+                 #[test]\nfn value_is_greeting() {\n    assert!(core::value().unwrap().starts_with(\"hello\"));\n}\n",
+            ),
+        ],
+    )
+    .watch_binaries(&["app"])
+    .fresh_plain_target()
+}
+
+/// A CI machine: `rm -rf target` (the cache stays warm, as a remote cache would be), an edit
+/// in the leaf `app` (its dependencies' units restored), then an edit in `core` (its units must
+/// never be restored, nor `app`'s), then `core` put back (everything a hit).
+fn units_restored_under_a_leaf_edit(task: Task) -> Result<(), String> {
+    let mut s = units_workspace();
+    s.check(task, &[])?;
+    s.remove_target();
+    s.replace(
+        "app/src/main.rs",
+        "fn main() {",
+        "fn main() {\n    println!(\"edited\");",
+    );
+    s.check(task, &[])?;
+    s.remove_target();
+    s.replace("core/src/lib.rs", "42", "7");
+    s.check(task, &[])?;
+    s.remove_target();
+    s.replace("core/build.rs", "hello", "hi");
+    s.check(task, &[])?;
+    s.remove_target();
+    s.replace("core/build.rs", "hi", "hello");
+    s.replace("core/src/lib.rs", "7", "42");
+    s.check(task, &[])?;
+    s.remove_target();
+    s.replace("app/src/main.rs", "\"edited\"", "\"edited again\"");
+    s.check(task, &[])
+}
+
+fn units_restored_under_a_leaf_edit_build() -> Result<(), String> {
+    units_restored_under_a_leaf_edit(Task::Build)
+}
+
+fn units_restored_under_a_leaf_edit_test() -> Result<(), String> {
+    units_restored_under_a_leaf_edit(Task::Test)
+}
+
+/// The archives of every cargo units entry truncated (corrupt), then removed (a partial
+/// entry): each is a miss, and cargo builds those units itself.
+fn corrupt_or_missing_units_are_a_miss() -> Result<(), String> {
+    let mut s = units_workspace();
+    s.check(Task::Build, &[])?;
+    for (n, damage) in ["truncate", "remove"].into_iter().enumerate() {
+        let damaged = damage_unit_archives(&s.fixture, damage == "remove");
+        if damaged == 0 {
+            return Err("no cargo units entry in the cache to damage".to_string());
+        }
+        s.steps.push(format!(
+            "{damage} the archives of {damaged} cargo units entries"
+        ));
+        s.remove_target();
+        s.replace(
+            "app/src/main.rs",
+            "fn main() {",
+            &format!("fn main() {{\n    println!(\"edit {n}\");"),
+        );
+        s.check(Task::Build, &[])?;
+    }
+    Ok(())
+}
+
+/// Truncates (or removes) the archive blob of every cargo units entry (a manifest with a
+/// `layer`) in the fixture's cache; returns how many.
+fn damage_unit_archives(fixture: &Fixture, remove: bool) -> usize {
+    let entries = fixture.path(&format!("{}/v1/entries", support::CACHE_DIR));
+    let mut damaged = 0;
+    for shard in fs::read_dir(&entries)
+        .expect("read the cache entries")
+        .flatten()
+    {
+        for entry in fs::read_dir(shard.path())
+            .expect("read an entries shard")
+            .flatten()
+        {
+            let text = fs::read_to_string(entry.path()).expect("read an entry");
+            let json: serde_json::Value = serde_json::from_str(&text).expect("an entry is JSON");
+            if json["manifest"]["layer"].is_null() {
+                continue;
+            }
+            let sha256 = json["archive"]["sha256"]
+                .as_str()
+                .expect("an archive digest");
+            let blob = fixture.cache_blob(sha256);
+            if remove {
+                let _ = fs::remove_file(&blob);
+            } else {
+                let bytes = fs::read(&blob).unwrap_or_default();
+                fs::write(&blob, &bytes[..bytes.len() / 2]).expect("truncate a blob");
+            }
+            damaged += 1;
+        }
+    }
+    damaged
 }
 
 // ---------------------------------------------------------------------------------------------

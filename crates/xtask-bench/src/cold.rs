@@ -219,7 +219,7 @@ fn report(source: &Path, iterations: usize, rows: &[Row]) -> String {
 
 /// Copies the files git would show in `source` (tracked, and untracked but not ignored) to
 /// `destination`, which is emptied first.
-fn copy_work_tree(source: &Path, destination: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_work_tree(source: &Path, destination: &Path) -> anyhow::Result<()> {
     let output = Command::new("git")
         .args([
             "ls-files",

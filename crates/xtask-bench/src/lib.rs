@@ -10,10 +10,13 @@
 //! - [`servers`]: real servers on loopback (the remote cache), also wrapped by `testkit`.
 //! - [`remote`]: the remote cache (`bench remote`).
 //! - [`runner`]: the task runner against Turborepo (`bench runner`), writes `BENCHMARKS.md`.
+//! - [`ci`]: the fresh CI machine: a one-line edit on an empty `target/` with a warm remote
+//!   cache, without and with the cached cargo units, against a warm `target/` (`bench ci`).
 //! - [`cold`]: cold build and cold/warm test against cargo on a real workspace (`bench cold`).
 //! - [`readme`]: the README's commands in a real workspace, all cached, against cargo's
 //!   no-op equivalents (`bench readme`).
 
+pub mod ci;
 pub mod cold;
 pub mod load;
 pub mod readme;

@@ -186,6 +186,9 @@ pub fn turborepo_remote_cache(
         .env("STORAGE_PATH", &prepared.storage)
         .env("STORAGE_PATH_USE_TMP_FOLDER", "false")
         .env("TURBO_TOKEN", token)
+        // Cargo's registry units of a real workspace are one artifact of hundreds of MB; the
+        // server's default limit is 100 MB.
+        .env("BODY_LIMIT", "4294967296")
         .env("LOG_LEVEL", "warn");
     if let Some(key) = signature_key {
         command.env("TURBO_REMOTE_CACHE_SIGNATURE_KEY", key);

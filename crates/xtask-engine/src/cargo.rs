@@ -21,6 +21,7 @@ use crate::plan::CargoSettings;
 use crate::process::{cargo_command, run_captured};
 use crate::progress::{Progress, TestRuns};
 use crate::report::Reporter;
+use crate::units::UnitsSeen;
 
 /// The result of one package's task within a batch.
 #[derive(Debug, Default)]
@@ -49,6 +50,8 @@ pub struct BatchOutcome {
     pub outside: Observation,
     /// When the batch started: an input modified at or after it changed during the run.
     pub started: Option<std::time::SystemTime>,
+    /// The units cargo's compiling call used (see `run::layers`).
+    pub units: UnitsSeen,
 }
 
 /// Called with a package and its output files as soon as cargo has produced every target the
@@ -111,6 +114,7 @@ pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
                 observations: compiled.observations,
                 outside: compiled.outside,
                 started: None,
+                units: compiled.units,
             }
         }
         CargoTask::Test => test(&call, selection, wanted, jobs)?,
@@ -220,6 +224,7 @@ struct Compiled {
     outside: Observation,
     /// The latest mtime of the artifacts of each package that built.
     built_at: HashMap<PackageIndex, std::time::SystemTime>,
+    units: UnitsSeen,
 }
 
 /// `-p SPEC` for each package, each spec naming exactly that package (see [`package_spec`]).
@@ -440,6 +445,7 @@ struct Parsed {
     test_binaries: Vec<Vec<PathBuf>>,
     dep_infos: Vec<(Option<PackageIndex>, PathBuf, String)>,
     build_outputs: Vec<(Option<PackageIndex>, PathBuf, PathBuf)>,
+    units: UnitsSeen,
     status: std::process::ExitStatus,
 }
 
@@ -472,11 +478,13 @@ fn parse_messages(
         test_binaries: vec![Vec::new(); n],
         dep_infos: Vec::new(),
         build_outputs: Vec::new(),
+        units: UnitsSeen::default(),
         status: std::process::ExitStatus::default(),
     };
     let stdout = child.stdout.take().context("cargo stdout")?;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { continue };
+        parsed.units.message(&index_of, &message);
         match message {
             Message::CompilerArtifact(artifact) => {
                 progress.artifact();
@@ -519,6 +527,7 @@ fn parse_messages(
         }
     }
     parsed.status = child.wait().context("failed to wait for cargo")?;
+    parsed.units.complete = parsed.status.success();
     Ok(parsed)
 }
 
@@ -690,6 +699,7 @@ fn finish_compile(
         observations,
         outside,
         built_at,
+        units: parsed.units,
     })
 }
 
@@ -839,6 +849,7 @@ fn test(
         observations,
         outside: compiled.outside,
         started: None,
+        units: compiled.units,
     })
 }
 

@@ -34,11 +34,12 @@ mod run;
 pub mod stdout;
 mod summary;
 mod task_outputs;
+mod units;
 mod visualize;
 mod why;
 
 pub use xtask_graph::{Shard, ShardError};
-pub use xtask_model::TaskName;
+pub use xtask_model::{Package, TaskName, Workspace};
 
 pub use affected::{AffectedOptions, AffectedPackage, BASE_ENV, Base, affected, default_base};
 pub use cache_cmd::{CacheAction, cache, human_bytes};

@@ -61,6 +61,9 @@ pub(crate) struct Found {
 pub(crate) struct Cache {
     pub local: LocalCache,
     pub remote: Option<RemoteCache>,
+    /// Cargo units entries found unusable in this run (see `layers`): stored again when the
+    /// call that rebuilt their units succeeds.
+    pub unusable_units: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Cache {
@@ -69,6 +72,7 @@ impl Cache {
         Ok(Cache {
             local: open_cache(workspace),
             remote: crate::remote::open(workspace)?,
+            unusable_units: Mutex::default(),
         })
     }
 

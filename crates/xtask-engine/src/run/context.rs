@@ -1,6 +1,7 @@
 //! The context every stage of a run shares.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use xtask_cache::AllowedOutputs;
 use xtask_graph::TaskGraph;
@@ -24,6 +25,8 @@ pub(crate) struct Run<'a> {
     pub allowed: Vec<AllowedOutputs>,
     pub fast: Arc<FastPaths>,
     pub reporter: &'a Reporter,
+    /// When the run started, before any input was hashed.
+    pub started_at: SystemTime,
 }
 
 impl Run<'_> {
@@ -37,6 +40,7 @@ impl<'a> Run<'a> {
         prepared: &'a Prepared,
         options: &'a RunOptions,
         reporter: &'a Reporter,
+        started_at: SystemTime,
     ) -> anyhow::Result<Run<'a>> {
         let workspace = &prepared.workspace;
         let allowed = prepared
@@ -61,6 +65,7 @@ impl<'a> Run<'a> {
             allowed,
             fast: FastPaths::shared(&workspace.cache_dir()),
             reporter,
+            started_at,
         })
     }
 }

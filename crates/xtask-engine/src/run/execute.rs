@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use xtask_cache::{LocalCache, OutputFile, PreparedOutputs};
 use xtask_model::{CargoTask, PackageIndex, TaskKind};
 
+use super::cache::Cache;
 use super::context::Run;
 use super::schedule::{Node, Work};
 use crate::cargo::{Batch, BatchOutcome, OnBuilt, run_batch};
@@ -58,7 +59,8 @@ pub(crate) enum Finished {
 pub(crate) fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     run: &'scope Run<'scope>,
-    cache: &'scope LocalCache,
+    cache: &'scope Cache,
+    hits: &'scope HashSet<Node>,
     work: Work,
     sender: Sender<Finished>,
 ) {
@@ -78,7 +80,10 @@ pub(crate) fn spawn<'scope>(
                 // Cargo is always called with the whole selection the keys were planned
                 // for, so features unify the same way whatever is a hit.
                 let selection = cargo_selection(run.graph, task);
+                // A fresh target dir gets the units of what did not change first.
+                super::layers::restore_before_call(run, cache, task, hits);
                 let started = Instant::now();
+                let cache = &cache.local;
                 let staged = Staged::default();
                 // A few archivers fed as packages finish: one thread per package would
                 // compress a hundred archives at once on a large workspace.

@@ -12,6 +12,7 @@
 mod cache;
 mod context;
 mod execute;
+mod layers;
 mod options;
 mod prepare;
 mod record;
@@ -19,12 +20,13 @@ mod schedule;
 mod shard;
 mod why_ran;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use xtask_cache::RestoreRoots;
-use xtask_model::Workspace;
+use xtask_model::{TaskKind, Workspace};
 
 pub use cache::open_cache;
 pub(crate) use cache::{Cache, ObservedCheck};
@@ -32,7 +34,7 @@ pub(crate) use prepare::{Prepared, prepare};
 
 use crate::load::load_workspace;
 use crate::outcome::{CliResult, Outcome};
-use crate::remote::Uploader;
+use crate::remote::{Upload, Uploader};
 use crate::report::{Reporter, RunTotals, TaskStatus};
 use crate::summary::{FinishedRun, TaskRecord};
 use cache::{Hit, Lookup, Wanted};
@@ -63,13 +65,15 @@ pub fn run_loaded(
     reporter: &Reporter,
 ) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
+    // Before any input is hashed: restored cargo units are dated to it (see `layers`).
+    let started_at = std::time::SystemTime::now();
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     // 1. plan
     let prepared = prepare::prepare_loaded(workspace, options)?;
-    let run = Run::new(&prepared, options, reporter)?;
+    let run = Run::new(&prepared, options, reporter, started_at)?;
     if let Some(format) = options.dry_run {
         let records = dry_run_records(&run, &open_cache(run.workspace));
         return Ok(RunOutcome {
@@ -94,11 +98,11 @@ pub fn run_loaded(
     if options.summarize.is_some() || options.profile.is_some() {
         recorder.why = why_ran::why_ran(&run, &cache, &looked_up);
     }
-    restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder);
+    let hits = restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder);
     // A failed write only loses the speed-up of the next run.
     let _ = run.fast.save();
     // 3-5. schedule, execute, record
-    execute_misses(&run, &cache, &mut scheduler, &mut recorder)?;
+    execute_misses(&run, &cache, &hits, &mut scheduler, &mut recorder)?;
     let stored_any = recorder.stored_any;
     let (mut totals, records) = recorder.into_records();
     if stored_any
@@ -179,14 +183,14 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
 
 /// Restores the hits in parallel. Outputs already in place are recognised through the stat
 /// cache (only stat'ed when unchanged since they were last hashed, with the same
-/// racy-timestamp rule as inputs).
+/// racy-timestamp rule as inputs). Returns the nodes restored.
 fn restore(
     run: &Run<'_>,
     cache: &Cache,
     hits: &[Hit],
     scheduler: &mut Scheduler,
     recorder: &mut Recorder<'_>,
-) {
+) -> HashSet<Node> {
     let roots = RestoreRoots {
         workspace: run.workspace.root.clone(),
         target: run.workspace.target_dir.clone(),
@@ -204,9 +208,11 @@ fn restore(
         let result = cache.restore(&hit.meta, &roots, &run.allowed[hit.node], &digest_in_place);
         (result, (restore_started, restore_started.elapsed()))
     });
+    let mut done = HashSet::new();
     for (hit, (result, timing)) in hits.iter().zip(restored) {
         match result {
             Ok(log) => {
+                done.insert(hit.node);
                 scheduler.already_done(hit.node, TaskStatus::Hit);
                 recorder.hit(hit.node, &hit.meta, &log, timing, hit.remote);
             }
@@ -216,6 +222,7 @@ fn restore(
             )),
         }
     }
+    done
 }
 
 /// The running tool's own executable when it is in the target directory: cargo has just
@@ -237,6 +244,7 @@ fn running_tool_binary(target_dir: &std::path::Path) -> Vec<PathBuf> {
 fn execute_misses<'r>(
     run: &'r Run<'r>,
     cache: &'r Cache,
+    hits: &'r HashSet<Node>,
     scheduler: &mut Scheduler,
     recorder: &mut Recorder<'r>,
 ) -> anyhow::Result<()> {
@@ -254,13 +262,13 @@ fn execute_misses<'r>(
                 recorder.skipped(node);
             }
             for work in step.start {
-                execute::spawn(scope, run, &cache.local, work, sender.clone());
+                execute::spawn(scope, run, cache, hits, work, sender.clone());
             }
             if scheduler.idle() {
                 break;
             }
             let Ok(finished) = receiver.recv() else { break };
-            record_finished(run, finished, scheduler, recorder, uploader.as_ref());
+            record_finished(run, cache, finished, scheduler, recorder, uploader.as_ref());
         }
     });
     Ok(())
@@ -269,6 +277,7 @@ fn execute_misses<'r>(
 /// Records every task of a finished piece of work and tells the scheduler.
 fn record_finished(
     run: &Run<'_>,
+    cache: &Cache,
     finished: Finished,
     scheduler: &mut Scheduler,
     recorder: &mut Recorder<'_>,
@@ -278,8 +287,12 @@ fn record_finished(
     match finished {
         Finished::Custom(completion) => {
             let node = completion.node;
-            let status =
-                recorder.completed(completion, &DigestedBatch::new(), uploader, &mut rechecked);
+            let status = recorder.completed(
+                completion,
+                (&DigestedBatch::new(), None),
+                uploader,
+                &mut rechecked,
+            );
             scheduler.custom_finished(node, status);
         }
         Finished::Batch {
@@ -292,16 +305,37 @@ fn record_finished(
                 .as_ref()
                 .map(|batch| digest_batch(run.workspace, batch))
                 .unwrap_or_default();
+            let units = outcome.as_ref().map(|batch| &batch.units);
+            let task = completions
+                .first()
+                .and_then(|c| match run.graph.nodes[c.node].def.kind {
+                    TaskKind::Cargo(task) => Some(task),
+                    TaskKind::Custom { .. } => None,
+                });
             let statuses: Vec<(Node, TaskStatus)> = completions
                 .into_iter()
                 .map(|completion| {
                     let node = completion.node;
-                    let status =
-                        recorder.completed(completion, &digested, uploader, &mut rechecked);
+                    let status = recorder.completed(
+                        completion,
+                        (&digested, units),
+                        uploader,
+                        &mut rechecked,
+                    );
                     (node, status)
                 })
                 .collect();
             scheduler.batch_finished(&statuses);
+            if let (Some(task), Some(units)) = (task, units)
+                && let Some(meta) = layers::store_registry_layer(run, cache, task, units)
+                && let Some(uploader) = uploader
+            {
+                uploader.submit(Upload {
+                    meta,
+                    package: layers::REGISTRY_UPLOAD_NAME.to_string(),
+                    task: task.name().to_string(),
+                });
+            }
         }
     }
 }

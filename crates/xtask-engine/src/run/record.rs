@@ -19,6 +19,7 @@ use crate::observe::{Exclusions, Observation, RunStart, digest_observation};
 use crate::remote::{Upload, Uploader};
 use crate::report::{RunTotals, TaskStatus};
 use crate::summary::TaskRecord;
+use crate::units::UnitsSeen;
 
 pub(crate) struct Recorder<'r> {
     run: &'r Run<'r>,
@@ -94,7 +95,7 @@ impl<'r> Recorder<'r> {
     pub fn completed(
         &mut self,
         completion: Completion,
-        batch: &DigestedBatch,
+        batch: (&DigestedBatch, Option<&UnitsSeen>),
         uploader: Option<&Uploader>,
         rechecked: &mut HashMap<String, bool>,
     ) -> TaskStatus {
@@ -147,7 +148,7 @@ impl<'r> Recorder<'r> {
         &mut self,
         node: Node,
         executed: &mut Executed,
-        batch: &DigestedBatch,
+        (batch, units): (&DigestedBatch, Option<&UnitsSeen>),
         uploader: Option<&Uploader>,
         rechecked: &mut HashMap<String, bool>,
     ) {
@@ -176,13 +177,28 @@ impl<'r> Recorder<'r> {
         };
         let stored = self.store(node, executed, &observed);
         self.stored_any = true;
-        if let (Some(uploader), Some(meta)) = (uploader, stored) {
-            let task = &run.graph.nodes[node];
-            uploader.submit(Upload {
-                meta,
-                package: run.workspace.packages[task.package].name.clone(),
-                task: task.task.to_string(),
-            });
+        // The package's cargo units go with its entry, never without it.
+        let units = stored.as_ref().zip(units).and_then(|(_, units)| {
+            super::layers::store_package_units(run, self.cache, node, units)
+        });
+        let task = &run.graph.nodes[node];
+        let package = &run.workspace.packages[task.package].name;
+        if let Some(uploader) = uploader {
+            for (meta, task) in [
+                (stored, task.task.to_string()),
+                (
+                    units,
+                    format!("{}{}", task.task, super::layers::UNITS_UPLOAD_SUFFIX),
+                ),
+            ] {
+                if let Some(meta) = meta {
+                    uploader.submit(Upload {
+                        meta,
+                        package: package.clone(),
+                        task,
+                    });
+                }
+            }
         }
     }
 
