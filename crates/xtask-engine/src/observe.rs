@@ -560,7 +560,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let started = RunStart(SystemTime::now());
         let metadata = std::fs::metadata(&file).unwrap();
-        assert!(!started.changed_since(&metadata), "dated ahead, written before");
+        assert!(
+            !started.changed_since(&metadata),
+            "dated ahead, written before"
+        );
         // Put back with an old mtime during the run: its ctime says so.
         std::fs::write(&file, "pub fn g() {}\n").unwrap();
         std::fs::File::options()
@@ -579,7 +582,11 @@ mod tests {
         let run = RunStart(start);
         let at = |seconds: i64| {
             let offset = std::time::Duration::from_secs(seconds.unsigned_abs());
-            if seconds < 0 { start - offset } else { start + offset }
+            if seconds < 0 {
+                start - offset
+            } else {
+                start + offset
+            }
         };
         assert!(run.covers(at(0), now));
         assert!(run.covers(at(30), now));
