@@ -25,7 +25,6 @@ use anyhow::{Context, bail};
 use crate::load::CpuCounters;
 use crate::servers::{self, RemoteCacheTools, Server};
 use crate::timing::{format_duration, ratio, time_once};
-use crate::tools;
 
 const TOKEN: &str = "bench-token";
 
@@ -58,22 +57,11 @@ struct Timed {
 }
 
 pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
-    let server_tools = RemoteCacheTools {
-        node: tools::tool_or_given(
-            options.node.as_deref(),
-            "--node",
-            &options.tools_dir,
-            "node",
-            "remote-cache",
-        )?,
-        server: tools::tool_or_given(
-            options.remote_cache_server.as_deref(),
-            "--remote-cache-server",
-            &options.tools_dir,
-            "turborepo-remote-cache",
-            "remote-cache",
-        )?,
-    };
+    let server_tools = RemoteCacheTools::find(
+        options.node.as_deref(),
+        options.remote_cache_server.as_deref(),
+        &options.tools_dir,
+    )?;
     let server = servers::turborepo_remote_cache(&server_tools, TOKEN, None)?;
     let tree = options.work_dir.join("tree");
     let summary = options.work_dir.join("summary.json");

@@ -22,7 +22,6 @@ use anyhow::{Context, bail};
 use crate::servers::{self, RemoteCacheTools, Server};
 use crate::synthetic::{self, Shape};
 use crate::timing::{format_duration, median, ratio, time_once};
-use crate::tools;
 
 const TOKEN: &str = "bench-token";
 
@@ -54,22 +53,11 @@ struct Measured {
 
 pub fn bench_remote(options: &RemoteBenchOptions) -> anyhow::Result<String> {
     // Every tool first, so a missing one fails before minutes of work.
-    let server_tools = RemoteCacheTools {
-        node: tools::tool_or_given(
-            options.node.as_deref(),
-            "--node",
-            &options.tools_dir,
-            "node",
-            "remote-cache",
-        )?,
-        server: tools::tool_or_given(
-            options.remote_cache_server.as_deref(),
-            "--remote-cache-server",
-            &options.tools_dir,
-            "turborepo-remote-cache",
-            "remote-cache",
-        )?,
-    };
+    let server_tools = RemoteCacheTools::find(
+        options.node.as_deref(),
+        options.remote_cache_server.as_deref(),
+        &options.tools_dir,
+    )?;
     let tree = synthetic::generate(
         &options.work_dir.join("trees"),
         &Shape::standard(options.crates),

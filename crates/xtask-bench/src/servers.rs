@@ -166,6 +166,28 @@ pub struct RemoteCacheTools {
     pub server: PathBuf,
 }
 
+impl RemoteCacheTools {
+    /// `node` and the server's `dist/cli.js`: the paths given (`--node`,
+    /// `--remote-cache-server`), else found in `tools_dir` or on `PATH`; an error names the
+    /// install command when one is missing.
+    pub fn find(
+        node: Option<&Path>,
+        server: Option<&Path>,
+        tools_dir: &Path,
+    ) -> anyhow::Result<RemoteCacheTools> {
+        Ok(RemoteCacheTools {
+            node: crate::tools::tool_or_given(node, "--node", tools_dir, "node", "remote-cache")?,
+            server: crate::tools::tool_or_given(
+                server,
+                "--remote-cache-server",
+                tools_dir,
+                "turborepo-remote-cache",
+                "remote-cache",
+            )?,
+        })
+    }
+}
+
 /// Starts `turborepo-remote-cache` with local storage and `token`. With `signature_key`, the
 /// server keeps the `x-artifact-tag` of uploads (it drops them otherwise).
 pub fn turborepo_remote_cache(
