@@ -1545,15 +1545,20 @@ fn dependency_put_back_under_a_changed_dependent() -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 
 /// `core` (a build script, and the crates.io crate `anyhow`, which has one too, from the local
-/// registry: the registry layer) under `app`.
+/// registry: the registry layer) under `app`. `anyhow` at the version this repository's own
+/// `Cargo.lock` holds: building this repository fetched it, on any machine, before this test.
 fn units_workspace() -> Scenario {
+    let anyhow = format!(
+        "[dependencies]\nanyhow = \"={}\"\n",
+        locked_version("anyhow")
+    );
     Scenario::new(
         ".",
         &[
             ("Cargo.toml", &workspace_manifest(&["core", "app"])),
             (
                 "core/Cargo.toml",
-                &package_manifest("core", "[dependencies]\nanyhow = \"=1.0.104\"\n"),
+                &package_manifest("core", &anyhow),
             ),
             (
                 "core/build.rs",
@@ -1578,6 +1583,23 @@ fn units_workspace() -> Scenario {
     )
     .watch_binaries(&["app"])
     .fresh_plain_target()
+}
+
+/// The version of `name` in this repository's `Cargo.lock`.
+fn locked_version(name: &str) -> String {
+    let path = testkit::workspace_root().join("Cargo.lock");
+    let lock = fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("failed to read `{}`: {error}", path.display()));
+    let entry = format!("name = \"{name}\"\nversion = \"");
+    let start = lock
+        .find(&entry)
+        .unwrap_or_else(|| panic!("`{name}` is not in `{}`", path.display()))
+        + entry.len();
+    lock[start..]
+        .split('"')
+        .next()
+        .expect("a quoted version")
+        .to_string()
 }
 
 /// A CI machine: `rm -rf target` (the cache stays warm, as a remote cache would be), an edit
