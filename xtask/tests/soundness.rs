@@ -105,6 +105,7 @@ const CASES: &[(&str, Case)] = cases![
     units_restored_under_a_leaf_edit_build,
     units_restored_under_a_leaf_edit_test,
     corrupt_or_missing_units_are_a_miss,
+    registry_units_kept_out_when_the_lockfile_changes_during_the_call,
     // plain edits the cache must follow
     clippy_warning_in_test_code,
     misformatted_edit_fails_fmt,
@@ -1636,6 +1637,40 @@ fn units_restored_under_a_leaf_edit_build() -> Result<(), String> {
 
 fn units_restored_under_a_leaf_edit_test() -> Result<(), String> {
     units_restored_under_a_leaf_edit(Task::Test)
+}
+
+/// `core`'s build script writes to `Cargo.lock` while cargo runs: cargo may then have built
+/// other crates than the registry layer's key (taken before the call) says, so the layer is
+/// not stored; the next run, with the lock file left alone, stores it.
+fn registry_units_kept_out_when_the_lockfile_changes_during_the_call() -> Result<(), String> {
+    let s = units_workspace();
+    let lock = fs::read_to_string(s.fixture.path("Cargo.lock")).map_err(|e| e.to_string())?;
+    let build_script =
+        fs::read_to_string(s.fixture.path("core/build.rs")).map_err(|e| e.to_string())?;
+    s.fixture.write(
+        "core/build.rs",
+        "use std::io::Write as _;\n\
+         fn main() {\n    \
+         let lock = std::path::Path::new(env!(\"CARGO_MANIFEST_DIR\")).join(\"../Cargo.lock\");\n    \
+         let mut file = std::fs::OpenOptions::new().append(true).open(lock).unwrap();\n    \
+         writeln!(file, \"# written by a build script\").unwrap();\n    \
+         println!(\"cargo:rerun-if-changed=build.rs\");\n    \
+         println!(\"cargo:rustc-env=CORE_GREETING=hello\");\n}\n",
+    );
+    let envs = s.envs();
+    let warning = "registry units not cached: `Cargo.lock` changed while cargo ran";
+    let first = s.fixture.xtask_env(&["build"], &envs);
+    if first.code != 0 || !first.stderr.contains(warning) {
+        return Err(format!("expected exit 0 and `{warning}`:\n{first}"));
+    }
+    // The lock file and the build script as they were: nothing changes during the call.
+    s.fixture.write("Cargo.lock", &lock);
+    s.fixture.write("core/build.rs", &build_script);
+    let second = s.fixture.xtask_env(&["build"], &envs);
+    if second.code != 0 || second.stderr.contains(warning) {
+        return Err(format!("expected exit 0 and no warning:\n{second}"));
+    }
+    Ok(())
 }
 
 /// The archives of every cargo units entry truncated (corrupt), then removed (a partial

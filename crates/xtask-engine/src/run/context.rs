@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use xtask_cache::AllowedOutputs;
 use xtask_graph::TaskGraph;
-use xtask_model::Workspace;
+use xtask_model::{CargoTask, Workspace};
 
 use super::options::RunOptions;
 use super::prepare::Prepared;
@@ -27,7 +27,14 @@ pub(crate) struct Run<'a> {
     pub reporter: &'a Reporter,
     /// When the run started, before any input was hashed.
     pub started_at: SystemTime,
+    /// Each cargo task's registry layer (hash and key), computed once, before that task's
+    /// cargo call (`layers::registry_layer`).
+    pub registry_layers: RegistryLayers,
 }
+
+/// See [`Run::registry_layers`].
+pub(crate) type RegistryLayers =
+    std::sync::Mutex<std::collections::HashMap<CargoTask, Option<(String, serde_json::Value)>>>;
 
 impl Run<'_> {
     pub fn label(&self, node: Node) -> String {
@@ -66,6 +73,7 @@ impl<'a> Run<'a> {
             fast: FastPaths::shared(&workspace.cache_dir()),
             reporter,
             started_at,
+            registry_layers: RegistryLayers::default(),
         })
     }
 }

@@ -85,11 +85,23 @@ struct LayerKey<'a> {
 }
 
 /// The hash of `task`'s registry layer in this run, with its key as JSON; `None` when the
-/// call has no cargo task.
+/// call has no cargo task. Computed on first use (before the cargo call: `restore_before_call`)
+/// and kept for the run, so the key describes what cargo was asked to build.
 pub(crate) fn registry_layer(
     run: &Run<'_>,
     task: CargoTask,
 ) -> Option<(String, serde_json::Value)> {
+    let mut layers = run
+        .registry_layers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    layers
+        .entry(task)
+        .or_insert_with(|| layer_key(run, task))
+        .clone()
+}
+
+fn layer_key(run: &Run<'_>, task: CargoTask) -> Option<(String, serde_json::Value)> {
     let nodes: Vec<usize> = (0..run.graph.nodes.len())
         .filter(|&n| matches!(run.graph.nodes[n].def.kind, TaskKind::Cargo(t) if t == task))
         .collect();
