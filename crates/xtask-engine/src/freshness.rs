@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use xtask_hash::FileStat;
 use xtask_model::{CargoTask, PackageIndex, Workspace};
 
 use crate::plan::CargoSettings;
@@ -167,24 +168,11 @@ fn stale_reason(compiled: &Compiled, now_ns: i128) -> Option<String> {
 }
 
 /// The mtime and ctime of `path` in nanoseconds, following symlinks as cargo does; `None`
-/// when it is gone (cargo rebuilds what read a missing file by itself).
-#[cfg(unix)]
+/// when it is gone (cargo rebuilds what read a missing file by itself). Without a ctime (not
+/// Unix) [`FileStat`] gives the mtime for both, and only the clock check applies.
 fn file_times(path: &Path) -> Option<(i128, i128)> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path).ok()?;
-    let at = |seconds: i64, nanoseconds: i64| {
-        i128::from(seconds) * 1_000_000_000 + i128::from(nanoseconds)
-    };
-    Some((
-        at(metadata.mtime(), metadata.mtime_nsec()),
-        at(metadata.ctime(), metadata.ctime_nsec()),
-    ))
-}
-
-/// Without a ctime only the clock check applies.
-#[cfg(not(unix))]
-fn file_times(_path: &Path) -> Option<(i128, i128)> {
-    None
+    let stat = FileStat::from_metadata(&std::fs::metadata(path).ok()?);
+    Some((stat.mtime_ns, stat.ctime_ns))
 }
 
 /// `time` in nanoseconds since the Unix epoch (negative before it).
