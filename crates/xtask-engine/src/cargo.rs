@@ -826,7 +826,21 @@ fn test(
         );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
-    let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
+    // The doctests run beside the test binaries, as they do not wait for each other's results
+    // (cargo runs them one after the other; both are mostly waiting on processes).
+    let doctests = Doctests::plan(workspace, selection, &failed, wanted, &results);
+    let (runs, doctest_run) = std::thread::scope(|scope| {
+        let doctest_run = doctests
+            .as_ref()
+            .map(|d| scope.spawn(|| d.run(workspace, settings)));
+        let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
+        let doctest_run = doctest_run.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (runs, doctest_run)
+    });
     for (&i, ran) in work.iter().zip(runs) {
         let ran = ran?;
         let result = &mut results[i];
@@ -836,14 +850,9 @@ fn test(
         result.tests_failed = ran.tests_failed;
         result.duration += ran.duration;
     }
-    run_doctests(
-        workspace,
-        selection,
-        &failed,
-        wanted,
-        settings,
-        &mut results,
-    )?;
+    if let (Some(doctests), Some(ran)) = (doctests, doctest_run) {
+        doctests.record(workspace, wanted, ran?, &mut results);
+    }
     Ok(BatchOutcome {
         results,
         observations,
@@ -1002,78 +1011,114 @@ fn run_package_tests(
 /// over the packages of the selection that have doctests (a subset fixed by the selection,
 /// so the same key always runs the same unification); its output is split at cargo's
 /// `Doc-tests <crate>` lines and charged to each package.
-fn run_doctests(
-    workspace: &Workspace,
-    selection: &[PackageIndex],
-    failed: &[PackageIndex],
-    wanted: &[PackageIndex],
-    settings: &CargoSettings,
-    results: &mut [PackageResult],
-) -> anyhow::Result<()> {
-    let has_doctests = |p: PackageIndex| {
-        workspace.packages[p]
-            .targets
-            .iter()
-            .any(|t| t.is_lib() && t.doctest)
-    };
-    let crate_of = |p: PackageIndex| -> Option<String> {
-        workspace.packages[p]
-            .targets
-            .iter()
-            .find(|t| t.is_lib())
-            .map(|t| t.name.replace('-', "_"))
-    };
-    let runs: Vec<usize> = (0..wanted.len())
-        .filter(|&i| results[i].success && has_doctests(wanted[i]))
-        .collect();
-    if runs.is_empty() {
-        return Ok(());
+struct Doctests {
+    /// Indices into `wanted` of the packages charged with doctests (those that compiled).
+    charged: Vec<usize>,
+    /// The packages `cargo test --doc` selects.
+    selection: Vec<PackageIndex>,
+    /// A package of the selection with doctests failed to compile and was left out.
+    narrowed: bool,
+}
+
+/// What one `cargo test --doc` call printed and how long it took.
+struct DoctestRun {
+    captured: crate::process::Captured,
+    took: Duration,
+}
+
+impl Doctests {
+    /// `None` when no wanted package that compiled has doctests.
+    fn plan(
+        workspace: &Workspace,
+        selection: &[PackageIndex],
+        failed: &[PackageIndex],
+        wanted: &[PackageIndex],
+        compiled: &[PackageResult],
+    ) -> Option<Doctests> {
+        let has_doctests = |p: PackageIndex| {
+            workspace.packages[p]
+                .targets
+                .iter()
+                .any(|t| t.is_lib() && t.doctest)
+        };
+        let charged: Vec<usize> = (0..wanted.len())
+            .filter(|&i| compiled[i].success && has_doctests(wanted[i]))
+            .collect();
+        if charged.is_empty() {
+            return None;
+        }
+        // A package that did not compile would stop cargo before any doctest runs: leave it
+        // out. Then the doctests ran under another selection than the keys describe, so their
+        // results are reported but not stored.
+        Some(Doctests {
+            charged,
+            selection: selection
+                .iter()
+                .copied()
+                .filter(|&p| has_doctests(p) && !failed.contains(&p))
+                .collect(),
+            narrowed: selection
+                .iter()
+                .any(|p| has_doctests(*p) && failed.contains(p)),
+        })
     }
-    // A package that did not compile would stop cargo before any doctest runs: leave it out.
-    // Then the doctests ran under another selection than the keys describe, so their
-    // results are reported but not stored.
-    let doc_selection: Vec<PackageIndex> = selection
-        .iter()
-        .copied()
-        .filter(|&p| has_doctests(p) && !failed.contains(&p))
-        .collect();
-    let narrowed = selection
-        .iter()
-        .any(|p| has_doctests(*p) && failed.contains(p));
-    let started = Instant::now();
-    let mut command = cargo_command();
-    command
-        .args(["test", "--doc", "--no-fail-fast", "--manifest-path"])
-        .arg(&workspace.manifest_path)
-        .args(selection_args(workspace, &doc_selection));
-    if settings.release {
-        command.arg("--release");
+
+    fn run(&self, workspace: &Workspace, settings: &CargoSettings) -> anyhow::Result<DoctestRun> {
+        let started = Instant::now();
+        let mut command = cargo_command();
+        command
+            .args(["test", "--doc", "--no-fail-fast", "--manifest-path"])
+            .arg(&workspace.manifest_path)
+            .args(selection_args(workspace, &self.selection));
+        if settings.release {
+            command.arg("--release");
+        }
+        let captured = run_captured(command, "`cargo test --doc`", &workspace.root)?;
+        Ok(DoctestRun {
+            captured,
+            took: started.elapsed(),
+        })
     }
-    let captured = run_captured(command, "`cargo test --doc`", &workspace.root)?;
-    let took = started.elapsed();
-    let (sections, preamble) = doctest_sections(&String::from_utf8_lossy(&captured.output));
-    let share = took / runs.len() as u32;
-    for i in runs {
-        let result = &mut results[i];
-        result.log.extend_from_slice(b"running doctests\n");
-        match crate_of(wanted[i]).and_then(|c| sections.get(&c)) {
-            Some(section) => {
-                record_doctests(result, section, narrowed);
-                // Its own share: the time libtest reports for its doctests.
-                result.duration += reported_time(section).unwrap_or(share);
-            }
-            None => {
-                // cargo failed before this crate's doctests ran: that is not a pass.
-                result.log.extend_from_slice(preamble.as_bytes());
-                result
-                    .log
-                    .extend_from_slice(b"error: the doctests of this package did not run\n");
-                result.success = false;
-                result.duration += share;
+
+    /// Charges each package its section of the output: log, counts, pass or fail (added to
+    /// what its test binaries gave).
+    fn record(
+        &self,
+        workspace: &Workspace,
+        wanted: &[PackageIndex],
+        ran: DoctestRun,
+        results: &mut [PackageResult],
+    ) {
+        let crate_of = |p: PackageIndex| -> Option<String> {
+            workspace.packages[p]
+                .targets
+                .iter()
+                .find(|t| t.is_lib())
+                .map(|t| t.name.replace('-', "_"))
+        };
+        let (sections, preamble) = doctest_sections(&String::from_utf8_lossy(&ran.captured.output));
+        let share = ran.took / self.charged.len() as u32;
+        for &i in &self.charged {
+            let result = &mut results[i];
+            result.log.extend_from_slice(b"running doctests\n");
+            match crate_of(wanted[i]).and_then(|c| sections.get(&c)) {
+                Some(section) => {
+                    record_doctests(result, section, self.narrowed);
+                    // Its own share: the time libtest reports for its doctests.
+                    result.duration += reported_time(section).unwrap_or(share);
+                }
+                None => {
+                    // cargo failed before this crate's doctests ran: that is not a pass.
+                    result.log.extend_from_slice(preamble.as_bytes());
+                    result
+                        .log
+                        .extend_from_slice(b"error: the doctests of this package did not run\n");
+                    result.success = false;
+                    result.duration += share;
+                }
             }
         }
     }
-    Ok(())
 }
 
 /// `cargo test --doc`'s output split at its `Doc-tests <crate>` lines: each crate's section,
