@@ -106,6 +106,9 @@ const CASES: &[(&str, Case)] = cases![
     units_restored_under_a_leaf_edit_test,
     corrupt_or_missing_units_are_a_miss,
     registry_units_kept_out_when_the_lockfile_changes_during_the_call,
+    // 14. shapes of public workspaces, as fixtures of our own (`xtask/tests/fixtures/`)
+    root_package_with_proc_macro_and_feature_gated_doctests,
+    native_code_from_a_build_script,
     // plain edits the cache must follow
     clippy_warning_in_test_code,
     misformatted_edit_fails_fmt,
@@ -225,7 +228,15 @@ struct Scenario {
 impl Scenario {
     /// `files` are relative to a temp dir; the workspace is its subdirectory `workspace`.
     fn new(workspace: &str, files: &[(&str, &str)]) -> Scenario {
-        let fixture = Fixture::from_files(workspace, files);
+        let depth = Path::new(workspace)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count();
+        Scenario::around(Fixture::from_files(workspace, files), depth)
+    }
+
+    /// The scenario of `fixture`, whose workspace is `depth` directories below its temp dir.
+    fn around(fixture: Fixture, depth: usize) -> Scenario {
         let plain_target = fixture.tools().join("plain-target");
         let scenario = Scenario {
             fixture,
@@ -249,10 +260,6 @@ impl Scenario {
         }
         // Files of a checked-out repository are not seconds old: no racy-timestamp fallback
         // of the tool may make the first runs more careful than they would be for a user.
-        let depth = Path::new(workspace)
-            .components()
-            .filter(|c| matches!(c, std::path::Component::Normal(_)))
-            .count();
         let outer = scenario
             .fixture
             .root()
@@ -262,6 +269,11 @@ impl Scenario {
         let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         set_mtimes(outer, an_hour_ago);
         scenario
+    }
+
+    /// A copy of `xtask/tests/fixtures/<name>` (its committed `Cargo.lock` included).
+    fn from_fixture(name: &str) -> Scenario {
+        Scenario::around(Fixture::new(name), 0)
     }
 
     /// Plain cargo builds from an empty target dir at every check.
@@ -1755,6 +1767,54 @@ fn misformatted_edit_fails_fmt() -> Result<(), String> {
         "println!( \"app\" ) ;",
     );
     s.check(Task::Fmt, &[])
+}
+
+/// `xtask/tests/fixtures/root-package`: a root package with a proc-macro member (its tests link
+/// libstd dynamically) and a library member whose doctests depend on a feature only the root
+/// package enables (ripgrep's and clap's shape; issue 13's first findings).
+fn root_package_with_proc_macro_and_feature_gated_doctests() -> Result<(), String> {
+    let mut s = Scenario::from_fixture("root-package").watch_binaries(&["tool"]);
+    s.check(Task::Test, &[])?;
+    // Alone, `tool-core` has one doctest; in the workspace, with `extra` unified, two.
+    s.check(Task::Test, &["tool-core"])?;
+    s.check(Task::Test, &["tool-derive"])?;
+    s.check(Task::Build, &[])?;
+    s.check(Task::Lint, &[])?;
+    s.check(Task::Fmt, &[])?;
+    // A one-line edit of the proc-macro changes the root binary and fails its test.
+    s.replace(
+        "crates/derive/src/lib.rs",
+        "{kind} {name}",
+        "{kind}: {name}",
+    );
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &[])?;
+    s.remove_target();
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &["tool-derive"])
+}
+
+/// `xtask/tests/fixtures/native`: a build script compiles C code into a static library (tree-
+/// sitter's shape); an edit of the header it watches through `rerun-if-changed=csrc`.
+fn native_code_from_a_build_script() -> Result<(), String> {
+    let mut s = Scenario::from_fixture("native").watch_binaries(&["calc"]);
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &[])?;
+    s.replace(
+        "crates/native/csrc/calc.h",
+        "#define CALC_OFFSET 0",
+        "#define CALC_OFFSET 1",
+    );
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &[])?;
+    s.replace(
+        "crates/native/csrc/calc.h",
+        "#define CALC_OFFSET 1",
+        "#define CALC_OFFSET 0",
+    );
+    s.remove_target();
+    s.check(Task::Build, &["calc"])?;
+    s.check(Task::Test, &[])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1047,19 +1047,20 @@ impl Doctests {
         if charged.is_empty() {
             return None;
         }
-        // A package that did not compile would stop cargo before any doctest runs: leave it
-        // out. Then the doctests ran under another selection than the keys describe, so their
-        // results are reported but not stored.
+        // The whole selection, packages without doctests too: they take part in feature
+        // unification (a binary-only root package turning on a member's feature changes which
+        // doctests that member has, as under `cargo test --workspace`). A package that did not
+        // compile would stop cargo before any doctest runs: leave it out. Then the doctests ran
+        // under another selection than the keys describe, so their results are reported but
+        // not stored.
         Some(Doctests {
             charged,
             selection: selection
                 .iter()
                 .copied()
-                .filter(|&p| has_doctests(p) && !failed.contains(&p))
+                .filter(|p| !failed.contains(p))
                 .collect(),
-            narrowed: selection
-                .iter()
-                .any(|p| has_doctests(*p) && failed.contains(p)),
+            narrowed: selection.iter().any(|p| failed.contains(p)),
         })
     }
 
