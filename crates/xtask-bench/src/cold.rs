@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::load::{CpuCounters, LoadWindow};
 use crate::timing::{format_duration, median, ratio, time_once};
 
 /// Targets, as xtask / cargo.
@@ -41,6 +42,8 @@ struct Row {
     xtask: Duration,
     own: Duration,
     target: f64,
+    /// What other processes took while the row's runs went on.
+    load: LoadWindow,
 }
 
 /// Runs the benchmark; returns the report.
@@ -107,8 +110,20 @@ impl Tools<'_> {
     }
 
     /// cargo `cargo_args` and xtask `xtask_args`, in an order that alternates with `i`;
-    /// returns (cargo, xtask, xtask's own part).
-    fn pair(
+    /// returns (cargo, xtask, xtask's own part) and what other processes took meanwhile.
+    fn pair(&self, cargo_args: &[&str], xtask_args: &[&str], i: usize) -> anyhow::Result<Sample> {
+        let before = CpuCounters::read()?;
+        let (cargo, xtask, own) = self.pair_times(cargo_args, xtask_args, i)?;
+        let load = CpuCounters::read()?.since(&before);
+        Ok(Sample {
+            cargo,
+            xtask,
+            own,
+            load,
+        })
+    }
+
+    fn pair_times(
         &self,
         cargo_args: &[&str],
         xtask_args: &[&str],
@@ -162,18 +177,28 @@ fn summary_cargo_ms(path: &Path) -> anyhow::Result<u64> {
         .with_context(|| format!("`{}` has no totals.cargo_ms", path.display()))
 }
 
+/// One alternating pair of runs.
+struct Sample {
+    cargo: Duration,
+    xtask: Duration,
+    own: Duration,
+    load: LoadWindow,
+}
+
 #[derive(Default)]
 struct Samples {
     cargo: Vec<Duration>,
     xtask: Vec<Duration>,
     own: Vec<Duration>,
+    load: LoadWindow,
 }
 
 impl Samples {
-    fn push(&mut self, (cargo, xtask, own): (Duration, Duration, Duration)) {
-        self.cargo.push(cargo);
-        self.xtask.push(xtask);
-        self.own.push(own);
+    fn push(&mut self, sample: Sample) {
+        self.cargo.push(sample.cargo);
+        self.xtask.push(sample.xtask);
+        self.own.push(sample.own);
+        self.load.add(&sample.load);
     }
 
     fn row(mut self, name: &'static str, target: f64) -> Row {
@@ -183,6 +208,7 @@ impl Samples {
             xtask: median(&mut self.xtask),
             own: median(&mut self.own),
             target,
+            load: self.load,
         }
     }
 }
@@ -193,24 +219,43 @@ fn report(source: &Path, iterations: usize, rows: &[Row]) -> String {
          medians)\n",
         source.display()
     );
+    let disturbed: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.load.disturbed())
+        .map(|row| row.name)
+        .collect();
+    if !disturbed.is_empty() {
+        text.push_str(&format!(
+            "DISTURBED: other processes took more than {} cores on average while {} ran \
+             (column `others`); these ratios describe a busy machine, not a quiet one\n",
+            crate::load::DISTURBED_CORES,
+            disturbed.join(", ")
+        ));
+    }
     text.push_str(&format!(
-        "  {:10} {:>10} {:>10} {:>14} {:>13} {:>8}\n",
-        "scenario", "cargo", "xtask", "xtask / cargo", "tool's own", "target"
+        "  {:10} {:>10} {:>10} {:>14} {:>13} {:>8} {:>16}\n",
+        "scenario", "cargo", "xtask", "xtask / cargo", "tool's own", "target", "others (cores)"
     ));
     for row in rows {
         let slowdown = ratio(row.xtask, row.cargo);
+        let verdict = if slowdown <= row.target {
+            "met"
+        } else {
+            "NOT met"
+        };
         text.push_str(&format!(
-            "  {:10} {:>10} {:>10} {:>13.2}x {:>13} {:>7.2}x {}\n",
+            "  {:10} {:>10} {:>10} {:>13.2}x {:>13} {:>7.2}x {verdict:>7} {:>8.2}{}\n",
             row.name,
             format_duration(row.cargo),
             format_duration(row.xtask),
             slowdown,
             format_duration(row.own),
             row.target,
-            if slowdown <= row.target {
-                "met"
+            row.load.other_cores(),
+            if row.load.disturbed() {
+                " DISTURBED"
             } else {
-                "NOT met"
+                ""
             }
         ));
     }
@@ -264,8 +309,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_report_compares_with_each_target() {
+    fn the_report_compares_with_each_target_and_says_when_the_machine_was_busy() {
         let s = Duration::from_secs;
+        // 2 cores over 1000 ticks: others took 10 ticks (0.02 cores), then 500 (1 core).
+        let window = |others| LoadWindow {
+            total: 1000,
+            others,
+            steal: 0,
+            cores: 2,
+        };
+        let (quiet, busy) = (window(10), window(500));
         let rows = [
             Row {
                 name: "cold build",
@@ -273,6 +326,7 @@ mod tests {
                 xtask: s(104),
                 own: s(3),
                 target: COLD_BUILD_TARGET,
+                load: quiet,
             },
             Row {
                 name: "warm test",
@@ -280,6 +334,7 @@ mod tests {
                 xtask: s(12),
                 own: s(1),
                 target: TEST_TARGET,
+                load: busy,
             },
         ];
         let text = report(Path::new("/w"), 1, &rows);
@@ -287,8 +342,17 @@ mod tests {
             text.contains("cold build   100.00 s   104.00 s          1.04x"),
             "{text}"
         );
-        assert!(text.contains("1.05x met\n"), "{text}");
-        assert!(text.contains("1.00x NOT met\n"), "{text}");
+        assert!(text.contains("1.05x     met     0.02\n"), "{text}");
+        assert!(
+            text.contains("1.00x NOT met     1.00 DISTURBED\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "DISTURBED: other processes took more than 0.1 cores on average while warm test ran"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
