@@ -254,7 +254,8 @@ struct DevArgs {
     /// How long a stopped app may take to exit after SIGTERM before SIGKILL (e.g. 500ms, 10s).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = xtask_dev::parse_duration)]
     grace_period: std::time::Duration,
-    /// Quiet time that ends a burst of file changes (e.g. 30ms).
+    /// Quiet time that ends a burst of file changes that did not settle into a complete save
+    /// (e.g. 30ms); a complete save starts the build at once.
     #[arg(long, value_name = "DURATION", default_value = "30ms", value_parser = xtask_dev::parse_duration)]
     debounce: std::time::Duration,
     /// Let each new process bind its port itself instead of inheriting the socket `dev` holds.

@@ -304,6 +304,71 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period_and_nothing_survive
     dev.wait_for_output("[dev] stopping: SIGTERM received", REBUILD);
 }
 
+#[test]
+fn a_manifest_edit_during_dev_reloads_the_model_it_holds() {
+    // `dev` keeps the workspace model between builds: the app's environment comes from it,
+    // so a stale model would keep serving the old value (same binary, "not restarted").
+    let mut dev = Dev::start("manifest", &["api"], |fixture| {
+        fixture.replace(
+            "apps/api/src/main.rs",
+            "\"hello v1\".to_string()",
+            "std::env::var(\"GREETING\").unwrap_or_else(|_| \"hello v1\".to_string())",
+        );
+    });
+    let api = dev.api_port;
+    dev.wait_for_body(api, "/v1/greeting", FIRST_BUILD, |b| b == "hello v1");
+    let pid = dev.pid(api);
+
+    dev.fixture.replace(
+        "apps/api/Cargo.toml",
+        "health_path = \"/health\"",
+        "health_path = \"/health\"\nenv = { GREETING = \"hello from Cargo.toml\" }",
+    );
+    dev.wait_for_body(api, "/v1/greeting", REBUILD, |b| {
+        b == "hello from Cargo.toml"
+    });
+    assert_ne!(dev.pid(api), pid);
+    dev.wait_for_output("changed: apps/api/Cargo.toml -> rebuilding api\n", REBUILD);
+    assert!(dev.terminate(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn an_edit_during_a_build_queues_one_follow_up_build_that_serves_it() {
+    // A build script that reruns on every edit of main.rs and takes a second: the second
+    // edit lands while the first one's build runs.
+    let mut dev = Dev::start("during", &["api"], |fixture| {
+        fixture.write(
+            "apps/api/build.rs",
+            "fn main() {\n    println!(\"cargo:rerun-if-changed=src/main.rs\");\n    \
+             std::thread::sleep(std::time::Duration::from_secs(1));\n}\n",
+        );
+    });
+    let api = dev.api_port;
+    dev.wait_for_body(api, "/v1/greeting", FIRST_BUILD, |b| b == "hello v1");
+    dev.wait_for_output("watching for changes", REBUILD);
+    let builds = |dev: &Dev| dev.output().matches("[dev] building api").count();
+    let before = builds(&dev);
+
+    dev.fixture
+        .replace("apps/api/src/main.rs", "\"hello v1\"", "\"hello v2\"");
+    let deadline = Instant::now() + REBUILD;
+    while builds(&dev) == before {
+        assert!(Instant::now() < deadline, "no rebuild:\n{}", dev.output());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    dev.fixture
+        .replace("apps/api/src/main.rs", "\"hello v2\"", "\"hello v3\"");
+    dev.wait_for_output(
+        "changed: apps/api/src/main.rs (during a build): one follow-up build of api queued\n",
+        REBUILD,
+    );
+    dev.wait_for_body(api, "/v1/greeting", REBUILD, |b| b == "hello v3");
+    // The first build, then one follow-up; nothing after it.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(builds(&dev), before + 2, "{}", dev.output());
+    assert!(dev.terminate(Duration::from_secs(20)).success());
+}
+
 fn pids(body: &str) -> (u32, u32) {
     let mut parts = body.split_whitespace().map(|p| p.parse::<u32>().unwrap());
     (parts.next().unwrap(), parts.next().unwrap())

@@ -29,8 +29,12 @@ pub struct Triggered {
     pub apps: BTreeSet<usize>,
     /// Workspace-relative paths that triggered something, sorted.
     pub changed: Vec<String>,
-    /// A `Cargo.toml` changed: the workspace model must be reloaded.
-    pub manifest_changed: bool,
+    /// The workspace model `dev` holds between builds may be out of date and must be
+    /// reloaded: a `Cargo.toml`, `Cargo.lock`, toolchain file or `.cargo/config*` changed
+    /// (what the model, loaded from `cargo metadata`, is built from), or a file was created,
+    /// deleted or renamed in a watched package (cargo discovers targets such as
+    /// `src/bin/*.rs` by their presence).
+    pub reload_model: bool,
 }
 
 /// Maps changed paths to the apps they trigger.
@@ -41,6 +45,9 @@ pub struct WatchFilter {
     never: Vec<PathBuf>,
     global_include: GlobSet,
     global_exclude: GlobSet,
+    /// What the model is loaded from among the global inputs: the builtin ones (root
+    /// manifest, toolchain files, cargo configs) and `Cargo.lock`.
+    model_inputs: GlobSet,
     /// For each watched package: the apps it triggers and how to list its inputs.
     packages: BTreeMap<PackageIndex, WatchedPackage>,
     all_apps: BTreeSet<usize>,
@@ -101,6 +108,11 @@ impl WatchFilter {
         }
         let mut include = vec!["Cargo.lock".to_string(), DOTENV_FILE.to_string()];
         let mut exclude = Vec::new();
+        let model_inputs: Vec<String> = xtask_engine::BUILTIN_GLOBAL_INPUTS
+            .iter()
+            .map(|g| g.to_string())
+            .chain(["Cargo.lock".to_string()])
+            .collect();
         for glob in xtask_engine::BUILTIN_GLOBAL_INPUTS
             .iter()
             .map(|g| g.to_string())
@@ -124,6 +136,7 @@ impl WatchFilter {
             never,
             global_include: glob_set(&include)?,
             global_exclude: glob_set(&exclude)?,
+            model_inputs: glob_set(&model_inputs)?,
             packages,
             all_apps: (0..apps.len()).collect(),
             package_of_dir,
@@ -163,10 +176,13 @@ impl WatchFilter {
             let Some(relative) = relative(&self.root, path) else {
                 continue;
             };
-            if relative == "Cargo.toml" || relative.ends_with("/Cargo.toml") {
-                triggered.manifest_changed = true;
+            if relative == "Cargo.toml"
+                || relative.ends_with("/Cargo.toml")
+                || self.model_inputs.is_match(&relative)
+            {
+                triggered.reload_model = true;
             }
-            if self.global_include.is_match(&relative) && !self.global_exclude.is_match(&relative) {
+            if self.is_global_input(&relative) {
                 triggered.apps.extend(self.all_apps.iter().copied());
                 triggered.changed.push(relative);
                 continue;
@@ -201,6 +217,7 @@ impl WatchFilter {
             }
             if hit {
                 triggered.apps.extend(watched.apps.iter().copied());
+                triggered.reload_model |= set_changed;
             }
             if let Some(now) = now {
                 watched.inputs = now;
@@ -209,6 +226,28 @@ impl WatchFilter {
         triggered.changed.sort();
         triggered.changed.dedup();
         triggered
+    }
+
+    /// Whether `path` (absolute) was an input the last time its package was listed, or is a
+    /// global input. No IO: it answers from the last listing, so a file created since is
+    /// not known yet (the batch's classification lists again).
+    pub fn is_known_input(&self, path: &Path) -> bool {
+        if self.never.iter().any(|dir| path.starts_with(dir)) {
+            return false;
+        }
+        let Some(relative) = relative(&self.root, path) else {
+            return false;
+        };
+        if self.is_global_input(&relative) {
+            return true;
+        }
+        self.package_of(&relative)
+            .and_then(|package| self.packages.get(&package))
+            .is_some_and(|watched| watched.inputs.contains(&relative))
+    }
+
+    fn is_global_input(&self, relative: &str) -> bool {
+        self.global_include.is_match(relative) && !self.global_exclude.is_match(relative)
     }
 
     fn package_of(&self, relative: &str) -> Option<PackageIndex> {

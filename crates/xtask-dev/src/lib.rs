@@ -4,8 +4,11 @@
 //!
 //! - [`filter`]: which changed files trigger which app (the graph's dependency closure and
 //!   the hash's input discovery rules).
-//! - [`supervisor`]: the loop (watcher, one build at a time plus one queued follow-up,
-//!   restarts after successful builds only, crash reports, shutdown on SIGINT/SIGTERM).
+//! - [`settle`]: when a burst of file events becomes a build (at once when an editor's save
+//!   is complete, else after the quiet time), a pure state machine.
+//! - [`supervisor`]: the loop (watcher, one build at a time plus one queued follow-up, the
+//!   workspace model held between builds, restarts after successful builds only, crash
+//!   reports, shutdown on SIGINT/SIGTERM).
 //! - [`process`]: one app in its own process group, output prefixed, stopped with SIGTERM,
 //!   grace period, SIGKILL.
 //! - [`bench`]: file write to new process answering its health path, split into phases.
@@ -20,6 +23,7 @@ pub mod dotenv;
 pub mod filter;
 pub mod process;
 pub mod readiness;
+pub mod settle;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -43,7 +47,7 @@ pub struct DevOptions {
     pub apps: Vec<String>,
     /// How long a stopped app's process group may take to exit after SIGTERM before SIGKILL.
     pub grace_period: Duration,
-    /// Quiet time that ends a burst of file events.
+    /// Quiet time that ends a burst of file events that did not settle (see [`settle`]).
     pub debounce: Duration,
     /// Hold each app's listening socket and pass it to every new process (fd 3, `LISTEN_FDS=1`).
     pub socket_handover: bool,

@@ -25,8 +25,11 @@ use process_wrap::std::{ChildWrapper, CommandWrap, ProcessGroup};
 /// `SD_LISTEN_FDS_START`).
 pub const LISTEN_FD: i32 = 3;
 
-/// How often a stop checks whether the group is gone.
+/// How often a stop checks whether the group is gone: first after [`STOP_POLL_FIRST`], then
+/// twice as long each time up to this (an app that exits at once is seen within a
+/// millisecond, one that drains for seconds costs a check every 5 ms).
 const STOP_POLL: Duration = Duration::from_millis(5);
+const STOP_POLL_FIRST: Duration = Duration::from_millis(1);
 /// How long to wait for the kernel to finish off a SIGKILLed group.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -137,12 +140,14 @@ impl AppProcess {
         let mut killed = false;
         if signal_group(group, Signal::SIGTERM)? {
             let deadline = started + grace;
+            let mut poll = STOP_POLL_FIRST;
             while !self.group_gone(group) {
                 if Instant::now() >= deadline {
                     killed = signal_group(group, Signal::SIGKILL)?;
                     break;
                 }
-                std::thread::sleep(STOP_POLL);
+                std::thread::sleep(poll);
+                poll = (poll * 2).min(STOP_POLL);
             }
             let deadline = Instant::now() + KILL_WAIT;
             while !self.group_gone(group) {

@@ -1,8 +1,10 @@
 //! The `dev` loop: one thread owns the apps' processes and receives everything else as events
-//! (debounced file changes from the watcher, finished builds from the build thread, SIGINT and
-//! SIGTERM from the signal thread). Builds go through the engine (`build` of the triggered
-//! apps and their dependencies, cache hits restored); at most one build runs, and changes seen
-//! meanwhile are merged into ONE follow-up build.
+//! (file events from the watcher, grouped into bursts by [`crate::settle`], finished builds
+//! from the build thread, SIGINT and SIGTERM from the signal thread). Builds go through the
+//! engine (`build` of the triggered apps and their dependencies, cache hits restored) on the
+//! workspace model the loop holds (reloaded only when what it is made of changed, see
+//! [`Triggered::reload_model`]); at most one build runs, and changes seen meanwhile are merged
+//! into ONE follow-up build.
 //!
 //! Invariants: an app's running process is stopped only after a build that produced a new
 //! binary succeeded (a failed build leaves it serving); every process is stopped (SIGTERM to
@@ -11,15 +13,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use notify::RecursiveMode;
-use notify::event::{EventKind, ModifyKind};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecursiveMode, Watcher};
 use xtask_engine::report::{ReportMode, Reporter, TaskStatus, format_duration};
 use xtask_engine::{CliError, RunOptions};
 use xtask_model::{TaskName, Workspace};
@@ -27,9 +27,10 @@ use xtask_model::{TaskName, Workspace};
 use crate::DevOptions;
 use crate::apps::{AppSpec, select_apps};
 use crate::dotenv::read_dotenv;
-use crate::filter::{DOTENV_FILE, WatchFilter};
+use crate::filter::{DOTENV_FILE, Triggered, WatchFilter};
 use crate::process::{AppProcess, SpawnOptions};
 use crate::readiness::wait_until_healthy;
+use crate::settle::{Burst, FileEvent, Handover, Settle};
 
 /// How long a new process may take to answer its health path before `dev` says so.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,11 +42,11 @@ const TICK: Duration = Duration::from_millis(50);
 pub enum DevEvent {
     /// The initial build and starts are done; the watcher is on.
     Watching,
-    /// A debounced batch of changes triggered a build of `apps`.
+    /// A burst of changes triggered a build of `apps`.
     Changed {
-        /// When the watcher first saw the earliest event of the batch.
+        /// When the watcher first saw the earliest event of the burst.
         first_seen: Instant,
-        /// When the loop received the batch.
+        /// When the loop handed the burst over (it settled, or its quiet time passed).
         received: Instant,
         apps: Vec<String>,
     },
@@ -90,10 +91,7 @@ impl DevHandle {
 }
 
 enum Event {
-    Changed {
-        paths: Vec<PathBuf>,
-        first_seen: Instant,
-    },
+    File { event: FileEvent, at: Instant },
     WatchError(String),
     BuildDone(Box<BuildDone>),
     Shutdown(String),
@@ -145,7 +143,8 @@ pub struct Supervisor {
     observer: Option<Sender<DevEvent>>,
     build: Option<JoinHandle<()>>,
     pending: BTreeSet<usize>,
-    pending_first_seen: Option<Instant>,
+    /// The last reload of the model failed: try again before the next build.
+    model_stale: bool,
 }
 
 impl Supervisor {
@@ -192,7 +191,7 @@ impl Supervisor {
             observer,
             build: None,
             pending: BTreeSet::new(),
-            pending_first_seen: None,
+            model_stale: false,
         })
     }
 
@@ -223,55 +222,41 @@ impl Supervisor {
 
     fn watch_loop(&mut self) -> anyhow::Result<()> {
         let sender = self.sender.clone();
-        let mut debouncer = new_debouncer(
-            self.options.debounce,
-            Some((self.options.debounce / 4).max(Duration::from_millis(1))),
-            move |result: DebounceEventResult| {
+        let mut watcher =
+            notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+                let at = Instant::now();
                 let event = match result {
-                    Ok(events) => {
-                        let mut first_seen = None::<Instant>;
-                        let mut paths = Vec::new();
-                        for event in events {
-                            if !counts(&event.event.kind) {
-                                continue;
-                            }
-                            first_seen = Some(first_seen.map_or(event.time, |t| t.min(event.time)));
-                            paths.extend(event.event.paths.iter().cloned());
-                        }
-                        match first_seen {
-                            Some(first_seen) => Event::Changed { paths, first_seen },
-                            None => return,
-                        }
-                    }
-                    Err(errors) => Event::WatchError(
-                        errors
-                            .iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
+                    Ok(event) => Event::File {
+                        event: FileEvent {
+                            rescan: event.need_rescan(),
+                            kind: event.kind,
+                            paths: event.paths,
+                        },
+                        at,
+                    },
+                    Err(error) => Event::WatchError(error.to_string()),
                 };
                 let _ = sender.send(event);
-            },
-        )
-        .context("failed to start the file watcher")?;
+            })
+            .context("failed to start the file watcher")?;
         for (path, recursive) in self.filter.watch_roots() {
             let mode = if recursive {
                 RecursiveMode::Recursive
             } else {
                 RecursiveMode::NonRecursive
             };
-            debouncer
+            watcher
                 .watch(&path, mode)
                 .with_context(|| format!("failed to watch `{}`", path.display()))?;
         }
 
+        let settle = Settle::new(self.options.debounce);
+        let mut burst: Option<Burst> = None;
         self.start_build((0..self.apps.len()).collect(), true);
         let mut watching_reported = false;
         loop {
             if self.build.is_none() && !self.pending.is_empty() {
                 let apps = std::mem::take(&mut self.pending).into_iter().collect();
-                self.pending_first_seen = None;
                 self.start_build(apps, false);
             }
             if self.build.is_none() && !watching_reported {
@@ -279,8 +264,17 @@ impl Supervisor {
                 status("watching for changes (Ctrl-C to stop)");
                 self.notify(DevEvent::Watching);
             }
-            match self.receiver.recv_timeout(TICK) {
-                Ok(Event::Changed { paths, first_seen }) => self.changed(&paths, first_seen)?,
+            let wait = burst.as_ref().map_or(TICK, |burst| {
+                burst
+                    .due(&settle)
+                    .saturating_duration_since(Instant::now())
+                    .min(TICK)
+            });
+            match self.receiver.recv_timeout(wait) {
+                Ok(Event::File { event, at }) => {
+                    let filter = &self.filter;
+                    Burst::add(&mut burst, &event, at, |path| filter.is_known_input(path));
+                }
                 Ok(Event::WatchError(message)) => status(&format!("watch error: {message}")),
                 Ok(Event::BuildDone(done)) => {
                     if let Some(thread) = self.build.take() {
@@ -295,21 +289,35 @@ impl Supervisor {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            if let Some(handover) = Burst::take_due(&mut burst, &settle, Instant::now()) {
+                self.changed(handover)?;
+            }
             self.reap_crashed();
         }
-        drop(debouncer);
+        drop(watcher);
         Ok(())
     }
 
-    fn changed(&mut self, paths: &[PathBuf], first_seen: Instant) -> anyhow::Result<()> {
+    fn changed(&mut self, handover: Handover) -> anyhow::Result<()> {
         let received = Instant::now();
-        let mut triggered = self.filter.classify(paths);
-        if triggered.manifest_changed {
+        let mut triggered = self.filter.classify(&handover.paths);
+        if handover.rescan {
+            status("the file watcher lost events: rebuilding every app");
+            triggered.reload_model = true;
+            triggered.apps.extend(0..self.apps.len());
+        }
+        if triggered.reload_model || self.model_stale {
             match self.reload() {
-                Ok(()) => triggered.apps.extend(0..self.apps.len()),
+                Ok(()) => {
+                    self.model_stale = false;
+                    if triggered.reload_model {
+                        triggered.apps.extend(0..self.apps.len());
+                    }
+                }
                 Err(error) => {
+                    self.model_stale = true;
                     status(&format!(
-                        "a manifest changed and the workspace no longer loads: {error:#}"
+                        "the workspace no longer loads: {error:#}; fix it and save"
                     ));
                     return Ok(());
                 }
@@ -319,11 +327,7 @@ impl Supervisor {
             return Ok(());
         }
         let names = self.names(triggered.apps.iter().copied());
-        let shown = match triggered.changed.as_slice() {
-            [] => "Cargo.toml".to_string(),
-            [one] => one.clone(),
-            [first, rest @ ..] => format!("{first} and {} more", rest.len()),
-        };
+        let shown = shown_changes(&triggered);
         if self.build.is_some() {
             status(&format!(
                 "changed: {shown} (during a build): one follow-up build of {} queued",
@@ -336,16 +340,16 @@ impl Supervisor {
             ));
         }
         self.notify(DevEvent::Changed {
-            first_seen,
+            first_seen: handover.first_seen,
             received,
             apps: names,
         });
         self.pending.extend(triggered.apps);
-        self.pending_first_seen.get_or_insert(first_seen);
         Ok(())
     }
 
-    /// A `Cargo.toml` changed: reload the model and the filter; the apps' set stays the same.
+    /// What the model is made of changed: reload it and the filter; the apps' set stays the
+    /// same.
     fn reload(&mut self) -> anyhow::Result<()> {
         let workspace = xtask_engine::load_workspace(&self.options.location)?;
         let names: Vec<String> = self.apps.iter().map(|a| a.spec.name.clone()).collect();
@@ -385,9 +389,12 @@ impl Supervisor {
             apps: names,
         });
         let sender = self.sender.clone();
+        // The model is what `cargo metadata` said when it was last (re)loaded; everything
+        // else (inputs, keys, the lockfile) the engine reads again.
+        let workspace = self.workspace.clone();
         self.build = Some(std::thread::spawn(move || {
             let reporter = Reporter::new(ReportMode::Plain).with_quiet_hits(true);
-            let result = xtask_engine::run(&options, &reporter);
+            let result = xtask_engine::run_loaded(workspace, &options, &reporter);
             let _ = sender.send(Event::BuildDone(Box::new(BuildDone {
                 apps,
                 result,
@@ -626,13 +633,14 @@ impl Supervisor {
     }
 }
 
-/// Whether a watcher event can change a file's content (reads and metadata-only changes like
-/// `touch` cannot; the hash covers content only).
-fn counts(kind: &EventKind) -> bool {
-    !matches!(
-        kind,
-        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))
-    )
+/// How a status line names what changed.
+fn shown_changes(triggered: &Triggered) -> String {
+    match triggered.changed.as_slice() {
+        [] if triggered.reload_model => "the workspace".to_string(),
+        [] => "files".to_string(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    }
 }
 
 /// The app's environment on top of `dev`'s own: the metadata's `env`, then the root `.env`,

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,8 +65,22 @@ struct RawPackage {
 }
 
 impl Lockfile {
-    /// Parses the text of a `Cargo.lock`; `path` is only used to name it in errors.
+    /// Parses the text of a `Cargo.lock`; `path` is only used to name it in errors. The same
+    /// text as the last successful parse gives that parse again (see the module doc).
     pub fn parse(text: &str, path: &Path) -> Result<Lockfile, HashError> {
+        static LAST: Mutex<Option<(String, Lockfile)>> = Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((last_text, lockfile)) = last.as_ref()
+            && last_text == text
+        {
+            return Ok(lockfile.clone());
+        }
+        let lockfile = Lockfile::parse_text(text, path)?;
+        *last = Some((text.to_string(), lockfile.clone()));
+        Ok(lockfile)
+    }
+
+    fn parse_text(text: &str, path: &Path) -> Result<Lockfile, HashError> {
         let raw: RawLockfile = toml::from_str(text).map_err(|source| HashError::Lockfile {
             path: path.to_path_buf(),
             source,
@@ -315,6 +330,24 @@ checksum = "eeee"
 
     fn parse(text: &str) -> Lockfile {
         Lockfile::parse(text, Path::new("Cargo.lock")).unwrap()
+    }
+
+    #[test]
+    fn an_edited_lockfile_is_parsed_again_and_the_same_text_parses_the_same() {
+        let closure = |lockfile: &Lockfile| lockfile.external_closure("lib", "0.1.0");
+        let first = closure(&parse(LOCK_V4));
+        let edited = LOCK_V4.replace("checksum = \"aaaa\"", "checksum = \"ffff\"");
+        let after_edit = closure(&parse(&edited));
+        assert_ne!(after_edit, first);
+        assert!(after_edit.contains(&registry("serde", "1.0.200", "ffff")));
+        assert_eq!(closure(&parse(LOCK_V4)), first);
+        assert_eq!(
+            closure(&parse(LOCK_V4)),
+            closure(&Lockfile::parse_text(LOCK_V4, Path::new("x")).unwrap())
+        );
+        // A parse error is never remembered.
+        assert!(Lockfile::parse("[[package]]\nname = 1", Path::new("Cargo.lock")).is_err());
+        assert_eq!(closure(&parse(LOCK_V4)), first);
     }
 
     #[test]
