@@ -314,6 +314,10 @@ enum BenchCommand {
         /// target/ci-tools/bin, then PATH).
         #[arg(long, value_name = "PATH")]
         remote_cache_server: Option<PathBuf>,
+        /// Keep cargo's default incremental compilation (default: `CARGO_INCREMENTAL=0`, as
+        /// the generated ci.yml sets it).
+        #[arg(long)]
+        incremental: bool,
     },
     /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
     /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
@@ -619,6 +623,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     package,
                     node,
                     remote_cache_server,
+                    incremental,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -640,6 +645,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     node,
                     remote_cache_server,
                     tools_dir: xtask_bench::tools::tools_dir(&workspace.root),
+                    incremental,
                 },
             )?)
         }

@@ -203,6 +203,12 @@ fn ci(project: &Project) -> Value {
             map([
                 ("CI", str("true")),
                 ("CARGO_TERM_COLOR", str("always")),
+                // A CI machine starts from an empty `target/` (the cached units come back
+                // without rustc's incremental state): incremental compilation only writes
+                // state no later run reads, and a fresh machine's rebuild of the changed
+                // crates costs the same as on a warm `target/` only without it (as
+                // Swatinem/rust-cache sets it).
+                ("CARGO_INCREMENTAL", str("0")),
                 ("TURBO_API", str("${{ vars.TURBO_API }}")),
                 ("TURBO_TEAM", str("${{ vars.TURBO_TEAM }}")),
                 ("TURBO_TOKEN", str("${{ secrets.TURBO_TOKEN }}")),
