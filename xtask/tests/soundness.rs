@@ -109,6 +109,7 @@ const CASES: &[(&str, Case)] = cases![
     // 14. shapes of public workspaces, as fixtures of our own (`xtask/tests/fixtures/`)
     root_package_with_proc_macro_and_feature_gated_doctests,
     native_code_from_a_build_script,
+    many_members_and_a_multicall_binary,
     // plain edits the cache must follow
     clippy_warning_in_test_code,
     misformatted_edit_fails_fmt,
@@ -1815,6 +1816,72 @@ fn native_code_from_a_build_script() -> Result<(), String> {
     s.remove_target();
     s.check(Task::Build, &["calc"])?;
     s.check(Task::Test, &[])
+}
+
+/// Members of [`many_members_and_a_multicall_binary`] besides `multi`.
+const MANY: usize = 54;
+
+/// Coreutils' shape (113 members: one library and one binary per utility, and a multicall
+/// binary depending on every one), generated: a one-line edit of one utility misses exactly
+/// that utility and the multicall binary, and after `rm -rf target` every binary restored
+/// prints what cargo's fresh build of the edited tree prints.
+fn many_members_and_a_multicall_binary() -> Result<(), String> {
+    let names: Vec<String> = (0..MANY).map(|i| format!("u{i:02}")).collect();
+    let mut members: Vec<&str> = names.iter().map(String::as_str).collect();
+    members.push("multi");
+    let mut files: Vec<(String, String)> = vec![
+        ("ws/Cargo.toml".into(), workspace_manifest(&members)),
+        ("ws/.gitignore".into(), GITIGNORE.into()),
+    ];
+    let mut multi_deps = String::from("[dependencies]\n");
+    let mut multi_calls = String::new();
+    for name in &names {
+        files.push((format!("ws/{name}/Cargo.toml"), package_manifest(name, "")));
+        files.push((
+            format!("ws/{name}/src/lib.rs"),
+            format!("pub fn run() -> String {{\n    \"{name} ok\".to_string()\n}}\n"),
+        ));
+        files.push((
+            format!("ws/{name}/src/main.rs"),
+            format!("fn main() {{\n    println!(\"{{}}\", {name}::run());\n}}\n"),
+        ));
+        multi_deps.push_str(&format!("{name} = {{ path = \"../{name}\" }}\n"));
+        multi_calls.push_str(&format!("    println!(\"{{}}\", {name}::run());\n"));
+    }
+    files.push((
+        "ws/multi/Cargo.toml".into(),
+        package_manifest("multi", &multi_deps),
+    ));
+    files.push((
+        "ws/multi/src/main.rs".into(),
+        format!("fn main() {{\n{multi_calls}}}\n"),
+    ));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, contents)| (path.as_str(), contents.as_str()))
+        .collect();
+    let mut s = Scenario::new("ws", &files).watch_binaries(&["multi", "u07", "u30"]);
+    s.check(Task::Build, &[])?;
+    s.replace("u07/src/lib.rs", "\"u07 ok\"", "\"u07 edited\"");
+    let planned = s.fixture.xtask_env(&["build", "--dry-run=json"], &s.envs());
+    let value: serde_json::Value = serde_json::from_str(&planned.stdout)
+        .map_err(|error| format!("--dry-run=json printed no JSON ({error}): {planned}"))?;
+    let misses: Vec<&str> = value["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|task| task["status"] != "hit")
+        .filter_map(|task| task["task_id"].as_str())
+        .collect();
+    if misses != ["multi:build", "u07:build"] {
+        return Err(format!(
+            "a one-line edit of u07 should miss u07 and multi only, not {misses:?}"
+        ));
+    }
+    s.check(Task::Build, &[])?;
+    s.remove_target();
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &["u07", "multi"])
 }
 
 // ---------------------------------------------------------------------------------------------
