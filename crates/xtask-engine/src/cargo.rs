@@ -826,21 +826,8 @@ fn test(
         );
     }
     let work: Vec<usize> = (0..wanted.len()).filter(|&i| results[i].success).collect();
-    // The doctests run beside the test binaries, as they do not wait for each other's results
-    // (cargo runs them one after the other; both are mostly waiting on processes).
     let doctests = Doctests::plan(workspace, selection, &failed, wanted, &results);
-    let (runs, doctest_run) = std::thread::scope(|scope| {
-        let doctest_run = doctests
-            .as_ref()
-            .map(|d| scope.spawn(|| d.run(workspace, settings)));
-        let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
-        let doctest_run = doctest_run.map(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
-        (runs, doctest_run)
-    });
+    let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
     for (&i, ran) in work.iter().zip(runs) {
         let ran = ran?;
         let result = &mut results[i];
@@ -850,8 +837,12 @@ fn test(
         result.tests_failed = ran.tests_failed;
         result.duration += ran.duration;
     }
-    if let (Some(doctests), Some(ran)) = (doctests, doctest_run) {
-        doctests.record(workspace, wanted, ran?, &mut results);
+    // After the test binaries, as cargo runs them. Beside them it saved 1 to 2 s of a warm
+    // ripgrep `test`, but twice coincided with a failure of `test_results_are_cached_and_
+    // failures_are_not` in this repository's suite run under load, not yet explained.
+    if let Some(doctests) = doctests {
+        let ran = doctests.run(workspace, settings)?;
+        doctests.record(workspace, wanted, ran, &mut results);
     }
     Ok(BatchOutcome {
         results,
