@@ -346,7 +346,7 @@ fn parse(text: &str) -> Option<HashMap<String, Entry>> {
 /// The file system's clock now: writes `marker` afresh and returns its mtime (what the racy
 /// timestamp rules compare against; the system clock can differ from the file system's). `None`
 /// if it cannot be written.
-pub(crate) fn file_system_clock(marker: &Path) -> Option<i128> {
+pub fn file_system_clock(marker: &Path) -> Option<i128> {
     write_atomically(marker, b"clock\n")
         .ok()
         .and_then(|()| FileStat::of(marker).ok())
