@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use xtask_util::{sha256_file, sha256_reader, to_hex};
 
 use crate::allowed::AllowedOutputs;
-use crate::archive::{MemberKind, open_archive, read_member};
+use crate::archive::{HELD_ARCHIVE_BYTES, MemberKind, VerifiedArchive, read_member};
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{Layout, TempFile, TempPath};
 use crate::meta::{
@@ -78,7 +78,7 @@ pub(crate) fn restore(
     )?;
 
     // Pass 2: write what is not in place.
-    let mut reader = open_archive(&archive, &archive_path)?;
+    let mut reader = archive.open(&archive_path)?;
     let entries = reader
         .entries()
         .map_err(|error| corrupt_archive(&archive_path, &error))?;
@@ -148,20 +148,34 @@ fn is_in_place(root: &Path, record: &OutputRecord, digest: DigestFn<'_>) -> bool
     }
 }
 
-/// Opens the archive blob and checks its size and sha256 against the entry. The returned handle
-/// is what gets extracted, so a concurrent replacement of the blob cannot slip in.
-fn open_verified_archive(archive_path: &Path, meta: &EntryMeta) -> Result<File, CacheError> {
-    let file = match File::open(archive_path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(CacheError::corrupt(
-                archive_path,
-                "the archive blob is missing",
-            ));
+/// Opens the archive blob and checks its size and sha256 against the entry. What is returned
+/// is what gets extracted (the bytes read, or the handle read), so a concurrent replacement of
+/// the blob cannot slip in.
+fn open_verified_archive(
+    archive_path: &Path,
+    meta: &EntryMeta,
+) -> Result<VerifiedArchive, CacheError> {
+    let missing = |error: io::Error| {
+        if error.kind() == io::ErrorKind::NotFound {
+            CacheError::corrupt(archive_path, "the archive blob is missing")
+        } else {
+            CacheError::io(archive_path, error)
         }
-        Err(error) => return Err(CacheError::io(archive_path, error)),
     };
-    let (sha256, size) = sha256_reader(&file).at(archive_path)?;
+    let file = File::open(archive_path).map_err(missing)?;
+    let (sha256, size, held) = if meta.archive.size <= HELD_ARCHIVE_BYTES {
+        let mut bytes = Vec::with_capacity(meta.archive.size as usize);
+        (&file)
+            .take(HELD_ARCHIVE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .at(archive_path)?;
+        let sha256 = to_hex(&Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        (sha256, size, Some(bytes))
+    } else {
+        let (sha256, size) = sha256_reader(&file).at(archive_path)?;
+        (sha256, size, None)
+    };
     if size != meta.archive.size {
         return Err(CacheError::corrupt(
             archive_path,
@@ -180,18 +194,21 @@ fn open_verified_archive(archive_path: &Path, meta: &EntryMeta) -> Result<File, 
             ),
         ));
     }
-    Ok(file)
+    Ok(match held {
+        Some(bytes) => VerifiedArchive::hold(bytes),
+        None => VerifiedArchive::File(file),
+    })
 }
 
 /// Pass 1: every member must be a listed output of the same kind (and size, and link target),
 /// at most once; every listed output must have a member. Returns the member names in archive
 /// order (the order pass 2 writes them in).
 fn check_members(
-    archive: &File,
+    archive: &VerifiedArchive,
     archive_path: &Path,
     records: &BTreeMap<String, &OutputRecord>,
 ) -> Result<Vec<String>, CacheError> {
-    let mut reader = open_archive(archive, archive_path)?;
+    let mut reader = archive.open(archive_path)?;
     let entries = reader
         .entries()
         .map_err(|error| corrupt_archive(archive_path, &error))?;
