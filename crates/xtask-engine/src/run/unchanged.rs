@@ -114,16 +114,12 @@ pub(crate) fn start(options: &RunOptions, reporter: &Reporter) -> Start {
     if !cache_dir.join("v1").is_dir() || std::fs::create_dir_all(&fast_dir).is_err() {
         return Start::Plain;
     }
-    // The clock is the mtime of a file written now (no rename, no fsync: only its time
-    // matters).
-    let clock_file = fast_dir.join("run-clock");
-    let clock = std::fs::write(&clock_file, b"clock\n").and_then(|()| Stat::of(&clock_file));
-    match clock {
-        Ok(stat) => Start::Record(Recording {
-            clock_ns: stat.mtime_ns(),
+    match xtask_hash::file_system_clock(&fast_dir.join("run-clock")) {
+        Some(clock_ns) => Start::Record(Recording {
+            clock_ns,
             ..recording
         }),
-        Err(_) => Start::Plain,
+        None => Start::Plain,
     }
 }
 
