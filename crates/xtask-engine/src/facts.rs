@@ -64,9 +64,9 @@ impl Stat {
 pub(crate) struct FileFact(pub PathBuf, pub Stat);
 
 impl FileFact {
-    /// The file has the recorded stat.
-    pub(crate) fn holds(&self) -> bool {
-        Stat::of(&self.0).is_ok_and(|stat| stat == self.1)
+    /// The file (its path relative to `root`, or absolute) has the recorded stat.
+    pub(crate) fn holds(&self, root: &Path) -> bool {
+        Stat::of(&root.join(&self.0)).is_ok_and(|stat| stat == self.1)
     }
 }
 
@@ -114,11 +114,13 @@ pub(crate) struct DirFact {
 }
 
 impl DirFact {
-    /// The directory has the recorded stat, or entries that agree with its rule.
-    pub(crate) fn holds(&self) -> bool {
-        match Stat::of(&self.path) {
+    /// The directory (its path relative to `root`, or absolute) has the recorded stat, or
+    /// entries that agree with its rule.
+    pub(crate) fn holds(&self, root: &Path) -> bool {
+        let path = root.join(&self.path);
+        match Stat::of(&path) {
             Ok(stat) if stat == self.stat => true,
-            Ok(_) => list_dir(&self.path).is_ok_and(|now| self.agrees_with(&now)),
+            Ok(_) => list_dir(&path).is_ok_and(|now| self.agrees_with(&now)),
             Err(error) => error.kind() == io::ErrorKind::NotFound && self.may_vanish,
         }
     }
@@ -192,8 +194,8 @@ pub(crate) struct CheckedFacts {
 pub(crate) struct MissingFact(pub PathBuf);
 
 impl MissingFact {
-    pub(crate) fn holds(&self) -> bool {
-        is_missing(&self.0)
+    pub(crate) fn holds(&self, root: &Path) -> bool {
+        is_missing(&root.join(&self.0))
     }
 }
 
@@ -203,6 +205,25 @@ fn is_missing(path: &Path) -> bool {
         Err(error) => {
             error.kind() == io::ErrorKind::NotFound || error.kind() == io::ErrorKind::NotADirectory
         }
+    }
+}
+
+impl CheckedFacts {
+    /// The same facts with paths inside `root` relative to it (a smaller record to read).
+    pub(crate) fn relative_to(mut self, root: &Path) -> CheckedFacts {
+        let relative = |path: &mut PathBuf| {
+            if let Ok(inside) = path.strip_prefix(root) {
+                *path = inside.to_path_buf();
+            }
+        };
+        self.files.iter_mut().for_each(|fact| relative(&mut fact.0));
+        self.dirs
+            .iter_mut()
+            .for_each(|fact| relative(&mut fact.path));
+        self.missing
+            .iter_mut()
+            .for_each(|fact| relative(&mut fact.0));
+        self
     }
 }
 
@@ -350,9 +371,10 @@ mod tests {
         facts.absent(&root.join("build.rs"));
         let checked = facts.check(now).unwrap();
         let all = |c: &CheckedFacts| {
-            c.files.iter().all(FileFact::holds)
-                && c.dirs.iter().all(DirFact::holds)
-                && c.missing.iter().all(MissingFact::holds)
+            let root = Path::new("/");
+            c.files.iter().all(|f| f.holds(root))
+                && c.dirs.iter().all(|f| f.holds(root))
+                && c.missing.iter().all(|f| f.holds(root))
         };
         assert!(all(&checked));
         std::fs::write(root.join("src/lib.rs"), "b").unwrap();
@@ -390,7 +412,7 @@ mod tests {
         facts.dir(&package, false, &["Cargo.toml"], false);
         facts.dir(&package.join("out"), false, &[], true);
         let checked = facts.check(now).unwrap();
-        let all = || checked.dirs.iter().all(DirFact::holds);
+        let all = || checked.dirs.iter().all(|f| f.holds(Path::new("/")));
         std::fs::remove_dir_all(package.join("out")).unwrap();
         assert!(all(), "a directory nothing was read from may go");
         std::fs::create_dir_all(package.join("out")).unwrap();

@@ -65,7 +65,9 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
     {
         fast.metadata_from_record
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = fast.save();
+        // Not saved here: a run saves the stat cache after hashing its inputs (one write
+        // and `fsync` less before the hashing starts, when the manifests had to be hashed
+        // again); a command that plans nothing only loses the speed-up of its next run.
         return Ok(workspace);
     }
     if let Some(fast) = &fast {

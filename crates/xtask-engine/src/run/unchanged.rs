@@ -183,20 +183,21 @@ fn replay(
         return None;
     }
     let threads = cores();
+    let root = record.workspace_root.as_path();
     try_parallel_map(&record.facts.files, threads, |fact| {
-        fact.holds().then_some(()).ok_or(())
+        fact.holds(root).then_some(()).ok_or(())
     })
     .ok()?;
     try_parallel_map(&record.facts.dirs, threads, |fact| {
-        fact.holds().then_some(()).ok_or(())
+        fact.holds(root).then_some(()).ok_or(())
     })
     .ok()?;
     try_parallel_map(&record.facts.missing, threads, |fact| {
-        fact.holds().then_some(()).ok_or(())
+        fact.holds(root).then_some(()).ok_or(())
     })
     .ok()?;
     let in_place = parallel_map(&record.tasks, threads, |task| {
-        task.outputs.iter().all(FileFact::holds)
+        task.outputs.iter().all(|output| output.holds(root))
     });
     let cache = LocalCache::new(cache_dir.to_path_buf(), CacheOptions::default());
     let roots = RestoreRoots {
@@ -322,7 +323,8 @@ fn write_record(
             if !stat.older_than(recording.clock_ns) {
                 return Err(format!("`{}` changed during the run", path.display()));
             }
-            output_facts.push(FileFact(path, stat));
+            let relative = path.strip_prefix(&run.workspace.root).unwrap_or(&path);
+            output_facts.push(FileFact(relative.to_path_buf(), stat));
         }
         task.outputs = output_facts;
     }
@@ -331,7 +333,7 @@ fn write_record(
         key: recording.key.clone(),
         workspace_root: run.workspace.root.clone(),
         target_dir: run.workspace.target_dir.clone(),
-        facts: checked,
+        facts: checked.relative_to(&run.workspace.root),
         tasks,
     };
     let bytes = serde_json::to_vec(&record).map_err(|error| error.to_string())?;
