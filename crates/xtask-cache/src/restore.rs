@@ -271,34 +271,36 @@ fn check_members(
 }
 
 /// The canonical paths of restore roots, computed once per [`crate::LocalCache`] (a run):
-/// canonicalising both roots for every restore cost 16 `readlink` a task. A root that does not
-/// exist yet is canonicalised again once created.
+/// canonicalising both roots for every restore cost 16 `readlink` a task. A root found
+/// missing is remembered as missing (a restore that writes under it creates it and looks
+/// again); a resolver without the canonical path of its root only compares absolute symlink
+/// targets with the root as given, which refuses more, never less.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CanonicalRoots(Arc<Mutex<HashMap<PathBuf, PathBuf>>>);
+pub(crate) struct CanonicalRoots(Arc<Mutex<HashMap<PathBuf, Option<PathBuf>>>>);
 
 impl CanonicalRoots {
     /// The canonical path of `root`, `None` when it does not exist.
     fn get(&self, root: &Path) -> Result<Option<PathBuf>, CacheError> {
-        let known = self
-            .0
+        if let Some(known) = self.lock().get(root) {
+            return Ok(known.clone());
+        }
+        self.look(root)
+    }
+
+    fn look(&self, root: &Path) -> Result<Option<PathBuf>, CacheError> {
+        let canonical = match fs::canonicalize(root) {
+            Ok(canonical) => Some(canonical),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(CacheError::io(root, error)),
+        };
+        self.lock().insert(root.to_path_buf(), canonical.clone());
+        Ok(canonical)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Option<PathBuf>>> {
+        self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(root)
-            .cloned();
-        if known.is_some() {
-            return Ok(known);
-        }
-        match fs::canonicalize(root) {
-            Ok(canonical) => {
-                self.0
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(root.to_path_buf(), canonical.clone());
-                Ok(Some(canonical))
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(CacheError::io(root, error)),
-        }
     }
 
     /// The canonical root, creating the directory if it is missing.
@@ -307,7 +309,7 @@ impl CanonicalRoots {
             return Ok(canonical);
         }
         fs::create_dir_all(root).at(root)?;
-        self.get(root)?
+        self.look(root)?
             .ok_or_else(|| CacheError::io(root, io::Error::from(io::ErrorKind::NotFound)))
     }
 }
