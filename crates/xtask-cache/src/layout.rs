@@ -207,9 +207,12 @@ impl TempPath {
         std::mem::take(&mut self.path)
     }
 
-    /// Renames the temp path to `destination`, creating its parent directory.
+    /// Renames the temp path to `destination`, creating its parent directory unless it is
+    /// the temp path's own (a restore writes beside the destination: one `mkdir` less each).
     pub(crate) fn persist(self, destination: &Path) -> Result<(), CacheError> {
-        if let Some(parent) = destination.parent() {
+        if let Some(parent) = destination.parent()
+            && Some(parent) != self.path.parent()
+        {
             fs::create_dir_all(parent).at(parent)?;
         }
         fs::rename(&self.path, destination).at(destination)?;

@@ -52,6 +52,8 @@ pub const RECENT_RUNS: usize = 16;
 pub struct LocalCache {
     layout: Layout,
     options: CacheOptions,
+    /// The restore roots' canonical paths, shared by every restore through this cache.
+    canonical_roots: restore::CanonicalRoots,
 }
 
 /// How the cache behaves.
@@ -157,6 +159,7 @@ impl LocalCache {
         LocalCache {
             layout: Layout::new(root),
             options,
+            canonical_roots: restore::CanonicalRoots::default(),
         }
     }
 
@@ -187,9 +190,28 @@ impl LocalCache {
         meta::parse_entry(&entry_path, &bytes, task_hash).map(Some)
     }
 
-    /// Reads the log blob and checks its size and sha256 against `meta.log`.
+    /// Reads the log blob and checks its size and sha256 against `meta.log`. An empty log is
+    /// not read: its digest says all there is (most hits have one, and they all share a blob).
     pub fn read_log(&self, meta: &EntryMeta) -> Result<Vec<u8>, CacheError> {
+        if is_empty_blob(&meta.log) {
+            return Ok(Vec::new());
+        }
         self.read_blob("log", &meta.log)
+    }
+
+    /// The file of `task_hash`'s entry (it may not exist).
+    pub fn entry_file(&self, task_hash: &str) -> Result<PathBuf, CacheError> {
+        self.layout.entry_path(task_hash)
+    }
+
+    /// The file of the blob `blob` names; `None` for an invalid digest.
+    pub fn blob_file(&self, blob: &BlobRef) -> Option<PathBuf> {
+        self.layout.blob_path(&blob.sha256)
+    }
+
+    /// The file of the last-run record of `package`'s `task` ([`LocalCache::set_last`]).
+    pub fn last_file(&self, package: &str, task: &str) -> Result<PathBuf, CacheError> {
+        self.layout.last_path(package, task)
     }
 
     /// Reads the entry's three parts (entry JSON, archive, log), each verified, e.g. to upload
@@ -259,7 +281,14 @@ impl LocalCache {
         roots: &RestoreRoots,
         allowed: &AllowedOutputs,
     ) -> Result<RestoreStats, CacheError> {
-        restore::restore(&self.layout, meta, roots, allowed, None)
+        restore::restore(
+            &self.layout,
+            &self.canonical_roots,
+            meta,
+            roots,
+            allowed,
+            None,
+        )
     }
 
     /// [`LocalCache::restore`], learning the sha256 of files already in place from `digest`
@@ -272,7 +301,14 @@ impl LocalCache {
         allowed: &AllowedOutputs,
         digest: &(dyn Fn(&Path) -> Option<String> + Sync),
     ) -> Result<RestoreStats, CacheError> {
-        restore::restore(&self.layout, meta, roots, allowed, Some(digest))
+        restore::restore(
+            &self.layout,
+            &self.canonical_roots,
+            meta,
+            roots,
+            allowed,
+            Some(digest),
+        )
     }
 
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each
@@ -370,6 +406,18 @@ impl LocalCache {
         maintenance::prune(&self.layout, max_size_bytes.or(self.options.max_size_bytes))
     }
 }
+
+/// The sha256 of no bytes.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Whether `blob` is the empty blob (its content is known without reading it).
+pub fn is_empty_blob(blob: &BlobRef) -> bool {
+    blob.size == 0 && blob.sha256 == EMPTY_SHA256
+}
+
+/// An entry's LRU time (its JSON's mtime) is refreshed by a restore only when older than this,
+/// so hot entries do not cost a metadata write on every hit.
+pub const LRU_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 // LocalCache is shared by `&` across the runner's threads.
 const _: () = {

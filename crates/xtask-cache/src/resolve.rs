@@ -8,10 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
 use std::path::{Component, Path, PathBuf};
-
-use crate::error::CacheError;
 
 /// More symlinks than this on one path is refused (Linux's own limit is 40).
 const MAX_LINK_HOPS: usize = 40;
@@ -28,18 +25,19 @@ pub(crate) struct Resolver {
 }
 
 impl Resolver {
-    pub(crate) fn new(root: &Path, root_name: &'static str) -> Result<Resolver, CacheError> {
-        let canonical_root = match fs::canonicalize(root) {
-            Ok(canonical) => Some(canonical),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-            Err(error) => return Err(CacheError::io(root, error)),
-        };
-        Ok(Resolver {
+    /// A resolver of paths under `root`, whose canonical path is `canonical_root` (`None`
+    /// when the root does not exist yet).
+    pub(crate) fn new(
+        root: &Path,
+        root_name: &'static str,
+        canonical_root: Option<PathBuf>,
+    ) -> Resolver {
+        Resolver {
             root: root.to_path_buf(),
             root_name,
             canonical_root,
             written: HashMap::new(),
-        })
+        }
     }
 
     /// Records that the restore writes `location` (a resolved path): a symlink to `link_target`,
@@ -172,7 +170,8 @@ mod tests {
     #[test]
     fn written_links_count_and_chains_are_followed() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let mut resolver = Resolver::new(temp.path(), "workspace").expect("resolver");
+        let canonical = fs::canonicalize(temp.path()).ok();
+        let mut resolver = Resolver::new(temp.path(), "workspace", canonical);
         assert_eq!(resolver.resolve_location("out/a"), Ok("out/a".to_owned()));
         resolver.record_write("out/sub".to_owned(), Some("..".to_owned()));
         assert_eq!(resolver.resolve_target("out/sub", ".."), Ok(String::new()));

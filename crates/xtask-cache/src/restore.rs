@@ -1,17 +1,18 @@
 //! Restoring an entry's outputs: skip what is already in place, verify the archive blob, check
 //! every member and record before writing anything, then write each file atomically.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use xtask_util::{sha256_file, sha256_reader, to_hex};
 
 use crate::allowed::AllowedOutputs;
-use crate::archive::{MemberKind, open_archive, read_member};
+use crate::archive::{HELD_ARCHIVE_BYTES, MemberKind, VerifiedArchive, read_member};
 use crate::error::{CacheError, IoResultExt};
 use crate::layout::{Layout, TempFile, TempPath};
 use crate::meta::{
@@ -20,17 +21,14 @@ use crate::meta::{
 };
 use crate::paths::output_path;
 use crate::resolve::Resolver;
-use crate::{OutputRoot, RestoreRoots, RestoreStats};
-
-/// An entry's LRU time is refreshed by a restore only when older than this, so hot entries do
-/// not cost a metadata write on every hit.
-const LRU_REFRESH_AFTER: Duration = Duration::from_secs(10 * 60);
+use crate::{LRU_REFRESH_AFTER, OutputRoot, RestoreRoots, RestoreStats};
 
 /// How to learn a file's sha256 when checking whether an output is in place: `None` reads it.
 pub(crate) type DigestFn<'a> = Option<&'a (dyn Fn(&Path) -> Option<String> + Sync)>;
 
 pub(crate) fn restore(
     layout: &Layout,
+    canonical_roots: &CanonicalRoots,
     meta: &EntryMeta,
     roots: &RestoreRoots,
     allowed: &AllowedOutputs,
@@ -70,11 +68,17 @@ pub(crate) fn restore(
         .map(|record| (record.member_name(), record))
         .collect();
     let write_order = check_members(&archive, &archive_path, &records)?;
-    check_resolved_writes(roots, allowed, &write_order, &needed, &meta.outputs)?;
-    let mut canonical_roots = CanonicalRoots::default();
+    check_resolved_writes(
+        canonical_roots,
+        roots,
+        allowed,
+        &write_order,
+        &needed,
+        &meta.outputs,
+    )?;
 
     // Pass 2: write what is not in place.
-    let mut reader = open_archive(&archive, &archive_path)?;
+    let mut reader = archive.open(&archive_path)?;
     let entries = reader
         .entries()
         .map_err(|error| corrupt_archive(&archive_path, &error))?;
@@ -86,7 +90,7 @@ pub(crate) fn restore(
             continue;
         };
         let root = roots.path(record.root);
-        let canonical_root = canonical_roots.create(root, record.root)?;
+        let canonical_root = canonical_roots.create(root)?;
         let parent = create_parent(root, &canonical_root, record, &member.name, allowed)?;
         let destination = output_path(&record.path)
             .map_err(|reason| CacheError::unsafe_path(&member.name, reason))?
@@ -144,20 +148,34 @@ fn is_in_place(root: &Path, record: &OutputRecord, digest: DigestFn<'_>) -> bool
     }
 }
 
-/// Opens the archive blob and checks its size and sha256 against the entry. The returned handle
-/// is what gets extracted, so a concurrent replacement of the blob cannot slip in.
-fn open_verified_archive(archive_path: &Path, meta: &EntryMeta) -> Result<File, CacheError> {
-    let file = match File::open(archive_path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(CacheError::corrupt(
-                archive_path,
-                "the archive blob is missing",
-            ));
+/// Opens the archive blob and checks its size and sha256 against the entry. What is returned
+/// is what gets extracted (the bytes read, or the handle read), so a concurrent replacement of
+/// the blob cannot slip in.
+fn open_verified_archive(
+    archive_path: &Path,
+    meta: &EntryMeta,
+) -> Result<VerifiedArchive, CacheError> {
+    let missing = |error: io::Error| {
+        if error.kind() == io::ErrorKind::NotFound {
+            CacheError::corrupt(archive_path, "the archive blob is missing")
+        } else {
+            CacheError::io(archive_path, error)
         }
-        Err(error) => return Err(CacheError::io(archive_path, error)),
     };
-    let (sha256, size) = sha256_reader(&file).at(archive_path)?;
+    let file = File::open(archive_path).map_err(missing)?;
+    let (sha256, size, held) = if meta.archive.size <= HELD_ARCHIVE_BYTES {
+        let mut bytes = Vec::with_capacity(meta.archive.size as usize);
+        (&file)
+            .take(HELD_ARCHIVE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .at(archive_path)?;
+        let sha256 = to_hex(&Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        (sha256, size, Some(bytes))
+    } else {
+        let (sha256, size) = sha256_reader(&file).at(archive_path)?;
+        (sha256, size, None)
+    };
     if size != meta.archive.size {
         return Err(CacheError::corrupt(
             archive_path,
@@ -176,18 +194,21 @@ fn open_verified_archive(archive_path: &Path, meta: &EntryMeta) -> Result<File, 
             ),
         ));
     }
-    Ok(file)
+    Ok(match held {
+        Some(bytes) => VerifiedArchive::hold(bytes),
+        None => VerifiedArchive::File(file),
+    })
 }
 
 /// Pass 1: every member must be a listed output of the same kind (and size, and link target),
 /// at most once; every listed output must have a member. Returns the member names in archive
 /// order (the order pass 2 writes them in).
 fn check_members(
-    archive: &File,
+    archive: &VerifiedArchive,
     archive_path: &Path,
     records: &BTreeMap<String, &OutputRecord>,
 ) -> Result<Vec<String>, CacheError> {
-    let mut reader = open_archive(archive, archive_path)?;
+    let mut reader = archive.open(archive_path)?;
     let entries = reader
         .entries()
         .map_err(|error| corrupt_archive(archive_path, &error))?;
@@ -249,30 +270,47 @@ fn check_members(
     Ok(order)
 }
 
-/// Canonical restore roots, computed once each (the target root may have to be created first).
-#[derive(Default)]
-struct CanonicalRoots {
-    workspace: Option<PathBuf>,
-    target: Option<PathBuf>,
-}
+/// The canonical paths of restore roots, computed once per [`crate::LocalCache`] (a run):
+/// canonicalising both roots for every restore cost 16 `readlink` a task. A root found
+/// missing is remembered as missing (a restore that writes under it creates it and looks
+/// again); a resolver without the canonical path of its root only compares absolute symlink
+/// targets with the root as given, which refuses more, never less.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CanonicalRoots(Arc<Mutex<HashMap<PathBuf, Option<PathBuf>>>>);
 
 impl CanonicalRoots {
-    fn slot(&mut self, root: OutputRoot) -> &mut Option<PathBuf> {
-        match root {
-            OutputRoot::Workspace => &mut self.workspace,
-            OutputRoot::Target => &mut self.target,
+    /// The canonical path of `root`, `None` when it does not exist.
+    fn get(&self, root: &Path) -> Result<Option<PathBuf>, CacheError> {
+        if let Some(known) = self.lock().get(root) {
+            return Ok(known.clone());
         }
+        self.look(root)
+    }
+
+    fn look(&self, root: &Path) -> Result<Option<PathBuf>, CacheError> {
+        let canonical = match fs::canonicalize(root) {
+            Ok(canonical) => Some(canonical),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(CacheError::io(root, error)),
+        };
+        self.lock().insert(root.to_path_buf(), canonical.clone());
+        Ok(canonical)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Option<PathBuf>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The canonical root, creating the directory if it is missing.
-    fn create(&mut self, path: &Path, root: OutputRoot) -> Result<PathBuf, CacheError> {
-        if let Some(canonical) = self.slot(root) {
-            return Ok(canonical.clone());
+    fn create(&self, root: &Path) -> Result<PathBuf, CacheError> {
+        if let Some(canonical) = self.get(root)? {
+            return Ok(canonical);
         }
-        fs::create_dir_all(path).at(path)?;
-        let canonical = fs::canonicalize(path).at(path)?;
-        *self.slot(root) = Some(canonical.clone());
-        Ok(canonical)
+        fs::create_dir_all(root).at(root)?;
+        self.look(root)?
+            .ok_or_else(|| CacheError::io(root, io::Error::from(io::ErrorKind::NotFound)))
     }
 }
 
@@ -282,14 +320,23 @@ impl CanonicalRoots {
 /// symlink's target must resolve inside its root, both when it is written and once the whole
 /// entry is in place.
 fn check_resolved_writes(
+    canonical_roots: &CanonicalRoots,
     roots: &RestoreRoots,
     allowed: &AllowedOutputs,
     write_order: &[String],
     needed: &BTreeMap<String, &OutputRecord>,
     all: &[OutputRecord],
 ) -> Result<(), CacheError> {
-    let mut workspace = Resolver::new(&roots.workspace, OutputRoot::Workspace.as_str())?;
-    let mut target = Resolver::new(&roots.target, OutputRoot::Target.as_str())?;
+    let mut workspace = Resolver::new(
+        &roots.workspace,
+        OutputRoot::Workspace.as_str(),
+        canonical_roots.get(&roots.workspace)?,
+    );
+    let mut target = Resolver::new(
+        &roots.target,
+        OutputRoot::Target.as_str(),
+        canonical_roots.get(&roots.target)?,
+    );
     for member in write_order {
         let Some(record) = needed.get(member) else {
             continue;
@@ -356,10 +403,12 @@ fn create_parent(
     let mut parent = root.to_path_buf();
     let mut components: Vec<&str> = record.path.split('/').collect();
     components.pop();
-    for component in components {
+    let mut through_symlink = false;
+    for component in &components {
         parent.push(component);
         match fs::symlink_metadata(&parent) {
             Ok(metadata) if metadata.file_type().is_symlink() => {
+                through_symlink = true;
                 let resolved = fs::canonicalize(&parent).at(&parent)?;
                 if !resolved.starts_with(canonical_root) {
                     return Err(outside(&parent));
@@ -376,7 +425,17 @@ fn create_parent(
             Err(error) => return Err(CacheError::io(&parent, error)),
         }
     }
-    let resolved = fs::canonicalize(&parent).at(&parent)?;
+    // Every component below the root was just seen to be a directory, not a symlink (or
+    // created): the parent's canonical path is the root's plus those components.
+    let resolved = if through_symlink {
+        fs::canonicalize(&parent).at(&parent)?
+    } else {
+        components
+            .iter()
+            .fold(canonical_root.to_path_buf(), |path, component| {
+                path.join(component)
+            })
+    };
     let Ok(relative_parent) = resolved.strip_prefix(canonical_root) else {
         return Err(outside(&parent));
     };

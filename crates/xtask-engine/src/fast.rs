@@ -41,6 +41,8 @@ use serde::{Deserialize, Serialize};
 use xtask_hash::{FileStat, ListingCache, StatCache};
 use xtask_util::{sha256_hex, try_parallel_map, write_atomically};
 
+use crate::facts::Facts;
+
 /// Environment variables in the metadata cache key.
 pub const METADATA_ENV: [&str; 10] = [
     "CARGO_HOME",
@@ -78,6 +80,8 @@ pub struct FastPaths {
     pub stat_cache: StatCache,
     /// Input listings, loaded on first use (only planning needs them).
     listing_cache: std::sync::OnceLock<ListingCache>,
+    /// The workspace was loaded from the metadata record in this process.
+    pub(crate) metadata_from_record: std::sync::atomic::AtomicBool,
 }
 
 impl FastPaths {
@@ -94,7 +98,13 @@ impl FastPaths {
             writable,
             stat_cache,
             listing_cache: std::sync::OnceLock::new(),
+            metadata_from_record: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether records may be written here (the cache's `v1/` existed when opened).
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
     }
 
     /// The fast paths of `cache_dir`, opened once per process: `load_workspace` and planning
@@ -332,6 +342,76 @@ pub fn discovery_listing(package_dir: &Path) -> String {
     listing
 }
 
+/// The facts [`discovery_listing`] of `package_dir` depends on (see `crate::facts`).
+fn discovery_facts(package_dir: &Path, facts: &mut Facts) {
+    for file in ["src/lib.rs", "src/main.rs", "build.rs"] {
+        let path = package_dir.join(file);
+        if path.exists() {
+            facts.file(&path);
+        } else {
+            facts.absent(&path);
+        }
+    }
+    for dir in ["src/bin", "examples", "tests", "benches"] {
+        let dir = package_dir.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            facts.absent(&dir);
+            continue;
+        };
+        facts.dir_closed(&dir);
+        for entry in entries.flatten() {
+            let main = entry.path().join("main.rs");
+            if main.exists() {
+                facts.file(&main);
+            } else {
+                facts.absent(&main);
+            }
+        }
+    }
+}
+
+/// The facts the metadata record used in this process depends on: the record itself, every
+/// file of its key, the targets cargo discovers and the member globs' expansion. Refused
+/// when this process did not load the workspace from the record.
+pub(crate) fn metadata_facts(
+    fast: &FastPaths,
+    manifest: &Path,
+    root_text: &str,
+    facts: &mut Facts,
+) {
+    if !fast
+        .metadata_from_record
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return facts.refuse("the workspace was not loaded from the metadata record".into());
+    }
+    let path = record_path(&fast.dir, "metadata", &env_key(&METADATA_ENV));
+    facts.file(&path);
+    let header = std::fs::read(&path).ok().and_then(|bytes| {
+        let newline = bytes.iter().position(|&b| b == b'\n')?;
+        serde_json::from_slice::<MetadataRecord>(&bytes[..newline]).ok()
+    });
+    let Some(record) = header else {
+        return facts.refuse("the metadata record is gone".into());
+    };
+    for (file, digest) in &record.files {
+        if digest == "missing" {
+            facts.absent(file);
+        } else {
+            facts.file(file);
+        }
+    }
+    for dir in record.discovery.keys() {
+        discovery_facts(dir, facts);
+    }
+    let Some(root) = manifest.parent() else {
+        return facts.refuse("the manifest has no directory".into());
+    };
+    if expand_members_noting(root, root_text, Some(facts)).is_none() {
+        facts.refuse("the member globs do not expand".into());
+    }
+}
+
 /// Records `metadata` (which the caller validated) for [`cached_metadata`]. Records nothing
 /// when cargo reported a member whose manifest was not digested before it ran (a member
 /// outside the globs): such a workspace always takes the slow path.
@@ -404,6 +484,16 @@ pub(crate) fn rustup_home() -> Option<PathBuf> {
 /// The `Cargo.toml` of every directory the root manifest's `workspace.members` patterns match,
 /// minus `workspace.exclude`. `None` when the manifest cannot be read as a workspace.
 pub fn expand_members(root: &Path, root_text: &str) -> Option<Vec<PathBuf>> {
+    expand_members_noting(root, root_text, None)
+}
+
+/// [`expand_members`], noting in `facts` the directories it read and the manifests it
+/// looked for.
+fn expand_members_noting(
+    root: &Path,
+    root_text: &str,
+    mut facts: Option<&mut Facts>,
+) -> Option<Vec<PathBuf>> {
     let table: toml::Table = root_text.parse().ok()?;
     let workspace = table.get("workspace")?.as_table()?;
     let strings = |key: &str| -> Option<Vec<String>> {
@@ -423,13 +513,21 @@ pub fn expand_members(root: &Path, root_text: &str) -> Option<Vec<PathBuf>> {
         .collect();
     let mut found = Vec::new();
     for pattern in members {
-        for dir in expand_pattern(root, &pattern)? {
+        for dir in expand_pattern(root, &pattern, facts.as_deref_mut())? {
             let dir = xtask_hash::normalize(&dir);
             if exclude.iter().any(|e| dir.starts_with(e)) {
                 continue;
             }
             let manifest = dir.join("Cargo.toml");
-            if manifest.is_file() {
+            let is_file = manifest.is_file();
+            if let Some(facts) = facts.as_deref_mut() {
+                if is_file {
+                    facts.file(&manifest);
+                } else {
+                    facts.absent(&manifest);
+                }
+            }
+            if is_file {
                 found.push(manifest);
             }
         }
@@ -438,7 +536,11 @@ pub fn expand_members(root: &Path, root_text: &str) -> Option<Vec<PathBuf>> {
 }
 
 /// Directories matching a member pattern, component by component (`*`, `?`, `[..]`).
-fn expand_pattern(root: &Path, pattern: &str) -> Option<Vec<PathBuf>> {
+fn expand_pattern(
+    root: &Path,
+    pattern: &str,
+    mut facts: Option<&mut Facts>,
+) -> Option<Vec<PathBuf>> {
     let mut current = vec![root.to_path_buf()];
     for component in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let is_glob = component.contains(['*', '?', '[']);
@@ -454,8 +556,14 @@ fn expand_pattern(root: &Path, pattern: &str) -> Option<Vec<PathBuf>> {
             let matcher = globset::Glob::new(component).ok()?.compile_matcher();
             for dir in &current {
                 let Ok(entries) = std::fs::read_dir(dir) else {
+                    if let Some(facts) = facts.as_deref_mut() {
+                        facts.absent(dir);
+                    }
                     continue;
                 };
+                if let Some(facts) = facts.as_deref_mut() {
+                    facts.dir_closed(dir);
+                }
                 for entry in entries.flatten() {
                     let name = entry.file_name();
                     if matcher.is_match(Path::new(&name))

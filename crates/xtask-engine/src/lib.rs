@@ -16,6 +16,7 @@ mod cache_cmd;
 mod cargo;
 mod ci;
 mod error;
+mod facts;
 mod fast;
 mod freshness;
 pub mod generated;

@@ -63,8 +63,16 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
         && let Some(metadata) = fast::cached_metadata(fast, &manifest, text)
         && let Ok(workspace) = xtask_model::Workspace::from_metadata(&metadata)
     {
-        let _ = fast.save();
+        fast.metadata_from_record
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Not saved here: a run saves the stat cache after hashing its inputs (one write
+        // and `fsync` less before the hashing starts, when the manifests had to be hashed
+        // again); a command that plans nothing only loses the speed-up of its next run.
         return Ok(workspace);
+    }
+    if let Some(fast) = &fast {
+        fast.metadata_from_record
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
     let key = match (&fast, &root_text) {
         (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, &manifest, text)),

@@ -80,6 +80,15 @@ pub struct RunTotals {
     pub cargo: Duration,
 }
 
+/// One line of [`Reporter::tasks_finished`]: a task, its status, hash, time and log.
+pub struct FinishedTask<'a> {
+    pub label: &'a str,
+    pub status: TaskStatus,
+    pub hash: &'a str,
+    pub duration: Duration,
+    pub log: &'a [u8],
+}
+
 pub struct Reporter {
     mode: ReportMode,
     bar: Mutex<Option<ProgressBar>>,
@@ -131,24 +140,39 @@ impl Reporter {
         duration: Duration,
         log: &[u8],
     ) {
-        let short = &hash[..hash.len().min(12)];
-        let mut text = format!(
-            "{label}: {} {short} ({})\n",
-            status.word(),
-            format_duration(duration)
-        );
-        let replay = !(status == TaskStatus::Hit && self.quiet_logs);
-        if replay {
-            for line in String::from_utf8_lossy(log).lines() {
-                text.push_str(label);
-                text.push_str(": ");
-                text.push_str(line);
-                text.push('\n');
+        self.tasks_finished(&[FinishedTask {
+            label,
+            status,
+            hash,
+            duration,
+            log,
+        }]);
+    }
+
+    /// Several finished tasks in one write (a fully cached run reports hundreds).
+    pub fn tasks_finished(&self, tasks: &[FinishedTask<'_>]) {
+        let mut text = String::new();
+        for task in tasks {
+            let short = &task.hash[..task.hash.len().min(12)];
+            text.push_str(&format!(
+                "{}: {} {short} ({})\n",
+                task.label,
+                task.status.word(),
+                format_duration(task.duration)
+            ));
+            let replay = !(task.status == TaskStatus::Hit && self.quiet_logs);
+            if replay {
+                for line in String::from_utf8_lossy(task.log).lines() {
+                    text.push_str(task.label);
+                    text.push_str(": ");
+                    text.push_str(line);
+                    text.push('\n');
+                }
             }
         }
         self.print(&text);
         if let Some(bar) = self.bar.lock().ok().and_then(|b| b.clone()) {
-            bar.inc(1);
+            bar.inc(tasks.len() as u64);
         }
     }
 

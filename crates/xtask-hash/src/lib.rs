@@ -40,12 +40,14 @@ pub use inputs::{InputFile, InputSpec, discover_global_inputs, discover_inputs};
 pub use key::{
     KEY_SCHEMA, TaskDefinitionKey, TaskKey, ToolchainKey, env_value_digest, source_fingerprint,
 };
-pub use listing_cache::ListingCache;
+pub use listing_cache::{ListingCache, UsedListing};
 pub use lockfile::{LockedPackage, Lockfile};
 pub use observed::{
     MISSING, OBSERVED_FIELD, ObservedChange, ObservedInputs, normalize, observed_digest,
     portable_path, resolve_portable,
 };
-pub use stat_cache::{FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts};
+pub use stat_cache::{
+    FileStat, HEADER as STAT_CACHE_HEADER, StatCache, StatCacheCounts, file_system_clock,
+};
 /// Re-exported from `xtask-util` (their one home) for callers that still name them here.
 pub use xtask_util::{sha256_hex, write_atomically};

@@ -82,6 +82,23 @@ pub struct ListingCache {
     clock: Mutex<Option<i128>>,
     dirty: AtomicBool,
     writable: bool,
+    /// The specs listed through this cache (key -> workspace root and package directory), for
+    /// [`ListingCache::used_listings`].
+    used: Mutex<HashMap<String, (PathBuf, PathBuf)>>,
+    /// A spec was listed without a listing being recorded (see `used_listings`).
+    unrecorded: AtomicBool,
+}
+
+/// A listing this process used, with what it depends on (see [`ListingCache::used_listings`]).
+#[derive(Debug, Clone)]
+pub struct UsedListing {
+    pub workspace_root: PathBuf,
+    pub package_dir: PathBuf,
+    /// The watched paths (absolute): directories (walked ones and those between the
+    /// workspace root and the package) and the ignore files in them.
+    pub watched: Vec<PathBuf>,
+    /// The listed files, workspace-relative, sorted.
+    pub files: Vec<String>,
 }
 
 impl ListingCache {
@@ -99,7 +116,50 @@ impl ListingCache {
             clock: Mutex::new(None),
             dirty: AtomicBool::new(false),
             writable: true,
+            used: Mutex::new(HashMap::new()),
+            unrecorded: AtomicBool::new(false),
         }
+    }
+
+    /// Every listing [`ListingCache::discover`] returned in this process, with the paths its
+    /// validity depends on; `None` when one of them was walked without being recorded (a
+    /// read-only cache, a directory that vanished during the walk).
+    pub fn used_listings(&self) -> Option<Vec<UsedListing>> {
+        if self.unrecorded.load(Ordering::Relaxed) {
+            return None;
+        }
+        let used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let listings = self
+            .listings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        used.iter()
+            .map(|(key, (root, package_dir))| {
+                let listing = listings.get(key)?;
+                Some(UsedListing {
+                    workspace_root: root.clone(),
+                    package_dir: package_dir.clone(),
+                    watched: listing.watched.iter().map(|w| root.join(&w.0)).collect(),
+                    files: listing.files.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn mark_used(&self, key: &str, spec: &InputSpec<'_>) {
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                key.to_owned(),
+                (
+                    spec.workspace_root.to_path_buf(),
+                    spec.package_dir.to_path_buf(),
+                ),
+            );
     }
 
     /// This cache, used but never written (no clock file, no new listings, `save` does
@@ -126,6 +186,7 @@ impl ListingCache {
                     && Watched::of(spec.workspace_root, &w.0).as_ref() == Some(w)
             })
         {
+            self.mark_used(&key, spec);
             return Ok(listing
                 .files
                 .into_iter()
@@ -174,10 +235,13 @@ impl ListingCache {
                 self.listings
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(key, listing);
+                    .insert(key.clone(), listing);
                 self.dirty.store(true, Ordering::Relaxed);
+                self.mark_used(&key, spec);
+                return Ok(files);
             }
         }
+        self.unrecorded.store(true, Ordering::Relaxed);
         Ok(files)
     }
 

@@ -182,6 +182,20 @@ fn a_tampered_log_is_corrupt() {
 }
 
 #[test]
+fn an_empty_log_is_known_by_its_digest_and_not_read() {
+    let fixture = Fixture::new();
+    let meta = fixture.store(&task_hash("empty log"), Vec::new(), b"");
+    assert!(xtask_cache::is_empty_blob(&meta.log));
+    // Whatever happens to the shared empty blob, the log is the empty string its digest names.
+    let _ = fs::remove_file(fixture.blob_path(&meta.log.sha256));
+    assert_eq!(fixture.cache.read_log(&meta).expect("empty log"), b"");
+    // A log that claims another digest is still read and checked.
+    let mut claimed = meta;
+    claimed.log.size = 1;
+    assert_corrupt(&fixture.cache.read_log(&claimed).expect_err("not empty"));
+}
+
+#[test]
 fn an_archive_that_matches_its_entry_but_does_not_decode_is_corrupt() {
     let fixture = Fixture::new();
     let data = noise(3, 4_000);

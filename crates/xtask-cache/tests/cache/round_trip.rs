@@ -437,3 +437,29 @@ fn an_output_changed_after_its_archive_was_prepared_is_archived_again() {
         "never the stale archive"
     );
 }
+
+#[test]
+fn small_and_large_archives_restore_alike() {
+    // A small archive is read into memory and decompressed once; one over 1 MiB is read
+    // through its verified handle for each pass. Both restore the same bytes.
+    let fixture = Fixture::new();
+    let large = crate::support::noise(7, 3 << 20);
+    for (name, bytes) in [("small", b"small\n".to_vec()), ("large", large)] {
+        let hash = task_hash(name);
+        let outputs = vec![fixture.source_file(OutputRoot::Workspace, name, &bytes, 0o644)];
+        let stored = fixture.store(&hash, outputs, b"");
+        assert_eq!(
+            stored.archive.size > (1 << 20),
+            name == "large",
+            "the {name} archive is {} bytes",
+            stored.archive.size
+        );
+        let roots = fixture.fresh_roots(name);
+        let stats = fixture
+            .cache
+            .restore(&stored, &roots, &allow_all())
+            .expect("restore");
+        assert_eq!(stats.restored, 1);
+        assert_eq!(fs::read(roots.workspace.join(name)).expect("read"), bytes);
+    }
+}

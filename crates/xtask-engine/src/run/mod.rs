@@ -1,6 +1,8 @@
 //! `build | test | lint | fmt | run TASK` as a pipeline of named stages around one [`Run`]
 //! context:
 //!
+//! 0. **replay** ([`unchanged`], `run_tasks` only): the last fully cached run of the same
+//!    command, reported again when every fact it depended on still holds;
 //! 1. **plan** ([`prepare`]): the workspace, the task graph, every task's key;
 //! 2. **lookup** ([`cache::Cache`]): local entries, then remote ones (imported locally), each
 //!    kept only while its observed inputs are unchanged; hits are restored in parallel;
@@ -18,6 +20,7 @@ mod prepare;
 mod record;
 mod schedule;
 mod shard;
+mod unchanged;
 mod why_ran;
 
 use std::collections::HashSet;
@@ -48,7 +51,13 @@ use xtask_util::parallel_map;
 /// The `build`, `test`, `lint`, `fmt` and `run TASK` commands: exit code 1 when a task
 /// failed or was skipped; a dry run goes to stdout.
 pub fn run_tasks(options: &RunOptions, reporter: &Reporter) -> CliResult {
-    let outcome = run(options, reporter)?;
+    let recording = match unchanged::start(options, reporter) {
+        unchanged::Start::Replayed => return Ok(Outcome::passed(true)),
+        unchanged::Start::Record(recording) => Some(recording),
+        unchanged::Start::Plain => None,
+    };
+    let workspace = load_workspace(&options.location)?;
+    let outcome = run_recorded(workspace, options, reporter, recording.as_ref())?;
     Ok(Outcome::passed(outcome.success).with_stdout(outcome.dry_run.unwrap_or_default()))
 }
 
@@ -63,6 +72,16 @@ pub fn run_loaded(
     workspace: Workspace,
     options: &RunOptions,
     reporter: &Reporter,
+) -> anyhow::Result<RunOutcome> {
+    run_recorded(workspace, options, reporter, None)
+}
+
+/// [`run_loaded`], writing the run-level record of a fully cached run when `recording`.
+fn run_recorded(
+    workspace: Workspace,
+    options: &RunOptions,
+    reporter: &Reporter,
+    recording: Option<&unchanged::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     // Before any input is hashed: restored cargo units are dated to it (see `layers`).
@@ -114,6 +133,9 @@ pub fn run_loaded(
     totals.remote = cache.remote.as_ref().map(|remote| remote.totals());
     totals.elapsed = started.elapsed();
     reporter.finish(&totals);
+    if let Some(recording) = recording {
+        unchanged::finish(recording, &run, &cache, &looked_up.hits, &totals);
+    }
     let finished = FinishedRun {
         tasks_requested: &options.tasks,
         started_unix_ms,
@@ -194,7 +216,7 @@ fn restore(
     let roots = RestoreRoots {
         workspace: run.workspace.root.clone(),
         target: run.workspace.target_dir.clone(),
-        keep: running_tool_binary(&run.workspace.target_dir),
+        keep: cache::running_tool_binary(&run.workspace.target_dir),
     };
     let digest_in_place = |path: &std::path::Path| -> Option<String> {
         run.fast
@@ -203,7 +225,7 @@ fn restore(
             .ok()
             .map(|(digest, _)| digest)
     };
-    let restored = parallel_map(hits, run.options.jobs.max(2), |hit| {
+    let restored = parallel_map(hits, cache::restore_threads(run.options.jobs), |hit| {
         let restore_started = Instant::now();
         let result = cache.restore(&hit.meta, &roots, &run.allowed[hit.node], &digest_in_place);
         (result, (restore_started, restore_started.elapsed()))
@@ -223,19 +245,6 @@ fn restore(
         }
     }
     done
-}
-
-/// The running tool's own executable when it is in the target directory: cargo has just
-/// built it from the same sources for `cargo xtask` (the alias's `cargo run`), with the
-/// features of the tool's package alone. A hit leaves it alone: restoring the workspace
-/// build's copy over it made every alias call relink it and every run rewrite it.
-fn running_tool_binary(target_dir: &std::path::Path) -> Vec<PathBuf> {
-    std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .ok()
-        .filter(|exe| exe.starts_with(target_dir))
-        .into_iter()
-        .collect()
 }
 
 /// The schedule, execute and record stages: misses run dependencies first, the scheduler
