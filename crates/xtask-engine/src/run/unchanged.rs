@@ -100,7 +100,10 @@ pub(crate) fn start(options: &RunOptions, reporter: &Reporter) -> Start {
         && options.affected.is_none()
         && options.shard.is_none()
         && !options.force
-        && !options.no_cache;
+        && !options.no_cache
+        // A cargo task is never recorded (see the module doc): the built-in commands need
+        // neither the record's lookup nor its clock write on their all-cached runs.
+        && options.tasks.iter().all(|task| task.cargo_task().is_none());
     if !eligible {
         return Start::Plain;
     }
@@ -279,7 +282,11 @@ pub(crate) fn finish(
         && totals.succeeded == 0
         && totals.failed == 0
         && totals.skipped == 0;
-    if !complete || cache.remote.is_some() || !run.fast.writable() {
+    if !complete
+        || cache.remote.is_some()
+        || !run.fast.writable()
+        || !hits.iter().all(|hit| replayable(run, hit))
+    {
         return;
     }
     let _ = write_record(recording, run, cache, hits);
@@ -340,6 +347,18 @@ fn write_record(
     write_atomically(&recording.path, &bytes).map_err(|error| error.to_string())
 }
 
+/// Whether a hit can be replayed: a local hit of a cached custom task without observed
+/// inputs. Checked for every hit before any fact is gathered, so a run that cannot be
+/// recorded (every all-cached `build`) does no work for the record.
+fn replayable(run: &Run<'_>, hit: &Hit) -> bool {
+    let node = &run.graph.nodes[hit.node];
+    !hit.remote
+        && matches!(node.def.kind, TaskKind::Custom { .. })
+        && node.def.cache
+        && node.task != TaskName::TEST
+        && ObservedInputs::from_manifest(&hit.meta.manifest).is_empty()
+}
+
 /// One hit's facts (entry, log, last-run record) and its outputs' paths (checked apart: an
 /// output that changed is restored, not a reason to run the task).
 fn task_fact(
@@ -351,14 +370,6 @@ fn task_fact(
     let node = &run.graph.nodes[hit.node];
     let package = &run.workspace.packages[node.package];
     let meta: &EntryMeta = &hit.meta;
-    if hit.remote
-        || !matches!(node.def.kind, TaskKind::Custom { .. })
-        || !node.def.cache
-        || node.task == TaskName::TEST
-        || !ObservedInputs::from_manifest(&meta.manifest).is_empty()
-    {
-        return Err(format!("{} cannot be replayed", run.label(hit.node)));
-    }
     let entry = cache
         .local
         .entry_file(&meta.task_hash)
