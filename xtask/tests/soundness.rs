@@ -289,6 +289,22 @@ impl Scenario {
         self
     }
 
+    /// The tool's `target/debug/<name>` prints `stdout` and exits 0: for cases whose point
+    /// needs a build that succeeds (agreement alone also holds when both sides fail, as on a
+    /// machine without the C compiler or `ar` a build script calls).
+    fn expect_binary(&self, name: &str, stdout: &str) -> Result<(), String> {
+        let path = self.fixture.path("target/debug").join(name);
+        let printed = run_binary(&path, &self.envs());
+        let expected = format!("exit Some(0): {stdout}");
+        if printed.as_deref() == Some(expected.as_str()) {
+            return Ok(());
+        }
+        Err(format!(
+            "steps: {}\n`target/debug/{name}` should print {expected:?}, printed {printed:?}",
+            self.steps.join("; ")
+        ))
+    }
+
     /// Files in `target/debug` whose existence is compared after each build.
     fn watch_artifacts(mut self, names: &[&str]) -> Scenario {
         self.artifacts = names.iter().map(|n| n.to_string()).collect();
@@ -1780,6 +1796,7 @@ fn root_package_with_proc_macro_and_feature_gated_doctests() -> Result<(), Strin
     s.check(Task::Test, &["tool-core"])?;
     s.check(Task::Test, &["tool-derive"])?;
     s.check(Task::Build, &[])?;
+    s.expect_binary("tool", "struct Settings / hello / extra\n")?;
     s.check(Task::Lint, &[])?;
     s.check(Task::Fmt, &[])?;
     // A one-line edit of the proc-macro changes the root binary and fails its test.
@@ -1800,6 +1817,7 @@ fn root_package_with_proc_macro_and_feature_gated_doctests() -> Result<(), Strin
 fn native_code_from_a_build_script() -> Result<(), String> {
     let mut s = Scenario::from_fixture("native").watch_binaries(&["calc"]);
     s.check(Task::Build, &[])?;
+    s.expect_binary("calc", "2 + 3 = 5\n")?;
     s.check(Task::Test, &[])?;
     s.replace(
         "crates/native/csrc/calc.h",
@@ -1815,6 +1833,7 @@ fn native_code_from_a_build_script() -> Result<(), String> {
     );
     s.remove_target();
     s.check(Task::Build, &["calc"])?;
+    s.expect_binary("calc", "2 + 3 = 5\n")?;
     s.check(Task::Test, &[])
 }
 
