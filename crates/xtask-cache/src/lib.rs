@@ -311,6 +311,21 @@ impl LocalCache {
         )
     }
 
+    /// Extracts all of `meta`'s outputs in one pass into `dir`, an empty directory of the
+    /// caller's that nothing else writes to (a staging directory), every file dated `mtime`;
+    /// returns how many files were written. The archive and every member are verified as in
+    /// [`LocalCache::restore`], but nothing is written atomically: on error, `dir` holds part
+    /// of the entry and the caller discards it. Entries with symlink outputs are refused.
+    pub fn unpack_fresh(
+        &self,
+        meta: &EntryMeta,
+        dir: &Path,
+        allowed: &AllowedOutputs,
+        mtime: SystemTime,
+    ) -> Result<usize, CacheError> {
+        restore::unpack_fresh(&self.layout, meta, dir, allowed, mtime)
+    }
+
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each
     /// through a temp file and a rename. An existing entry for the same hash is replaced.
     pub fn store(&self, entry: NewEntry<'_>) -> Result<EntryMeta, CacheError> {

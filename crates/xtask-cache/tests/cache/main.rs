@@ -9,3 +9,4 @@ mod maintenance;
 mod round_trip;
 mod safety;
 mod support;
+mod unpack;

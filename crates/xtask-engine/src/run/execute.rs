@@ -13,6 +13,7 @@ use xtask_model::{CargoTask, PackageIndex, TaskKind};
 
 use super::cache::Cache;
 use super::context::Run;
+use super::layers::EarlyRestore;
 use super::schedule::{Node, Work};
 use crate::cargo::{Batch, BatchOutcome, OnBuilt, run_batch};
 use crate::plan::cargo_selection;
@@ -61,6 +62,7 @@ pub(crate) fn spawn<'scope>(
     run: &'scope Run<'scope>,
     cache: &'scope Cache,
     hits: &'scope HashSet<Node>,
+    early: &'scope EarlyRestore,
     work: Work,
     sender: Sender<Finished>,
 ) {
@@ -81,7 +83,7 @@ pub(crate) fn spawn<'scope>(
                 // for, so features unify the same way whatever is a hit.
                 let selection = cargo_selection(run.graph, task);
                 // A fresh target dir gets the units of what did not change first.
-                super::layers::restore_before_call(run, cache, task, hits);
+                early.wait(run, cache, task, hits);
                 let started = Instant::now();
                 let cache = &cache.local;
                 let staged = Staged::default();

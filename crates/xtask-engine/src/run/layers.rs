@@ -36,12 +36,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
 use serde::Serialize;
-use xtask_cache::{AllowedOutputs, EntryMeta, OutputFile, OutputRoot, RestoreRoots};
+use xtask_cache::{AllowedOutputs, EntryMeta, OutputFile, OutputRoot};
 use xtask_model::{CargoTask, PackageIndex, TaskKind};
+
+use xtask_remote::FetchOutcome;
 
 use super::cache::{Cache, ObservedCheck};
 use super::context::Run;
@@ -51,7 +54,12 @@ use crate::units::{Unit, UnitsSeen, group_by_unit, metadata_hash, unit_files};
 /// The environment variable that turns the layers off (`0`).
 pub const UNIT_LAYERS_ENV: &str = "XTASK_UNIT_LAYERS";
 
-const LAYER_SCHEMA: u32 = 1;
+const LAYER_SCHEMA: u32 = 2;
+
+/// How many entries a registry layer is split into. Each is fetched, checked and unpacked on
+/// its own thread (one large archive was 2 s of single-threaded work per fresh CI run here),
+/// and stored on its own.
+const REGISTRY_SHARDS: usize = 8;
 
 /// The package name a registry layer's upload records its last run under.
 pub(crate) const REGISTRY_UPLOAD_NAME: &str = "(registry units)";
@@ -144,6 +152,14 @@ fn lockfile_digest(root: &Path) -> String {
         .map_or_else(|_| "missing".to_string(), |(digest, _)| digest)
 }
 
+/// The hash of shard `shard` of the registry layer `registry`.
+fn registry_shard_hash(registry: &str, shard: usize) -> String {
+    xtask_util::sha256_hex(
+        format!("xtask-registry-shard-v{LAYER_SCHEMA}\0{registry}\0{shard}/{REGISTRY_SHARDS}")
+            .as_bytes(),
+    )
+}
+
 /// The hash of the package units of the task whose hash is `task_hash`, in a call whose
 /// registry layer is `registry`.
 fn package_units_hash(registry: &str, task_hash: &str) -> String {
@@ -158,10 +174,103 @@ fn staging_allowed() -> AllowedOutputs {
     AllowedOutputs::directory(OutputRoot::Target, "")
 }
 
-/// Before `task`'s cargo call: restores its registry layer and the package units of the
-/// `hits` among the call's tasks into the target dir (units it already has are left alone).
-/// Returns how many units were placed; warnings go to the reporter.
-pub(crate) fn restore_before_call(
+/// The layers of the run's cargo calls, restored on a thread of their own from the moment the
+/// lookup knows the hits, while the hits' own outputs are restored (on a fresh CI machine,
+/// both are downloads and unpacking); each cargo call waits for its own.
+#[derive(Default)]
+pub(crate) struct EarlyRestore {
+    state: Mutex<EarlyState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct EarlyState {
+    done: HashSet<CargoTask>,
+    /// The thread has ended (also after a panic): whatever is not `done` was not started.
+    ended: bool,
+}
+
+impl EarlyRestore {
+    /// Starts, on a thread of `scope`, the restore of the layers of every `build` and `test`
+    /// call that a task not among the `hits` will make.
+    pub(crate) fn start<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        run: &'env Run<'env>,
+        cache: &'env Cache,
+        hits: HashSet<usize>,
+    ) {
+        let mut calls: Vec<CargoTask> = Vec::new();
+        for (node, task) in run.graph.nodes.iter().enumerate() {
+            if let TaskKind::Cargo(kind) = task.def.kind
+                && matches!(kind, CargoTask::Build | CargoTask::Test)
+                && !hits.contains(&node)
+                && !calls.contains(&kind)
+            {
+                calls.push(kind);
+            }
+        }
+        if !enabled(run) || calls.is_empty() {
+            self.end();
+            return;
+        }
+        scope.spawn(move || {
+            struct EndOnDrop<'a>(&'a EarlyRestore);
+            impl Drop for EndOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.end();
+                }
+            }
+            let _end = EndOnDrop(self);
+            for task in calls {
+                restore_before_call(run, cache, task, &hits);
+                self.lock().done.insert(task);
+                self.changed.notify_all();
+            }
+        });
+    }
+
+    /// Before `task`'s cargo call: waits for its layers, or restores them now (with the hits
+    /// that were restored) when the early restore did not take them.
+    pub(crate) fn wait(
+        &self,
+        run: &Run<'_>,
+        cache: &Cache,
+        task: CargoTask,
+        hits: &HashSet<usize>,
+    ) {
+        let mut state = self.lock();
+        while !state.done.contains(&task) && !state.ended {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        let done = state.done.contains(&task);
+        drop(state);
+        if !done {
+            restore_before_call(run, cache, task, hits);
+        }
+    }
+
+    fn end(&self) {
+        self.lock().ended = true;
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, EarlyState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Before `task`'s cargo call: restores its registry layer's shards and the package units of
+/// the `hits` among the call's tasks into the target dir (units it already has are left alone).
+/// Each entry is looked up, fetched and unpacked on its own thread, so one entry downloads
+/// while another is written out. Returns how many units were placed; warnings go to the
+/// reporter.
+fn restore_before_call(
     run: &Run<'_>,
     cache: &Cache,
     task: CargoTask,
@@ -173,8 +282,18 @@ pub(crate) fn restore_before_call(
     let Some((registry, _)) = registry_layer(run, task) else {
         return 0;
     };
-    let mut wanted: Vec<(String, String)> =
-        vec![(registry.clone(), format!("{} registry units", task.name()))];
+    let mut wanted: Vec<(String, String)> = (0..REGISTRY_SHARDS)
+        .map(|shard| {
+            (
+                registry_shard_hash(&registry, shard),
+                format!(
+                    "{} registry units ({}/{REGISTRY_SHARDS})",
+                    task.name(),
+                    shard + 1
+                ),
+            )
+        })
+        .collect();
     for &node in hits {
         if matches!(run.graph.nodes[node].def.kind, TaskKind::Cargo(t) if t == task) {
             wanted.push((
@@ -183,75 +302,58 @@ pub(crate) fn restore_before_call(
             ));
         }
     }
-    let found: Vec<(EntryMeta, &String)> = lookup(run, cache, &wanted)
-        .into_iter()
-        .zip(&wanted)
-        .filter_map(|(meta, (_, label))| Some((meta?, label)))
-        .collect();
-    // Each entry holds other units, so they are placed side by side.
-    let restored = xtask_util::parallel_map(&found, run.options.jobs.max(2), |(meta, _)| {
-        restore_entry(cache, meta, &run.workspace.target_dir, run.started_at)
-    });
-    let mut placed = 0;
-    for ((meta, label), result) in found.iter().zip(restored) {
-        match result {
-            Ok(n) => placed += n,
+    // Downloads wait on the network and unpacking on the disk: more threads than cores.
+    let threads = run.options.jobs.max(2) * 2;
+    let placed = xtask_util::parallel_map(&wanted, threads, |(hash, label)| {
+        let meta = find(run, cache, hash, label)?;
+        match restore_entry(cache, &meta, &run.workspace.target_dir, run.started_at) {
+            Ok(placed) => Some(placed),
             Err(error) => {
-                run.reporter.warning(&format!(
-                    "{label}: cache entry unusable, cargo builds them: {error:#}"
-                ));
-                if let Ok(mut unusable) = cache.unusable_units.lock() {
-                    unusable.insert(meta.task_hash.clone());
-                }
-            }
-        }
-    }
-    placed
-}
-
-/// The usable entry of each wanted (hash, label): local, else remote (imported), kept only
-/// while its observed inputs hold.
-fn lookup(run: &Run<'_>, cache: &Cache, wanted: &[(String, String)]) -> Vec<Option<EntryMeta>> {
-    let mut found: Vec<Option<EntryMeta>> = wanted
-        .iter()
-        .map(|(hash, label)| match cache.local.lookup(hash) {
-            Ok(meta) => meta,
-            Err(error) => {
-                run.reporter.warning(&format!(
-                    "{label}: cache entry unusable, cargo builds them: {error}"
-                ));
-                if let Ok(mut unusable) = cache.unusable_units.lock() {
-                    unusable.insert(hash.clone());
-                }
+                unusable(run, cache, hash, label, &format!("{error:#}"));
                 None
             }
-        })
-        .collect();
-    if let Some(remote) = &cache.remote {
-        let misses: Vec<usize> = (0..wanted.len()).filter(|&i| found[i].is_none()).collect();
-        let requests: Vec<(&str, AllowedOutputs)> = misses
-            .iter()
-            .map(|&i| (wanted[i].0.as_str(), staging_allowed()))
-            .collect();
-        if !requests.is_empty() {
-            for (i, meta) in
-                crate::remote::fetch_misses(remote, &cache.local, &requests, run.reporter)
-            {
-                found[misses[i]] = Some(meta);
+        }
+    });
+    placed.into_iter().flatten().sum()
+}
+
+/// The usable entry of `hash`: local, else remote (imported), kept only while its observed
+/// inputs hold.
+fn find(run: &Run<'_>, cache: &Cache, hash: &str, label: &str) -> Option<EntryMeta> {
+    let meta = match cache.local.lookup(hash) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => {
+            let remote = cache.remote.as_ref()?;
+            match remote.fetch_into(&cache.local, hash, &staging_allowed()) {
+                FetchOutcome::Hit(meta) => meta,
+                FetchOutcome::Warning(warning) => {
+                    run.reporter.warning(&warning);
+                    return None;
+                }
+                FetchOutcome::Miss | FetchOutcome::Disabled => return None,
             }
         }
-    }
-    let check = ObservedCheck::default();
-    for (slot, (_, label)) in found.iter_mut().zip(wanted) {
-        if let Some(meta) = slot
-            && let Some(change) = check.first_change(&run.workspace.root, meta)
-        {
-            run.reporter
-                .line(&format!("{label}: cache entry not used: {change}"));
-            *slot = None;
+        Err(error) => {
+            unusable(run, cache, hash, label, &error.to_string());
+            return None;
         }
+    };
+    if let Some(change) = ObservedCheck::default().first_change(&run.workspace.root, &meta) {
+        run.reporter
+            .line(&format!("{label}: cache entry not used: {change}"));
+        return None;
     }
-    found
+    Some(meta)
+}
+
+/// Warns that the entry `hash` cannot be used and marks it to be stored again.
+fn unusable(run: &Run<'_>, cache: &Cache, hash: &str, label: &str, error: &str) {
+    run.reporter.warning(&format!(
+        "{label}: cache entry unusable, cargo builds them: {error}"
+    ));
+    if let Ok(mut unusable) = cache.unusable_units.lock() {
+        unusable.insert(hash.to_owned());
+    }
 }
 
 static STAGING: AtomicUsize = AtomicUsize::new(0);
@@ -307,14 +409,9 @@ fn restore_staged(
     target_dir: &Path,
     mtime: SystemTime,
 ) -> anyhow::Result<usize> {
-    let roots = RestoreRoots {
-        workspace: staging.to_path_buf(),
-        target: staging.to_path_buf(),
-        keep: Vec::new(),
-    };
     cache
         .local
-        .restore_with(meta, &roots, &staging_allowed(), &|_| None)?;
+        .unpack_fresh(meta, staging, &staging_allowed(), mtime)?;
     let units = group_by_unit(meta.outputs.iter().map(|o| o.path.as_str()));
     let mut placed = 0;
     for ((profile, _), files) in units {
@@ -331,35 +428,17 @@ fn restore_staged(
         }
         // Fingerprints last: until they are in place, cargo rebuilds the unit.
         for relative in files.other.iter().chain(&files.fingerprint) {
-            let from = staging.join(relative);
             let to = target_dir.join(relative);
-            set_mtime(&from, mtime)?;
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("failed to create `{}`", parent.display()))?;
             }
-            std::fs::rename(&from, &to)
+            std::fs::rename(staging.join(relative), &to)
                 .with_context(|| format!("failed to move `{}` into place", to.display()))?;
         }
         placed += 1;
     }
     Ok(placed)
-}
-
-fn set_mtime(path: &Path, mtime: SystemTime) -> anyhow::Result<()> {
-    let metadata = std::fs::symlink_metadata(path)
-        .with_context(|| format!("failed to read `{}`", path.display()))?;
-    if metadata.is_file() {
-        std::fs::File::open(path)
-            .and_then(|file| file.set_modified(mtime))
-            .with_context(|| {
-                format!(
-                    "failed to set the modification time of `{}`",
-                    path.display()
-                )
-            })?;
-    }
-    Ok(())
 }
 
 /// The units of workspace package `package` in this call: those its JSON messages named,
@@ -404,42 +483,81 @@ fn package_units(run: &Run<'_>, seen: &UnitsSeen, package: PackageIndex) -> BTre
     units
 }
 
-/// Stores `task`'s registry layer after a complete call, unless it is stored already.
-/// Returns the stored entry (for upload).
+/// Stores `task`'s registry layer after a complete call: each of its shards that is not
+/// stored already, side by side. Returns the stored entries (for upload).
 pub(crate) fn store_registry_layer(
     run: &Run<'_>,
     cache: &Cache,
     task: CargoTask,
     seen: &UnitsSeen,
-) -> Option<EntryMeta> {
+) -> Vec<EntryMeta> {
     if !enabled(run) || !seen.complete || seen.registry.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let (hash, key) = registry_layer(run, task)?;
-    let unusable = cache
-        .unusable_units
-        .lock()
-        .is_ok_and(|unusable| unusable.contains(&hash));
-    if !unusable && cache.local.lookup(&hash).ok().flatten().is_some() {
-        return None;
+    let Some((registry, key)) = registry_layer(run, task) else {
+        return Vec::new();
+    };
+    let missing: Vec<(usize, String, BTreeSet<Unit>)> = shard_units(&seen.registry)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, units)| !units.is_empty())
+        .map(|(shard, units)| (shard, registry_shard_hash(&registry, shard), units))
+        .filter(|(_, hash, _)| {
+            let unusable = cache
+                .unusable_units
+                .lock()
+                .is_ok_and(|unusable| unusable.contains(hash));
+            unusable || cache.local.lookup(hash).ok().flatten().is_none()
+        })
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
     }
     // Cargo.lock changed during the call: cargo built other crates than the key says.
     if key["lockfile"].as_str() != Some(lockfile_digest(&run.workspace.root).as_str()) {
         run.reporter
             .warning("registry units not cached: `Cargo.lock` changed while cargo ran");
-        return None;
+        return Vec::new();
     }
-    let files = unit_files(&seen.registry);
-    let observed = registry_observed(run, &files);
-    let manifest = observed.add_to_manifest(key);
-    store(
-        run,
-        cache,
-        &hash,
-        manifest,
-        &files,
-        &format!("{} registry units", task.name()),
-    )
+    let stored =
+        xtask_util::parallel_map(&missing, run.options.jobs.max(2), |(shard, hash, units)| {
+            let files = unit_files(units);
+            let observed = registry_observed(run, &files);
+            let mut key = key.clone();
+            key["shard"] = serde_json::json!(shard);
+            key["shards"] = serde_json::json!(REGISTRY_SHARDS);
+            let manifest = observed.add_to_manifest(key);
+            store(
+                run,
+                cache,
+                hash,
+                manifest,
+                &files,
+                &format!(
+                    "{} registry units ({}/{REGISTRY_SHARDS})",
+                    task.name(),
+                    shard + 1
+                ),
+            )
+        });
+    stored.into_iter().flatten().collect()
+}
+
+/// The registry's units split into [`REGISTRY_SHARDS`] by their metadata hash: the same unit
+/// always lands in the same shard, whatever else the call used or which machine stored it, so
+/// shards never overlap.
+fn shard_units(units: &BTreeSet<Unit>) -> Vec<BTreeSet<Unit>> {
+    let mut shards = vec![BTreeSet::new(); REGISTRY_SHARDS];
+    for unit in units {
+        shards[shard_of(&unit.hash)].insert(unit.clone());
+    }
+    shards
+}
+
+/// The shard of the unit whose metadata hash (16 hex digits, itself a hash) is `hash`.
+fn shard_of(hash: &str) -> usize {
+    let prefix = hash.get(..8).unwrap_or(hash);
+    u32::from_str_radix(prefix, 16).map_or(0, |n| n as usize % REGISTRY_SHARDS)
 }
 
 /// The env vars rustc read for the registry units (their `# env-dep:` lines), digested.
@@ -541,6 +659,49 @@ fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_unit_lands_in_exactly_one_shard_by_its_hash_alone() {
+        let unit = |profile: &str, hash: String| Unit {
+            profile_dir: PathBuf::from(profile),
+            hash,
+        };
+        let units: BTreeSet<Unit> = (0..400_u64)
+            .map(|n| {
+                unit(
+                    "/t/debug",
+                    format!("{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                )
+            })
+            .collect();
+        let shards = shard_units(&units);
+        assert_eq!(shards.len(), REGISTRY_SHARDS);
+        assert_eq!(shards.iter().map(BTreeSet::len).sum::<usize>(), units.len());
+        for (n, shard) in shards.iter().enumerate() {
+            // Spread: no shard empty or holding more than twice its share of 400 units.
+            assert!(
+                (1..=100).contains(&shard.len()),
+                "shard {n}: {}",
+                shard.len()
+            );
+            for unit in shard {
+                assert_eq!(shard_of(&unit.hash), n);
+            }
+        }
+        // Another call's unit set (a subset, another profile) puts a unit in the same shard.
+        let other: BTreeSet<Unit> = units
+            .iter()
+            .step_by(3)
+            .map(|u| unit("/t/release", u.hash.clone()))
+            .collect();
+        for (n, shard) in shard_units(&other).iter().enumerate() {
+            for unit in shard {
+                assert!(shards[n].iter().any(|u| u.hash == unit.hash));
+            }
+        }
+        // A name that is not a hash still has a shard.
+        assert!(shard_of("not-hex") < REGISTRY_SHARDS);
+    }
 
     #[test]
     fn a_warm_target_dir_misses_no_unit_and_a_fresh_one_misses_each() {

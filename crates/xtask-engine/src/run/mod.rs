@@ -106,6 +106,9 @@ fn run_recorded(
     let cache = Cache::open(run.workspace)?;
     reporter.start(run.graph.nodes.len());
     let plan_ms = started.elapsed().as_millis() as u64;
+    // Declared before the recorder, which borrows them for the run's threads.
+    let early = layers::EarlyRestore::default();
+    let restored = std::sync::OnceLock::new();
     let mut recorder = Recorder::new(&run, &cache, started);
     let mut scheduler = Scheduler::from_graph(run.graph, options.jobs);
     // 2. lookup
@@ -117,11 +120,17 @@ fn run_recorded(
     if options.summarize.is_some() || options.profile.is_some() {
         recorder.why = why_ran::why_ran(&run, &cache, &looked_up);
     }
-    let hits = restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder);
-    // A failed write only loses the speed-up of the next run.
-    let _ = run.fast.save();
-    // 3-5. schedule, execute, record
-    execute_misses(&run, &cache, &hits, &mut scheduler, &mut recorder)?;
+    std::thread::scope(|scope| {
+        // Cargo's units for the calls to come, beside the hits' restore (see `layers`).
+        let lookup_hits = looked_up.hits.iter().map(|hit| hit.node).collect();
+        early.start(scope, &run, &cache, lookup_hits);
+        let hits = restored
+            .get_or_init(|| restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder));
+        // A failed write only loses the speed-up of the next run.
+        let _ = run.fast.save();
+        // 3-5. schedule, execute, record
+        execute_misses(&run, &cache, hits, &early, &mut scheduler, &mut recorder);
+    });
     let stored_any = recorder.stored_any;
     let (mut totals, records) = recorder.into_records();
     if stored_any
@@ -254,9 +263,10 @@ fn execute_misses<'r>(
     run: &'r Run<'r>,
     cache: &'r Cache,
     hits: &'r HashSet<Node>,
+    early: &'r layers::EarlyRestore,
     scheduler: &mut Scheduler,
     recorder: &mut Recorder<'r>,
-) -> anyhow::Result<()> {
+) {
     std::thread::scope(|scope| {
         let uploader = match &cache.remote {
             Some(remote) if !run.options.no_cache && remote.settings().can_write() => {
@@ -271,7 +281,7 @@ fn execute_misses<'r>(
                 recorder.skipped(node);
             }
             for work in step.start {
-                execute::spawn(scope, run, cache, hits, work, sender.clone());
+                execute::spawn(scope, run, cache, hits, early, work, sender.clone());
             }
             if scheduler.idle() {
                 break;
@@ -280,7 +290,6 @@ fn execute_misses<'r>(
             record_finished(run, cache, finished, scheduler, recorder, uploader.as_ref());
         }
     });
-    Ok(())
 }
 
 /// Records every task of a finished piece of work and tells the scheduler.
@@ -335,15 +344,16 @@ fn record_finished(
                 })
                 .collect();
             scheduler.batch_finished(&statuses);
-            if let (Some(task), Some(units)) = (task, units)
-                && let Some(meta) = layers::store_registry_layer(run, cache, task, units)
-                && let Some(uploader) = uploader
-            {
-                uploader.submit(Upload {
-                    meta,
-                    package: layers::REGISTRY_UPLOAD_NAME.to_string(),
-                    task: task.name().to_string(),
-                });
+            if let (Some(task), Some(units)) = (task, units) {
+                for meta in layers::store_registry_layer(run, cache, task, units) {
+                    if let Some(uploader) = uploader {
+                        uploader.submit(Upload {
+                            meta,
+                            package: layers::REGISTRY_UPLOAD_NAME.to_string(),
+                            task: task.name().to_string(),
+                        });
+                    }
+                }
             }
         }
     }
