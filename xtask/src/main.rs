@@ -318,6 +318,10 @@ enum BenchCommand {
         /// the generated ci.yml sets it).
         #[arg(long)]
         incremental: bool,
+        /// Runs of the fresh machine with the units and of the warm `target/` (medians); the
+        /// seed and the run without the units are cold builds, run once.
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        iterations: usize,
     },
     /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
     /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
@@ -624,6 +628,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     node,
                     remote_cache_server,
                     incremental,
+                    iterations,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -646,6 +651,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     remote_cache_server,
                     tools_dir: xtask_bench::tools::tools_dir(&workspace.root),
                     incremental,
+                    iterations,
                 },
             )?)
         }

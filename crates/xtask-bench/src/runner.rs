@@ -688,7 +688,7 @@ fn bench_cargo(
             pair.reverse();
         }
         for (is_cargo, mut cmd) in pair {
-            sync()?;
+            crate::timing::sync()?;
             let took = time_once(&mut cmd)?;
             if is_cargo {
                 cargo_samples.push(took);
@@ -903,14 +903,6 @@ fn walk_and_stat(root: &Path) -> anyhow::Result<usize> {
         }
     }
     Ok(count)
-}
-
-fn sync() -> anyhow::Result<()> {
-    let status = Command::new("sync")
-        .status()
-        .context("failed to run sync")?;
-    anyhow::ensure!(status.success(), "sync failed");
-    Ok(())
 }
 
 /// Max RSS in KiB of one run, with `/usr/bin/time -f %M`.

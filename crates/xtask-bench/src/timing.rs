@@ -64,3 +64,13 @@ mod tests {
         assert!((ratio(ms(10), ms(5)) - 2.0).abs() < 1e-9);
     }
 }
+
+/// Flushes every file system's dirty pages (`sync`), so a timed run does not pay for the
+/// writeback of what came before it.
+pub(crate) fn sync() -> anyhow::Result<()> {
+    let status = Command::new("sync")
+        .status()
+        .map_err(|error| anyhow::anyhow!("failed to run sync: {error}"))?;
+    anyhow::ensure!(status.success(), "sync failed");
+    Ok(())
+}
