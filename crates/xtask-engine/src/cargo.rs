@@ -790,7 +790,7 @@ fn test(
     wanted: &[PackageIndex],
     jobs: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let (workspace, settings) = (call.workspace, call.settings);
+    let workspace = call.workspace;
     let compiled = compile(call, selection)?;
     let failed: Vec<PackageIndex> = selection
         .iter()
@@ -832,20 +832,8 @@ fn test(
     // test binaries' size stands in for their run time, which nothing knows before they run.
     work.sort_by_key(|&i| std::cmp::Reverse(total_size(&test_binaries[i])));
     let doctests = Doctests::plan(workspace, selection, &failed, wanted, &results);
-    // The doctests' own cargo call beside the test binaries: rustdoc compiling them is most of
-    // their time, and waiting for the last binary left a core idle.
-    let (runs, doctests_ran) = std::thread::scope(|scope| {
-        let doctests_ran = doctests
-            .as_ref()
-            .map(|doctests| scope.spawn(|| doctests.run(workspace, settings)));
-        let runs = run_tests(call, wanted, &test_binaries, &work, jobs);
-        let doctests_ran = doctests_ran.map(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
-        (runs, doctests_ran)
-    });
+    let (runs, doctests_ran) =
+        run_tests_and_doctests(call, wanted, &test_binaries, &work, jobs, doctests.as_ref());
     for (&i, ran) in work.iter().zip(runs) {
         let ran = ran?;
         let result = &mut results[i];
@@ -864,6 +852,32 @@ fn test(
         outside: compiled.outside,
         started: None,
         units: compiled.units,
+    })
+}
+
+/// [`run_tests`], with the doctests' own cargo call beside the test binaries: rustdoc
+/// compiling doctests is most of their time, and waiting for the last binary left a core idle.
+fn run_tests_and_doctests(
+    call: &Call<'_>,
+    wanted: &[PackageIndex],
+    test_binaries: &[Vec<PathBuf>],
+    work: &[usize],
+    jobs: usize,
+    doctests: Option<&Doctests>,
+) -> (
+    Vec<anyhow::Result<PackageResult>>,
+    Option<anyhow::Result<DoctestRun>>,
+) {
+    std::thread::scope(|scope| {
+        let doctests_ran =
+            doctests.map(|doctests| scope.spawn(|| doctests.run(call.workspace, call.settings)));
+        let runs = run_tests(call, wanted, test_binaries, work, jobs);
+        let doctests_ran = doctests_ran.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (runs, doctests_ran)
     })
 }
 

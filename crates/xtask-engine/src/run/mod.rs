@@ -39,7 +39,7 @@ use crate::load::load_workspace;
 use crate::outcome::{CliResult, Outcome};
 use crate::remote::{Upload, Uploader};
 use crate::report::{Reporter, RunTotals, TaskStatus};
-use crate::summary::{FinishedRun, TaskRecord};
+use crate::summary::{DryRunFormat, FinishedRun, TaskRecord};
 use cache::{Hit, Lookup, Wanted};
 pub(crate) use context::Run;
 use execute::Finished;
@@ -94,14 +94,7 @@ fn run_recorded(
     let prepared = prepare::prepare_loaded(workspace, options)?;
     let run = Run::new(&prepared, options, reporter, started_at)?;
     if let Some(format) = options.dry_run {
-        let records = dry_run_records(&run, &open_cache(run.workspace));
-        return Ok(RunOutcome {
-            success: true,
-            totals: RunTotals::default(),
-            summary_path: None,
-            records: Vec::new(),
-            dry_run: Some(crate::stdout::render_dry_run(&records, format)?),
-        });
+        return dry_run(&run, format);
     }
     let cache = Cache::open(run.workspace)?;
     reporter.start(run.graph.nodes.len());
@@ -131,14 +124,10 @@ fn run_recorded(
         // 3-5. schedule, execute, record
         execute_misses(&run, &cache, hits, &early, &mut scheduler, &mut recorder);
     });
-    let stored_any = recorder.stored_any;
-    let (mut totals, records) = recorder.into_records();
-    if stored_any
-        && let Some(cap) = run.workspace.config.cache.max_size_bytes
-        && let Err(error) = cache.local.prune(Some(cap))
-    {
-        reporter.warning(&format!("cache eviction failed: {error}"));
+    if recorder.stored_any {
+        prune_to_cap(&run, &cache);
     }
+    let (mut totals, records) = recorder.into_records();
     totals.remote = cache.remote.as_ref().map(|remote| remote.totals());
     totals.elapsed = started.elapsed();
     reporter.finish(&totals);
@@ -161,6 +150,28 @@ fn run_recorded(
         records,
         dry_run: None,
     })
+}
+
+/// `--dry-run`: what would run and why, from the plan and the cache, nothing run.
+fn dry_run(run: &Run<'_>, format: DryRunFormat) -> anyhow::Result<RunOutcome> {
+    let records = dry_run_records(run, &open_cache(run.workspace));
+    Ok(RunOutcome {
+        success: true,
+        totals: RunTotals::default(),
+        summary_path: None,
+        records: Vec::new(),
+        dry_run: Some(crate::stdout::render_dry_run(&records, format)?),
+    })
+}
+
+/// After a run that stored entries: evicts down to the configured size cap, if any.
+fn prune_to_cap(run: &Run<'_>, cache: &Cache) {
+    if let Some(cap) = run.workspace.config.cache.max_size_bytes
+        && let Err(error) = cache.local.prune(Some(cap))
+    {
+        run.reporter
+            .warning(&format!("cache eviction failed: {error}"));
+    }
 }
 
 /// The lookup stage: every cacheable task's entry (local, then remote), kept only while what
