@@ -49,6 +49,16 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// Flushes every file system's dirty pages (`sync`), so a timed run does not pay for the
+/// writeback of what came before it.
+pub(crate) fn sync() -> anyhow::Result<()> {
+    let status = Command::new("sync")
+        .status()
+        .map_err(|error| anyhow::anyhow!("failed to run sync: {error}"))?;
+    anyhow::ensure!(status.success(), "sync failed");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,14 +73,4 @@ mod tests {
         );
         assert!((ratio(ms(10), ms(5)) - 2.0).abs() < 1e-9);
     }
-}
-
-/// Flushes every file system's dirty pages (`sync`), so a timed run does not pay for the
-/// writeback of what came before it.
-pub(crate) fn sync() -> anyhow::Result<()> {
-    let status = Command::new("sync")
-        .status()
-        .map_err(|error| anyhow::anyhow!("failed to run sync: {error}"))?;
-    anyhow::ensure!(status.success(), "sync failed");
-    Ok(())
 }
