@@ -5,7 +5,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 /// Where `.ci/install-tools` installs under a workspace (`target/ci-tools`), or `CI_TOOLS`.
 pub fn tools_dir(workspace_root: &Path) -> PathBuf {
@@ -35,12 +35,16 @@ pub fn require_tool(tools_dir: &Path, name: &str, group: &str) -> anyhow::Result
     }
 }
 
-/// A tool given on the command line (`--turbo PATH`): it must be an executable file.
+/// A tool given on the command line (`--turbo PATH`): it must be an executable file; returned
+/// as an absolute path.
 pub fn given_tool(path: &Path, flag: &str) -> anyhow::Result<PathBuf> {
     if !is_executable(path) {
         bail!("`{flag} {}` is not an executable file", path.display());
     }
-    Ok(path.to_path_buf())
+    // The benchmarks run it from other directories (each tree's copy): a relative path given
+    // on the command line means the caller's directory.
+    std::path::absolute(path)
+        .with_context(|| format!("`{flag} {}`: no absolute path", path.display()))
 }
 
 /// `given` when set (checked), else [`require_tool`].
