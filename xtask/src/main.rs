@@ -295,6 +295,10 @@ enum BenchCommand {
         /// Only the cold build.
         #[arg(long)]
         build_only: bool,
+        /// Only this package, with both tools (`-p`; repeatable), instead of the whole
+        /// workspace: for a workspace some of whose members cannot build here.
+        #[arg(short = 'p', long = "package", value_name = "NAME")]
+        packages: Vec<String>,
     },
     /// The fresh CI machine: a one-line edit in a leaf crate, `xtask build` on an empty
     /// `target/` with a warm remote cache (turborepo-remote-cache on loopback), without and with
@@ -607,6 +611,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     workspace: source,
                     iterations,
                     build_only,
+                    packages,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -617,6 +622,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     work_dir: workspace.target_dir.join("bench").join("cold"),
                     iterations,
                     build_only,
+                    packages,
                 },
             )?)
         }

@@ -9,7 +9,8 @@
 //! - warm test: right after, every test binary built: `cargo test --workspace` vs
 //!   `xtask test --force` (runs every test again, and stores).
 //!
-//! Targets: cold build <= 1.05x cargo's, tests no slower than cargo's (1.0x).
+//! Targets: cold build <= 1.05x cargo's, tests no slower than cargo's (1.0x). `--package`
+//! (repeatable) measures `-p` those packages with both tools instead of the whole workspace.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +34,9 @@ pub struct ColdBenchOptions {
     pub iterations: usize,
     /// Only the cold build (the test scenarios run a workspace's whole test suite four times).
     pub build_only: bool,
+    /// Only these packages (`-p` for both tools) instead of the whole workspace: for a
+    /// workspace some of whose members cannot build on this machine.
+    pub packages: Vec<String>,
 }
 
 /// One measured scenario: cargo's time, xtask's time and the tool's own part of it.
@@ -63,16 +67,35 @@ pub fn bench_cold(options: &ColdBenchOptions) -> anyhow::Result<String> {
     let mut build = Samples::default();
     let mut cold_test = Samples::default();
     let mut warm_test = Samples::default();
+    let args = |command: &str, more: &[&str]| -> (Vec<String>, Vec<String>) {
+        let mut cargo = vec![command.to_string()];
+        let mut xtask = vec![command.to_string()];
+        xtask.extend(more.iter().map(|arg| (*arg).to_string()));
+        if options.packages.is_empty() {
+            cargo.push("--workspace".to_string());
+        }
+        for package in &options.packages {
+            for args in [&mut cargo, &mut xtask] {
+                args.extend(["-p".to_string(), package.clone()]);
+            }
+        }
+        (cargo, xtask)
+    };
+    let (build_args, test_args, force_args) = (
+        args("build", &[]),
+        args("test", &[]),
+        args("test", &["--force"]),
+    );
     for i in 0..iterations {
         progress(&format!("bench cold: iteration {} of {iterations}", i + 1));
         tools.clean()?;
-        build.push(tools.pair(&["build", "--workspace"], &["build"], i)?);
+        build.push(tools.pair(&build_args, i)?);
         if options.build_only {
             continue;
         }
         tools.clean()?;
-        cold_test.push(tools.pair(&["test", "--workspace"], &["test"], i)?);
-        warm_test.push(tools.pair(&["test", "--workspace"], &["test", "--force"], i)?);
+        cold_test.push(tools.pair(&test_args, i)?);
+        warm_test.push(tools.pair(&force_args, i)?);
     }
     let mut rows = vec![build.row("cold build", COLD_BUILD_TARGET)];
     if !options.build_only {
@@ -111,7 +134,11 @@ impl Tools<'_> {
 
     /// cargo `cargo_args` and xtask `xtask_args`, in an order that alternates with `i`;
     /// returns (cargo, xtask, xtask's own part) and what other processes took meanwhile.
-    fn pair(&self, cargo_args: &[&str], xtask_args: &[&str], i: usize) -> anyhow::Result<Sample> {
+    fn pair(
+        &self,
+        (cargo_args, xtask_args): &(Vec<String>, Vec<String>),
+        i: usize,
+    ) -> anyhow::Result<Sample> {
         let before = CpuCounters::read()?;
         let (cargo, xtask, own) = self.pair_times(cargo_args, xtask_args, i)?;
         let load = CpuCounters::read()?.since(&before);
@@ -125,8 +152,8 @@ impl Tools<'_> {
 
     fn pair_times(
         &self,
-        cargo_args: &[&str],
-        xtask_args: &[&str],
+        cargo_args: &[String],
+        xtask_args: &[String],
         i: usize,
     ) -> anyhow::Result<(Duration, Duration, Duration)> {
         let cargo = || -> anyhow::Result<Duration> {
