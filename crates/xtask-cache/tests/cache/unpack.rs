@@ -4,9 +4,10 @@
 //! written.
 
 use std::fs;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use xtask_cache::{CacheError, OutputRoot};
+use xtask_cache::{CacheError, EntryMeta, OutputRoot};
 
 use crate::support::{
     Fixture, RawMember, allow_all, file_record, list_tree, mode_of, mtime, noise, raw_archive,
@@ -18,6 +19,17 @@ use OutputRoot::Target;
 /// A date well before now, so a file left at its creation time would be caught.
 fn long_ago() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
+}
+
+/// Unpacks `meta` into a new empty `staging` directory, expecting an error; returns both.
+fn unpack_failing(fixture: &Fixture, meta: &EntryMeta) -> (PathBuf, CacheError) {
+    let staging = fixture.path("staging");
+    fs::create_dir_all(&staging).expect("staging");
+    let error = fixture
+        .cache
+        .unpack_fresh(meta, &staging, &allow_all(), long_ago())
+        .expect_err("must fail");
+    (staging, error)
 }
 
 #[test]
@@ -77,12 +89,7 @@ fn a_member_whose_size_differs_from_its_record_is_corrupt() {
         vec![file_record(Target, "debug/deps/a.rlib", b"original", 0o644)],
         &archive,
     );
-    let staging = fixture.path("staging");
-    fs::create_dir_all(&staging).expect("staging");
-    let error = fixture
-        .cache
-        .unpack_fresh(&meta, &staging, &allow_all(), long_ago())
-        .expect_err("must fail");
+    let (_, error) = unpack_failing(&fixture, &meta);
     assert!(
         matches!(error, CacheError::Corrupt { .. }),
         "expected Corrupt, got {error:?}"
@@ -101,12 +108,7 @@ fn a_member_not_listed_in_the_entry_is_refused() {
         vec![file_record(Target, "debug/deps/a.rlib", b"a", 0o644)],
         &archive,
     );
-    let staging = fixture.path("staging");
-    fs::create_dir_all(&staging).expect("staging");
-    let error = fixture
-        .cache
-        .unpack_fresh(&meta, &staging, &allow_all(), long_ago())
-        .expect_err("must fail");
+    let (staging, error) = unpack_failing(&fixture, &meta);
     assert!(
         matches!(error, CacheError::UnsafePath { .. }),
         "expected UnsafePath, got {error:?}"
@@ -129,12 +131,7 @@ fn a_flipped_byte_in_the_blob_is_corrupt_and_nothing_is_written() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     fs::write(&archive, &bytes).expect("write archive");
-    let staging = fixture.path("staging");
-    fs::create_dir_all(&staging).expect("staging");
-    let error = fixture
-        .cache
-        .unpack_fresh(&meta, &staging, &allow_all(), long_ago())
-        .expect_err("must fail");
+    let (staging, error) = unpack_failing(&fixture, &meta);
     assert!(
         matches!(error, CacheError::Corrupt { .. }),
         "expected Corrupt, got {error:?}"
@@ -157,12 +154,7 @@ fn a_symlink_output_is_refused_before_anything_is_written() {
         ],
         &archive,
     );
-    let staging = fixture.path("staging");
-    fs::create_dir_all(&staging).expect("staging");
-    let error = fixture
-        .cache
-        .unpack_fresh(&meta, &staging, &allow_all(), long_ago())
-        .expect_err("must fail");
+    let (staging, error) = unpack_failing(&fixture, &meta);
     assert!(
         matches!(error, CacheError::UnsafePath { .. }),
         "expected UnsafePath, got {error:?}"
