@@ -313,9 +313,11 @@ impl LocalCache {
 
     /// Extracts all of `meta`'s outputs in one pass into `dir`, an empty directory of the
     /// caller's that nothing else writes to (a staging directory), every file dated `mtime`;
-    /// returns how many files were written. The archive and every member are verified as in
-    /// [`LocalCache::restore`], but nothing is written atomically: on error, `dir` holds part
-    /// of the entry and the caller discards it. Entries with symlink outputs are refused.
+    /// returns how many files were written. The archive blob is verified as in
+    /// [`LocalCache::restore`], each member against its record's listing, kind and size (its
+    /// own sha256 is not computed again: the blob's covers it), but nothing is written
+    /// atomically: on error, `dir` holds part of the entry and the caller discards it. Entries
+    /// with symlink outputs are refused.
     pub fn unpack_fresh(
         &self,
         meta: &EntryMeta,

@@ -206,23 +206,13 @@ pub(crate) fn unpack_fresh(
             .at(&destination)?;
         // The blob's sha256 (checked above) covers these bytes, and the store computed each
         // record's sha256 from the same bytes it archived: only the length is checked here.
-        let written = io::copy(&mut entry, &mut file).map_err(|error| {
-            if error.kind() == io::ErrorKind::Other || error.kind() == io::ErrorKind::UnexpectedEof
-            {
-                corrupt_archive(&archive_path, &error)
-            } else {
-                CacheError::io(&destination, error)
-            }
-        })?;
-        if written != record.size {
-            return Err(CacheError::corrupt(
-                &archive_path,
-                format!(
-                    "member `{}` holds {written} bytes, the entry says {}",
-                    member.name, record.size
-                ),
-            ));
-        }
+        copy_checked(
+            &mut entry,
+            &archive_path,
+            record,
+            (&mut file, &destination),
+            false,
+        )?;
         set_mode(&file, record.mode).at(&destination)?;
         file.set_modified(mtime).at(&destination)?;
     }
@@ -587,21 +577,27 @@ fn write_file<R: Read>(
 ) -> Result<(), CacheError> {
     let mut temp = TempFile::create_in(parent, "xtask-restore")?;
     let temp_path = temp.path().to_path_buf();
-    copy_verified(entry, archive_path, record, &mut temp.file, &temp_path)?;
+    copy_checked(
+        entry,
+        archive_path,
+        record,
+        (&mut temp.file, &temp_path),
+        true,
+    )?;
     set_mode(&temp.file, record.mode).at(temp.path())?;
     temp.persist(destination)
 }
 
-/// Copies one file member into `file` (at `path`), checking the bytes against the record's size
-/// and sha256.
-fn copy_verified<R: Read>(
+/// Copies one file member into `file` (at `path`), checking the bytes against the record's size,
+/// and its sha256 when `hash`.
+fn copy_checked<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     archive_path: &Path,
     record: &OutputRecord,
-    file: &mut File,
-    path: &Path,
+    (file, path): (&mut File, &Path),
+    hash: bool,
 ) -> Result<(), CacheError> {
-    let mut hasher = Sha256::new();
+    let mut hasher = hash.then(Sha256::new);
     let mut written = 0_u64;
     let mut buffer = vec![0_u8; 64 * 1024];
     loop {
@@ -611,12 +607,19 @@ fn copy_verified<R: Read>(
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(corrupt_archive(archive_path, &error)),
         };
-        hasher.update(&buffer[..read]);
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&buffer[..read]);
+        }
         written += read as u64;
         file.write_all(&buffer[..read]).at(path)?;
     }
-    let sha256 = to_hex(&hasher.finalize());
-    if written != record.size || Some(sha256.as_str()) != record.sha256.as_deref() {
+    let sha256 = hasher.map(|hasher| to_hex(&hasher.finalize()));
+    if written != record.size
+        || sha256
+            .as_deref()
+            .is_some_and(|sha256| Some(sha256) != record.sha256.as_deref())
+    {
+        let sha256 = sha256.as_deref().unwrap_or("not computed");
         return Err(CacheError::corrupt(
             archive_path,
             format!(

@@ -44,12 +44,10 @@ use serde::Serialize;
 use xtask_cache::{AllowedOutputs, EntryMeta, OutputFile, OutputRoot};
 use xtask_model::{CargoTask, PackageIndex, TaskKind};
 
-use xtask_remote::FetchOutcome;
-
 use super::cache::{Cache, ObservedCheck};
 use super::context::Run;
 use crate::observe::{Exclusions, Observation, RunStart, digest_observation};
-use crate::units::{Unit, UnitsSeen, group_by_unit, metadata_hash, unit_files};
+use crate::units::{Unit, UnitFiles, UnitsSeen, group_by_unit, metadata_hash, unit_files};
 
 /// The environment variable that turns the layers off (`0`).
 pub const UNIT_LAYERS_ENV: &str = "XTASK_UNIT_LAYERS";
@@ -324,14 +322,10 @@ fn find(run: &Run<'_>, cache: &Cache, hash: &str, label: &str) -> Option<EntryMe
         Ok(Some(meta)) => meta,
         Ok(None) => {
             let remote = cache.remote.as_ref()?;
-            match remote.fetch_into(&cache.local, hash, &staging_allowed()) {
-                FetchOutcome::Hit(meta) => meta,
-                FetchOutcome::Warning(warning) => {
-                    run.reporter.warning(&warning);
-                    return None;
-                }
-                FetchOutcome::Miss | FetchOutcome::Disabled => return None,
-            }
+            let request = [(hash, staging_allowed())];
+            crate::remote::fetch_misses(remote, &cache.local, &request, run.reporter)
+                .pop()?
+                .1
         }
         Err(error) => {
             unusable(run, cache, hash, label, &error.to_string());
@@ -367,9 +361,10 @@ fn restore_entry(
     target_dir: &Path,
     mtime: SystemTime,
 ) -> anyhow::Result<usize> {
+    let units = group_by_unit(meta.outputs.iter().map(|o| o.path.as_str()));
     // A warm target dir holds every unit already: extracting the archive only to throw it
     // away cost 15 s per cargo call on coreutils (a registry layer of hundreds of MB).
-    if missing_units(meta.outputs.iter().map(|o| o.path.as_str()), target_dir) == 0 {
+    if missing_units(&units, target_dir) == 0 {
         return Ok(0);
     }
     let staging = target_dir.join("xtask").join("units-staging").join(format!(
@@ -380,31 +375,38 @@ fn restore_entry(
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("failed to create `{}`", staging.display()))?;
-    let placed = restore_staged(cache, meta, &staging, target_dir, mtime);
+    let placed = restore_staged(cache, meta, &units, &staging, target_dir, mtime);
     let _ = std::fs::remove_dir_all(&staging);
     placed
 }
 
-/// How many units of an entry's files `paths` (those with a fingerprint, the only ones placed)
-/// the target dir lacks, from the entry's list of files: nothing is extracted to know.
-fn missing_units<'a>(paths: impl IntoIterator<Item = &'a str>, target_dir: &Path) -> usize {
-    group_by_unit(paths)
-        .into_iter()
+/// How many of an entry's units (those with a fingerprint, the only ones placed) the target
+/// dir lacks, from the entry's list of files: nothing is extracted to know.
+fn missing_units(units: &BTreeMap<(String, String), UnitFiles>, target_dir: &Path) -> usize {
+    units
+        .iter()
         .filter(|((profile, _), files)| {
-            files.fingerprint_dir.as_ref().is_some_and(|dir| {
-                !target_dir
-                    .join(profile)
-                    .join(".fingerprint")
-                    .join(dir)
-                    .exists()
-            })
+            files
+                .fingerprint_dir
+                .as_ref()
+                .is_some_and(|dir| !unit_in_place(target_dir, profile, dir))
         })
         .count()
+}
+
+/// Whether the target dir has the unit whose fingerprint directory is `dir` under `profile`.
+fn unit_in_place(target_dir: &Path, profile: &str, dir: &str) -> bool {
+    target_dir
+        .join(profile)
+        .join(".fingerprint")
+        .join(dir)
+        .exists()
 }
 
 fn restore_staged(
     cache: &Cache,
     meta: &EntryMeta,
+    units: &BTreeMap<(String, String), UnitFiles>,
     staging: &Path,
     target_dir: &Path,
     mtime: SystemTime,
@@ -412,18 +414,12 @@ fn restore_staged(
     cache
         .local
         .unpack_fresh(meta, staging, &staging_allowed(), mtime)?;
-    let units = group_by_unit(meta.outputs.iter().map(|o| o.path.as_str()));
     let mut placed = 0;
     for ((profile, _), files) in units {
         let Some(dir) = &files.fingerprint_dir else {
             continue; // cargo would not trust a unit without its fingerprint anyway
         };
-        if target_dir
-            .join(&profile)
-            .join(".fingerprint")
-            .join(dir)
-            .exists()
-        {
+        if unit_in_place(target_dir, profile, dir) {
             continue;
         }
         // Fingerprints last: until they are in place, cargo rebuilds the unit.
@@ -714,12 +710,13 @@ mod tests {
             // Without a fingerprint cargo would not trust it: never placed, never missing.
             "debug/deps/libc-00000000000000aa.rlib",
         ];
-        assert_eq!(missing_units(paths, target.path()), 2);
+        let units = group_by_unit(paths);
+        assert_eq!(missing_units(&units, target.path()), 2);
         std::fs::create_dir_all(target.path().join("debug/.fingerprint/a-0123456789abcdef"))
             .unwrap();
-        assert_eq!(missing_units(paths, target.path()), 1);
+        assert_eq!(missing_units(&units, target.path()), 1);
         std::fs::create_dir_all(target.path().join("debug/.fingerprint/b-fedcba9876543210"))
             .unwrap();
-        assert_eq!(missing_units(paths, target.path()), 0);
+        assert_eq!(missing_units(&units, target.path()), 0);
     }
 }
