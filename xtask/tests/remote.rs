@@ -195,6 +195,114 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
     }
 }
 
+/// A binary that did not change on a fresh CI machine, beside an edit elsewhere in the call:
+/// its package units entry holds no second copy of the executable (cargo's `deps/tool-H` is a
+/// hard link of the task's `debug/tool`), and the restore links the task's restored output
+/// back, so cargo neither compiles nor links `tool` again.
+#[test]
+fn a_hit_binarys_executable_is_stored_once_and_linked_back_on_a_fresh_machine() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let fixture = Fixture::new("basic");
+    fixture.write(
+        "apps/tool/Cargo.toml",
+        "[package]\nname = \"tool\"\nversion.workspace = true\nedition.workspace = true\n\n\
+         [dependencies]\ncore-lib = { path = \"../../crates/core\" }\n",
+    );
+    fixture.write(
+        "apps/tool/src/main.rs",
+        "fn main() {\n    println!(\"tool says {}\", core_lib::answer());\n}\n",
+    );
+    // The new member in `Cargo.lock` first: the layers' keys hold the lockfile's digest.
+    fixture
+        .cargo_env(&["generate-lockfile", "--offline"], &[])
+        .assert_code(0);
+    build(&fixture, &with(&env, &[]));
+    let links = package_units_links(&fixture, "debug/tool");
+    assert_eq!(links.len(), 1, "{links:?}");
+    let (entry, link) = &links[0];
+    let path = link["path"].as_str().unwrap();
+    assert!(path.starts_with("debug/deps/tool-"), "{link}");
+    let executable = std::fs::read(fixture.path("target/debug/tool")).unwrap();
+    assert_eq!(
+        link["sha256"].as_str(),
+        Some(xtask_util::sha256_hex(&executable).as_str())
+    );
+    let outputs = entry["outputs"].as_array().unwrap();
+    assert!(
+        !outputs.iter().any(|o| o["path"] == path),
+        "the units archive holds the executable again: {entry}"
+    );
+    assert!(
+        outputs.iter().any(|o| o["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("debug/.fingerprint/tool-"))),
+        "{entry}"
+    );
+
+    fixture.remove_dir("target");
+    fixture.remove_dir(support::CACHE_DIR);
+    fixture.append("crates/util/src/lib.rs", "// edit\n");
+    let run = build(&fixture, &with(&env, &[]));
+    assert_eq!(
+        run.summary.statuses(),
+        support::statuses(&[
+            ("app:build", "miss"),
+            ("core-lib:build", "hit"),
+            ("tool:build", "hit"),
+            ("util:build", "miss"),
+        ]),
+        "{}",
+        run.output
+    );
+    assert!(run.output.warnings().is_empty(), "{}", run.output);
+    assert_eq!(
+        compiled_workspace_crates(&fixture),
+        ["app", "util"],
+        "{}",
+        run.output
+    );
+    // Cargo's unit file and the uplifted name are one file, as after cargo's own build.
+    let unit = std::fs::metadata(fixture.path(&format!("target/{path}"))).unwrap();
+    let uplifted = std::fs::metadata(fixture.path("target/debug/tool")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(unit.ino(), uplifted.ino());
+    let output = Command::new(fixture.path("target/debug/tool"))
+        .output()
+        .expect("run the tool binary");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "tool says 42\n");
+}
+
+/// The package units entries in the fixture's local cache with a link from `from`, each with
+/// the link.
+fn package_units_links(
+    fixture: &Fixture,
+    from: &str,
+) -> Vec<(serde_json::Value, serde_json::Value)> {
+    let mut found = Vec::new();
+    let entries = fixture.path(&format!("{}/v1/entries", support::CACHE_DIR));
+    for dir in std::fs::read_dir(entries).unwrap().flatten() {
+        for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let Ok(text) = std::fs::read_to_string(file.path()) else {
+                continue;
+            };
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let links = entry["manifest"]["links"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for link in links {
+                if link["from"] == from {
+                    found.push((entry.clone(), link));
+                }
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn a_wrong_token_warns_once_and_the_build_succeeds_locally() {
     let server = servers::turborepo_remote_cache(TOKEN, None);

@@ -1575,7 +1575,7 @@ fn dependency_put_back_under_a_changed_dependent() -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 
 /// `core` (a build script, and the crates.io crate `anyhow`, which has one too, from the local
-/// registry: the registry layer) under `app`. `anyhow` at the version this repository's own
+/// registry: the registry layer) under the binaries `app` and `tool`. `anyhow` at the version this repository's own
 /// `Cargo.lock` holds: building this repository fetched it, on any machine, before this test.
 fn units_workspace() -> Scenario {
     let anyhow = format!(
@@ -1585,7 +1585,7 @@ fn units_workspace() -> Scenario {
     Scenario::new(
         ".",
         &[
-            ("Cargo.toml", &workspace_manifest(&["core", "app"])),
+            ("Cargo.toml", &workspace_manifest(&["core", "app", "tool"])),
             (
                 "core/Cargo.toml",
                 &package_manifest("core", &anyhow),
@@ -1609,9 +1609,19 @@ fn units_workspace() -> Scenario {
                 "fn main() {\n    println!(\"{}\", core::value().unwrap());\n}\n\n\
                  #[test]\nfn value_is_greeting() {\n    assert!(core::value().unwrap().starts_with(\"hello\"));\n}\n",
             ),
+            // A second binary, a hit whenever only `app` is edited: its executable is stored
+            // once, in its task's entry, and linked back into its unit (`unit_links`).
+            (
+                "tool/Cargo.toml",
+                &package_manifest("tool", "[dependencies]\ncore = { path = \"../core\" }\n"),
+            ),
+            (
+                "tool/src/main.rs",
+                "fn main() {\n    println!(\"tool: {}\", core::value().unwrap());\n}\n",
+            ),
         ],
     )
-    .watch_binaries(&["app"])
+    .watch_binaries(&["app", "tool"])
     .fresh_plain_target()
 }
 

@@ -46,13 +46,14 @@ use xtask_model::{CargoTask, PackageIndex, TaskKind};
 
 use super::cache::{Cache, ObservedCheck};
 use super::context::Run;
+use super::unit_links::{self, Link};
 use crate::observe::{Exclusions, Observation, RunStart, digest_observation};
 use crate::units::{Unit, UnitFiles, UnitsSeen, group_by_unit, metadata_hash, unit_files};
 
 /// The environment variable that turns the layers off (`0`).
 pub const UNIT_LAYERS_ENV: &str = "XTASK_UNIT_LAYERS";
 
-const LAYER_SCHEMA: u32 = 2;
+const LAYER_SCHEMA: u32 = 3;
 
 /// How many entries a registry layer is split into. Each is fetched, checked and unpacked on
 /// its own thread (one large archive was 2 s of single-threaded work per fresh CI run here),
@@ -186,6 +187,9 @@ struct EarlyState {
     done: HashSet<CargoTask>,
     /// The thread has ended (also after a panic): whatever is not `done` was not started.
     ended: bool,
+    /// The run's hits are restored (or their restore ended otherwise): a package's units
+    /// may link to its task's outputs (see `unit_links`).
+    hits_restored: bool,
 }
 
 impl EarlyRestore {
@@ -221,7 +225,7 @@ impl EarlyRestore {
             }
             let _end = EndOnDrop(self);
             for task in calls {
-                restore_before_call(run, cache, task, &hits);
+                restore_before_call(run, cache, task, &hits, self);
                 self.lock().done.insert(task);
                 self.changed.notify_all();
             }
@@ -247,7 +251,25 @@ impl EarlyRestore {
         let done = state.done.contains(&task);
         drop(state);
         if !done {
-            restore_before_call(run, cache, task, hits);
+            restore_before_call(run, cache, task, hits, self);
+        }
+    }
+
+    /// Says that the hits' restore has ended: called by [`HitsRestored`] on every path, or a
+    /// unit link would wait for ever.
+    fn hits_restored(&self) {
+        self.lock().hits_restored = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until [`EarlyRestore::hits_restored`].
+    fn wait_for_hits(&self) {
+        let mut state = self.lock();
+        while !state.hits_restored {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
@@ -263,16 +285,27 @@ impl EarlyRestore {
     }
 }
 
+/// Calls [`EarlyRestore::hits_restored`] when dropped.
+pub(crate) struct HitsRestored<'a>(pub(crate) &'a EarlyRestore);
+
+impl Drop for HitsRestored<'_> {
+    fn drop(&mut self) {
+        self.0.hits_restored();
+    }
+}
+
 /// Before `task`'s cargo call: restores its registry layer's shards and the package units of
 /// the `hits` among the call's tasks into the target dir (units it already has are left alone).
 /// Each entry is looked up, fetched and unpacked on its own thread, so one entry downloads
-/// while another is written out. Returns how many units were placed; warnings go to the
+/// while another is written out; a unit file linked to a task output waits for `early` to
+/// say the hits are restored. Returns how many units were placed; warnings go to the
 /// reporter.
 fn restore_before_call(
     run: &Run<'_>,
     cache: &Cache,
     task: CargoTask,
     hits: &HashSet<usize>,
+    early: &EarlyRestore,
 ) -> usize {
     if !enabled(run) || !matches!(task, CargoTask::Build | CargoTask::Test) {
         return 0;
@@ -304,7 +337,8 @@ fn restore_before_call(
     let threads = run.options.jobs.max(2) * 2;
     let placed = xtask_util::parallel_map(&wanted, threads, |(hash, label)| {
         let meta = find(run, cache, hash, label)?;
-        match restore_entry(cache, &meta, &run.workspace.target_dir, run.started_at) {
+        let target_dir = &run.workspace.target_dir;
+        match restore_entry(cache, &meta, target_dir, run.started_at, early) {
             Ok(placed) => Some(placed),
             Err(error) => {
                 unusable(run, cache, hash, label, &format!("{error:#}"));
@@ -360,8 +394,11 @@ fn restore_entry(
     meta: &EntryMeta,
     target_dir: &Path,
     mtime: SystemTime,
+    early: &EarlyRestore,
 ) -> anyhow::Result<usize> {
-    let units = group_by_unit(meta.outputs.iter().map(|o| o.path.as_str()));
+    let links = unit_links::links_of(meta)?;
+    let paths = meta.outputs.iter().map(|o| o.path.as_str());
+    let units = group_by_unit(paths.chain(links.iter().map(|l| l.path.as_str())));
     // A warm target dir holds every unit already: extracting the archive only to throw it
     // away cost 15 s per cargo call on coreutils (a registry layer of hundreds of MB).
     if missing_units(&units, target_dir) == 0 {
@@ -375,7 +412,13 @@ fn restore_entry(
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("failed to create `{}`", staging.display()))?;
-    let placed = restore_staged(cache, meta, &units, &staging, target_dir, mtime);
+    let staged = Staged {
+        units: &units,
+        links: &links,
+        dir: &staging,
+        mtime,
+    };
+    let placed = restore_staged(cache, meta, &staged, target_dir, early);
     let _ = std::fs::remove_dir_all(&staging);
     placed
 }
@@ -403,23 +446,34 @@ fn unit_in_place(target_dir: &Path, profile: &str, dir: &str) -> bool {
         .exists()
 }
 
+/// An entry's units being restored through a staging directory.
+struct Staged<'a> {
+    units: &'a BTreeMap<(String, String), UnitFiles>,
+    links: &'a [Link],
+    dir: &'a Path,
+    mtime: SystemTime,
+}
+
 fn restore_staged(
     cache: &Cache,
     meta: &EntryMeta,
-    units: &BTreeMap<(String, String), UnitFiles>,
-    staging: &Path,
+    staged: &Staged<'_>,
     target_dir: &Path,
-    mtime: SystemTime,
+    early: &EarlyRestore,
 ) -> anyhow::Result<usize> {
+    let staging = staged.dir;
     cache
         .local
-        .unpack_fresh(meta, staging, &staging_allowed(), mtime)?;
+        .unpack_fresh(meta, staging, &staging_allowed(), staged.mtime)?;
+    let unlinked = place_links(staged, target_dir, early);
     let mut placed = 0;
-    for ((profile, _), files) in units {
+    for ((profile, _), files) in staged.units {
         let Some(dir) = &files.fingerprint_dir else {
             continue; // cargo would not trust a unit without its fingerprint anyway
         };
-        if unit_in_place(target_dir, profile, dir) {
+        if unit_in_place(target_dir, profile, dir)
+            || files.other.iter().any(|f| unlinked.contains(f.as_str()))
+        {
             continue;
         }
         // Fingerprints last: until they are in place, cargo rebuilds the unit.
@@ -435,6 +489,44 @@ fn restore_staged(
         placed += 1;
     }
     Ok(placed)
+}
+
+/// Places the entry's links (of units the target dir lacks) in the staging directory, once the
+/// hits' outputs they link to are restored. Returns the links that could not be placed (not
+/// the bytes they name, or an error): their units are left to cargo.
+fn place_links<'a>(
+    staged: &Staged<'a>,
+    target_dir: &Path,
+    early: &EarlyRestore,
+) -> HashSet<&'a str> {
+    let missing: BTreeSet<&str> = staged
+        .units
+        .iter()
+        .filter(|((profile, _), files)| {
+            files
+                .fingerprint_dir
+                .as_ref()
+                .is_some_and(|dir| !unit_in_place(target_dir, profile, dir))
+        })
+        .flat_map(|(_, files)| files.other.iter().map(String::as_str))
+        .collect();
+    let wanted: Vec<&Link> = staged
+        .links
+        .iter()
+        .filter(|link| missing.contains(link.path.as_str()))
+        .collect();
+    let mut unlinked = HashSet::new();
+    if wanted.is_empty() {
+        return unlinked;
+    }
+    early.wait_for_hits();
+    for link in wanted {
+        let placed = unit_links::place(link, target_dir, staged.dir, staged.mtime);
+        if !placed.unwrap_or(false) {
+            unlinked.insert(link.path.as_str());
+        }
+    }
+    unlinked
 }
 
 /// The units of workspace package `package` in this call: those its JSON messages named,
@@ -575,13 +667,15 @@ fn registry_observed(run: &Run<'_>, files: &[PathBuf]) -> xtask_hash::ObservedIn
     observed
 }
 
-/// Stores the units of the package of `node` (a cargo task of this call whose own entry was
-/// just stored). Returns the stored entry (for upload).
+/// Stores the units of the package of `node` (a cargo task of this call whose own entry,
+/// `task_entry`, was just stored); files that are the task's outputs too are links to them.
+/// Returns the stored entry (for upload).
 pub(crate) fn store_package_units(
     run: &Run<'_>,
     cache: &Cache,
     node: usize,
     seen: &UnitsSeen,
+    task_entry: &EntryMeta,
 ) -> Option<EntryMeta> {
     let TaskKind::Cargo(task) = run.graph.nodes[node].def.kind else {
         return None;
@@ -602,7 +696,9 @@ pub(crate) fn store_package_units(
         "registry_layer": registry,
         "task_hash": run.planned[node].hash,
     });
-    let files = unit_files(&units);
+    let target_dir = &run.workspace.target_dir;
+    let (files, links) = unit_links::split_links(target_dir, task_entry, unit_files(&units));
+    let manifest = unit_links::with_links(manifest, &links);
     store(
         run,
         cache,

@@ -21,6 +21,7 @@ mod record;
 mod schedule;
 mod shard;
 mod unchanged;
+mod unit_links;
 mod why_ran;
 
 use std::collections::HashSet;
@@ -117,8 +118,13 @@ fn run_recorded(
         // Cargo's units for the calls to come, beside the hits' restore (see `layers`).
         let lookup_hits = looked_up.hits.iter().map(|hit| hit.node).collect();
         early.start(scope, &run, &cache, lookup_hits);
-        let hits = restored
-            .get_or_init(|| restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder));
+        let hits = {
+            // Also on a panic: a unit linked to a hit's output waits for this.
+            let _restored = layers::HitsRestored(&early);
+            restored.get_or_init(|| {
+                restore(&run, &cache, &looked_up.hits, &mut scheduler, &mut recorder)
+            })
+        };
         // A failed write only loses the speed-up of the next run.
         let _ = run.fast.save();
         // 3-5. schedule, execute, record

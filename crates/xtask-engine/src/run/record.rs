@@ -178,8 +178,8 @@ impl<'r> Recorder<'r> {
         let stored = self.store(node, executed, &observed);
         self.stored_any = true;
         // The package's cargo units go with its entry, never without it.
-        let units = stored.as_ref().zip(units).and_then(|(_, units)| {
-            super::layers::store_package_units(run, self.cache, node, units)
+        let units = stored.as_ref().zip(units).and_then(|(meta, units)| {
+            super::layers::store_package_units(run, self.cache, node, units, meta)
         });
         let task = &run.graph.nodes[node];
         let package = &run.workspace.packages[task.package].name;
