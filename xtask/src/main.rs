@@ -318,12 +318,19 @@ enum BenchCommand {
         /// target/ci-tools/bin, then PATH).
         #[arg(long, value_name = "PATH")]
         remote_cache_server: Option<PathBuf>,
+        /// `sccache`, compared as `RUSTC_WRAPPER` with nginx WebDAV as its shared cache
+        /// (default: target/ci-tools/bin, then PATH; `bash .ci/install-tools sccache`).
+        #[arg(long, value_name = "PATH")]
+        sccache: Option<PathBuf>,
+        /// `nginx`, sccache's WebDAV server (default: target/ci-tools/bin, then PATH).
+        #[arg(long, value_name = "PATH")]
+        nginx: Option<PathBuf>,
         /// Keep cargo's default incremental compilation (default: `CARGO_INCREMENTAL=0`, as
         /// the generated ci.yml sets it).
         #[arg(long)]
         incremental: bool,
-        /// Runs of the fresh machine with the units and of the warm `target/` (medians); the
-        /// seed and the run without the units are cold builds, run once.
+        /// Runs of the fresh machine with the units, with sccache, and of the warm `target/`
+        /// (medians); the seeds and the runs without a cache are cold builds, run once.
         #[arg(long, default_value_t = 3, value_name = "N")]
         iterations: usize,
     },
@@ -633,6 +640,8 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     package,
                     node,
                     remote_cache_server,
+                    sccache,
+                    nginx,
                     incremental,
                     iterations,
                 },
@@ -655,6 +664,8 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     work_dir: workspace.target_dir.join("bench").join("ci"),
                     node,
                     remote_cache_server,
+                    sccache,
+                    nginx,
                     tools_dir: xtask_bench::tools::tools_dir(&workspace.root),
                     incremental,
                     iterations,

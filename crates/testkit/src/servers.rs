@@ -7,7 +7,7 @@
 use std::fs;
 use std::process::Command;
 
-pub use xtask_bench::servers::Server;
+pub use xtask_bench::servers::{Nginx, Server};
 use xtask_bench::servers::{Prepared, RemoteCacheTools};
 
 use crate::tool;
@@ -62,62 +62,7 @@ fn start_docker_registry(prepared: Prepared) -> Server {
         .unwrap_or_else(|error| panic!("{error:#}"))
 }
 
-/// How the nginx test server answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nginx {
-    /// A Bazel HTTP cache: WebDAV PUT/GET/HEAD under `/ac/` and `/cas/`.
-    BazelCache,
-    /// Every request answers 500 (a broken cache server).
-    Error500,
-}
-
-/// Starts nginx in the foreground as a single process (no workers to orphan).
+/// Starts nginx ([`xtask_bench::servers::nginx`]) in the foreground as a single process.
 pub fn nginx(mode: Nginx) -> Server {
-    let prepared = Prepared::new().unwrap_or_else(|error| panic!("{error:#}"));
-    let dir = prepared.dir.path().to_path_buf();
-    for sub in ["storage/ac", "storage/cas", "tmp", "logs"] {
-        fs::create_dir_all(dir.join(sub)).expect("create nginx dirs");
-    }
-    let port = prepared.port;
-    let root = dir.display().to_string();
-    let location = match mode {
-        Nginx::BazelCache => format!(
-            r#"location ~ "^/(ac|cas)/[0-9a-f]{{64}}$" {{
-            root {root}/storage;
-            dav_methods PUT;
-            create_full_put_path on;
-            dav_access user:rw group:r all:r;
-            client_max_body_size 0;
-            limit_except GET HEAD PUT {{ deny all; }}
-        }}"#
-        ),
-        Nginx::Error500 => "location / { return 500; }".to_string(),
-    };
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-user root;
-pid {root}/nginx.pid;
-error_log {root}/logs/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        {location}
-    }}
-}}
-"#
-    );
-    let conf_path = dir.join("nginx.conf");
-    fs::write(&conf_path, conf).expect("write nginx.conf");
-    let mut command = Command::new(tool("nginx"));
-    command.arg("-c").arg(&conf_path).arg("-p").arg(&dir);
-    Server::spawn("nginx", command, prepared, &dir.join("logs/error.log"))
-        .unwrap_or_else(|error| panic!("{error:#}"))
+    xtask_bench::servers::nginx(&tool("nginx"), mode).unwrap_or_else(|error| panic!("{error:#}"))
 }

@@ -11,7 +11,11 @@
 //!    changed crate's whole dependency closure;
 //! 2. layers: the same with the unit layers (the registry layer and the hits' package units
 //!    restored before cargo runs);
-//! 3. warm: the same edit in the copy that was just built (a warm `target/`).
+//! 3. warm: the same edit in the copy that was just built (a warm `target/`);
+//! 4. plain cargo on a fresh machine (`cargo build --workspace`, no cache at all);
+//! 5. sccache: `cargo build --workspace` with `RUSTC_WRAPPER=sccache` on a fresh machine, its
+//!    shared cache (nginx WebDAV on loopback) seeded by a cold build of the unedited tree on
+//!    another fresh machine (the `sccache seed` row), each run with a new sccache server.
 //!
 //! Every run has `CARGO_INCREMENTAL=0`, as the generated `ci.yml` sets it (rustc's incremental
 //! state is not among the cached units, so with it a fresh machine recompiles the changed
@@ -20,8 +24,9 @@
 //! keeps cargo's default, to show that difference.
 //!
 //! Each edit appends a different comment, so every timed run has its own miss. Targets (issue
-//! 15): (2) at least 10x faster than (1), and within 1.5x of (3). (2) and (3) are medians of
-//! `--iterations` runs; the seed and (1) run once (each is a cold build of a real workspace).
+//! 15): (2) at least 10x faster than (1), and within 1.5x of (3). (2), (3) and (5) are medians
+//! of `--iterations` runs; the seeds, (1) and (4) run once (each is a cold build of a real
+//! workspace).
 //! Every timed run starts after a `sync`; a run where other processes took CPU says
 //! `DISTURBED:`.
 
@@ -32,6 +37,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::load::CpuCounters;
+use crate::sccache::{Sccache, SccacheStats};
 use crate::servers::{self, RemoteCacheTools, Server};
 use crate::timing::{format_duration, ratio, time_once};
 
@@ -52,6 +58,8 @@ pub struct CiBenchOptions {
     pub work_dir: PathBuf,
     pub node: Option<PathBuf>,
     pub remote_cache_server: Option<PathBuf>,
+    pub sccache: Option<PathBuf>,
+    pub nginx: Option<PathBuf>,
     pub tools_dir: PathBuf,
     /// Keep cargo's default incremental compilation instead of `CARGO_INCREMENTAL=0`.
     pub incremental: bool,
@@ -59,13 +67,14 @@ pub struct CiBenchOptions {
     pub iterations: usize,
 }
 
-/// One timed run: its wall time, cargo's part, misses, and whether others took CPU meanwhile.
-#[derive(Debug, Clone, Copy, Default)]
+/// One timed run: its wall time, cargo's part, what missed, and whether others took CPU
+/// meanwhile.
+#[derive(Debug, Clone, Default)]
 struct Timed {
     took: Duration,
     cargo: Duration,
-    misses: u64,
-    tasks: u64,
+    /// `misses / tasks` of an xtask run, sccache's counts of an sccache run.
+    misses: String,
     others_cores: f64,
 }
 
@@ -74,6 +83,20 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
         options.node.as_deref(),
         options.remote_cache_server.as_deref(),
         &options.tools_dir,
+    )?;
+    let sccache_program = crate::tools::tool_or_given(
+        options.sccache.as_deref(),
+        "--sccache",
+        &options.tools_dir,
+        "sccache",
+        "sccache",
+    )?;
+    let nginx = crate::tools::tool_or_given(
+        options.nginx.as_deref(),
+        "--nginx",
+        &options.tools_dir,
+        "nginx",
+        "remote-cache",
     )?;
     let server = servers::turborepo_remote_cache(&server_tools, TOKEN, None)?;
     let tree = options.work_dir.join("tree");
@@ -106,14 +129,55 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
         append_edit(&tree, &options.edit, 200 + n)?;
         layers.push(timed(options, &tree, &server, true, &summary)?);
     }
-    let (warm, layers) = (median_run(warm), median_run(layers));
+    crate::cold::progress("bench ci: (4) fresh machine, plain cargo");
+    fresh_machine(options, &tree, 400)?;
+    append_edit(&tree, &options.edit, 400)?;
+    let plain = timed_cargo(options, &tree, None)?;
+    let sccache = Sccache::start(sccache_program, &nginx, &options.work_dir)?;
+    crate::cold::progress("bench ci: sccache seed (a cold build with RUSTC_WRAPPER=sccache)");
+    fresh_machine(options, &tree, 500)?;
+    let sccache_seed = timed_cargo(options, &tree, Some(&sccache))?;
+    if sccache.stored_files() == 0 {
+        bail!("the sccache seed stored nothing on the WebDAV server");
+    }
+    let mut with_sccache = Vec::new();
+    for n in 0..iterations {
+        crate::cold::progress(&format!(
+            "bench ci: (5) fresh machine, sccache ({}/{iterations})",
+            n + 1
+        ));
+        fresh_machine(options, &tree, 600 + n)?;
+        append_edit(&tree, &options.edit, 600 + n)?;
+        with_sccache.push(timed_cargo(options, &tree, Some(&sccache))?);
+    }
+    drop(sccache);
     let whole = CpuCounters::read()?.since(&before);
     remove_discarded(&options.work_dir)?;
+    let rows = Rows {
+        seed,
+        today,
+        layers: median_run(layers),
+        warm: median_run(warm),
+        plain,
+        sccache_seed,
+        sccache: median_run(with_sccache),
+    };
     Ok(report(
         options,
-        &[seed, today, layers, warm],
+        &rows,
         whole.other_cores() + whole.steal_cores(),
     ))
+}
+
+/// Every row of the report.
+struct Rows {
+    seed: Timed,
+    today: Timed,
+    layers: Timed,
+    warm: Timed,
+    plain: Timed,
+    sccache_seed: Timed,
+    sccache: Timed,
 }
 
 /// A fresh copy of the workspace at `tree`, the previous one moved aside (`discarded-n`) and
@@ -154,7 +218,7 @@ fn remove_discarded(work_dir: &Path) -> anyhow::Result<()> {
 /// The run of median wall time (the upper one of an even count).
 fn median_run(mut runs: Vec<Timed>) -> Timed {
     runs.sort_by_key(|run| run.took);
-    runs.get(runs.len() / 2).copied().unwrap_or_default()
+    runs.get(runs.len() / 2).cloned().unwrap_or_default()
 }
 
 /// Appends a comment line numbered `n` to `file` in `tree`.
@@ -223,23 +287,78 @@ fn timed(
     Ok(Timed {
         took,
         cargo: Duration::from_millis(totals["cargo_ms"].as_u64().unwrap_or(0)),
-        misses: tasks.saturating_sub(hits),
-        tasks,
+        misses: format!("{} / {tasks}", tasks.saturating_sub(hits)),
         others_cores: window.other_cores() + window.steal_cores(),
     })
 }
 
-fn report(options: &CiBenchOptions, rows: &[Timed; 4], others: f64) -> String {
-    let [seed, today, layers, warm] = rows;
-    let names = [
-        "seed: cold build, uploading",
-        "(1) fresh machine, final binaries only",
-        "(2) fresh machine, unit layers",
-        "(3) warm target/",
+/// `cargo build --workspace` in `tree`, timed, with `sccache` as `RUSTC_WRAPPER` (a new
+/// sccache server, started before the clock as a CI job's setup does) or without.
+fn timed_cargo(
+    options: &CiBenchOptions,
+    tree: &Path,
+    sccache: Option<&Sccache>,
+) -> anyhow::Result<Timed> {
+    let mut command = crate::tools::cargo_command();
+    command
+        .args(["build", "--workspace"])
+        .current_dir(tree)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTC_WRAPPER");
+    if options.incremental {
+        command.env_remove("CARGO_INCREMENTAL");
+    } else {
+        command.env("CARGO_INCREMENTAL", "0");
+    }
+    if let Some(sccache) = sccache {
+        sccache.restart()?;
+        sccache.wrap(&mut command);
+    }
+    crate::timing::sync()?;
+    let before = CpuCounters::read()?;
+    let took = time_once(&mut command)?;
+    let window = CpuCounters::read()?.since(&before);
+    let misses = match sccache {
+        Some(sccache) => sccache_counts(&sccache.stats()?),
+        None => "-".to_string(),
+    };
+    Ok(Timed {
+        took,
+        cargo: took,
+        misses,
+        others_cores: window.other_cores() + window.steal_cores(),
+    })
+}
+
+/// An sccache run's column: its server's counts.
+fn sccache_counts(stats: &SccacheStats) -> String {
+    let mut text = format!(
+        "sccache: {} hits, {} misses, {} not cacheable, of {} calls",
+        stats.hits, stats.misses, stats.not_cached, stats.requests
+    );
+    if stats.write_errors > 0 {
+        text.push_str(&format!(", {} write errors", stats.write_errors));
+    }
+    text
+}
+
+fn report(options: &CiBenchOptions, rows: &Rows, others: f64) -> String {
+    let named = [
+        ("seed: cold build, uploading", &rows.seed),
+        ("(1) fresh machine, final binaries only", &rows.today),
+        ("(2) fresh machine, unit layers", &rows.layers),
+        ("(3) warm target/", &rows.warm),
+        ("(4) fresh machine, plain cargo", &rows.plain),
+        (
+            "sccache seed: cold build, RUSTC_WRAPPER=sccache",
+            &rows.sccache_seed,
+        ),
+        ("(5) fresh machine, sccache (WebDAV)", &rows.sccache),
     ];
     let mut text = format!(
-        "bench ci: `{}`, one line appended to `{}`, turborepo-remote-cache on loopback, {}, \
-         (2) and (3) medians of {} runs, the seed and (1) one run each (cold builds)\n\n\
+        "bench ci: `{}`, one line appended to `{}`, turborepo-remote-cache and nginx WebDAV \
+         on loopback, {}, (2), (3) and (5) medians of {} runs, the seeds, (1) and (4) one run \
+         each (cold builds)\n\n\
          | run | time | cargo | misses / tasks | others' cores |\n|---|---|---|---|---|\n",
         options.source.display(),
         options.edit.display(),
@@ -250,30 +369,32 @@ fn report(options: &CiBenchOptions, rows: &[Timed; 4], others: f64) -> String {
         },
         options.iterations.max(1),
     );
-    for (name, row) in names.iter().zip(rows) {
+    for (name, row) in named {
         text.push_str(&format!(
-            "| {name} | {} | {} | {} / {} | {:.2} |\n",
+            "| {name} | {} | {} | {} | {:.2} |\n",
             format_duration(row.took),
             format_duration(row.cargo),
             row.misses,
-            row.tasks,
             row.others_cores
         ));
     }
-    let _ = seed;
-    let speedup = ratio(today.took, layers.took);
-    let versus_warm = ratio(layers.took, warm.took);
+    let speedup = ratio(rows.today.took, rows.layers.took);
+    let versus_warm = ratio(rows.layers.took, rows.warm.took);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     text.push_str(&format!(
         "\n(2) vs (1): {speedup:.1}x faster (target >= {SPEEDUP_TARGET}x: {})\n\
-         (2) vs (3): {versus_warm:.2}x (target <= {WARM_TARGET}x: {})\n",
+         (2) vs (3): {versus_warm:.2}x (target <= {WARM_TARGET}x: {})\n\
+         (2) vs (5), sccache: {:.2}x faster\n\
+         (2) vs (4), plain cargo: {:.1}x faster\n",
         verdict(speedup >= SPEEDUP_TARGET),
         verdict(versus_warm <= WARM_TARGET),
+        ratio(rows.sccache.took, rows.layers.took),
+        ratio(rows.plain.took, rows.layers.took),
     ));
     if others > crate::load::DISTURBED_CORES
-        || rows
+        || named
             .iter()
-            .any(|r| r.others_cores > crate::load::DISTURBED_CORES)
+            .any(|(_, r)| r.others_cores > crate::load::DISTURBED_CORES)
     {
         text.push_str(&format!(
             "DISTURBED: other processes took {others:.2} cores on average over the run\n"
@@ -291,9 +412,17 @@ mod tests {
         let s = |secs: u64| Timed {
             took: Duration::from_secs(secs),
             cargo: Duration::from_secs(secs),
-            misses: 1,
-            tasks: 20,
+            misses: "1 / 20".to_string(),
             others_cores: 0.0,
+        };
+        let rows = |today, layers, warm| Rows {
+            seed: s(300),
+            today: s(today),
+            layers: s(layers),
+            warm: s(warm),
+            plain: s(250),
+            sccache_seed: s(320),
+            sccache: s(40),
         };
         let options = CiBenchOptions {
             source: PathBuf::from("/w"),
@@ -302,17 +431,25 @@ mod tests {
             work_dir: PathBuf::from("/tmp"),
             node: None,
             remote_cache_server: None,
+            sccache: None,
+            nginx: None,
             tools_dir: PathBuf::from("/t"),
             incremental: false,
             iterations: 3,
         };
-        let text = report(&options, &[s(300), s(200), s(10), s(8)], 0.0);
+        let text = report(&options, &rows(200, 10, 8), 0.0);
         assert!(text.contains("20.0x faster (target >= 10x: met)"), "{text}");
         assert!(text.contains("1.25x (target <= 1.5x: met)"), "{text}");
         assert!(!text.contains("DISTURBED"), "{text}");
         assert!(text.contains("CARGO_INCREMENTAL=0"), "{text}");
         assert!(text.contains("medians of 3 runs"), "{text}");
-        let text = report(&options, &[s(300), s(50), s(10), s(5)], 1.0);
+        assert!(text.contains("(2) vs (5), sccache: 4.00x faster"), "{text}");
+        assert!(
+            text.contains("(2) vs (4), plain cargo: 25.0x faster"),
+            "{text}"
+        );
+        assert!(text.contains("| 1 / 20 |"), "{text}");
+        let text = report(&options, &rows(50, 10, 5), 1.0);
         assert!(
             text.contains("5.0x faster (target >= 10x: NOT met)"),
             "{text}"

@@ -157,8 +157,7 @@ impl Tools<'_> {
         i: usize,
     ) -> anyhow::Result<(Duration, Duration, Duration)> {
         let cargo = || -> anyhow::Result<Duration> {
-            let mut command =
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            let mut command = crate::tools::cargo_command();
             command.args(cargo_args).current_dir(self.cargo_copy);
             time_once(&mut command)
         };

@@ -22,6 +22,7 @@ pub mod load;
 pub mod readme;
 pub mod remote;
 pub mod runner;
+pub mod sccache;
 pub mod servers;
 pub mod synthetic;
 pub mod timing;

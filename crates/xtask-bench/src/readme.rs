@@ -65,7 +65,7 @@ pub fn bench_readme(options: &ReadmeBenchOptions) -> anyhow::Result<String> {
         command
     };
     let cargo = |args: &[&str]| {
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut command = crate::tools::cargo_command();
         command.args(args).current_dir(root);
         command
     };

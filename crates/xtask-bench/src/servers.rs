@@ -1,7 +1,7 @@
 //! Real servers on 127.0.0.1 and free ports, the one home of this code: `bench remote` starts
 //! the open-source Turborepo remote cache (npm `turborepo-remote-cache`, API v8) through
-//! [`turborepo_remote_cache`]; `testkit` wraps these functions for tests (panicking on error)
-//! and adds nginx on [`Server::spawn`]. A [`Server`] kills its process on drop (single-process
+//! [`turborepo_remote_cache`], and `bench ci` nginx as sccache's WebDAV backend
+//! ([`nginx`]); `testkit` wraps these functions for tests (panicking on error). A [`Server`] kills its process on drop (single-process
 //! servers, so nothing is left behind) and owns its temp dir. Errors name the server and carry
 //! its log.
 
@@ -216,6 +216,98 @@ pub fn turborepo_remote_cache(
         command.env("TURBO_REMOTE_CACHE_SIGNATURE_KEY", key);
     }
     Server::spawn("turborepo-remote-cache", command, prepared, &log)
+}
+
+/// How an nginx server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nginx {
+    /// A Bazel HTTP cache: WebDAV PUT/GET/HEAD under `/ac/` and `/cas/`.
+    BazelCache,
+    /// A WebDAV share of the whole storage dir (PUT with parent directories, GET, HEAD,
+    /// DELETE, MKCOL, and PROPFIND from Debian's `libnginx-mod-http-dav-ext`, without which
+    /// sccache opens the cache read-only): sccache's `SCCACHE_WEBDAV_ENDPOINT`.
+    WebDav,
+    /// Every request answers 500 (a broken cache server).
+    Error500,
+}
+
+/// Debian's `libnginx-mod-http-dav-ext` (PROPFIND for [`Nginx::WebDav`]).
+const DAV_EXT_MODULE: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
+
+/// Starts `program` (nginx) in the foreground as a single process (no workers to orphan),
+/// serving `mode` from the server's storage dir.
+pub fn nginx(program: &Path, mode: Nginx) -> anyhow::Result<Server> {
+    let prepared = Prepared::new()?;
+    let dir = prepared.dir.path().to_path_buf();
+    for sub in ["storage/ac", "storage/cas", "tmp", "logs"] {
+        let sub = dir.join(sub);
+        fs::create_dir_all(&sub)
+            .with_context(|| format!("failed to create `{}`", sub.display()))?;
+    }
+    let port = prepared.port;
+    let root = dir.display().to_string();
+    let mut modules = String::new();
+    let location = match mode {
+        Nginx::BazelCache => format!(
+            r#"location ~ "^/(ac|cas)/[0-9a-f]{{64}}$" {{
+            root {root}/storage;
+            dav_methods PUT;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+            client_max_body_size 0;
+            limit_except GET HEAD PUT {{ deny all; }}
+        }}"#
+        ),
+        Nginx::WebDav => {
+            let module = Path::new(DAV_EXT_MODULE);
+            if !module.is_file() {
+                bail!(
+                    "nginx's WebDAV PROPFIND module `{}` is not installed: run `bash \
+                     .ci/install-tools sccache`",
+                    module.display()
+                );
+            }
+            modules = format!("load_module {};\n", module.display());
+            format!(
+                r#"location / {{
+            root {root}/storage;
+            dav_methods PUT DELETE MKCOL COPY MOVE;
+            dav_ext_methods PROPFIND OPTIONS;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+            client_max_body_size 0;
+        }}"#
+            )
+        }
+        Nginx::Error500 => "location / { return 500; }".to_string(),
+    };
+    let conf = format!(
+        r#"{modules}daemon off;
+master_process off;
+user root;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        {location}
+    }}
+}}
+"#
+    );
+    let conf_path = dir.join("nginx.conf");
+    fs::write(&conf_path, conf)
+        .with_context(|| format!("failed to write `{}`", conf_path.display()))?;
+    let mut command = Command::new(program);
+    command.arg("-c").arg(&conf_path).arg("-p").arg(&dir);
+    Server::spawn("nginx", command, prepared, &dir.join("logs/error.log"))
 }
 
 fn collect_files(base: &Path, dir: &Path, found: &mut Vec<String>) {

@@ -81,6 +81,11 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// A command running cargo: `$CARGO` (the cargo that started `cargo xtask`), else `cargo`.
+pub fn cargo_command() -> std::process::Command {
+    std::process::Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
