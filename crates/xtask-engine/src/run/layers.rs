@@ -426,15 +426,18 @@ fn restore_entry(
 /// How many of an entry's units (those with a fingerprint, the only ones placed) the target
 /// dir lacks, from the entry's list of files: nothing is extracted to know.
 fn missing_units(units: &BTreeMap<(String, String), UnitFiles>, target_dir: &Path) -> usize {
-    units
-        .iter()
-        .filter(|((profile, _), files)| {
-            files
-                .fingerprint_dir
-                .as_ref()
-                .is_some_and(|dir| !unit_in_place(target_dir, profile, dir))
-        })
-        .count()
+    units_missing(units, target_dir).count()
+}
+
+/// The files of each of an entry's units that the target dir lacks (see [`missing_units`]).
+fn units_missing<'a>(
+    units: &'a BTreeMap<(String, String), UnitFiles>,
+    target_dir: &'a Path,
+) -> impl Iterator<Item = &'a UnitFiles> {
+    units.iter().filter_map(move |((profile, _), files)| {
+        let dir = files.fingerprint_dir.as_ref()?;
+        (!unit_in_place(target_dir, profile, dir)).then_some(files)
+    })
 }
 
 /// Whether the target dir has the unit whose fingerprint directory is `dir` under `profile`.
@@ -499,16 +502,8 @@ fn place_links<'a>(
     target_dir: &Path,
     early: &EarlyRestore,
 ) -> HashSet<&'a str> {
-    let missing: BTreeSet<&str> = staged
-        .units
-        .iter()
-        .filter(|((profile, _), files)| {
-            files
-                .fingerprint_dir
-                .as_ref()
-                .is_some_and(|dir| !unit_in_place(target_dir, profile, dir))
-        })
-        .flat_map(|(_, files)| files.other.iter().map(String::as_str))
+    let missing: BTreeSet<&str> = units_missing(staged.units, target_dir)
+        .flat_map(|files| files.other.iter().map(String::as_str))
         .collect();
     let wanted: Vec<&Link> = staged
         .links
