@@ -1512,6 +1512,43 @@ fn doctests_beside_a_package_that_does_not_compile_are_reported_not_stored() {
     }
 }
 
+/// A failure no package's messages own (here `core-lib`'s build script, under every package
+/// of the call): the error output is shown once, under the first package, and every other
+/// failed package says where it is, instead of repeating it.
+#[test]
+fn an_unattributed_cargo_failure_is_shown_once() {
+    let fixture = Fixture::new("basic");
+    fixture.write(
+        "crates/core/build.rs",
+        "fn main() {\n    panic!(\"build script refuses: marker-3141\");\n}\n",
+    );
+    let run = fixture.run(&["build"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.summary.statuses(),
+        statuses(&[
+            ("app:build", "failed"),
+            ("core-lib:build", "failed"),
+            ("util:build", "failed"),
+        ]),
+        "{}",
+        run.output
+    );
+    let output = format!("{}", run.output);
+    assert_eq!(
+        output.matches("marker-3141").count(),
+        1,
+        "cargo's error output is repeated:\n{output}"
+    );
+    assert_eq!(
+        output
+            .matches("error: not built: cargo failed (its error output is shown once, under `")
+            .count(),
+        2,
+        "{output}"
+    );
+}
+
 /// `--shard K/N`: the shards' requested tasks partition the unsharded run's, with no overlap,
 /// and a malformed shard is a usage error that names the flag.
 #[test]

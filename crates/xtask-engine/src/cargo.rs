@@ -656,6 +656,8 @@ fn finish_compile(
     }
     let stderr_text = String::from_utf8_lossy(stderr);
     let mut results = parsed.results;
+    // The package whose log holds cargo's unattributed error output (see below).
+    let mut shown_under: Option<&str> = None;
     for (i, result) in results.iter_mut().enumerate() {
         let package = &workspace.packages[packages[i]];
         // When cargo failed, a package counts as built only if every target it must
@@ -666,10 +668,20 @@ fn finish_compile(
         let error = parsed.errors[i];
         result.success = !error && (parsed.status.success() || complete);
         if !result.success && !error {
-            // Nothing attributable: a build script, a dependency or cargo itself failed.
-            result
-                .log
-                .extend_from_slice(relevant_stderr(&stderr_text).as_bytes());
+            // Nothing attributable: a build script, a dependency or cargo itself failed. The
+            // same output under every such package repeated it a hundred times on coreutils
+            // (a full disk): the first one shows it, the others say where it is.
+            let text = match shown_under {
+                None => {
+                    shown_under = Some(&package.name);
+                    relevant_stderr(&stderr_text)
+                }
+                Some(first) => format!(
+                    "error: not built: cargo failed (its error output is shown once, under \
+                     `{first}`)\n"
+                ),
+            };
+            result.log.extend_from_slice(text.as_bytes());
         }
         // Its own time: from when cargo started compiling it (else the call's start) to
         // its last artifact (else now); nothing when cargo found it fresh.
