@@ -105,6 +105,7 @@ const CASES: &[(&str, Case)] = cases![
     units_restored_under_a_leaf_edit_build,
     units_restored_under_a_leaf_edit_test,
     corrupt_or_missing_units_are_a_miss,
+    units_across_a_lockfile_change,
     registry_units_kept_out_when_the_lockfile_changes_during_the_call,
     // 14. shapes of public workspaces, as fixtures of our own (`xtask/tests/fixtures/`)
     root_package_with_proc_macro_and_feature_gated_doctests,
@@ -1676,6 +1677,31 @@ fn units_restored_under_a_leaf_edit_build() -> Result<(), String> {
 
 fn units_restored_under_a_leaf_edit_test() -> Result<(), String> {
     units_restored_under_a_leaf_edit(Task::Test)
+}
+
+/// `Cargo.lock` changes between two fresh machines (a new member, as a dependency bump
+/// elsewhere would): the registry layer is keyed by the whole lock file and misses, while the
+/// hits' package units, keyed by their task hashes, are still restored; cargo rebuilds what
+/// sits on the registry units it compiled again, and every result is cargo's.
+fn units_across_a_lockfile_change() -> Result<(), String> {
+    let mut s = units_workspace();
+    s.check(Task::Build, &[])?;
+    s.remove_target();
+    s.replace("Cargo.toml", "\"tool\"]", "\"tool\", \"extra\"]");
+    s.fixture
+        .write("extra/Cargo.toml", &package_manifest("extra", ""));
+    s.fixture.write("extra/src/lib.rs", "pub fn extra() {}\n");
+    s.steps
+        .push("add the member `extra` (Cargo.lock changes)".to_string());
+    s.replace(
+        "app/src/main.rs",
+        "fn main() {",
+        "fn main() {\n    println!(\"edited\");",
+    );
+    s.check(Task::Build, &[])?;
+    s.remove_target();
+    s.replace("app/src/main.rs", "\"edited\"", "\"edited again\"");
+    s.check(Task::Build, &[])
 }
 
 /// `core`'s build script writes to `Cargo.lock` while cargo runs: cargo may then have built

@@ -16,7 +16,7 @@
 //!   (`# env-dep:`) are observed inputs of the entry;
 //! - the **package units** of a workspace package's cargo task, stored only together with its
 //!   task entry (so never after an input changed during the run), under that task's hash and
-//!   the registry layer's key. They are restored only for tasks that were hits in this run:
+//!   the registry layer's key without `Cargo.lock` (see `package_units_hash`). They are restored only for tasks that were hits in this run:
 //!   a changed crate is a miss, and so is everything that builds against it (their keys hold
 //!   its source fingerprint), so its units are never restored.
 //!
@@ -159,12 +159,24 @@ fn registry_shard_hash(registry: &str, shard: usize) -> String {
     )
 }
 
-/// The hash of the package units of the task whose hash is `task_hash`, in a call whose
-/// registry layer is `registry`.
-fn package_units_hash(registry: &str, task_hash: &str) -> String {
-    xtask_util::sha256_hex(
-        format!("xtask-package-units-v{LAYER_SCHEMA}\0{registry}\0{task_hash}").as_bytes(),
-    )
+/// The hash of the package units of `node`'s task in `task`'s call: its task hash and the
+/// call's layer key without `Cargo.lock`, which the task hash covers for the package's own
+/// dependencies. With the whole lock file in it, any lock change (a dependency bump elsewhere)
+/// left every package that stayed a hit without units for good: a hit's units are stored only
+/// when its task runs again.
+fn package_units_hash(run: &Run<'_>, task: CargoTask, node: usize) -> Option<(String, String)> {
+    let (_, key) = registry_layer(run, task)?;
+    let mut key = key;
+    if let Some(object) = key.as_object_mut() {
+        object.remove("lockfile");
+        object.insert("layer".to_string(), serde_json::json!("package"));
+    }
+    let environment = xtask_util::sha256_hex(key.to_string().as_bytes());
+    let task_hash = &run.planned[node].hash;
+    let hash = xtask_util::sha256_hex(
+        format!("xtask-package-units-v{LAYER_SCHEMA}\0{environment}\0{task_hash}").as_bytes(),
+    );
+    Some((hash, environment))
 }
 
 /// Where a restore may write: everything, but only into a staging directory (see
@@ -326,11 +338,10 @@ fn restore_before_call(
         })
         .collect();
     for &node in hits {
-        if matches!(run.graph.nodes[node].def.kind, TaskKind::Cargo(t) if t == task) {
-            wanted.push((
-                package_units_hash(&registry, &run.planned[node].hash),
-                format!("{} units", run.label(node)),
-            ));
+        if matches!(run.graph.nodes[node].def.kind, TaskKind::Cargo(t) if t == task)
+            && let Some((hash, _)) = package_units_hash(run, task, node)
+        {
+            wanted.push((hash, format!("{} units", run.label(node))));
         }
     }
     // Downloads wait on the network and unpacking on the disk: more threads than cores.
@@ -678,17 +689,16 @@ pub(crate) fn store_package_units(
     if !enabled(run) || !matches!(task, CargoTask::Build | CargoTask::Test) {
         return None;
     }
-    let (registry, _) = registry_layer(run, task)?;
+    let (hash, environment) = package_units_hash(run, task, node)?;
     let package = run.graph.nodes[node].package;
     let units = package_units(run, seen, package);
     if units.is_empty() {
         return None;
     }
-    let hash = package_units_hash(&registry, &run.planned[node].hash);
     let manifest = serde_json::json!({
         "layer": "package",
         "schema": LAYER_SCHEMA,
-        "registry_layer": registry,
+        "environment": environment,
         "task_hash": run.planned[node].hash,
     });
     let target_dir = &run.workspace.target_dir;
