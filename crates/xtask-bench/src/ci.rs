@@ -119,16 +119,9 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
     fresh_machine(options, &tree, 1)?;
     append_edit(&tree, &options.edit, 1)?;
     let today = timed(options, &tree, &server, false, &summary)?;
-    let mut layers = Vec::new();
-    for n in 0..iterations {
-        crate::cold::progress(&format!(
-            "bench ci: (2) fresh machine, unit layers ({}/{iterations})",
-            n + 1
-        ));
-        fresh_machine(options, &tree, 200 + n)?;
-        append_edit(&tree, &options.edit, 200 + n)?;
-        layers.push(timed(options, &tree, &server, true, &summary)?);
-    }
+    let layers = fresh_machines(options, "(2) fresh machine, unit layers", 200, || {
+        timed(options, &tree, &server, true, &summary)
+    })?;
     crate::cold::progress("bench ci: (4) fresh machine, plain cargo");
     fresh_machine(options, &tree, 400)?;
     append_edit(&tree, &options.edit, 400)?;
@@ -142,16 +135,9 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
     if sccache.stored_files() == 0 {
         bail!("the sccache seed stored nothing on the WebDAV server");
     }
-    let mut with_sccache = Vec::new();
-    for n in 0..iterations {
-        crate::cold::progress(&format!(
-            "bench ci: (5) fresh machine, sccache ({}/{iterations})",
-            n + 1
-        ));
-        fresh_machine(options, &tree, 600 + n)?;
-        append_edit(&tree, &options.edit, 600 + n)?;
-        with_sccache.push(timed_cargo(options, &tree, Some(&sccache))?);
-    }
+    let with_sccache = fresh_machines(options, "(5) fresh machine, sccache", 600, || {
+        timed_cargo(options, &tree, Some(&sccache))
+    })?;
     drop(sccache);
     remove_discarded(&options.work_dir)?;
     let rows = Rows {
@@ -196,6 +182,26 @@ fn fresh_machine(options: &CiBenchOptions, tree: &Path, n: usize) -> anyhow::Res
             .with_context(|| format!("failed to move `{}` aside", tree.display()))?;
     }
     crate::cold::copy_work_tree(&options.source, tree)
+}
+
+/// `--iterations` runs of `run`, each on a fresh machine with its own edit (numbered from
+/// `first`).
+fn fresh_machines(
+    options: &CiBenchOptions,
+    label: &str,
+    first: usize,
+    mut run: impl FnMut() -> anyhow::Result<Timed>,
+) -> anyhow::Result<Vec<Timed>> {
+    let tree = options.work_dir.join("tree");
+    let iterations = options.iterations.max(1);
+    let mut runs = Vec::new();
+    for n in 0..iterations {
+        crate::cold::progress(&format!("bench ci: {label} ({}/{iterations})", n + 1));
+        fresh_machine(options, &tree, first + n)?;
+        append_edit(&tree, &options.edit, first + n)?;
+        runs.push(run()?);
+    }
+    Ok(runs)
 }
 
 /// Deletes the trees [`fresh_machine`] moved aside.

@@ -66,29 +66,12 @@ impl Sccache {
     /// A fresh machine's sccache server: the previous one stopped, a new one started.
     pub fn restart(&self) -> anyhow::Result<()> {
         self.stop();
-        let output = self.client(&["--start-server"])?;
-        if !output.status.success() {
-            bail!(
-                "`{} --start-server` failed ({}):\n{}",
-                self.program.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
+        self.succeed(&["--start-server"]).map(drop)
     }
 
     /// The running server's statistics.
     pub fn stats(&self) -> anyhow::Result<SccacheStats> {
-        let output = self.client(&["--show-stats", "--stats-format=json"])?;
-        if !output.status.success() {
-            bail!(
-                "`{} --show-stats` failed ({}):\n{}",
-                self.program.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        let output = self.succeed(&["--show-stats", "--stats-format=json"])?;
         parse_stats(&output.stdout).with_context(|| {
             format!(
                 "`{} --show-stats --stats-format=json` printed no statistics",
@@ -105,6 +88,21 @@ impl Sccache {
     /// Stops the server (nothing to do when none runs).
     pub fn stop(&self) {
         let _ = self.client(&["--stop-server"]);
+    }
+
+    /// The client's output for `args`; an error, with its stderr, when it fails.
+    fn succeed(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let output = self.client(args)?;
+        if !output.status.success() {
+            bail!(
+                "`{} {}` failed ({}):\n{}",
+                self.program.display(),
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(output)
     }
 
     fn client(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
