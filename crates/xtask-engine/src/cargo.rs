@@ -656,7 +656,6 @@ fn finish_compile(
     }
     let stderr_text = String::from_utf8_lossy(stderr);
     let mut results = parsed.results;
-    // The package whose log holds cargo's unattributed error output (see below).
     let mut shown_under: Option<&str> = None;
     for (i, result) in results.iter_mut().enumerate() {
         let package = &workspace.packages[packages[i]];
@@ -668,19 +667,8 @@ fn finish_compile(
         let error = parsed.errors[i];
         result.success = !error && (parsed.status.success() || complete);
         if !result.success && !error {
-            // Nothing attributable: a build script, a dependency or cargo itself failed. The
-            // same output under every such package repeated it a hundred times on coreutils
-            // (a full disk): the first one shows it, the others say where it is.
-            let text = match shown_under {
-                None => {
-                    shown_under = Some(&package.name);
-                    relevant_stderr(&stderr_text)
-                }
-                Some(first) => format!(
-                    "error: not built: cargo failed (its error output is shown once, under \
-                     `{first}`)\n"
-                ),
-            };
+            // Nothing attributable: a build script, a dependency or cargo itself failed.
+            let text = unattributed_failure(&mut shown_under, &package.name, &stderr_text);
             result.log.extend_from_slice(text.as_bytes());
         }
         // Its own time: from when cargo started compiling it (else the call's start) to
@@ -740,6 +728,25 @@ fn path_package_dir(id: &str) -> PathBuf {
 }
 
 /// Cargo's error lines, without its progress chatter.
+/// The log of a failed package that no message of cargo's names: cargo's error output under
+/// the first such package (`shown_under` records which), a pointer to it under the others (the
+/// same output under each repeated it a hundred times on coreutils, on a full disk).
+fn unattributed_failure<'a>(
+    shown_under: &mut Option<&'a str>,
+    package: &'a str,
+    stderr: &str,
+) -> String {
+    match shown_under {
+        None => {
+            *shown_under = Some(package);
+            relevant_stderr(stderr)
+        }
+        Some(first) => format!(
+            "error: not built: cargo failed (its error output is shown once, under `{first}`)\n"
+        ),
+    }
+}
+
 fn relevant_stderr(stderr: &str) -> String {
     let mut out = String::new();
     let mut keep = false;
