@@ -305,8 +305,12 @@ enum BenchCommand {
     /// the cached cargo units, and on a warm `target/`.
     Ci {
         /// The workspace (a git work tree; default: this one).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "synthetic")]
         workspace: Option<PathBuf>,
+        /// Instead of a workspace, the synthetic tree of N crates with crates.io dependencies
+        /// (`anyhow`, `serde_json`, `sha2`, at this workspace's locked versions) added to each.
+        #[arg(long, value_name = "N")]
+        synthetic: Option<usize>,
         /// The package whose first target's source gets the edit (default: the first, by
         /// name, of the members no other member depends on).
         #[arg(long, value_name = "NAME")]
@@ -637,6 +641,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
             bench:
                 BenchCommand::Ci {
                     workspace: source,
+                    synthetic,
                     package,
                     node,
                     remote_cache_server,
@@ -647,7 +652,14 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
-            let source = source.unwrap_or_else(|| workspace.root.clone());
+            let source = match synthetic {
+                Some(crates) => xtask_bench::ci::synthetic_source(
+                    &workspace.target_dir.join("bench").join("ci-synthetic"),
+                    crates,
+                    &workspace.root.join("Cargo.lock"),
+                )?,
+                None => source.unwrap_or_else(|| workspace.root.clone()),
+            };
             let measured = if source == workspace.root {
                 workspace.clone()
             } else {

@@ -39,6 +39,7 @@ use anyhow::{Context, bail};
 use crate::load::CpuCounters;
 use crate::sccache::{Sccache, SccacheStats};
 use crate::servers::{self, RemoteCacheTools, Server};
+use crate::synthetic;
 use crate::timing::{format_duration, ratio, time_once};
 
 const TOKEN: &str = "bench-token";
@@ -165,6 +166,28 @@ struct Rows {
     plain: Timed,
     sccache_seed: Timed,
     sccache: Timed,
+}
+
+/// The synthetic tree of `crates` crates ([`synthetic::Shape::standard`]) with crates.io
+/// dependencies ([`synthetic::REGISTRY_DEPENDENCIES`], at the versions of `lockfile`), written
+/// anew under `parent`: the workspace `bench ci --synthetic` measures.
+pub fn synthetic_source(parent: &Path, crates: usize, lockfile: &Path) -> anyhow::Result<PathBuf> {
+    let shape = synthetic::Shape::standard(crates);
+    let dir = parent.join(format!("n{crates}-registry"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("failed to remove `{}`", dir.display()))?;
+    }
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("failed to create `{}`", parent.display()))?;
+    synthetic::write_tree(&dir, &shape, true)?;
+    synthetic::add_registry_dependencies(
+        &dir,
+        &shape,
+        &synthetic::REGISTRY_DEPENDENCIES,
+        lockfile,
+    )?;
+    Ok(dir)
 }
 
 /// A fresh copy of the workspace at `tree`, the previous one moved aside (`discarded-n`) and

@@ -259,6 +259,70 @@ pub fn write_tree(dir: &Path, shape: &Shape, git: bool) -> anyhow::Result<TreeFa
     Ok(facts)
 }
 
+/// The crates.io packages `bench ci --synthetic` adds to every crate: a small closure with
+/// build scripts (`anyhow`, `serde_core`), proc-macro-free, that building this repository
+/// downloaded on any machine.
+pub const REGISTRY_DEPENDENCIES: [&str; 3] = ["anyhow", "serde_json", "sha2"];
+
+/// Adds the crates.io packages `names` to every crate of the tree at `dir` (written by
+/// [`write_tree`] for `shape`, with git), each pinned to the version of `lockfile` (a
+/// `Cargo.lock` that holds them, so cargo finds them offline), then writes `Cargo.lock` with
+/// `cargo generate-lockfile --offline` and commits.
+pub fn add_registry_dependencies(
+    dir: &Path,
+    shape: &Shape,
+    names: &[&str],
+    lockfile: &Path,
+) -> anyhow::Result<()> {
+    let lock = std::fs::read_to_string(lockfile)
+        .with_context(|| format!("failed to read `{}`", lockfile.display()))?;
+    let mut lines = String::new();
+    for name in names {
+        let version = locked_version(&lock, name)
+            .with_context(|| format!("`{name}` is not in `{}`", lockfile.display()))?;
+        let _ = writeln!(lines, "{name} = \"={version}\"");
+    }
+    for index in 0..shape.crates {
+        let manifest = dir.join(format!("crates/{}/Cargo.toml", crate_name(index)));
+        let mut text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("failed to read `{}`", manifest.display()))?;
+        text.push_str(&lines);
+        std::fs::write(&manifest, text)
+            .with_context(|| format!("failed to write `{}`", manifest.display()))?;
+    }
+    let output = crate::tools::cargo_command()
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(dir)
+        .output()
+        .context("failed to start cargo")?;
+    if !output.status.success() {
+        bail!(
+            "`cargo generate-lockfile --offline` failed in `{}`:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    run_git(dir, &["add", "-A"])?;
+    run_git(
+        dir,
+        &[
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "crates.io dependencies",
+        ],
+    )
+}
+
+/// The version of the first package `name` in the `Cargo.lock` text `lock`.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let entry = format!("name = \"{name}\"\nversion = \"");
+    let start = lock.find(&entry)? + entry.len();
+    lock[start..].split('"').next().map(str::to_string)
+}
+
 /// The tree of `shape` under `parent`, generated (with git) unless a complete one is there:
 /// a tree is complete when the record beside it (`DIR.complete`) names the same shape and
 /// generator version.

@@ -258,3 +258,54 @@ fn generate_reuses_a_complete_tree_and_regenerates_a_changed_shape() {
         "npm@11.0.0"
     );
 }
+
+/// `bench ci --synthetic`: every crate gets the crates.io packages at this workspace's locked
+/// versions, `Cargo.lock` is written offline (cargo then builds `--locked --offline`), and the
+/// change is committed.
+#[test]
+fn registry_dependencies_are_added_locked_and_committed() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("tree");
+    let shape = small_shape();
+    synthetic::write_tree(&dir, &shape, true).unwrap();
+    let lockfile = workspace_root().join("Cargo.lock");
+    synthetic::add_registry_dependencies(
+        &dir,
+        &shape,
+        &synthetic::REGISTRY_DEPENDENCIES,
+        &lockfile,
+    )
+    .unwrap();
+    let ours = std::fs::read_to_string(&lockfile).unwrap();
+    let theirs = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
+    for name in synthetic::REGISTRY_DEPENDENCIES {
+        let entry = format!("name = \"{name}\"\nversion = \"");
+        let version = |lock: &str| {
+            let start = lock.find(&entry).expect(name) + entry.len();
+            lock[start..].split('"').next().unwrap().to_string()
+        };
+        assert_eq!(version(&theirs), version(&ours), "{name}");
+        for index in 0..shape.crates {
+            let manifest = std::fs::read_to_string(
+                dir.join(format!("crates/{}/Cargo.toml", crate_name(index))),
+            )
+            .unwrap();
+            assert!(
+                manifest.contains(&format!("{name} = \"={}\"", version(&ours))),
+                "{manifest}"
+            );
+        }
+    }
+    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    run(
+        &dir,
+        &cargo,
+        &["metadata", "--locked", "--offline", "--format-version", "1"],
+    );
+    let git = PathBuf::from("git");
+    assert_eq!(run(&dir, &git, &["status", "--porcelain"]), "");
+    assert_eq!(
+        run(&dir, &git, &["rev-list", "--count", "HEAD"]).trim(),
+        "2"
+    );
+}
