@@ -243,18 +243,7 @@ pub fn write_tree(dir: &Path, shape: &Shape, git: bool) -> anyhow::Result<TreeFa
     }
     if git {
         run_git(dir, &["init", "-q", "-b", "main"])?;
-        run_git(dir, &["add", "-A"])?;
-        run_git(
-            dir,
-            &[
-                "-c",
-                "commit.gpgsign=false",
-                "commit",
-                "-q",
-                "-m",
-                "synthetic monorepo",
-            ],
-        )?;
+        commit_all(dir, "synthetic monorepo")?;
     }
     Ok(facts)
 }
@@ -302,17 +291,15 @@ pub fn add_registry_dependencies(
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    commit_all(dir, "crates.io dependencies")
+}
+
+/// Commits every file of the tree at `dir` (fixed author and dates: [`GIT_ENV`]).
+fn commit_all(dir: &Path, message: &str) -> anyhow::Result<()> {
     run_git(dir, &["add", "-A"])?;
     run_git(
         dir,
-        &[
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "-q",
-            "-m",
-            "crates.io dependencies",
-        ],
+        &["-c", "commit.gpgsign=false", "commit", "-q", "-m", message],
     )
 }
 
