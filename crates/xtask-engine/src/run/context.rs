@@ -27,14 +27,25 @@ pub(crate) struct Run<'a> {
     pub reporter: &'a Reporter,
     /// When the run started, before any input was hashed.
     pub started_at: SystemTime,
-    /// Each cargo task's registry layer (hash and key), computed once, before that task's
-    /// cargo call (`layers::registry_layer`).
+    /// Each cargo task's layer keys, computed once, before that task's cargo call
+    /// (`layers::registry_layer`).
     pub registry_layers: RegistryLayers,
 }
 
 /// See [`Run::registry_layers`].
 pub(crate) type RegistryLayers =
-    std::sync::Mutex<std::collections::HashMap<CargoTask, Option<(String, serde_json::Value)>>>;
+    std::sync::Mutex<std::collections::HashMap<CargoTask, Option<Arc<LayerKeys>>>>;
+
+/// A cargo call's layer keys in this run (computed by `layers`).
+pub(crate) struct LayerKeys {
+    /// The registry layer's hash (its shards' hashes derive from it).
+    pub registry: String,
+    /// The hash of the same key without `Cargo.lock`, which the task hashes cover for each
+    /// package's own dependencies: the package units' (see `layers::package_units_hash`).
+    pub units_environment: String,
+    /// The registry layer's key as JSON (its shards' manifest).
+    pub key: serde_json::Value,
+}
 
 impl Run<'_> {
     pub fn label(&self, node: Node) -> String {

@@ -16,9 +16,10 @@
 //!   (`# env-dep:`) are observed inputs of the entry;
 //! - the **package units** of a workspace package's cargo task, stored only together with its
 //!   task entry (so never after an input changed during the run), under that task's hash and
-//!   the registry layer's key without `Cargo.lock` (see `package_units_hash`). They are restored only for tasks that were hits in this run:
-//!   a changed crate is a miss, and so is everything that builds against it (their keys hold
-//!   its source fingerprint), so its units are never restored.
+//!   the registry layer's key without `Cargo.lock` (see `package_units_hash`). They are
+//!   restored only for tasks that were hits in this run: a changed crate is a miss, and so is
+//!   everything that builds against it (their keys hold its source fingerprint), so its units
+//!   are never restored.
 //!
 //! An entry whose units are all in the target dir already is not extracted at all (its file
 //! list says so). Otherwise restores go to a staging directory inside the target dir, then each
@@ -45,7 +46,7 @@ use xtask_cache::{AllowedOutputs, EntryMeta, OutputFile, OutputRoot};
 use xtask_model::{CargoTask, PackageIndex, TaskKind};
 
 use super::cache::{Cache, ObservedCheck};
-use super::context::Run;
+use super::context::{LayerKeys, Run};
 use super::unit_links::{self, Link};
 use crate::observe::{Exclusions, Observation, RunStart, digest_observation};
 use crate::units::{Unit, UnitFiles, UnitsSeen, group_by_unit, metadata_hash, unit_files};
@@ -91,24 +92,21 @@ struct LayerKey<'a> {
     cargo_home: Option<PathBuf>,
 }
 
-/// The hash of `task`'s registry layer in this run, with its key as JSON; `None` when the
-/// call has no cargo task. Computed on first use (before the cargo call: `restore_before_call`)
-/// and kept for the run, so the key describes what cargo was asked to build.
-pub(crate) fn registry_layer(
-    run: &Run<'_>,
-    task: CargoTask,
-) -> Option<(String, serde_json::Value)> {
+/// `task`'s layer keys in this run; `None` when the call has no cargo task. Computed on first
+/// use (before the cargo call: `restore_before_call`) and kept for the run, so the keys
+/// describe what cargo was asked to build.
+fn registry_layer(run: &Run<'_>, task: CargoTask) -> Option<std::sync::Arc<LayerKeys>> {
     let mut layers = run
         .registry_layers
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     layers
         .entry(task)
-        .or_insert_with(|| layer_key(run, task))
+        .or_insert_with(|| layer_key(run, task).map(std::sync::Arc::new))
         .clone()
 }
 
-fn layer_key(run: &Run<'_>, task: CargoTask) -> Option<(String, serde_json::Value)> {
+fn layer_key(run: &Run<'_>, task: CargoTask) -> Option<LayerKeys> {
     let nodes: Vec<usize> = (0..run.graph.nodes.len())
         .filter(|&n| matches!(run.graph.nodes[n].def.kind, TaskKind::Cargo(t) if t == task))
         .collect();
@@ -141,8 +139,17 @@ fn layer_key(run: &Run<'_>, task: CargoTask) -> Option<(String, serde_json::Valu
         }
     }
     let value = serde_json::to_value(&key).ok()?;
-    let hash = xtask_util::sha256_hex(value.to_string().as_bytes());
-    Some((hash, value))
+    let registry = xtask_util::sha256_hex(value.to_string().as_bytes());
+    let mut units = value.clone();
+    if let Some(object) = units.as_object_mut() {
+        object.remove("lockfile");
+        object.insert("layer".to_string(), serde_json::json!("package"));
+    }
+    Some(LayerKeys {
+        registry,
+        units_environment: xtask_util::sha256_hex(units.to_string().as_bytes()),
+        key: value,
+    })
 }
 
 /// `sha256` of the workspace's `Cargo.lock` (`missing` without one).
@@ -159,24 +166,14 @@ fn registry_shard_hash(registry: &str, shard: usize) -> String {
     )
 }
 
-/// The hash of the package units of `node`'s task in `task`'s call: its task hash and the
-/// call's layer key without `Cargo.lock`, which the task hash covers for the package's own
-/// dependencies. With the whole lock file in it, any lock change (a dependency bump elsewhere)
-/// left every package that stayed a hit without units for good: a hit's units are stored only
-/// when its task runs again.
-fn package_units_hash(run: &Run<'_>, task: CargoTask, node: usize) -> Option<(String, String)> {
-    let (_, key) = registry_layer(run, task)?;
-    let mut key = key;
-    if let Some(object) = key.as_object_mut() {
-        object.remove("lockfile");
-        object.insert("layer".to_string(), serde_json::json!("package"));
-    }
-    let environment = xtask_util::sha256_hex(key.to_string().as_bytes());
-    let task_hash = &run.planned[node].hash;
-    let hash = xtask_util::sha256_hex(
+/// The hash of the package units of the task whose hash is `task_hash`, in a call whose units
+/// environment (the layer key without `Cargo.lock`) is `environment`. With the whole lock
+/// file in it, any lock change (a dependency bump elsewhere) left every package that stayed a
+/// hit without units for good: a hit's units are stored only when its task runs again.
+fn package_units_hash(environment: &str, task_hash: &str) -> String {
+    xtask_util::sha256_hex(
         format!("xtask-package-units-v{LAYER_SCHEMA}\0{environment}\0{task_hash}").as_bytes(),
-    );
-    Some((hash, environment))
+    )
 }
 
 /// Where a restore may write: everything, but only into a staging directory (see
@@ -322,13 +319,14 @@ fn restore_before_call(
     if !enabled(run) || !matches!(task, CargoTask::Build | CargoTask::Test) {
         return 0;
     }
-    let Some((registry, _)) = registry_layer(run, task) else {
+    let Some(keys) = registry_layer(run, task) else {
         return 0;
     };
+    let registry = &keys.registry;
     let mut wanted: Vec<(String, String)> = (0..REGISTRY_SHARDS)
         .map(|shard| {
             (
-                registry_shard_hash(&registry, shard),
+                registry_shard_hash(registry, shard),
                 format!(
                     "{} registry units ({}/{REGISTRY_SHARDS})",
                     task.name(),
@@ -338,16 +336,19 @@ fn restore_before_call(
         })
         .collect();
     for &node in hits {
-        if matches!(run.graph.nodes[node].def.kind, TaskKind::Cargo(t) if t == task)
-            && let Some((hash, _)) = package_units_hash(run, task, node)
-        {
-            wanted.push((hash, format!("{} units", run.label(node))));
+        if matches!(run.graph.nodes[node].def.kind, TaskKind::Cargo(t) if t == task) {
+            wanted.push((
+                package_units_hash(&keys.units_environment, &run.planned[node].hash),
+                format!("{} units", run.label(node)),
+            ));
         }
     }
     // Downloads wait on the network and unpacking on the disk: more threads than cores.
     let threads = run.options.jobs.max(2) * 2;
+    // Entries often observe the same env vars: each is read once.
+    let check = ObservedCheck::default();
     let placed = xtask_util::parallel_map(&wanted, threads, |(hash, label)| {
-        let meta = find(run, cache, hash, label)?;
+        let meta = find(run, cache, (hash, label), &check)?;
         let target_dir = &run.workspace.target_dir;
         match restore_entry(cache, &meta, target_dir, run.started_at, early) {
             Ok(placed) => Some(placed),
@@ -361,8 +362,13 @@ fn restore_before_call(
 }
 
 /// The usable entry of `hash`: local, else remote (imported), kept only while its observed
-/// inputs hold.
-fn find(run: &Run<'_>, cache: &Cache, hash: &str, label: &str) -> Option<EntryMeta> {
+/// inputs hold (`check`).
+fn find(
+    run: &Run<'_>,
+    cache: &Cache,
+    (hash, label): (&str, &str),
+    check: &ObservedCheck,
+) -> Option<EntryMeta> {
     let meta = match cache.local.lookup(hash) {
         Ok(Some(meta)) => meta,
         Ok(None) => {
@@ -377,7 +383,7 @@ fn find(run: &Run<'_>, cache: &Cache, hash: &str, label: &str) -> Option<EntryMe
             return None;
         }
     };
-    if let Some(change) = ObservedCheck::default().first_change(&run.workspace.root, &meta) {
+    if let Some(change) = check.first_change(&run.workspace.root, &meta) {
         run.reporter
             .line(&format!("{label}: cache entry not used: {change}"));
         return None;
@@ -412,7 +418,8 @@ fn restore_entry(
     let units = group_by_unit(paths.chain(links.iter().map(|l| l.path.as_str())));
     // A warm target dir holds every unit already: extracting the archive only to throw it
     // away cost 15 s per cargo call on coreutils (a registry layer of hundreds of MB).
-    if missing_units(&units, target_dir) == 0 {
+    let missing: Vec<&UnitFiles> = units_missing(&units, target_dir).collect();
+    if missing.is_empty() {
         return Ok(0);
     }
     let staging = target_dir.join("xtask").join("units-staging").join(format!(
@@ -424,7 +431,7 @@ fn restore_entry(
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("failed to create `{}`", staging.display()))?;
     let staged = Staged {
-        units: &units,
+        missing: &missing,
         links: &links,
         dir: &staging,
         mtime,
@@ -434,13 +441,8 @@ fn restore_entry(
     placed
 }
 
-/// How many of an entry's units (those with a fingerprint, the only ones placed) the target
-/// dir lacks, from the entry's list of files: nothing is extracted to know.
-fn missing_units(units: &BTreeMap<(String, String), UnitFiles>, target_dir: &Path) -> usize {
-    units_missing(units, target_dir).count()
-}
-
-/// The files of each of an entry's units that the target dir lacks (see [`missing_units`]).
+/// The files of each of an entry's units (those with a fingerprint, the only ones placed) that
+/// the target dir lacks, from the entry's list of files: nothing is extracted to know.
 fn units_missing<'a>(
     units: &'a BTreeMap<(String, String), UnitFiles>,
     target_dir: &'a Path,
@@ -462,7 +464,8 @@ fn unit_in_place(target_dir: &Path, profile: &str, dir: &str) -> bool {
 
 /// An entry's units being restored through a staging directory.
 struct Staged<'a> {
-    units: &'a BTreeMap<(String, String), UnitFiles>,
+    /// The units the target dir lacks, each with its fingerprint directory.
+    missing: &'a [&'a UnitFiles],
     links: &'a [Link],
     dir: &'a Path,
     mtime: SystemTime,
@@ -481,13 +484,8 @@ fn restore_staged(
         .unpack_fresh(meta, staging, &staging_allowed(), staged.mtime)?;
     let unlinked = place_links(staged, target_dir, early);
     let mut placed = 0;
-    for ((profile, _), files) in staged.units {
-        let Some(dir) = &files.fingerprint_dir else {
-            continue; // cargo would not trust a unit without its fingerprint anyway
-        };
-        if unit_in_place(target_dir, profile, dir)
-            || files.other.iter().any(|f| unlinked.contains(f.as_str()))
-        {
+    for files in staged.missing {
+        if files.other.iter().any(|f| unlinked.contains(f.as_str())) {
             continue;
         }
         // Fingerprints last: until they are in place, cargo rebuilds the unit.
@@ -513,7 +511,9 @@ fn place_links<'a>(
     target_dir: &Path,
     early: &EarlyRestore,
 ) -> HashSet<&'a str> {
-    let missing: BTreeSet<&str> = units_missing(staged.units, target_dir)
+    let missing: BTreeSet<&str> = staged
+        .missing
+        .iter()
         .flat_map(|files| files.other.iter().map(String::as_str))
         .collect();
     let wanted: Vec<&Link> = staged
@@ -588,14 +588,15 @@ pub(crate) fn store_registry_layer(
     if !enabled(run) || !seen.complete || seen.registry.is_empty() {
         return Vec::new();
     }
-    let Some((registry, key)) = registry_layer(run, task) else {
+    let Some(keys) = registry_layer(run, task) else {
         return Vec::new();
     };
+    let (registry, key) = (&keys.registry, &keys.key);
     let missing: Vec<(usize, String, BTreeSet<Unit>)> = shard_units(&seen.registry)
         .into_iter()
         .enumerate()
         .filter(|(_, units)| !units.is_empty())
-        .map(|(shard, units)| (shard, registry_shard_hash(&registry, shard), units))
+        .map(|(shard, units)| (shard, registry_shard_hash(registry, shard), units))
         .filter(|(_, hash, _)| {
             let unusable = cache
                 .unusable_units
@@ -689,7 +690,9 @@ pub(crate) fn store_package_units(
     if !enabled(run) || !matches!(task, CargoTask::Build | CargoTask::Test) {
         return None;
     }
-    let (hash, environment) = package_units_hash(run, task, node)?;
+    let keys = registry_layer(run, task)?;
+    let environment = &keys.units_environment;
+    let hash = package_units_hash(environment, &run.planned[node].hash);
     let package = run.graph.nodes[node].package;
     let units = package_units(run, seen, package);
     if units.is_empty() {
@@ -812,6 +815,7 @@ mod tests {
             "debug/deps/libc-00000000000000aa.rlib",
         ];
         let units = group_by_unit(paths);
+        let missing_units = |units, target| units_missing(units, target).count();
         assert_eq!(missing_units(&units, target.path()), 2);
         std::fs::create_dir_all(target.path().join("debug/.fingerprint/a-0123456789abcdef"))
             .unwrap();
