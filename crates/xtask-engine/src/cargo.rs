@@ -727,7 +727,6 @@ fn path_package_dir(id: &str) -> PathBuf {
     PathBuf::from(rest.split('#').next().unwrap_or(rest))
 }
 
-/// Cargo's error lines, without its progress chatter.
 /// The log of a failed package that no message of cargo's names: cargo's error output under
 /// the first such package (`shown_under` records which), a pointer to it under the others (the
 /// same output under each repeated it a hundred times on coreutils, on a full disk).
@@ -747,6 +746,7 @@ fn unattributed_failure<'a>(
     }
 }
 
+/// Cargo's error lines, without its progress chatter.
 fn relevant_stderr(stderr: &str) -> String {
     let mut out = String::new();
     let mut keep = false;
