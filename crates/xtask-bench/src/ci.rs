@@ -64,7 +64,8 @@ pub struct CiBenchOptions {
     pub tools_dir: PathBuf,
     /// Keep cargo's default incremental compilation instead of `CARGO_INCREMENTAL=0`.
     pub incremental: bool,
-    /// Runs of (2) and (3) each (medians); (1) and the seed are cold builds, run once.
+    /// Runs of (2), (3) and (5) each (medians); the seeds, (1) and (4) are cold builds, run
+    /// once.
     pub iterations: usize,
 }
 
@@ -120,9 +121,12 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
     fresh_machine(options, &tree, 1)?;
     append_edit(&tree, &options.edit, 1)?;
     let today = timed(options, &tree, &server, false, &summary)?;
-    let layers = fresh_machines(options, "(2) fresh machine, unit layers", 200, || {
-        timed(options, &tree, &server, true, &summary)
-    })?;
+    let layers = fresh_machines(
+        options,
+        &tree,
+        ("(2) fresh machine, unit layers", 200),
+        || timed(options, &tree, &server, true, &summary),
+    )?;
     crate::cold::progress("bench ci: (4) fresh machine, plain cargo");
     fresh_machine(options, &tree, 400)?;
     append_edit(&tree, &options.edit, 400)?;
@@ -136,7 +140,7 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
     if sccache.stored_files() == 0 {
         bail!("the sccache seed stored nothing on the WebDAV server");
     }
-    let with_sccache = fresh_machines(options, "(5) fresh machine, sccache", 600, || {
+    let with_sccache = fresh_machines(options, &tree, ("(5) fresh machine, sccache", 600), || {
         timed_cargo(options, &tree, Some(&sccache))
     })?;
     drop(sccache);
@@ -207,21 +211,20 @@ fn fresh_machine(options: &CiBenchOptions, tree: &Path, n: usize) -> anyhow::Res
     crate::cold::copy_work_tree(&options.source, tree)
 }
 
-/// `--iterations` runs of `run`, each on a fresh machine with its own edit (numbered from
-/// `first`).
+/// `--iterations` runs of `run`, each on a fresh machine at `tree` with its own edit
+/// (numbered from `first`).
 fn fresh_machines(
     options: &CiBenchOptions,
-    label: &str,
-    first: usize,
+    tree: &Path,
+    (label, first): (&str, usize),
     mut run: impl FnMut() -> anyhow::Result<Timed>,
 ) -> anyhow::Result<Vec<Timed>> {
-    let tree = options.work_dir.join("tree");
     let iterations = options.iterations.max(1);
     let mut runs = Vec::new();
     for n in 0..iterations {
         crate::cold::progress(&format!("bench ci: {label} ({}/{iterations})", n + 1));
-        fresh_machine(options, &tree, first + n)?;
-        append_edit(&tree, &options.edit, first + n)?;
+        fresh_machine(options, tree, first + n)?;
+        append_edit(tree, &options.edit, first + n)?;
         runs.push(run()?);
     }
     Ok(runs)

@@ -150,7 +150,7 @@ pub fn bench_runner_in(
     target_dir: &Path,
     options: &RunnerBenchOptions,
 ) -> anyhow::Result<String> {
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let cargo = tools::cargo_program();
     // Every tool before the build, so a missing one fails at once.
     let turbo = tools::tool_or_given(
         options.turbo.as_deref(),

@@ -81,9 +81,14 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A command running cargo: `$CARGO` (the cargo that started `cargo xtask`), else `cargo`.
+/// The cargo to run: `$CARGO` (the cargo that started `cargo xtask`), else `cargo`.
+pub fn cargo_program() -> PathBuf {
+    PathBuf::from(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// A command running [`cargo_program`].
 pub fn cargo_command() -> std::process::Command {
-    std::process::Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    std::process::Command::new(cargo_program())
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ fn a_generated_tree_is_a_locked_cargo_workspace_an_npm_workspace_and_a_git_repos
     let graph = dependency_graph(&shape);
 
     // Cargo: N members with exactly the generated edges; the lockfile is what cargo wants.
-    let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+    let cargo = xtask_bench::tools::cargo_program();
     let metadata: serde_json::Value = serde_json::from_str(&run(
         &dir,
         &cargo,
@@ -296,7 +296,7 @@ fn registry_dependencies_are_added_locked_and_committed() {
             );
         }
     }
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let cargo = xtask_bench::tools::cargo_program();
     run(
         &dir,
         &cargo,
