@@ -279,23 +279,14 @@ fn package_units_links(
     from: &str,
 ) -> Vec<(serde_json::Value, serde_json::Value)> {
     let mut found = Vec::new();
-    let entries = fixture.path(&format!("{}/v1/entries", support::CACHE_DIR));
-    for dir in std::fs::read_dir(entries).unwrap().flatten() {
-        for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            let Ok(text) = std::fs::read_to_string(file.path()) else {
-                continue;
-            };
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&text) else {
-                continue;
-            };
-            let links = entry["manifest"]["links"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for link in links {
-                if link["from"] == from {
-                    found.push((entry.clone(), link));
-                }
+    for entry in fixture.cache_entries() {
+        let links = entry["manifest"]["links"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for link in links {
+            if link["from"] == from {
+                found.push((entry.clone(), link));
             }
         }
     }

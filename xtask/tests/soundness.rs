@@ -1765,33 +1765,22 @@ fn corrupt_or_missing_units_are_a_miss() -> Result<(), String> {
 /// Truncates (or removes) the archive blob of every cargo units entry (a manifest with a
 /// `layer`) in the fixture's cache; returns how many.
 fn damage_unit_archives(fixture: &Fixture, remove: bool) -> usize {
-    let entries = fixture.path(&format!("{}/v1/entries", support::CACHE_DIR));
     let mut damaged = 0;
-    for shard in fs::read_dir(&entries)
-        .expect("read the cache entries")
-        .flatten()
-    {
-        for entry in fs::read_dir(shard.path())
-            .expect("read an entries shard")
-            .flatten()
-        {
-            let text = fs::read_to_string(entry.path()).expect("read an entry");
-            let json: serde_json::Value = serde_json::from_str(&text).expect("an entry is JSON");
-            if json["manifest"]["layer"].is_null() {
-                continue;
-            }
-            let sha256 = json["archive"]["sha256"]
-                .as_str()
-                .expect("an archive digest");
-            let blob = fixture.cache_blob(sha256);
-            if remove {
-                let _ = fs::remove_file(&blob);
-            } else {
-                let bytes = fs::read(&blob).unwrap_or_default();
-                fs::write(&blob, &bytes[..bytes.len() / 2]).expect("truncate a blob");
-            }
-            damaged += 1;
+    for json in fixture.cache_entries() {
+        if json["manifest"]["layer"].is_null() {
+            continue;
         }
+        let sha256 = json["archive"]["sha256"]
+            .as_str()
+            .expect("an archive digest");
+        let blob = fixture.cache_blob(sha256);
+        if remove {
+            let _ = fs::remove_file(&blob);
+        } else {
+            let bytes = fs::read(&blob).unwrap_or_default();
+            fs::write(&blob, &bytes[..bytes.len() / 2]).expect("truncate a blob");
+        }
+        damaged += 1;
     }
     damaged
 }

@@ -372,6 +372,31 @@ impl Fixture {
             .unwrap_or_else(|error| panic!("`{relative}` is not JSON: {error}"))
     }
 
+    /// Every entry JSON of the local cache (`v1/entries/<xx>/<hash>.json`), parsed.
+    pub fn cache_entries(&self) -> Vec<serde_json::Value> {
+        let entries = self.path(&format!("{CACHE_DIR}/v1/entries"));
+        let mut found = Vec::new();
+        for shard in fs::read_dir(&entries)
+            .unwrap_or_else(|error| panic!("read `{}`: {error}", entries.display()))
+            .flatten()
+        {
+            for entry in fs::read_dir(shard.path())
+                .expect("read an entries shard")
+                .flatten()
+            {
+                let path = entry.path();
+                let text = fs::read_to_string(&path)
+                    .unwrap_or_else(|error| panic!("read `{}`: {error}", path.display()));
+                found.push(
+                    serde_json::from_str(&text).unwrap_or_else(|error| {
+                        panic!("`{}` is not JSON: {error}", path.display())
+                    }),
+                );
+            }
+        }
+        found
+    }
+
     /// The path of a cache blob, from its sha256.
     pub fn cache_blob(&self, sha256: &str) -> PathBuf {
         self.path(&format!("{CACHE_DIR}/v1/blobs/{}/{sha256}", &sha256[..2]))
