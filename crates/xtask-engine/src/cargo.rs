@@ -640,12 +640,14 @@ fn finish_compile(
     let mut observations: HashMap<PackageIndex, Observation> = HashMap::new();
     let mut outside = Observation::default();
     let mut built_at = artifact_times(&parsed.dep_infos);
+    let mut listings = crate::observe::DepInfoListings::default();
     for (owner, file, target_name) in parsed.dep_infos {
         let into = match owner {
             Some(p) => observations.entry(p).or_default(),
             None => &mut outside,
         };
-        crate::observe::read_artifact_dep_info(&file, &target_name, &workspace.root, into);
+        let root = &workspace.root;
+        crate::observe::read_artifact_dep_info(&file, &target_name, root, &mut listings, into);
     }
     for (owner, out_dir, package_dir) in parsed.build_outputs {
         let into = match owner {

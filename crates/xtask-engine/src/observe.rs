@@ -10,7 +10,7 @@
 //! cargo itself sets for rustc (`CARGO_PKG_*`, `OUT_DIR`, a build script's `rustc-env`, ...),
 //! which follow from the manifest and the recorded build script inputs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -104,21 +104,73 @@ pub fn digest_observation(
     exclusions: &Exclusions,
     started: RunStart,
 ) -> (ObservedInputs, Vec<String>) {
+    let mut files = FileDigests::default();
+    digest_observation_with(workspace_root, observation, exclusions, started, &mut files)
+}
+
+/// Observed files digested once: in a batch, the same file is named by many packages'
+/// dep-info (cargo's uplifted `.d` of a crate lists the sources of its whole path-dependency
+/// closure), and each is read, hashed and checked for a change during the run only once.
+#[derive(Debug, Default)]
+pub struct FileDigests(HashMap<PathBuf, Option<DigestedFile>>);
+
+/// One observed file: its portable path, [`observed_digest`], and whether it changed while
+/// the run went on.
+#[derive(Debug, Clone)]
+struct DigestedFile {
+    portable: String,
+    digest: String,
+    changed: bool,
+}
+
+impl FileDigests {
+    /// `file` digested (once), or `None` when it is never recorded (see [`Exclusions`]).
+    fn digest(
+        &mut self,
+        workspace_root: &Path,
+        file: &Path,
+        exclusions: &Exclusions,
+        started: RunStart,
+    ) -> Option<&DigestedFile> {
+        self.0
+            .entry(file.to_path_buf())
+            .or_insert_with(|| {
+                let file = xtask_hash::normalize(file);
+                if exclusions.excluded(&file) {
+                    return None;
+                }
+                let changed = std::fs::metadata(&file)
+                    .is_ok_and(|metadata| metadata.is_file() && started.changed_since(&metadata));
+                Some(DigestedFile {
+                    portable: portable_path(workspace_root, &file),
+                    digest: observed_digest(&file),
+                    changed,
+                })
+            })
+            .as_ref()
+    }
+}
+
+/// [`digest_observation`], with the files digested through `files`.
+pub fn digest_observation_with(
+    workspace_root: &Path,
+    observation: &Observation,
+    exclusions: &Exclusions,
+    started: RunStart,
+    files: &mut FileDigests,
+) -> (ObservedInputs, Vec<String>) {
     let mut observed = ObservedInputs::default();
     let mut changed = Vec::new();
     for file in &observation.files {
-        let file = xtask_hash::normalize(file);
-        if exclusions.excluded(&file) {
+        let Some(digested) = files.digest(workspace_root, file, exclusions, started) else {
             continue;
+        };
+        if digested.changed {
+            changed.push(digested.portable.clone());
         }
-        let portable = portable_path(workspace_root, &file);
-        if let Ok(metadata) = std::fs::metadata(&file)
-            && metadata.is_file()
-            && started.changed_since(&metadata)
-        {
-            changed.push(portable.clone());
-        }
-        observed.files.insert(portable, observed_digest(&file));
+        observed
+            .files
+            .insert(digested.portable.clone(), digested.digest.clone());
     }
     for name in &observation.env {
         if is_cargo_set_env(name) || observation.cargo_set_env.contains(name) {
@@ -264,15 +316,20 @@ fn split_escaped(text: &str) -> Vec<String> {
 }
 
 /// Reads the dep-info rustc wrote for one artifact file of the target `target_name`:
-/// `deps/foo-HASH.d` for `deps/libfoo-HASH.rlib`; for a file cargo uplifted out of `deps/`
-/// (`debug/app`), cargo's rewritten `debug/app.d`, which drops the `# env-dep:` lines, so
-/// the env vars of every `deps/<crate>-*.d` of that target are taken too (more names than
-/// needed is only more conservative); for a build script (its own directory), every `.d`
-/// file beside it.
+/// `deps/foo-HASH.d` for `deps/libfoo-HASH.rlib`; for a build script (its own directory),
+/// every `.d` file beside it; for a file cargo uplifted out of `deps/` (`debug/app`), every
+/// `deps/<crate>-*.d` of that target (more files and names than the current unit's is only
+/// more conservative). Cargo's rewritten `debug/app.d` is read only when there is none
+/// (`examples/` keeps its units beside the uplifted files): it drops the `# env-dep:` lines,
+/// and it lists the sources of the artifact's whole path-dependency closure, which are each
+/// dependency's own observation (a dependent's task takes its closure's) and made every
+/// dependent of a crate read and record that crate's files again (112,620 paths for 3,000
+/// files in a 500-crate tree).
 pub fn read_artifact_dep_info(
     artifact_file: &Path,
     target_name: &str,
     base: &Path,
+    listings: &mut DepInfoListings,
     into: &mut Observation,
 ) {
     let Some(dir) = artifact_file.parent() else {
@@ -282,10 +339,21 @@ pub fn read_artifact_dep_info(
         return;
     };
     if stem.starts_with("build-script-") || stem.starts_with("build_script_") {
-        for path in files_with_extension(dir, "d", "") {
+        for path in listings.with_prefix(dir, "") {
             read_dep_info(&path, base, into);
         }
         return;
+    }
+    if dir.file_name().is_some_and(|d| d != "deps") {
+        // Uplifted: rustc's own dep-info of the crate's units, in `deps/`.
+        let crate_name = target_name.replace('-', "_");
+        let own = listings.with_prefix(&dir.join("deps"), &format!("{crate_name}-"));
+        for path in &own {
+            read_dep_info(path, base, into);
+        }
+        if !own.is_empty() {
+            return;
+        }
     }
     let mut candidates = vec![dir.join(format!("{stem}.d"))];
     if let Some(without_lib) = stem.strip_prefix("lib") {
@@ -294,29 +362,33 @@ pub fn read_artifact_dep_info(
     if let Some(found) = candidates.into_iter().find(|c| c.is_file()) {
         read_dep_info(&found, base, into);
     }
-    if dir.file_name().is_some_and(|d| d != "deps") {
-        let crate_name = target_name.replace('-', "_");
-        for path in files_with_extension(&dir.join("deps"), "d", &format!("{crate_name}-")) {
-            let mut env_only = Observation::default();
-            read_dep_info(&path, base, &mut env_only);
-            into.env.extend(env_only.env);
-        }
-    }
 }
 
-fn files_with_extension(dir: &Path, extension: &str, prefix: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == extension)
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-        })
-        .collect()
+/// The `.d` files of the directories one cargo call's dep-info is read from, each listed
+/// once: `deps/` holds thousands of files, and every uplifted artifact of the call looks in
+/// it for its crate's files.
+#[derive(Debug, Default)]
+pub struct DepInfoListings(HashMap<PathBuf, Vec<String>>);
+
+impl DepInfoListings {
+    /// The `.d` files in `dir` whose names start with `prefix`.
+    fn with_prefix(&mut self, dir: &Path, prefix: &str) -> Vec<PathBuf> {
+        let names = self.0.entry(dir.to_path_buf()).or_insert_with(|| {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Vec::new();
+            };
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| Path::new(name).extension().is_some_and(|e| e == "d"))
+                .collect()
+        });
+        names
+            .iter()
+            .filter(|name| name.starts_with(prefix))
+            .map(|name| dir.join(name))
+            .collect()
+    }
 }
 
 /// A build script's `output` file (beside its `out` dir): `rerun-if-changed` paths (relative
@@ -481,6 +553,78 @@ mod tests {
             observation.env.iter().cloned().collect::<Vec<_>>(),
             vec!["GREETING".to_string(), "UNSET".to_string()]
         );
+    }
+
+    #[test]
+    fn an_uplifted_artifact_reads_its_crates_own_dep_info_not_its_closures() {
+        let dir = tempfile::tempdir().unwrap();
+        let debug = dir.path().join("debug");
+        std::fs::create_dir_all(debug.join("deps")).unwrap();
+        std::fs::create_dir_all(debug.join("examples")).unwrap();
+        // Cargo's rewritten dep-info lists the dependency's sources too, without env-deps.
+        std::fs::write(
+            debug.join("app.d"),
+            "/w/debug/app: /w/app/src/main.rs /w/dep/src/lib.rs\n",
+        )
+        .unwrap();
+        std::fs::write(
+            debug.join("deps/app-1.d"),
+            "/w/debug/deps/app-1: /w/app/src/main.rs /w/app/src/cli.rs\n\n# env-dep:GREETING\n",
+        )
+        .unwrap();
+        std::fs::write(
+            debug.join("deps/dep-2.d"),
+            "/w/debug/deps/libdep-2.rlib: /w/dep/src/lib.rs\n",
+        )
+        .unwrap();
+        std::fs::write(
+            debug.join("examples/demo.d"),
+            "/w/debug/examples/demo: /w/app/examples/demo.rs\n",
+        )
+        .unwrap();
+        let base = Path::new("/w");
+        let mut listings = DepInfoListings::default();
+        let mut app = Observation::default();
+        read_artifact_dep_info(&debug.join("app"), "app", base, &mut listings, &mut app);
+        assert_eq!(
+            app.files.iter().cloned().collect::<Vec<_>>(),
+            vec![
+                PathBuf::from("/w/app/src/cli.rs"),
+                PathBuf::from("/w/app/src/main.rs")
+            ]
+        );
+        assert!(app.env.contains("GREETING"));
+        // An example's units are beside it: its uplifted dep-info is what there is.
+        let mut demo = Observation::default();
+        let example = debug.join("examples/demo");
+        read_artifact_dep_info(&example, "demo", base, &mut listings, &mut demo);
+        assert!(demo.files.contains(Path::new("/w/app/examples/demo.rs")));
+    }
+
+    #[test]
+    fn a_file_named_by_many_observations_is_digested_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let shared = root.join("dep/src/lib.rs");
+        std::fs::create_dir_all(shared.parent().unwrap()).unwrap();
+        std::fs::write(&shared, "pub fn f() {}\n").unwrap();
+        let mut observation = Observation::default();
+        observation.files.insert(shared.clone());
+        let exclusions = Exclusions {
+            prefixes: vec![root.join("target")],
+        };
+        let started = RunStart(SystemTime::UNIX_EPOCH);
+        let mut files = FileDigests::default();
+        let (first, changed) =
+            digest_observation_with(root, &observation, &exclusions, started, &mut files);
+        assert_eq!(changed, vec!["dep/src/lib.rs".to_string()]);
+        // Rewritten: the batch's memo keeps what it read first, a fresh digest sees it.
+        std::fs::write(&shared, "pub fn g() {}\n").unwrap();
+        let (again, _) =
+            digest_observation_with(root, &observation, &exclusions, started, &mut files);
+        assert_eq!(again, first);
+        let (fresh, _) = digest_observation(root, &observation, &exclusions, started);
+        assert_ne!(fresh, first);
     }
 
     #[test]

@@ -45,7 +45,7 @@ use cache::{Hit, Lookup, Wanted};
 pub(crate) use context::Run;
 use execute::Finished;
 pub use options::{RunOptions, RunOutcome};
-use record::{DigestedBatch, Recorder, digest_batch};
+use record::{DigestedBatch, Recorder};
 use schedule::{Node, Scheduler};
 use xtask_util::parallel_map;
 
@@ -324,7 +324,7 @@ fn record_finished(
             let node = completion.node;
             let status = recorder.completed(
                 completion,
-                (&DigestedBatch::new(), None),
+                (&DigestedBatch::none(), None),
                 uploader,
                 &mut rechecked,
             );
@@ -336,10 +336,9 @@ fn record_finished(
             outcome,
         } => {
             recorder.totals.cargo += took;
-            let digested = outcome
-                .as_ref()
-                .map(|batch| digest_batch(run.workspace, batch))
-                .unwrap_or_default();
+            let digested = outcome.as_ref().map_or_else(DigestedBatch::none, |batch| {
+                DigestedBatch::new(run.workspace, batch)
+            });
             let units = outcome.as_ref().map(|batch| &batch.units);
             let task = completions
                 .first()

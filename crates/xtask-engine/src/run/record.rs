@@ -2,7 +2,9 @@
 //! (unless an input changed while they ran) and queued for upload; every end is reported,
 //! counted in the totals and kept as a [`TaskRecord`] for the summary.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use xtask_cache::EntryMeta;
@@ -15,7 +17,7 @@ use super::context::Run;
 use super::execute::{Completion, Executed};
 use super::schedule::Node;
 use crate::cargo::{BatchOutcome, PackageResult, count_tests};
-use crate::observe::{Exclusions, Observation, RunStart, digest_observation};
+use crate::observe::{Exclusions, FileDigests, RunStart, digest_observation_with};
 use crate::remote::{Upload, Uploader};
 use crate::report::{RunTotals, TaskStatus};
 use crate::summary::TaskRecord;
@@ -313,25 +315,65 @@ pub(crate) fn task_record(
     }
 }
 
-/// Each package's observations of one cargo batch, digested once: `None` keys the path
-/// packages outside the workspace. With them, the inputs that changed while the batch ran.
-pub(crate) type DigestedBatch = HashMap<Option<PackageIndex>, (ObservedInputs, Vec<String>)>;
+/// Each package's observations of one cargo batch, digested when a stored task first needs
+/// them, and once: cargo reports every package of the selection (hits included, a 1-miss
+/// build of a 500-crate workspace reports 500), while only the stored tasks' packages, their
+/// closures and the path packages outside the workspace (`None`) are ever asked for. The
+/// files are digested once across packages too ([`FileDigests`]).
+pub(crate) struct DigestedBatch<'a> {
+    batch: Option<(&'a Workspace, &'a BatchOutcome)>,
+    exclusions: Option<Exclusions>,
+    files: RefCell<FileDigests>,
+    digested: RefCell<HashMap<Option<PackageIndex>, Rc<SourceDigest>>>,
+}
 
-pub(crate) fn digest_batch(workspace: &Workspace, batch: &BatchOutcome) -> DigestedBatch {
-    let exclusions = Exclusions::new(&workspace.target_dir);
-    let started = RunStart(batch.started.unwrap_or_else(std::time::SystemTime::now));
-    let mut all: Vec<(Option<PackageIndex>, &Observation)> = batch
-        .observations
-        .iter()
-        .map(|(package, observation)| (Some(*package), observation))
-        .collect();
-    all.push((None, &batch.outside));
-    all.into_iter()
-        .map(|(package, observation)| {
-            let digested = digest_observation(&workspace.root, observation, &exclusions, started);
-            (package, digested)
-        })
-        .collect()
+/// One source's observed inputs, with those that changed while the batch ran.
+type SourceDigest = (ObservedInputs, Vec<String>);
+
+impl<'a> DigestedBatch<'a> {
+    /// No batch: a custom task's completion.
+    pub fn none() -> DigestedBatch<'a> {
+        DigestedBatch {
+            batch: None,
+            exclusions: None,
+            files: RefCell::default(),
+            digested: RefCell::default(),
+        }
+    }
+
+    pub fn new(workspace: &'a Workspace, batch: &'a BatchOutcome) -> DigestedBatch<'a> {
+        DigestedBatch {
+            batch: Some((workspace, batch)),
+            exclusions: Some(Exclusions::new(&workspace.target_dir)),
+            files: RefCell::default(),
+            digested: RefCell::default(),
+        }
+    }
+
+    /// What `source` was seen to read, digested, with the inputs that changed while the batch
+    /// ran; `None` when the batch observed nothing of it.
+    fn get(&self, source: Option<PackageIndex>) -> Option<Rc<SourceDigest>> {
+        let ((workspace, batch), exclusions) = (self.batch?, self.exclusions.as_ref()?);
+        if let Some(found) = self.digested.borrow().get(&source) {
+            return Some(Rc::clone(found));
+        }
+        let observation = match source {
+            Some(package) => batch.observations.get(&package)?,
+            None => &batch.outside,
+        };
+        let started = RunStart(batch.started.unwrap_or_else(std::time::SystemTime::now));
+        let digested = Rc::new(digest_observation_with(
+            &workspace.root,
+            observation,
+            exclusions,
+            started,
+            &mut self.files.borrow_mut(),
+        ));
+        self.digested
+            .borrow_mut()
+            .insert(source, Rc::clone(&digested));
+        Some(digested)
+    }
 }
 
 /// What `node` was observed to read beyond its declared key, digested. `Err` lists the
@@ -370,7 +412,8 @@ fn observed_inputs(
         .chain(task.closure.iter().map(|&p| Some(p)))
         .chain(std::iter::once(None));
     for source in sources {
-        if let Some((inputs, during)) = digested.get(&source) {
+        if let Some(found) = digested.get(source) {
+            let (inputs, during) = &*found;
             observed.extend(inputs);
             changed.extend(during.iter().cloned());
         }
