@@ -23,6 +23,7 @@ mod error;
 mod import;
 mod layout;
 mod maintenance;
+pub use maintenance::SWEEP_EVERY;
 mod meta;
 mod paths;
 mod resolve;
@@ -421,6 +422,13 @@ impl LocalCache {
     /// `skipped: true`.
     pub fn prune(&self, max_size_bytes: Option<u64>) -> Result<PruneStats, CacheError> {
         maintenance::prune(&self.layout, max_size_bytes.or(self.options.max_size_bytes))
+    }
+
+    /// [`LocalCache::prune`] after a run: only when over the cap or not swept for
+    /// [`SWEEP_EVERY`]; else the total size from a stat of the files, nothing
+    /// removed.
+    pub fn prune_if_due(&self, max_size_bytes: Option<u64>) -> Result<PruneStats, CacheError> {
+        maintenance::prune_if_due(&self.layout, max_size_bytes.or(self.options.max_size_bytes))
     }
 }
 

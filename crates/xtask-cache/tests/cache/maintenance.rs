@@ -152,6 +152,50 @@ fn prune_removes_unreferenced_blobs_corrupt_entries_and_stale_temp_files_without
 }
 
 #[test]
+fn the_prune_after_a_run_sweeps_daily_and_evicts_whenever_over_the_cap() {
+    let fixture = Fixture::with_options(CacheOptions::default());
+    let a = store_unique(&fixture, "a", 1);
+    let orphan = fixture.blob_path(&task_hash("orphan blob"));
+    write_file(&orphan, b"left by a crashed store", 0o644);
+    // Never swept: the first one sweeps.
+    let first = fixture.cache.prune_if_due(None).expect("prune");
+    assert_eq!(first.blobs_removed, 1);
+    assert!(!orphan.exists());
+    // Swept within the day and under the cap: nothing is read or removed.
+    write_file(&orphan, b"left by a crashed store", 0o644);
+    let under = fixture.cache.prune_if_due(None).expect("prune");
+    assert_eq!(under.blobs_removed + under.entries_evicted, 0);
+    assert!(orphan.exists());
+    assert_eq!(
+        under.bytes_remaining,
+        fixture.cache.stats().expect("stats").total_bytes
+    );
+    // Over the cap: the full prune, at once.
+    let b = store_unique(&fixture, "b", 2);
+    set_mtime(&fixture.entry_path(&a.task_hash), Duration::from_secs(3600));
+    // 1000 bytes under the total: more than the orphan blob frees, less than one entry.
+    let cap = fixture.cache.stats().expect("stats").total_bytes - 1000;
+    let over = fixture.cache.prune_if_due(Some(cap)).expect("prune");
+    assert_eq!(over.entries_evicted, 1);
+    assert!(!orphan.exists());
+    assert_eq!(fixture.cache.lookup(&a.task_hash).expect("lookup"), None);
+    assert!(
+        fixture
+            .cache
+            .lookup(&b.task_hash)
+            .expect("lookup")
+            .is_some()
+    );
+    // A day after the last sweep: swept again, under the cap.
+    write_file(&orphan, b"left by a crashed store", 0o644);
+    let marker = fixture.cache.root().join("v1/last-sweep");
+    set_mtime(&marker, xtask_cache::SWEEP_EVERY + Duration::from_secs(60));
+    let daily = fixture.cache.prune_if_due(None).expect("prune");
+    assert_eq!(daily.blobs_removed, 1);
+    assert!(!orphan.exists());
+}
+
+#[test]
 fn prune_without_a_cap_uses_the_configured_one() {
     let fixture = Fixture::with_options(CacheOptions {
         max_size_bytes: Some(0),

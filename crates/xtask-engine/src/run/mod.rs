@@ -170,10 +170,11 @@ fn dry_run(run: &Run<'_>, format: DryRunFormat) -> anyhow::Result<RunOutcome> {
     })
 }
 
-/// After a run that stored entries: evicts down to the configured size cap, if any.
+/// After a run that stored entries: evicts down to the configured size cap, if any (the
+/// whole-cache sweep at most daily while under it).
 fn prune_to_cap(run: &Run<'_>, cache: &Cache) {
     if let Some(cap) = run.workspace.config.cache.max_size_bytes
-        && let Err(error) = cache.local.prune(Some(cap))
+        && let Err(error) = cache.local.prune_if_due(Some(cap))
     {
         run.reporter
             .warning(&format!("cache eviction failed: {error}"));
