@@ -86,7 +86,7 @@ pub fn run_batch(batch: &Batch<'_>) -> anyhow::Result<BatchOutcome> {
         reporter,
         on_built,
     } = *batch;
-    let mut started = std::time::SystemTime::now();
+    let mut started = batch_start(workspace);
     let wall = Instant::now();
     let call = Call {
         workspace,
@@ -195,7 +195,16 @@ fn touch_sources(
     }
     // Strictly after the touch, so the touched files do not count as changed during the run.
     std::thread::sleep(Duration::from_millis(10));
-    Ok(std::time::SystemTime::now())
+    Ok(batch_start(workspace))
+}
+
+/// The moment a batch starts, by the file system's clock (see `observe::RunStart`).
+fn batch_start(workspace: &Workspace) -> std::time::SystemTime {
+    let marker = workspace
+        .target_dir
+        .join("xtask")
+        .join(format!("batch-start-{}", std::process::id()));
+    crate::observe::RunStart::by_file_system(&marker).0
 }
 
 /// The results of `wanted` out of results indexed like `selection`.

@@ -51,8 +51,8 @@ impl Exclusions {
     }
 }
 
-/// A file whose inode changed between this moment and now (see [`RunStart::changed_since`])
-/// was written while the task ran.
+/// The earliest time a change made while a task ran can carry (see
+/// [`RunStart::changed_since`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RunStart(pub SystemTime);
 
@@ -61,6 +61,30 @@ pub struct RunStart(pub SystemTime);
 const COARSE_CLOCK_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl RunStart {
+    /// Now, as the file system's clock reads it: `marker` written afresh, its mtime. A later
+    /// write carries that time or a later one, an earlier write that time at most (the same
+    /// tick counts as during the run). Without the marker, [`RunStart::by_system_clock`].
+    ///
+    /// Reading the system clock instead needs [`COARSE_CLOCK_SLACK`] before it, and an input
+    /// edited in the 20 ms before a run (a script's edit, then the build) then counted as
+    /// changed during it: its result was not stored.
+    pub fn by_file_system(marker: &Path) -> RunStart {
+        let Some(nanos) = xtask_hash::file_system_clock(marker) else {
+            return RunStart::by_system_clock();
+        };
+        let _ = std::fs::remove_file(marker);
+        let at = u64::try_from(nanos).ok().and_then(|nanos| {
+            SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_nanos(nanos))
+        });
+        at.map_or_else(RunStart::by_system_clock, RunStart)
+    }
+
+    /// Now by the system clock, less [`COARSE_CLOCK_SLACK`].
+    pub fn by_system_clock() -> RunStart {
+        let now = SystemTime::now();
+        RunStart(now.checked_sub(COARSE_CLOCK_SLACK).unwrap_or(now))
+    }
+
     /// Whether the file of `metadata` changed between the start and now. On Unix this is its
     /// ctime, which every write sets to the current time and no one can set: the mtime can be
     /// set to any time (`cp -p`, `tar x`, `touch -d`), so one put back with an old mtime during
@@ -72,12 +96,11 @@ impl RunStart {
         changed_at(metadata).is_some_and(|at| self.covers(at, SystemTime::now()))
     }
 
-    /// Whether a change at `at` falls between the start and `now`, within the coarse clock's
-    /// slack.
+    /// Whether a change at `at` falls between the start and `now` (now read from the precise
+    /// clock, so within the coarse clock's slack after it).
     fn covers(self, at: SystemTime, now: SystemTime) -> bool {
-        let start = self.0.checked_sub(COARSE_CLOCK_SLACK).unwrap_or(self.0);
         let end = now.checked_add(COARSE_CLOCK_SLACK).unwrap_or(now);
-        start <= at && at <= end
+        self.0 <= at && at <= end
     }
 }
 
@@ -702,7 +725,7 @@ mod tests {
             .set_modified(in_a_year)
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let started = RunStart(SystemTime::now());
+        let started = RunStart::by_system_clock();
         let metadata = std::fs::metadata(&file).unwrap();
         assert!(
             !started.changed_since(&metadata),
@@ -739,8 +762,26 @@ mod tests {
         // Dated after now: written before the clock was set back, not during the run.
         assert!(!run.covers(at(61), now));
         assert!(!run.covers(at(365 * 86_400), now));
-        // The coarse clock may stamp a write just after the start a tick before it.
-        assert!(run.covers(start - std::time::Duration::from_millis(5), now));
+    }
+
+    #[test]
+    fn the_start_is_the_file_systems_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("before.rs");
+        std::fs::write(&before, "pub fn f() {}\n").unwrap();
+        // A tick of the coarse clock or more: what a user's edit right before a run leaves.
+        std::thread::sleep(std::time::Duration::from_millis(12));
+        let marker = dir.path().join("clock");
+        let start = RunStart::by_file_system(&marker);
+        assert!(!marker.exists(), "the marker is not left behind");
+        assert!(!start.changed_since(&std::fs::metadata(&before).unwrap()));
+        let during = dir.path().join("during.rs");
+        std::fs::write(&during, "pub fn g() {}\n").unwrap();
+        assert!(start.changed_since(&std::fs::metadata(&during).unwrap()));
+        // The system clock's start reaches back a slack: the same edit counts as during.
+        let by_system = RunStart::by_system_clock();
+        std::fs::write(&before, "pub fn h() {}\n").unwrap();
+        assert!(by_system.changed_since(&std::fs::metadata(&before).unwrap()));
     }
 
     #[test]

@@ -361,7 +361,9 @@ impl<'a> DigestedBatch<'a> {
             Some(package) => batch.observations.get(&package)?,
             None => &batch.outside,
         };
-        let started = RunStart(batch.started.unwrap_or_else(std::time::SystemTime::now));
+        let started = batch
+            .started
+            .map_or_else(RunStart::by_system_clock, RunStart);
         let digested = Rc::new(digest_observation_with(
             &workspace.root,
             observation,
