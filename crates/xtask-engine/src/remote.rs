@@ -25,15 +25,17 @@ pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>>
 /// imported entry must stay within) in parallel; returns the hits as (index into `misses`,
 /// imported entry). Warnings go to the reporter, in the order of `misses`. Once the remote is
 /// switched off, the remaining fetches return at once without a request.
+/// Fetches in flight at once: network-bound, so more threads than cores; bounded so a big
+/// graph does not open hundreds of connections at once.
+pub(crate) const FETCH_THREADS: usize = 16;
+
 pub(crate) fn fetch_misses(
     remote: &RemoteCache,
     local: &LocalCache,
     misses: &[(&str, AllowedOutputs)],
     reporter: &Reporter,
 ) -> Vec<(usize, EntryMeta)> {
-    // Network-bound: more threads than cores; bounded so a big graph does not open hundreds
-    // of connections at once.
-    let outcomes = xtask_util::parallel_map(misses, 16, |(hash, allowed)| {
+    let outcomes = xtask_util::parallel_map(misses, FETCH_THREADS, |(hash, allowed)| {
         remote.fetch_into(local, hash, allowed)
     });
     let mut hits = Vec::new();

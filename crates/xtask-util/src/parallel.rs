@@ -89,9 +89,91 @@ fn map_until<T: Sync, R: Send>(
     results
 }
 
+/// Maps `first` over `items` on up to `first_threads` scoped threads and hands each `Some`
+/// result to `then` on `then_threads` threads as soon as it is ready: a stage wide enough to
+/// keep a network's round trips in flight feeding a narrower one that uses the CPU and the
+/// disk. The results come in no particular order. A panic in either is re-raised on the
+/// calling thread.
+pub fn pipeline<T: Sync, M: Send, R: Send>(
+    items: &[T],
+    (first_threads, first): (usize, impl Fn(&T) -> Option<M> + Sync),
+    (then_threads, then): (usize, impl Fn(&T, M) -> R + Sync),
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = std::sync::mpsc::channel::<(usize, M)>();
+    let receiver = std::sync::Mutex::new(receiver);
+    std::thread::scope(|scope| {
+        for _ in 0..first_threads.clamp(1, items.len().max(1)) {
+            let (sender, next, first) = (sender.clone(), &next, &first);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    if let Some(made) = first(item)
+                        && sender.send((index, made)).is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let workers: Vec<_> = (0..then_threads.max(1))
+            .map(|_| {
+                let (receiver, then) = (&receiver, &then);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let received = receiver
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok((index, made)) = received else { break };
+                        out.push(then(&items[index], made));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipeline_hands_every_made_item_to_the_second_stage() {
+        let items: Vec<u32> = (0..100).collect();
+        let mut out = pipeline(
+            &items,
+            (16, |&n: &u32| (n % 3 != 0).then_some(n * 10)),
+            (3, |&n: &u32, made: u32| (n, made)),
+        );
+        out.sort_unstable();
+        let expected: Vec<(u32, u32)> = items
+            .iter()
+            .filter(|&&n| n % 3 != 0)
+            .map(|&n| (n, n * 10))
+            .collect();
+        assert_eq!(out, expected);
+        assert!(
+            pipeline(
+                &[] as &[u32],
+                (4, |_: &u32| Some(1)),
+                (2, |_: &u32, m: i32| m)
+            )
+            .is_empty()
+        );
+    }
     use std::sync::Mutex;
     use std::time::Duration;
 
