@@ -102,7 +102,8 @@ pub(crate) fn prune_if_due(
         }
     }
     let stats = prune(layout, max_size_bytes)?;
-    if !stats.skipped {
+    // No `v1/` (nothing ever stored): nothing was swept, and nothing is created.
+    if !stats.skipped && layout.v1.is_dir() {
         fs::write(&marker, b"").at(&marker)?;
     }
     Ok(stats)

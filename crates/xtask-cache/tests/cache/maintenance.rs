@@ -196,6 +196,14 @@ fn the_prune_after_a_run_sweeps_daily_and_evicts_whenever_over_the_cap() {
 }
 
 #[test]
+fn the_prune_after_a_run_of_an_empty_cache_does_nothing() {
+    let fixture = Fixture::with_options(CacheOptions::default());
+    let stats = fixture.cache.prune_if_due(Some(0)).expect("prune");
+    assert_eq!(stats.bytes_remaining, 0);
+    assert!(!fixture.cache.root().join("v1").exists());
+}
+
+#[test]
 fn prune_without_a_cap_uses_the_configured_one() {
     let fixture = Fixture::with_options(CacheOptions {
         max_size_bytes: Some(0),
