@@ -99,18 +99,10 @@ impl CompileRecord {
     /// would end up inside the new artifacts too.
     pub fn stale(&self, workspace: &Workspace, now: SystemTime) -> Vec<Stale> {
         let now_ns = nanos(now);
-        // A file is named by every dependent whose record lists its closure's sources
-        // (cargo's uplifted dep-info does): stat it once.
-        let mut times = HashMap::new();
-        let mut file_times = |path: &Path| {
-            *times
-                .entry(path.to_path_buf())
-                .or_insert_with(|| file_times(path))
-        };
         (0..workspace.packages.len())
             .filter_map(|package| {
                 let compiled = self.packages.get(&workspace.packages[package].id)?;
-                let reason = stale_reason(compiled, now_ns, &mut file_times)?;
+                let reason = stale_reason(compiled, now_ns)?;
                 Some(Stale { package, reason })
             })
             .collect()
@@ -154,11 +146,7 @@ impl CompileRecord {
 }
 
 /// Why cargo would take `compiled`'s artifacts as up to date though they are not, if so.
-fn stale_reason(
-    compiled: &Compiled,
-    now_ns: i128,
-    file_times: &mut impl FnMut(&Path) -> Option<(i128, i128)>,
-) -> Option<String> {
+fn stale_reason(compiled: &Compiled, now_ns: i128) -> Option<String> {
     let tolerance = i128::try_from(CLOCK_TOLERANCE.as_nanos()).unwrap_or(i128::MAX);
     if compiled.built_at_ns > now_ns.saturating_add(tolerance) {
         return Some(
@@ -214,10 +202,7 @@ mod tests {
         let built_at = SystemTime::now() - Duration::from_secs(60);
         let record = compiled(built_at, &[&file]);
         // Written now (ctime now), mtime now: cargo sees it, nothing to do.
-        assert_eq!(
-            stale_reason(&record, nanos(SystemTime::now()), &mut file_times),
-            None
-        );
+        assert_eq!(stale_reason(&record, nanos(SystemTime::now())), None);
         // The same write with its mtime set back before the build: cargo would not see it.
         std::fs::File::options()
             .write(true)
@@ -225,12 +210,12 @@ mod tests {
             .unwrap()
             .set_modified(built_at - Duration::from_secs(3600))
             .unwrap();
-        let reason = stale_reason(&record, nanos(SystemTime::now()), &mut file_times).unwrap();
+        let reason = stale_reason(&record, nanos(SystemTime::now())).unwrap();
         assert!(reason.contains("lib.rs"), "{reason}");
         // Built after that write: the artifacts hold it.
         let rebuilt = compiled(SystemTime::now() + Duration::from_secs(1), &[&file]);
         let later = SystemTime::now() + Duration::from_secs(2);
-        assert_eq!(stale_reason(&rebuilt, nanos(later), &mut file_times), None);
+        assert_eq!(stale_reason(&rebuilt, nanos(later)), None);
     }
 
     #[test]
@@ -238,11 +223,8 @@ mod tests {
         let now = SystemTime::now();
         let missing = Path::new("/nonexistent/xtask/freshness/lib.rs");
         let ahead = compiled(now + Duration::from_secs(3600), &[missing]);
-        assert!(stale_reason(&ahead, nanos(now), &mut file_times).is_some());
+        assert!(stale_reason(&ahead, nanos(now)).is_some());
         let within_tolerance = compiled(now + Duration::from_secs(1), &[missing]);
-        assert_eq!(
-            stale_reason(&within_tolerance, nanos(now), &mut file_times),
-            None
-        );
+        assert_eq!(stale_reason(&within_tolerance, nanos(now)), None);
     }
 }

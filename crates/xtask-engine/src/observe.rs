@@ -131,15 +131,17 @@ pub fn digest_observation(
     digest_observation_with(workspace_root, observation, exclusions, started, &mut files)
 }
 
-/// Observed files digested once: in a batch, the same file is named by many packages'
-/// dep-info (cargo's uplifted `.d` of a crate lists the sources of its whole path-dependency
-/// closure), and each is read, hashed and checked for a change during the run only once.
+/// Observed files digested once per batch: a stored task takes its closure's observations,
+/// so a dependency's files are asked for by each of its stored dependents, and one file can
+/// be named by several packages (a shared `include_str!` target, a `rerun-if-changed` path,
+/// a fixture the tests name); each is read, hashed and checked for a change during the run
+/// once.
 #[derive(Debug, Default)]
 pub struct FileDigests(HashMap<PathBuf, Option<DigestedFile>>);
 
 /// One observed file: its portable path, [`observed_digest`], and whether it changed while
 /// the run went on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct DigestedFile {
     portable: String,
     digest: String,

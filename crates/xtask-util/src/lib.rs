@@ -20,6 +20,6 @@ pub use atomic_write::write_atomically;
 pub use digest::{is_sha256_hex, sha256_file, sha256_hex, sha256_reader, to_hex};
 pub use error::FileError;
 pub use net::free_port;
-pub use parallel::{parallel_map, pipeline, try_parallel_map};
+pub use parallel::{parallel_map, pipeline, receive, try_parallel_map};
 pub use rel_path::{RelPath, RelPathError};
 pub use rng::{GOLDEN_GAMMA, SplitMix64};

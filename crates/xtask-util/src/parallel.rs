@@ -1,4 +1,5 @@
-//! Mapping a slice on scoped threads, results in the slice's order.
+//! Mapping a slice on scoped threads: [`parallel_map`] with the results in the slice's order,
+//! and [`pipeline`], two stages of different widths, results as they come.
 //!
 //! Work is handed out one item at a time through an atomic index, so one slow item does not
 //! hold up a whole chunk. A panic in `f` is re-raised on the calling thread with its payload.
@@ -89,6 +90,17 @@ fn map_until<T: Sync, R: Send>(
     results
 }
 
+/// The next item of a queue several threads take from; `Err` once every sender is gone and
+/// the queue is empty.
+pub fn receive<T>(
+    queue: &std::sync::Mutex<std::sync::mpsc::Receiver<T>>,
+) -> Result<T, std::sync::mpsc::RecvError> {
+    queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .recv()
+}
+
 /// Maps `first` over `items` on up to `first_threads` scoped threads and hands each `Some`
 /// result to `then` on `then_threads` threads as soon as it is ready: a stage wide enough to
 /// keep a network's round trips in flight feeding a narrower one that uses the CPU and the
@@ -123,12 +135,7 @@ pub fn pipeline<T: Sync, M: Send, R: Send>(
                 let (receiver, then) = (&receiver, &then);
                 scope.spawn(move || {
                     let mut out = Vec::new();
-                    loop {
-                        let received = receiver
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .recv();
-                        let Ok((index, made)) = received else { break };
+                    while let Ok((index, made)) = receive(receiver) {
                         out.push(then(&items[index], made));
                     }
                     out

@@ -95,7 +95,7 @@ pub(crate) fn spawn<'scope>(
                     for _ in 0..stager_count(run.options.jobs) {
                         let (staged, queued) = (&staged, &queued);
                         stagers.spawn(move || {
-                            while let Ok((package, outputs)) = next(queued) {
+                            while let Ok((package, outputs)) = xtask_util::receive(queued) {
                                 staged.prepare(cache, package, outputs);
                             }
                         });
@@ -142,14 +142,6 @@ pub(crate) fn spawn<'scope>(
 /// busy, and compressing is secondary work that must not crowd it out.
 fn stager_count(jobs: usize) -> usize {
     (jobs / 2).clamp(1, 4)
-}
-
-/// The next queued package to archive; `Err` once the batch is over and the queue is empty.
-fn next<T>(queued: &Mutex<std::sync::mpsc::Receiver<T>>) -> Result<T, std::sync::mpsc::RecvError> {
-    queued
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .recv()
 }
 
 /// Whether any task of the batch will be stored (only then are outputs archived ahead).

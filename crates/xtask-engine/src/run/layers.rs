@@ -345,7 +345,6 @@ fn restore_before_call(
     }
     // Entries often observe the same env vars: each is read once.
     let check = ObservedCheck::default();
-    let target_dir = &run.workspace.target_dir;
     // Downloads wait on the network: as many in flight as the task entries' fetch keeps.
     // Unpacking waits on the disk: more threads than cores, fewer than downloads (16 of them
     // on 2 cores took longer on loopback). With 10 ms added to each request (a proxy on
@@ -359,22 +358,29 @@ fn restore_before_call(
         ),
         (
             run.options.jobs.max(2) * 2,
-            |(hash, label): &(String, String), meta: EntryMeta| match restore_entry(
-                cache,
-                &meta,
-                target_dir,
-                run.started_at,
-                early,
-            ) {
-                Ok(placed) => Some(placed),
-                Err(error) => {
-                    unusable(run, cache, hash, label, &format!("{error:#}"));
-                    None
-                }
-            },
+            |wanted: &(String, String), meta| place(run, cache, wanted, &meta, early),
         ),
     );
     placed.into_iter().flatten().sum()
+}
+
+/// Places the units of `meta` (the entry `wanted`) that the target dir lacks: how many, or
+/// `None` when the entry cannot be used (it is marked to be stored again).
+fn place(
+    run: &Run<'_>,
+    cache: &Cache,
+    (hash, label): &(String, String),
+    meta: &EntryMeta,
+    early: &EarlyRestore,
+) -> Option<usize> {
+    let target_dir = &run.workspace.target_dir;
+    match restore_entry(cache, meta, target_dir, run.started_at, early) {
+        Ok(placed) => Some(placed),
+        Err(error) => {
+            unusable(run, cache, hash, label, &format!("{error:#}"));
+            None
+        }
+    }
 }
 
 /// The usable entry of `hash`: local, else remote (imported), kept only while its observed

@@ -321,10 +321,18 @@ pub(crate) fn task_record(
 /// closures and the path packages outside the workspace (`None`) are ever asked for. The
 /// files are digested once across packages too ([`FileDigests`]).
 pub(crate) struct DigestedBatch<'a> {
-    batch: Option<(&'a Workspace, &'a BatchOutcome)>,
-    exclusions: Option<Exclusions>,
+    /// `None` for a custom task's completion.
+    batch: Option<EndedBatch<'a>>,
     files: RefCell<FileDigests>,
     digested: RefCell<HashMap<Option<PackageIndex>, Rc<SourceDigest>>>,
+}
+
+/// What a batch's observations are digested against, fixed when it ends.
+struct EndedBatch<'a> {
+    root: &'a std::path::Path,
+    outcome: &'a BatchOutcome,
+    exclusions: Exclusions,
+    started: RunStart,
 }
 
 /// One source's observed inputs, with those that changed while the batch ran.
@@ -335,40 +343,42 @@ impl<'a> DigestedBatch<'a> {
     pub fn none() -> DigestedBatch<'a> {
         DigestedBatch {
             batch: None,
-            exclusions: None,
             files: RefCell::default(),
             digested: RefCell::default(),
         }
     }
 
-    pub fn new(workspace: &'a Workspace, batch: &'a BatchOutcome) -> DigestedBatch<'a> {
+    pub fn new(workspace: &'a Workspace, outcome: &'a BatchOutcome) -> DigestedBatch<'a> {
+        let batch = EndedBatch {
+            root: &workspace.root,
+            outcome,
+            exclusions: Exclusions::new(&workspace.target_dir),
+            started: outcome
+                .started
+                .map_or_else(RunStart::by_system_clock, RunStart),
+        };
         DigestedBatch {
-            batch: Some((workspace, batch)),
-            exclusions: Some(Exclusions::new(&workspace.target_dir)),
-            files: RefCell::default(),
-            digested: RefCell::default(),
+            batch: Some(batch),
+            ..DigestedBatch::none()
         }
     }
 
     /// What `source` was seen to read, digested, with the inputs that changed while the batch
     /// ran; `None` when the batch observed nothing of it.
     fn get(&self, source: Option<PackageIndex>) -> Option<Rc<SourceDigest>> {
-        let ((workspace, batch), exclusions) = (self.batch?, self.exclusions.as_ref()?);
+        let batch = self.batch.as_ref()?;
         if let Some(found) = self.digested.borrow().get(&source) {
             return Some(Rc::clone(found));
         }
         let observation = match source {
-            Some(package) => batch.observations.get(&package)?,
-            None => &batch.outside,
+            Some(package) => batch.outcome.observations.get(&package)?,
+            None => &batch.outcome.outside,
         };
-        let started = batch
-            .started
-            .map_or_else(RunStart::by_system_clock, RunStart);
         let digested = Rc::new(digest_observation_with(
-            &workspace.root,
+            batch.root,
             observation,
-            exclusions,
-            started,
+            &batch.exclusions,
+            batch.started,
             &mut self.files.borrow_mut(),
         ));
         self.digested
