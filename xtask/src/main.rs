@@ -337,6 +337,13 @@ enum BenchCommand {
         /// (medians); the seeds and the runs without a cache are cold builds, run once.
         #[arg(long, default_value_t = 3, value_name = "N")]
         iterations: usize,
+        /// Where the copies (the machines) go (default: target/bench/ci). A new CI machine
+        /// has a new file system: on a disk where many files were deleted lately, ext4
+        /// without a journal scans the freed inodes for every file it creates, and the
+        /// restoring rows pay for it. A directory on a newly made file system measures what
+        /// a new machine's disk gives.
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
     },
     /// The README's commands (`build`, `lint`, `test`) in this workspace, all cached, against
     /// cargo's no-op equivalents, and the `cargo xtask` alias's own cost.
@@ -649,6 +656,7 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     nginx,
                     incremental,
                     iterations,
+                    work_dir,
                 },
         } => {
             let workspace = xtask_engine::load_workspace(&location)?;
@@ -673,7 +681,8 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     edit: leaf_source(&measured, package.as_deref())?,
                     source,
                     xtask: current_exe()?,
-                    work_dir: workspace.target_dir.join("bench").join("ci"),
+                    work_dir: work_dir
+                        .unwrap_or_else(|| workspace.target_dir.join("bench").join("ci")),
                     node,
                     remote_cache_server,
                     sccache,

@@ -389,12 +389,13 @@ fn report(options: &CiBenchOptions, rows: &Rows, others: f64) -> String {
         ("(5) fresh machine, sccache (WebDAV)", &rows.sccache),
     ];
     let mut text = format!(
-        "bench ci: `{}`, one line appended to `{}`, turborepo-remote-cache and nginx WebDAV \
-         on loopback, {}, (2), (3) and (5) medians of {} runs, the seeds, (1) and (4) one run \
-         each (cold builds)\n\n\
+        "bench ci: `{}`, one line appended to `{}`, the machines in `{}`, \
+         turborepo-remote-cache and nginx WebDAV on loopback, {}, (2), (3) and (5) medians of \
+         {} runs, the seeds, (1) and (4) one run each (cold builds)\n\n\
          | run | time | cargo | misses / tasks | others' cores |\n|---|---|---|---|---|\n",
         options.source.display(),
         options.edit.display(),
+        options.work_dir.display(),
         if options.incremental {
             "cargo's default incremental compilation"
         } else {
@@ -483,6 +484,7 @@ mod tests {
         assert!(!text.contains("DISTURBED"), "{text}");
         assert!(text.contains("CARGO_INCREMENTAL=0"), "{text}");
         assert!(text.contains("medians of 3 runs"), "{text}");
+        assert!(text.contains("the machines in `/tmp`"), "{text}");
         assert!(text.contains("(2) vs (5), sccache: 4.00x faster"), "{text}");
         assert!(
             text.contains("(2) vs (4), plain cargo: 25.0x faster"),
