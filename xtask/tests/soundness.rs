@@ -1626,20 +1626,16 @@ fn units_workspace() -> Scenario {
     .fresh_plain_target()
 }
 
-/// The version of `name` in this repository's `Cargo.lock`.
+/// The version of `name` in this repository's `Cargo.lock` (the first, if several).
 fn locked_version(name: &str) -> String {
     let path = testkit::workspace_root().join("Cargo.lock");
-    let lock = fs::read_to_string(&path)
+    let text = fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("failed to read `{}`: {error}", path.display()));
-    let entry = format!("name = \"{name}\"\nversion = \"");
-    let start = lock
-        .find(&entry)
+    let lock = xtask_hash::Lockfile::parse(&text, &path)
+        .unwrap_or_else(|error| panic!("`{}`: {error}", path.display()));
+    lock.versions(name)
+        .first()
         .unwrap_or_else(|| panic!("`{name}` is not in `{}`", path.display()))
-        + entry.len();
-    lock[start..]
-        .split('"')
-        .next()
-        .expect("a quoted version")
         .to_string()
 }
 

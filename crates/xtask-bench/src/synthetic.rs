@@ -263,11 +263,15 @@ pub fn add_registry_dependencies(
     names: &[&str],
     lockfile: &Path,
 ) -> anyhow::Result<()> {
-    let lock = std::fs::read_to_string(lockfile)
+    let text = std::fs::read_to_string(lockfile)
         .with_context(|| format!("failed to read `{}`", lockfile.display()))?;
+    let lock = xtask_hash::Lockfile::parse(&text, lockfile)?;
     let mut lines = String::new();
     for name in names {
-        let version = locked_version(&lock, name)
+        let version = lock
+            .versions(name)
+            .first()
+            .copied()
             .with_context(|| format!("`{name}` is not in `{}`", lockfile.display()))?;
         let _ = writeln!(lines, "{name} = \"={version}\"");
     }
@@ -301,13 +305,6 @@ fn commit_all(dir: &Path, message: &str) -> anyhow::Result<()> {
         dir,
         &["-c", "commit.gpgsign=false", "commit", "-q", "-m", message],
     )
-}
-
-/// The version of the first package `name` in the `Cargo.lock` text `lock`.
-fn locked_version(lock: &str, name: &str) -> Option<String> {
-    let entry = format!("name = \"{name}\"\nversion = \"");
-    let start = lock.find(&entry)? + entry.len();
-    lock[start..].split('"').next().map(str::to_string)
 }
 
 /// The tree of `shape` under `parent`, generated (with git) unless a complete one is there:

@@ -21,14 +21,14 @@ pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>>
     Ok(settings.map(RemoteCache::new))
 }
 
-/// Fetches `misses` (local misses: task hash and the task's allowed outputs, which every
-/// imported entry must stay within) in parallel; returns the hits as (index into `misses`,
-/// imported entry). Warnings go to the reporter, in the order of `misses`. Once the remote is
-/// switched off, the remaining fetches return at once without a request.
 /// Fetches in flight at once: network-bound, so more threads than cores; bounded so a big
 /// graph does not open hundreds of connections at once.
 pub(crate) const FETCH_THREADS: usize = 16;
 
+/// Fetches `misses` (local misses: task hash and the task's allowed outputs, which every
+/// imported entry must stay within) in parallel; returns the hits as (index into `misses`,
+/// imported entry). Warnings go to the reporter, in the order of `misses`. Once the remote is
+/// switched off, the remaining fetches return at once without a request.
 pub(crate) fn fetch_misses(
     remote: &RemoteCache,
     local: &LocalCache,

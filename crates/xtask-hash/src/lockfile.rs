@@ -109,6 +109,17 @@ impl Lockfile {
         Ok(Lockfile { packages, by_name })
     }
 
+    /// The versions of the packages named `name`, in the lockfile's order (cargo sorts them
+    /// by version); empty when there is none.
+    pub fn versions(&self, name: &str) -> Vec<&str> {
+        self.by_name.get(name).map_or_else(Vec::new, |indices| {
+            indices
+                .iter()
+                .map(|&i| self.packages[i].version.as_str())
+                .collect()
+        })
+    }
+
     /// The external (non-workspace: has a `source`) packages reachable from the workspace
     /// package `name`@`version`, through any package (workspace path packages too). Sorted,
     /// deduplicated. A package not in the lockfile gives an empty list (a fresh package
@@ -377,6 +388,14 @@ checksum = "eeee"
                 registry("toml", "0.5.11", "cccc"),
             ]
         );
+    }
+
+    #[test]
+    fn versions_of_a_name_in_the_lockfiles_order() {
+        let lock = parse(LOCK_V4);
+        assert_eq!(lock.versions("toml"), ["0.5.11", "0.8.0"]);
+        assert_eq!(lock.versions("serde"), ["1.0.200"]);
+        assert!(lock.versions("no-such-crate").is_empty());
     }
 
     #[test]

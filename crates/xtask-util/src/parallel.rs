@@ -156,6 +156,8 @@ pub fn pipeline<T: Sync, M: Send, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
 
     #[test]
     fn a_pipeline_hands_every_made_item_to_the_second_stage() {
@@ -181,8 +183,6 @@ mod tests {
             .is_empty()
         );
     }
-    use std::sync::Mutex;
-    use std::time::Duration;
 
     #[test]
     fn keeps_the_order_of_the_items_whatever_the_thread_count() {
