@@ -681,8 +681,11 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     edit: leaf_source(&measured, package.as_deref())?,
                     source,
                     xtask: current_exe()?,
-                    work_dir: work_dir
-                        .unwrap_or_else(|| workspace.target_dir.join("bench").join("ci")),
+                    // Absolute, as the tools given by path are: the runs start elsewhere.
+                    work_dir: match work_dir {
+                        Some(dir) => std::path::absolute(dir).map_err(anyhow::Error::from)?,
+                        None => workspace.target_dir.join("bench").join("ci"),
+                    },
                     node,
                     remote_cache_server,
                     sccache,
