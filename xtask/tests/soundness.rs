@@ -117,6 +117,26 @@ const CASES: &[(&str, Case)] = cases![
 ];
 
 #[test]
+fn a_run_dead_of_a_full_disk_brings_the_free_space_into_the_report() {
+    let dir = std::env::temp_dir();
+    assert_eq!(
+        full_disk_note(&["error[E0308]: mismatched types"], &dir),
+        ""
+    );
+    let note = full_disk_note(
+        &[
+            "",
+            "collect2: fatal error: ld terminated with signal 7 [Bus error]",
+        ],
+        &dir,
+    );
+    assert!(
+        note.contains("full disk") && note.contains("Avail"),
+        "{note}"
+    );
+}
+
+#[test]
 fn every_case_agrees_with_plain_cargo() {
     let filter = std::env::var("SOUNDNESS_CASE").unwrap_or_default();
     let mut failures = Vec::new();
@@ -400,7 +420,7 @@ impl Scenario {
              disagreement after `xtask {}` vs `cargo {}`:\n{}\n\
              tool:  {tool:?}\n\
              cargo: {plain:?}\n\
-             --- tool\n{}\n--- cargo (exit code {})\n{}",
+             --- tool\n{}\n--- cargo (exit code {})\n{}{}",
             self.steps.join("; "),
             args.join(" "),
             cargo_args.join(" "),
@@ -408,6 +428,10 @@ impl Scenario {
             tail(&tool_output.to_string(), 60),
             plain_output.code,
             tail(&plain_output.stderr, 30),
+            full_disk_note(
+                &[&tool_output.to_string(), &plain_output.stderr],
+                self.fixture.tools()
+            ),
         ))
     }
 
@@ -569,6 +593,29 @@ fn libtest_counts(output: &Output) -> Option<(u64, u64)> {
         }
     }
     total
+}
+
+/// The free space where the runs write, when one of them died the way a full disk kills a
+/// build (a linker's bus error on its memory-mapped output, or `ENOSPC`): a disagreement that
+/// only the machine caused must say so.
+fn full_disk_note(outputs: &[&str], dir: &Path) -> String {
+    const SIGNS: [&str; 2] = ["Bus error", "No space left on device"];
+    if !outputs
+        .iter()
+        .any(|output| SIGNS.iter().any(|sign| output.contains(sign)))
+    {
+        return String::new();
+    }
+    let df = Command::new("df")
+        .arg("-h")
+        .arg(dir)
+        .output()
+        .map(|df| String::from_utf8_lossy(&df.stdout).into_owned())
+        .unwrap_or_else(|error| format!("(`df` did not run: {error})\n"));
+    format!(
+        "--- a run died as on a full disk; `df -h {}`:\n{df}",
+        dir.display()
+    )
 }
 
 fn tail(text: &str, lines: usize) -> String {
