@@ -379,6 +379,16 @@ mod tests {
         .unwrap();
     }
 
+    /// Waits until the file system's clock is past `path`'s ctime (which setting its mtime has
+    /// just made "now"), so that its stat is settled for the next run's clock and recorded.
+    fn wait_past_ctime(path: &Path) {
+        let ctime = FileStat::of(path).unwrap().ctime_ns;
+        let probe = path.with_extension("clock-probe");
+        while file_system_clock(&probe).unwrap() <= ctime {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn set_mtime(path: &Path, time: std::time::SystemTime) {
         let file = std::fs::File::options().write(true).open(path).unwrap();
         file.set_modified(time).unwrap();
@@ -479,6 +489,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.rs");
         std::fs::write(&path, "one").unwrap();
+        // The first run records `a.rs` only once it is past the file system's clock.
+        wait_past_ctime(&path);
         let files = vec![input(dir.path(), "a.rs")];
         let cache_path = dir.path().join("stat-cache");
         let cache = StatCache::load(&cache_path);
@@ -502,6 +514,8 @@ mod tests {
         std::fs::write(&path, "one").unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
         set_mtime(&path, old);
+        // Else, within one tick of the file system's clock, nothing is recorded (racy).
+        wait_past_ctime(&path);
         let files = vec![input(dir.path(), "a.rs")];
         let cache_path = dir.path().join("stat-cache");
         let cache = StatCache::load(&cache_path);
@@ -579,6 +593,8 @@ mod tests {
         std::fs::write(&path, "one").unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
         set_mtime(&path, old);
+        // Else, within one tick of the file system's clock, nothing is recorded (racy).
+        wait_past_ctime(&path);
         let files = vec![input(dir.path(), "a.rs")];
         let cache_path = dir.path().join("stat-cache");
         let cache = StatCache::load(&cache_path);
