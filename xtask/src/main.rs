@@ -681,9 +681,8 @@ fn dispatch(command: Command, location: Location) -> CliResult {
                     edit: leaf_source(&measured, package.as_deref())?,
                     source,
                     xtask: current_exe()?,
-                    // Absolute, as the tools given by path are: the runs start elsewhere.
                     work_dir: match work_dir {
-                        Some(dir) => std::path::absolute(dir).map_err(anyhow::Error::from)?,
+                        Some(dir) => xtask_bench::tools::given_path(&dir, "--work-dir")?,
                         None => workspace.target_dir.join("bench").join("ci"),
                     },
                     node,

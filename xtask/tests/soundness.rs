@@ -607,6 +607,7 @@ fn full_disk_note(outputs: &[&str], dir: &Path) -> String {
         return String::new();
     }
     let df = Command::new("df")
+        .env("LC_ALL", "C")
         .arg("-h")
         .arg(dir)
         .output()

@@ -41,8 +41,12 @@ pub fn given_tool(path: &Path, flag: &str) -> anyhow::Result<PathBuf> {
     if !is_executable(path) {
         bail!("`{flag} {}` is not an executable file", path.display());
     }
-    // The benchmarks run it from other directories (each tree's copy): a relative path given
-    // on the command line means the caller's directory.
+    given_path(path, flag)
+}
+
+/// A path given on the command line (`--work-dir DIR`), made absolute: the benchmarks run from
+/// other directories (each tree's copy), and a relative path means the caller's directory.
+pub fn given_path(path: &Path, flag: &str) -> anyhow::Result<PathBuf> {
     std::path::absolute(path)
         .with_context(|| format!("`{flag} {}`: no absolute path", path.display()))
 }

@@ -408,7 +408,7 @@ mod tests {
         mode("run.sh", 0o755);
         let files = vec![input(dir.path(), "run.sh"), input(dir.path(), "copy.sh")];
         let cache_path = dir.path().join("cache/stat-cache");
-        std::thread::sleep(std::time::Duration::from_millis(30));
+        wait_past_ctime(&dir.path().join("run.sh"));
         let cache = StatCache::load(&cache_path);
         let (digests, _) = cache.hash_files(&files, 2).unwrap();
         let content = sha256_hex(b"echo");
@@ -452,9 +452,8 @@ mod tests {
         set_mtime(&dir.path().join("b.rs"), old);
         let files = vec![input(dir.path(), "a.rs"), input(dir.path(), "b.rs")];
         let cache_path = dir.path().join("cache/stat-cache");
-        // Past the timestamp granularity: the files' ctime (set just now) must be older than
-        // the clock this run takes.
-        std::thread::sleep(std::time::Duration::from_millis(30));
+        // The files' ctime (set just now) must be older than the clock this run takes.
+        wait_past_ctime(&dir.path().join("b.rs"));
         let cache = StatCache::load(&cache_path);
         let (digests, counts) = cache.hash_files(&files, 2).unwrap();
         assert_eq!(
