@@ -85,27 +85,14 @@ pub(crate) fn spawn<'scope>(
                 // A fresh target dir gets the units of what did not change first.
                 early.wait(run, cache, task, hits);
                 let started = Instant::now();
-                let cache = &cache.local;
                 let staged = Staged::default();
-                // A few archivers fed as packages finish: one thread per package would
-                // compress a hundred archives at once on a large workspace.
-                let (queue, queued) = std::sync::mpsc::channel();
-                let queued = Mutex::new(queued);
-                let (result, took) = std::thread::scope(|stagers| {
-                    for _ in 0..stager_count(run.options.jobs) {
-                        let (staged, queued) = (&staged, &queued);
-                        stagers.spawn(move || {
-                            while let Ok((package, outputs)) = xtask_util::receive(queued) {
-                                staged.prepare(cache, package, outputs);
-                            }
-                        });
-                    }
+                let (result, took) = staged.beside(&cache.local, run.options.jobs, |queue| {
                     // Cargo builds the whole selection, hits included; only the batch's own
                     // packages are stored (archiving every hit's binaries again cost 40 s
                     // per one-package miss on coreutils).
                     let stage = |package: PackageIndex, outputs: Vec<OutputFile>| {
                         if packages.contains(&package) {
-                            let _ = queue.send((package, outputs));
+                            queue(package, outputs);
                         }
                     };
                     let stores = task == CargoTask::Build && storable(run, &nodes);
@@ -119,7 +106,6 @@ pub(crate) fn spawn<'scope>(
                         reporter: run.reporter,
                         on_built: stores.then_some(&stage as OnBuilt<'_>),
                     });
-                    drop(queue);
                     // Cargo's time: archives still being made are waited for after it.
                     (result, started.elapsed())
                 });
@@ -139,7 +125,8 @@ pub(crate) fn spawn<'scope>(
 }
 
 /// How many threads archive a batch's outputs while cargo builds: cargo keeps `jobs` cores
-/// busy, and compressing is secondary work that must not crowd it out.
+/// busy, and compressing is secondary work that must not crowd it out. Once cargo is done,
+/// the archivers grow to one per cargo job (its cores are free).
 fn stager_count(jobs: usize) -> usize {
     (jobs / 2).clamp(1, 4)
 }
@@ -154,6 +141,41 @@ fn storable(run: &Run<'_>, nodes: &[Node]) -> bool {
 struct Staged(Mutex<HashMap<PackageIndex, PreparedOutputs>>);
 
 impl Staged {
+    /// Runs `build` (a cargo call) with archivers beside it, fed through the function `build`
+    /// is given. A few archivers, as packages finish: one thread per package would compress a
+    /// hundred archives at once on a large workspace. What is left when `build` returns is
+    /// archived on every core; returns once every queued archive is made.
+    fn beside<R>(
+        &self,
+        cache: &LocalCache,
+        jobs: usize,
+        build: impl FnOnce(OnBuilt<'_>) -> R,
+    ) -> R {
+        let (queue, queued) = std::sync::mpsc::channel();
+        let queued = Mutex::new(queued);
+        let archive_queued = || {
+            while let Ok((package, outputs)) = xtask_util::receive(&queued) {
+                self.prepare(cache, package, outputs);
+            }
+        };
+        std::thread::scope(|archivers| {
+            let beside_cargo = stager_count(jobs);
+            for _ in 0..beside_cargo {
+                archivers.spawn(archive_queued);
+            }
+            let send = move |package: PackageIndex, outputs: Vec<OutputFile>| {
+                let _ = queue.send((package, outputs));
+            };
+            let result = build(&send);
+            drop(send);
+            // Cargo is done: its cores take the rest of the queue.
+            for _ in beside_cargo..jobs {
+                archivers.spawn(archive_queued);
+            }
+            result
+        })
+    }
+
     fn prepare(&self, cache: &LocalCache, package: PackageIndex, outputs: Vec<OutputFile>) {
         if let Some(prepared) = cache.prepare_outputs(outputs)
             && let Ok(mut staged) = self.0.lock()
