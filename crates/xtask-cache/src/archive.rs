@@ -14,9 +14,9 @@ use crate::{OutputFile, OutputRoot};
 
 /// The zstd level of archives. Level 1, not zstd's default 3: a cold build archives its
 /// outputs on the cores cargo is compiling on, and level 1 compresses debug binaries about 1.4x
-/// faster for archives about 12% larger (coreutils' 112-member cold build: 1.12x cargo's time
-/// against 1.18x at level 3, measured back to back; BENCHMARKS.md). Restores decompress both
-/// at the same speed, and old entries stay readable: the level is not part of any key.
+/// faster for archives about 12% larger (`zstd -b`, BENCHMARKS.md; a cold build's time between
+/// runs spreads wider than the two levels' difference in it). Restores decompress both at the
+/// same speed, and old entries stay readable: the level is not part of any key.
 const ZSTD_LEVEL: i32 = 1;
 
 /// An archive written to a temp file, not yet renamed into `v1/blobs`.

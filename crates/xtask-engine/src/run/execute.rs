@@ -125,9 +125,10 @@ pub(crate) fn spawn<'scope>(
 }
 
 /// How many threads archive a batch's outputs while cargo builds: cargo keeps `jobs` cores
-/// busy, and compressing is secondary work that must not crowd it out. Once cargo is done,
-/// the archivers grow to one per cargo job (its cores are free).
-fn stager_count(jobs: usize) -> usize {
+/// busy, and compressing is secondary work that must not crowd it out (one thread per package
+/// would compress a hundred archives at once on a large workspace). Once cargo is done, the
+/// archivers grow to one per cargo job (its cores are free).
+fn archivers_beside_cargo(jobs: usize) -> usize {
     (jobs / 2).clamp(1, 4)
 }
 
@@ -141,10 +142,9 @@ fn storable(run: &Run<'_>, nodes: &[Node]) -> bool {
 struct Staged(Mutex<HashMap<PackageIndex, PreparedOutputs>>);
 
 impl Staged {
-    /// Runs `build` (a cargo call) with archivers beside it, fed through the function `build`
-    /// is given. A few archivers, as packages finish: one thread per package would compress a
-    /// hundred archives at once on a large workspace. What is left when `build` returns is
-    /// archived on every core; returns once every queued archive is made.
+    /// Runs `build` (a cargo call) with archivers beside it ([`archivers_beside_cargo`]), fed
+    /// through the function `build` is given as packages finish; returns once every queued
+    /// archive is made.
     fn beside<R>(
         &self,
         cache: &LocalCache,
@@ -159,7 +159,7 @@ impl Staged {
             }
         };
         std::thread::scope(|archivers| {
-            let beside_cargo = stager_count(jobs);
+            let beside_cargo = archivers_beside_cargo(jobs);
             for _ in 0..beside_cargo {
                 archivers.spawn(archive_queued);
             }
