@@ -195,6 +195,45 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
     }
 }
 
+/// CI's usual pair on a fresh machine, `build` then `test`: the test call's units entries hold
+/// the libraries the build call restored a moment before, beside the test harnesses it lacks.
+/// Only the missing units are written (`unpack_fresh` with a filter), and they must be whole:
+/// cargo compiles nothing for `test` but the edited `app`, and every test passes.
+#[test]
+fn a_fresh_machine_tests_after_building_and_compiles_only_the_edited_crate() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let env = with(&env, &[]);
+    let fixture = Fixture::new("basic");
+    build(&fixture, &env);
+    fixture.run_env(&["test"], &env).assert_code(0);
+    fixture.remove_dir("target");
+    fixture.remove_dir(support::CACHE_DIR);
+    fixture.append("apps/app/src/main.rs", "// edit\n");
+    build(&fixture, &env);
+    assert_eq!(compiled_workspace_crates(&fixture), ["app"]);
+    fixture.remove_dir("target/debug/incremental");
+    let run = fixture.run_env(&["test"], &env);
+    run.assert_code(0);
+    assert_eq!(
+        run.summary.statuses(),
+        support::statuses(&[
+            ("app:test", "miss"),
+            ("core-lib:test", "hit"),
+            ("util:test", "hit"),
+        ]),
+        "{}",
+        run.output
+    );
+    assert!(run.output.warnings().is_empty(), "{}", run.output);
+    assert_eq!(
+        compiled_workspace_crates(&fixture),
+        ["app"],
+        "{}",
+        run.output
+    );
+}
+
 /// A binary that did not change on a fresh CI machine, beside an edit elsewhere in the call:
 /// its package units entry holds no second copy of the executable (cargo's `deps/tool-H` is a
 /// hard link of the task's `debug/tool`), and the restore links the task's restored output

@@ -312,21 +312,22 @@ impl LocalCache {
         )
     }
 
-    /// Extracts all of `meta`'s outputs in one pass into `dir`, an empty directory of the
-    /// caller's that nothing else writes to (a staging directory), every file dated `mtime`;
-    /// returns how many files were written. The archive blob is verified as in
-    /// [`LocalCache::restore`], each member against its record's listing, kind and size (its
-    /// own sha256 is not computed again: the blob's covers it), but nothing is written
-    /// atomically: on error, `dir` holds part of the entry and the caller discards it. Entries
-    /// with symlink outputs are refused.
+    /// Extracts the outputs of `meta` whose path `wanted` accepts in one pass into `dir`, an
+    /// empty directory of the caller's that nothing else writes to (a staging directory),
+    /// every file dated `mtime`; returns how many files were written. The archive blob is
+    /// verified as in [`LocalCache::restore`], and every member (written or passed over)
+    /// against its record's listing, kind and size (its own sha256 is not computed again: the
+    /// blob's covers it), but nothing is written atomically: on error, `dir` holds part of the
+    /// entry and the caller discards it. Entries with symlink outputs are refused.
     pub fn unpack_fresh(
         &self,
         meta: &EntryMeta,
         dir: &Path,
         allowed: &AllowedOutputs,
         mtime: SystemTime,
+        wanted: &dyn Fn(&str) -> bool,
     ) -> Result<usize, CacheError> {
-        restore::unpack_fresh(&self.layout, meta, dir, allowed, mtime)
+        restore::unpack_fresh(&self.layout, meta, (dir, allowed), mtime, wanted)
     }
 
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each

@@ -131,9 +131,9 @@ pub(crate) fn restore(
 pub(crate) fn unpack_fresh(
     layout: &Layout,
     meta: &EntryMeta,
-    dir: &Path,
-    allowed: &AllowedOutputs,
+    (dir, allowed): (&Path, &AllowedOutputs),
     mtime: SystemTime,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> Result<usize, CacheError> {
     let entry_path = layout.entry_path(&meta.task_hash)?;
     check_blob_refs(&entry_path, meta)?;
@@ -163,6 +163,7 @@ pub(crate) fn unpack_fresh(
         .entries()
         .map_err(|error| corrupt_archive(&archive_path, &error))?;
     let mut seen = HashSet::new();
+    let mut written = 0;
     for entry in entries {
         let mut entry = entry.map_err(|error| corrupt_archive(&archive_path, &error))?;
         let member = read_member(&entry)?;
@@ -193,6 +194,10 @@ pub(crate) fn unpack_fresh(
                 "the archive member appears twice",
             ));
         }
+        if !wanted(record.path.as_str()) {
+            // The archive reader reads past its bytes to the next member.
+            continue;
+        }
         let destination = output_path(&record.path)
             .map_err(|reason| CacheError::unsafe_path(&member.name, reason))?
             .join_to(dir);
@@ -215,6 +220,7 @@ pub(crate) fn unpack_fresh(
         )?;
         set_mode(&file, record.mode).at(&destination)?;
         file.set_modified(mtime).at(&destination)?;
+        written += 1;
     }
     if let Some(missing) = records.keys().find(|member| !seen.contains(*member)) {
         return Err(CacheError::corrupt(
@@ -222,7 +228,7 @@ pub(crate) fn unpack_fresh(
             format!("the archive has no member for output `{missing}`"),
         ));
     }
-    Ok(seen.len())
+    Ok(written)
 }
 
 /// An output is in place when the path holds the same kind of thing with the same content:

@@ -27,7 +27,7 @@ fn unpack_failing(fixture: &Fixture, meta: &EntryMeta) -> (PathBuf, CacheError) 
     fs::create_dir_all(&staging).expect("staging");
     let error = fixture
         .cache
-        .unpack_fresh(meta, &staging, &allow_all(), long_ago())
+        .unpack_fresh(meta, &staging, &allow_all(), long_ago(), &|_| true)
         .expect_err("must fail");
     (staging, error)
 }
@@ -61,7 +61,7 @@ fn every_output_is_written_with_its_content_mode_and_the_given_date() {
 
     let written = fixture
         .cache
-        .unpack_fresh(&meta, &staging, &allow_all(), long_ago())
+        .unpack_fresh(&meta, &staging, &allow_all(), long_ago(), &|_| true)
         .expect("unpack");
 
     assert_eq!(written, 3);
@@ -172,11 +172,94 @@ fn a_file_already_in_the_directory_is_never_overwritten() {
     fs::write(staging.join("debug/deps/a.rlib"), b"old").expect("old file");
     let error = fixture
         .cache
-        .unpack_fresh(&meta, &staging, &allow_all(), long_ago())
+        .unpack_fresh(&meta, &staging, &allow_all(), long_ago(), &|_| true)
         .expect_err("must fail");
     assert!(
         matches!(error, CacheError::Io { .. }),
         "expected Io, got {error:?}"
     );
     assert_eq!(fs::read(staging.join("debug/deps/a.rlib")).unwrap(), b"old");
+}
+
+#[test]
+fn only_the_wanted_outputs_are_written_and_the_members_after_a_passed_one_are_intact() {
+    let fixture = Fixture::new();
+    let outputs = vec![
+        fixture.source_file(
+            Target,
+            "debug/deps/liba-0123456789abcdef.rlib",
+            &noise(4, 300_000),
+            0o644,
+        ),
+        fixture.source_file(
+            Target,
+            "debug/deps/libb-0123456789abcdef.rlib",
+            &noise(5, 200_000),
+            0o644,
+        ),
+        fixture.source_file(
+            Target,
+            "debug/.fingerprint/b-0123456789abcdef/lib-b",
+            b"fingerprint b",
+            0o644,
+        ),
+    ];
+    let meta = fixture.store(&task_hash("some wanted"), outputs, b"");
+    let staging = fixture.path("staging");
+    fs::create_dir_all(&staging).expect("staging");
+
+    let written = fixture
+        .cache
+        .unpack_fresh(&meta, &staging, &allow_all(), long_ago(), &|path| {
+            !path.contains("liba-")
+        })
+        .expect("unpack");
+
+    assert_eq!(written, 2);
+    assert!(
+        !staging
+            .join("debug/deps/liba-0123456789abcdef.rlib")
+            .exists()
+    );
+    let source = fixture.source_roots().target;
+    for path in [
+        "debug/deps/libb-0123456789abcdef.rlib",
+        "debug/.fingerprint/b-0123456789abcdef/lib-b",
+    ] {
+        assert_eq!(
+            fs::read(staging.join(path)).expect("unpacked"),
+            fs::read(source.join(path)).expect("source"),
+            "{path}"
+        );
+        assert_eq!(mtime(&staging.join(path)), long_ago(), "{path}");
+    }
+}
+
+#[test]
+fn a_member_passed_over_is_still_checked_against_its_record() {
+    let fixture = Fixture::new();
+    let archive = raw_archive(&[
+        RawMember::file("target/debug/deps/a.rlib", b"tampered!"),
+        RawMember::file("target/debug/deps/b.rlib", b"b"),
+    ]);
+    let meta = fixture.plant(
+        &task_hash("tampered, not wanted"),
+        vec![
+            file_record(Target, "debug/deps/a.rlib", b"original", 0o644),
+            file_record(Target, "debug/deps/b.rlib", b"b", 0o644),
+        ],
+        &archive,
+    );
+    let staging = fixture.path("staging");
+    fs::create_dir_all(&staging).expect("staging");
+    let error = fixture
+        .cache
+        .unpack_fresh(&meta, &staging, &allow_all(), long_ago(), &|path| {
+            path.ends_with("b.rlib")
+        })
+        .expect_err("must fail");
+    assert!(
+        matches!(error, CacheError::Corrupt { .. }),
+        "expected Corrupt, got {error:?}"
+    );
 }

@@ -425,9 +425,9 @@ fn unusable(run: &Run<'_>, cache: &Cache, hash: &str, label: &str, error: &str) 
 
 static STAGING: AtomicUsize = AtomicUsize::new(0);
 
-/// Restores `meta` into a staging directory of `target_dir`, then moves each complete unit
-/// the target dir lacks into place with modification time `mtime`. Returns how many units
-/// were placed.
+/// Restores the units of `meta` that the target dir lacks into a staging directory of it
+/// (nothing else of the entry is written), then moves each complete one into place with
+/// modification time `mtime`. Returns how many units were placed.
 fn restore_entry(
     cache: &Cache,
     meta: &EntryMeta,
@@ -501,9 +501,17 @@ fn restore_staged(
     early: &EarlyRestore,
 ) -> anyhow::Result<usize> {
     let staging = staged.dir;
+    let written: HashSet<&str> = staged
+        .missing
+        .iter()
+        .flat_map(|files| files.other.iter().chain(&files.fingerprint))
+        .map(String::as_str)
+        .collect();
     cache
         .local
-        .unpack_fresh(meta, staging, &staging_allowed(), staged.mtime)?;
+        .unpack_fresh(meta, staging, &staging_allowed(), staged.mtime, &|path| {
+            written.contains(path)
+        })?;
     let unlinked = place_links(staged, target_dir, early);
     let mut placed = 0;
     for files in staged.missing {
