@@ -220,23 +220,12 @@ fn restore_floor(target: &Path, work_dir: &Path) -> anyhow::Result<Timed> {
 /// How many regular files are under `dir`, and their total size (symlinks are not followed).
 fn file_count_and_size(dir: &Path) -> anyhow::Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .with_context(|| format!("failed to list `{}`", dir.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("failed to list `{}`", dir.display()))?;
-            let path = entry.path();
-            let metadata = std::fs::symlink_metadata(&path)
-                .with_context(|| format!("failed to stat `{}`", path.display()))?;
-            if metadata.is_dir() {
-                pending.push(path);
-            } else if metadata.is_file() {
-                files += 1;
-                bytes += metadata.len();
-            }
+    crate::runner::walk_files(dir, &[], |metadata| {
+        if metadata.is_file() {
+            files += 1;
+            bytes += metadata.len();
         }
-    }
+    })?;
     Ok((files, bytes))
 }
 

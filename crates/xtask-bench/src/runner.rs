@@ -872,7 +872,26 @@ fn touch_sources(root: &Path) -> anyhow::Result<()> {
 
 /// Walks the tree (not `.git`, `node_modules`, `target`, caches) and stats every file.
 fn walk_and_stat(root: &Path) -> anyhow::Result<usize> {
+    let skip = [
+        ".git",
+        "node_modules",
+        "target",
+        "turbo-like-cache",
+        ".turbo",
+        "out",
+    ];
     let mut count = 0;
+    walk_files(root, &skip, |_| count += 1)?;
+    Ok(count)
+}
+
+/// Calls `each` with the metadata (`lstat`: links are not followed) of everything under
+/// `root` that is not a directory, leaving out the entries named in `skip` wherever they are.
+pub(crate) fn walk_files(
+    root: &Path,
+    skip: &[&str],
+    mut each: impl FnMut(&std::fs::Metadata),
+) -> anyhow::Result<()> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir)
@@ -880,17 +899,7 @@ fn walk_and_stat(root: &Path) -> anyhow::Result<usize> {
         for entry in entries {
             let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
             let name = entry.file_name();
-            if [
-                ".git",
-                "node_modules",
-                "target",
-                "turbo-like-cache",
-                ".turbo",
-                "out",
-            ]
-            .iter()
-            .any(|skip| name == *skip)
-            {
+            if skip.iter().any(|skip| name == *skip) {
                 continue;
             }
             let metadata = std::fs::symlink_metadata(entry.path())
@@ -898,11 +907,11 @@ fn walk_and_stat(root: &Path) -> anyhow::Result<usize> {
             if metadata.is_dir() {
                 stack.push(entry.path());
             } else {
-                count += 1;
+                each(&metadata);
             }
         }
     }
-    Ok(count)
+    Ok(())
 }
 
 /// Max RSS in KiB of one run, with `/usr/bin/time -f %M`.
