@@ -93,6 +93,8 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
         "sccache",
         "sccache",
     )?;
+    // The floor row's decompressor: found before the long runs, not after them.
+    let zstd = crate::tools::require_tool(&options.tools_dir, "zstd", "bench")?;
     let nginx = crate::tools::tool_or_given(
         options.nginx.as_deref(),
         "--nginx",
@@ -128,7 +130,7 @@ pub fn bench_ci(options: &CiBenchOptions) -> anyhow::Result<String> {
         || timed(options, &tree, &server, true, &summary),
     )?;
     crate::cold::progress("bench ci: the floor (the restored target/ written by tar and zstd)");
-    let floor = restore_floor(&tree.join("target"), &options.work_dir)?;
+    let floor = restore_floor(&tree.join("target"), &options.work_dir, &zstd)?;
     crate::cold::progress("bench ci: (4) fresh machine, plain cargo");
     fresh_machine(options, &tree, 400)?;
     append_edit(&tree, &options.edit, 400)?;
@@ -181,12 +183,16 @@ struct Rows {
 /// into a new directory, timed: the same files decompressed and written, with no network, no
 /// digest and no cargo. (2)'s own part (its time less cargo's) cannot go below it, so (3) plus
 /// this is the closest to (3) that any restore reaches on this machine.
-fn restore_floor(target: &Path, work_dir: &Path) -> anyhow::Result<Timed> {
+fn restore_floor(target: &Path, work_dir: &Path, zstd: &Path) -> anyhow::Result<Timed> {
     let archive = work_dir.join("floor.tar.zst");
     let extracted = work_dir.join("floor-extracted");
+    // An earlier run that stopped halfway may have left it: the timed extraction starts empty.
+    set_aside(work_dir, &extracted, "floor-earlier")?;
     let (files, bytes) = file_count_and_size(target)?;
     let mut pack = Command::new("tar");
-    pack.args(["-I", "zstd -1 -q", "-cf"])
+    pack.arg("-I")
+        .arg(format!("{} -1 -q", zstd.display()))
+        .arg("-cf")
         .arg(&archive)
         .arg("-C")
         .arg(target)
@@ -196,7 +202,9 @@ fn restore_floor(target: &Path, work_dir: &Path) -> anyhow::Result<Timed> {
         .with_context(|| format!("failed to create `{}`", extracted.display()))?;
     let mut unpack = Command::new("tar");
     unpack
-        .args(["-I", "zstd -q", "-xf"])
+        .arg("-I")
+        .arg(format!("{} -q", zstd.display()))
+        .arg("-xf")
         .arg(&archive)
         .arg("-C")
         .arg(&extracted);
@@ -206,9 +214,7 @@ fn restore_floor(target: &Path, work_dir: &Path) -> anyhow::Result<Timed> {
     let window = CpuCounters::read()?.since(&before);
     std::fs::remove_file(&archive)
         .with_context(|| format!("failed to remove `{}`", archive.display()))?;
-    // Deleted with the discarded trees, after the timed runs (see `fresh_machine`).
-    std::fs::rename(&extracted, work_dir.join("discarded-floor"))
-        .with_context(|| format!("failed to move `{}` aside", extracted.display()))?;
+    set_aside(work_dir, &extracted, "floor")?;
     Ok(Timed {
         took,
         cargo: Duration::ZERO,
@@ -251,21 +257,28 @@ pub fn synthetic_source(parent: &Path, crates: usize, lockfile: &Path) -> anyhow
     Ok(dir)
 }
 
-/// A fresh copy of the workspace at `tree`, the previous one moved aside (`discarded-n`) and
-/// deleted only after the timed runs: deleting a built `target/` just before a timed run made
-/// ext4 scan its recently freed inodes on every file the run then created (a fifth of the
-/// tool's CPU in the unit restore), which no fresh CI machine pays.
+/// A fresh copy of the workspace at `tree`, the previous one set aside (`discarded-n`).
 fn fresh_machine(options: &CiBenchOptions, tree: &Path, n: usize) -> anyhow::Result<()> {
-    let aside = options.work_dir.join(format!("discarded-{n}"));
+    set_aside(&options.work_dir, tree, &n.to_string())?;
+    crate::cold::copy_work_tree(&options.source, tree)
+}
+
+/// Moves `dir`, if it exists, to `discarded-<name>` in `work_dir` (replacing what a crashed
+/// run left there), to be deleted only after the timed runs ([`remove_discarded`]): deleting
+/// a built `target/` just before a timed run made ext4 scan its recently freed inodes on every
+/// file the run then created (a fifth of the tool's CPU in the unit restore), which no fresh
+/// CI machine pays.
+fn set_aside(work_dir: &Path, dir: &Path, name: &str) -> anyhow::Result<()> {
+    let aside = work_dir.join(format!("discarded-{name}"));
     if aside.exists() {
         std::fs::remove_dir_all(&aside)
             .with_context(|| format!("failed to remove `{}`", aside.display()))?;
     }
-    if tree.exists() {
-        std::fs::rename(tree, &aside)
-            .with_context(|| format!("failed to move `{}` aside", tree.display()))?;
+    if dir.exists() {
+        std::fs::rename(dir, &aside)
+            .with_context(|| format!("failed to move `{}` aside", dir.display()))?;
     }
-    crate::cold::copy_work_tree(&options.source, tree)
+    Ok(())
 }
 
 /// `--iterations` runs of `run`, each on a fresh machine at `tree` with its own edit
@@ -524,6 +537,35 @@ mod tests {
         std::fs::write(dir.path().join("debug/app"), [0u8; 24]).unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join("debug/link")).unwrap();
         assert_eq!(file_count_and_size(dir.path()).unwrap(), (2, 1024));
+    }
+
+    #[test]
+    fn the_floor_extracts_the_tree_again_and_sets_the_copy_aside() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let zstd =
+            crate::tools::require_tool(&crate::tools::tools_dir(&root), "zstd", "bench").unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let target = work.path().join("target");
+        std::fs::create_dir_all(target.join("debug/deps")).unwrap();
+        std::fs::write(target.join("debug/deps/a.rlib"), [7u8; 1000]).unwrap();
+        std::fs::write(target.join("debug/app"), [9u8; 24]).unwrap();
+        // What a run that stopped halfway left: not extracted over.
+        std::fs::create_dir_all(work.path().join("floor-extracted")).unwrap();
+        std::fs::write(work.path().join("floor-extracted/stale"), b"x").unwrap();
+
+        let floor = restore_floor(&target, work.path(), &zstd).unwrap();
+
+        assert_eq!(floor.misses, "2 files, 0 MB");
+        assert!(floor.cargo.is_zero());
+        let copy = work.path().join("discarded-floor");
+        assert_eq!(
+            std::fs::read(copy.join("debug/deps/a.rlib")).unwrap(),
+            [7u8; 1000]
+        );
+        assert_eq!(std::fs::read(copy.join("debug/app")).unwrap(), [9u8; 24]);
+        assert!(!copy.join("stale").exists());
+        assert!(!work.path().join("floor.tar.zst").exists());
+        assert!(!work.path().join("floor-extracted").exists());
     }
 
     #[test]

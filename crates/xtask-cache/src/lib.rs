@@ -327,7 +327,7 @@ impl LocalCache {
         mtime: SystemTime,
         wanted: &dyn Fn(&str) -> bool,
     ) -> Result<usize, CacheError> {
-        restore::unpack_fresh(&self.layout, meta, (dir, allowed), mtime, wanted)
+        restore::unpack_fresh(&self.layout, meta, dir, allowed, mtime, wanted)
     }
 
     /// Archives the outputs and writes the blobs, then the entry JSON (the commit point), each

@@ -131,7 +131,8 @@ pub(crate) fn restore(
 pub(crate) fn unpack_fresh(
     layout: &Layout,
     meta: &EntryMeta,
-    (dir, allowed): (&Path, &AllowedOutputs),
+    dir: &Path,
+    allowed: &AllowedOutputs,
     mtime: SystemTime,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<usize, CacheError> {

@@ -501,7 +501,7 @@ fn restore_staged(
     early: &EarlyRestore,
 ) -> anyhow::Result<usize> {
     let staging = staged.dir;
-    let written: HashSet<&str> = staged
+    let to_write: HashSet<&str> = staged
         .missing
         .iter()
         .flat_map(|files| files.other.iter().chain(&files.fingerprint))
@@ -510,7 +510,7 @@ fn restore_staged(
     cache
         .local
         .unpack_fresh(meta, staging, &staging_allowed(), staged.mtime, &|path| {
-            written.contains(path)
+            to_write.contains(path)
         })?;
     let unlinked = place_links(staged, target_dir, early);
     let mut placed = 0;
