@@ -377,7 +377,8 @@ impl LocalCache {
             content.push('\n');
         }
         self.layout.create_v1()?;
-        xtask_util::write_atomically(&path, content.as_bytes())?;
+        // A hint for `why` (a torn or empty file after a crash reads as no record): no fsync.
+        xtask_util::write_hint_atomically(&path, content.as_bytes())?;
         Ok(())
     }
 
@@ -398,6 +399,10 @@ impl LocalCache {
             }
             Err(error) => return Err(CacheError::io(path, error)),
         };
+        // Written without an fsync (`set_last`): a crash of the machine can leave it empty.
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
         let hashes: Vec<String> = text.lines().map(|line| line.trim().to_owned()).collect();
         if hashes.is_empty() || !hashes.iter().all(|h| is_sha256_hex(h)) {
             return Err(CacheError::corrupt(path, "not a list of task hashes"));

@@ -1,5 +1,5 @@
 //! Small helpers shared by the xtask crates, each defined once (rust-analyzer's `stdx`):
-//! [`write_atomically`], the sha256 helpers ([`sha256_hex`], [`sha256_file`]),
+//! [`write_atomically`] (and [`write_hint_atomically`], without the fsync), the sha256 helpers ([`sha256_hex`], [`sha256_file`]),
 //! [`parallel_map`] / [`try_parallel_map`] on scoped threads, the workspace-relative path
 //! [`RelPath`], UTC time formatting ([`timefmt`]) and [`free_port`].
 //!
@@ -16,7 +16,7 @@ mod rel_path;
 mod rng;
 pub mod timefmt;
 
-pub use atomic_write::write_atomically;
+pub use atomic_write::{write_atomically, write_hint_atomically};
 pub use digest::{is_sha256_hex, sha256_file, sha256_hex, sha256_reader, to_hex};
 pub use error::FileError;
 pub use net::free_port;
