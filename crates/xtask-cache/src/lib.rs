@@ -404,7 +404,7 @@ impl LocalCache {
             return Ok(Vec::new());
         }
         let hashes: Vec<String> = text.lines().map(|line| line.trim().to_owned()).collect();
-        if hashes.is_empty() || !hashes.iter().all(|h| is_sha256_hex(h)) {
+        if !hashes.iter().all(|h| is_sha256_hex(h)) {
             return Err(CacheError::corrupt(path, "not a list of task hashes"));
         }
         Ok(hashes)
