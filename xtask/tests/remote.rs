@@ -188,6 +188,19 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
             "XTASK_UNIT_LAYERS={layers}\n{}",
             run.output
         );
+        // One request per hit: the hits' units came inside their task artifacts (a separate
+        // fetch of each would make 4 hits). The misses: `app`, and with the units on the 8
+        // registry layer shards (the fixture has no registry crate: none was stored).
+        let remote = run.summary.remote.as_ref().expect("remote totals");
+        let misses = if layers == "1" { 9 } else { 1 };
+        assert_eq!((remote.hits, remote.misses), (2, misses), "{}", run.output);
+        // The staging directories are gone.
+        let staging = fixture.path("target/xtask/units-staging");
+        assert!(
+            std::fs::read_dir(&staging).map_or(true, |mut dir| dir.next().is_none()),
+            "{} is not empty",
+            staging.display()
+        );
         let output = Command::new(fixture.path("target/debug/app"))
             .output()
             .expect("run the app binary");
@@ -429,18 +442,20 @@ fn a_tampered_artifact_is_a_miss_with_a_warning() {
         let env = with(&env, &[]);
         build(&Fixture::new("basic"), &env);
         // Flip one byte in the middle of every stored outputs archive: CAS blobs (Bazel), or
-        // whole artifacts (Turborepo; they start with their `entry.json` member), not the
-        // small JSON records.
+        // the task's own archive inside each artifact (Turborepo; artifacts start with their
+        // `entry.json` member, the archive is the second), not the small JSON records.
         for file in server.stored_files() {
             let path = server.storage.join(&file);
             let mut bytes = std::fs::read(&path).unwrap();
-            let carries_outputs = if protocol == "turbo" {
-                bytes.starts_with(b"entry.json")
+            let middle = if protocol == "turbo" {
+                bytes
+                    .starts_with(b"entry.json")
+                    .then(|| tar_member_middle(&bytes, 1))
+                    .flatten()
             } else {
-                file.starts_with("cas/")
+                (file.starts_with("cas/") && !bytes.is_empty()).then_some(bytes.len() / 2)
             };
-            if carries_outputs && !bytes.is_empty() {
-                let middle = bytes.len() / 2;
+            if let Some(middle) = middle {
                 bytes[middle] ^= 0x55;
                 std::fs::write(&path, bytes).unwrap();
             }
@@ -459,6 +474,63 @@ fn a_tampered_artifact_is_a_miss_with_a_warning() {
         let output = Command::new(b.path("target/debug/app")).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
     }
+}
+
+/// The offset of the middle byte of member `index` of a tar archive (ustar: a 512-byte
+/// header with the size in octal at 124, data padded to 512 bytes), if it has that many.
+fn tar_member_middle(tar: &[u8], index: usize) -> Option<usize> {
+    let size = |header: usize| -> Option<usize> {
+        let field = std::str::from_utf8(tar.get(header + 124..header + 136)?).ok()?;
+        usize::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()
+    };
+    let mut header = 0;
+    for _ in 0..index {
+        header += 512 + size(header)?.div_ceil(512) * 512;
+    }
+    let size = size(header).filter(|&size| size > 0)?;
+    Some(header + 512 + size / 2)
+}
+
+/// A companion (a task's units inside its artifact) that fails verification is left out, never
+/// used: the units then come under their own key, and the fresh machine still compiles only the
+/// edited crate, without a warning (the task entry itself was fine).
+#[test]
+fn a_tampered_companion_is_left_out_and_the_units_come_by_their_own_key() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let env = with(&env, &[]);
+    let fixture = Fixture::new("basic");
+    build(&fixture, &env);
+    let mut tampered = 0;
+    for file in server.stored_files() {
+        let path = server.storage.join(&file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The fifth member: `companion/archive.tar.zst`.
+        if let Some(middle) = tar_member_middle(&bytes, 4) {
+            bytes[middle] ^= 0x55;
+            std::fs::write(&path, bytes).unwrap();
+            tampered += 1;
+        }
+    }
+    assert_eq!(tampered, 3, "every task artifact carries its units");
+    fixture.remove_dir("target");
+    fixture.remove_dir(support::CACHE_DIR);
+    fixture.append("apps/app/src/main.rs", "// edit\n");
+    let run = build(&fixture, &env);
+    assert!(run.output.warnings().is_empty(), "{}", run.output);
+    // The 2 hits' artifacts, then their 2 units entries by their own keys.
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!(remote.hits, 4, "{}", run.output);
+    assert_eq!(
+        compiled_workspace_crates(&fixture),
+        vec!["app"],
+        "{}",
+        run.output
+    );
+    let output = Command::new(fixture.path("target/debug/app"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use xtask_cache::{AllowedOutputs, EntryMeta, LocalCache};
 use xtask_model::Workspace;
-use xtask_remote::{FetchOutcome, RemoteCache};
+use xtask_remote::{Companion, FetchOutcome, RemoteCache};
 
 use crate::error::CliError;
 use crate::report::Reporter;
@@ -25,18 +25,29 @@ pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>>
 /// graph does not open hundreds of connections at once.
 pub(crate) const FETCH_THREADS: usize = 16;
 
-/// Fetches `misses` (local misses: task hash and the task's allowed outputs, which every
-/// imported entry must stay within) in parallel; returns the hits as (index into `misses`,
+/// One local miss to fetch: the task hash, the task's allowed outputs (which every imported
+/// entry must stay within), and the companion entry its artifact may carry (its cargo units).
+pub(crate) struct FetchRequest<'a> {
+    pub hash: &'a str,
+    pub allowed: AllowedOutputs,
+    pub companion: Option<(String, AllowedOutputs)>,
+}
+
+/// Fetches `misses` in parallel (each with its companion, when the artifact carries it); returns the hits as (index into `misses`,
 /// imported entry). Warnings go to the reporter, in the order of `misses`. Once the remote is
 /// switched off, the remaining fetches return at once without a request.
 pub(crate) fn fetch_misses(
     remote: &RemoteCache,
     local: &LocalCache,
-    misses: &[(&str, AllowedOutputs)],
+    misses: &[FetchRequest<'_>],
     reporter: &Reporter,
 ) -> Vec<(usize, EntryMeta)> {
-    let outcomes = xtask_util::parallel_map(misses, FETCH_THREADS, |(hash, allowed)| {
-        remote.fetch_into(local, hash, allowed)
+    let outcomes = xtask_util::parallel_map(misses, FETCH_THREADS, |request| {
+        let companion = request.companion.as_ref().map(|(hash, allowed)| Companion {
+            task_hash: hash,
+            allowed,
+        });
+        remote.fetch_into(local, request.hash, &request.allowed, companion)
     });
     let mut hits = Vec::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
@@ -49,9 +60,11 @@ pub(crate) fn fetch_misses(
     hits
 }
 
-/// One upload job: a stored entry and whose it is.
+/// One upload job: a stored entry, the entry to carry inside its artifact (its task's cargo
+/// units), and whose it is.
 pub(crate) struct Upload {
     pub meta: EntryMeta,
+    pub companion: Option<EntryMeta>,
     pub package: String,
     pub task: String,
 }
@@ -80,9 +93,13 @@ impl Uploader {
                         Err(_) => break,
                     };
                     let Ok(job) = job else { break };
-                    if let Err(Some(warning)) =
-                        remote.upload(local, &job.meta, &job.package, &job.task)
-                    {
+                    if let Err(Some(warning)) = remote.upload(
+                        local,
+                        &job.meta,
+                        job.companion.as_ref(),
+                        &job.package,
+                        &job.task,
+                    ) {
                         reporter.warning(&warning);
                     }
                 }

@@ -1,12 +1,13 @@
 //! The two wire protocols behind one interface.
 //!
 //! - Turborepo API v8: one artifact per task hash (`/v8/artifacts/{hash}?teamId=|slug=`), the
-//!   entry encoded by [`crate::bundle`]; `x-artifact-duration` carries the task's duration and
-//!   `x-artifact-tag` its signature.
+//!   entry (and its companion, if any) encoded by [`crate::bundle`]; `x-artifact-duration`
+//!   carries the task's duration and `x-artifact-tag` its signature (over the whole artifact).
 //! - Bazel HTTP cache: the entry (an "action result") under `/ac/{task hash}`, its blobs under
 //!   `/cas/{sha256}` (content-addressed, so shared blobs upload once). The AC record is a small
 //!   JSON envelope holding the entry and, with a key, its signature. Blobs are verified by
-//!   sha256 against the signed entry, so the signature covers them too.
+//!   sha256 against the signed entry, so the signature covers them too. Companions are not
+//!   carried: the companion entry is uploaded under its own key as well, and fetched by it.
 //!
 //! Both also store "last run" records (the key manifest of the latest upload of each
 //! package:task) under a hash derived from the task's name, for `why --remote`.
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use xtask_cache::EntryParts;
 use xtask_util::is_sha256_hex;
 
-use crate::bundle;
+use crate::bundle::{self, Bundle};
 use crate::http::{Failure, Http, Method, Reply};
 use crate::settings::{RemoteSettings, Team};
 use crate::signature::{SignatureError, Signer};
@@ -25,7 +26,7 @@ use xtask_model::RemoteProtocol;
 #[derive(Debug)]
 pub(crate) enum Fetched {
     Miss,
-    Found(EntryParts, u64),
+    Found(Bundle, u64),
 }
 
 /// A fetch that did not produce a usable artifact.
@@ -146,10 +147,10 @@ impl Backend {
                     return Ok(Fetched::Miss);
                 };
                 self.verify(task_hash, &reply.body, reply.header("x-artifact-tag"))?;
-                let parts = bundle::decode(&reply.body).map_err(|reason| {
+                let bundle = bundle::decode(&reply.body).map_err(|reason| {
                     FetchError::Untrusted(format!("the artifact is not an xtask entry: {reason}"))
                 })?;
-                Ok(Fetched::Found(parts, reply.body.len() as u64))
+                Ok(Fetched::Found(bundle, reply.body.len() as u64))
             }
             RemoteProtocol::Bazel => {
                 let Some(entry) = self.get_envelope(task_hash)? else {
@@ -181,10 +182,13 @@ impl Backend {
                     return Ok(Fetched::Miss);
                 };
                 Ok(Fetched::Found(
-                    EntryParts {
-                        entry,
-                        archive,
-                        log,
+                    Bundle {
+                        parts: EntryParts {
+                            entry,
+                            archive,
+                            log,
+                        },
+                        companion: None,
                     },
                     bytes,
                 ))
@@ -192,16 +196,18 @@ impl Backend {
         }
     }
 
-    /// Uploads an entry; returns the bytes sent.
+    /// Uploads an entry, with `companion` inside its artifact where the protocol has one per
+    /// entry (Turborepo); returns the bytes sent.
     pub fn upload(
         &self,
         task_hash: &str,
         parts: &EntryParts,
+        companion: Option<&EntryParts>,
         duration_ms: u64,
     ) -> Result<u64, Failure> {
         match self.protocol {
             RemoteProtocol::Turbo => {
-                let body = bundle::encode(parts);
+                let body = bundle::encode(parts, companion);
                 let mut headers = vec![
                     ("Content-Type", "application/octet-stream".to_string()),
                     ("x-artifact-duration", duration_ms.to_string()),

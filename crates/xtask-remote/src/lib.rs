@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use xtask_cache::{AllowedOutputs, CacheError, EntryMeta, LocalCache};
+use xtask_cache::{AllowedOutputs, CacheError, EntryMeta, EntryParts, LocalCache};
 use xtask_util::sha256_hex;
 
 pub use crate::doctor::{Check, DoctorReport, doctor};
@@ -82,6 +82,15 @@ pub enum FetchOutcome {
     Warning(String),
     /// The remote is off for this run (an earlier failure already warned).
     Disabled,
+}
+
+/// An entry a fetch may bring along with the one asked for (a task's cargo units, carried in
+/// its task's artifact): the key the caller would look it up under, and where its outputs may
+/// go.
+#[derive(Debug, Clone, Copy)]
+pub struct Companion<'a> {
+    pub task_hash: &'a str,
+    pub allowed: &'a AllowedOutputs,
 }
 
 /// The record of the latest upload of a package's task, stored beside the artifacts so
@@ -146,12 +155,16 @@ impl RemoteCache {
     }
 
     /// Looks `task_hash` up remotely and imports a hit into `local` (verified there, including
-    /// that every output is among `allowed`, the task's declared outputs).
+    /// that every output is among `allowed`, the task's declared outputs). When the artifact
+    /// carries a companion entry and `companion` names the key the caller expects it under,
+    /// that entry is imported too, verified the same way (a companion under any other key, or
+    /// one that fails verification, is left out: the caller's own lookup of that key decides).
     pub fn fetch_into(
         &self,
         local: &LocalCache,
         task_hash: &str,
         allowed: &AllowedOutputs,
+        companion: Option<Companion<'_>>,
     ) -> FetchOutcome {
         if self.is_disabled() {
             return FetchOutcome::Disabled;
@@ -161,11 +174,14 @@ impl RemoteCache {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 FetchOutcome::Miss
             }
-            Ok(Fetched::Found(parts, bytes)) => {
+            Ok(Fetched::Found(bundle, bytes)) => {
                 self.stats.bytes_down.fetch_add(bytes, Ordering::Relaxed);
-                match local.import(task_hash, &parts, self.backend.server(), allowed) {
+                match local.import(task_hash, &bundle.parts, self.backend.server(), allowed) {
                     Ok(meta) => {
                         self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                        if let (Some(wanted), Some(parts)) = (companion, &bundle.companion) {
+                            self.import_companion(local, wanted, parts);
+                        }
                         FetchOutcome::Hit(meta)
                     }
                     Err(error @ CacheError::Rejected { .. }) => {
@@ -193,12 +209,27 @@ impl RemoteCache {
         }
     }
 
-    /// Uploads a stored entry and the package task's last-run record. `Err` carries the
-    /// warning to print, if any (none when the remote was already switched off).
+    /// Imports a companion entry that came inside another entry's artifact, under the key the
+    /// caller expects (the import checks that the entry says that key, and every byte). It is
+    /// not counted: the totals count artifacts, and its own was counted. A companion that is
+    /// not imported is left to the caller's own lookup of its key, which warns if that fails.
+    fn import_companion(&self, local: &LocalCache, wanted: Companion<'_>, parts: &EntryParts) {
+        let _ = local.import(
+            wanted.task_hash,
+            parts,
+            self.backend.server(),
+            wanted.allowed,
+        );
+    }
+
+    /// Uploads a stored entry (with `companion` inside its artifact where the protocol allows)
+    /// and the package task's last-run record. `Err` carries the warning to print, if any (none
+    /// when the remote was already switched off).
     pub fn upload(
         &self,
         local: &LocalCache,
         meta: &EntryMeta,
+        companion: Option<&EntryMeta>,
         package: &str,
         task: &str,
     ) -> Result<(), Option<String>> {
@@ -210,6 +241,9 @@ impl RemoteCache {
             self.stats.upload_failed.fetch_add(1, Ordering::Relaxed);
             Some(format!("cannot upload {package}:{task}: {error}"))
         })?;
+        // A companion that cannot be read (evicted meanwhile) is left out: it is uploaded
+        // under its own key too.
+        let companion = companion.and_then(|companion| local.read_parts(companion).ok());
         let record = LastRun {
             format: LAST_RUN_FORMAT,
             package: package.to_owned(),
@@ -221,7 +255,12 @@ impl RemoteCache {
         let record = serde_json::to_vec(&record).unwrap_or_default();
         let result = self
             .backend
-            .upload(&meta.task_hash, &parts, meta.duration_ms)
+            .upload(
+                &meta.task_hash,
+                &parts,
+                companion.as_ref(),
+                meta.duration_ms,
+            )
             .and_then(|sent| {
                 self.backend
                     .put_record(&last_run_key(package, task), &record)

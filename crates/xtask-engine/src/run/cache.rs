@@ -14,6 +14,7 @@ use xtask_model::Workspace;
 use xtask_remote::RemoteCache;
 
 use super::schedule::Node;
+use crate::remote::FetchRequest;
 use crate::report::Reporter;
 use xtask_util::parallel_map;
 
@@ -34,6 +35,9 @@ pub(crate) struct Wanted<'a> {
     pub allowed: &'a AllowedOutputs,
     /// How warnings name it.
     pub label: String,
+    /// The key of its cargo units entry and where that entry may write, fetched with it when
+    /// its remote artifact carries it.
+    pub companion: Option<(String, AllowedOutputs)>,
 }
 
 /// What the lookup stage found: the hits, and the entries of the current hash that were not
@@ -103,9 +107,13 @@ impl Cache {
         }
         if let Some(remote) = &self.remote {
             let misses: Vec<usize> = (0..wanted.len()).filter(|&i| found[i].is_none()).collect();
-            let requests: Vec<(&str, AllowedOutputs)> = misses
+            let requests: Vec<FetchRequest<'_>> = misses
                 .iter()
-                .map(|&i| (wanted[i].hash, wanted[i].allowed.clone()))
+                .map(|&i| FetchRequest {
+                    hash: wanted[i].hash,
+                    allowed: wanted[i].allowed.clone(),
+                    companion: wanted[i].companion.clone(),
+                })
                 .collect();
             if !requests.is_empty() {
                 for (i, meta) in

@@ -195,6 +195,12 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
             hash: &run.planned[node].hash,
             allowed: &run.allowed[node],
             label: run.label(node),
+            // Only a remote fetch uses it.
+            companion: cache
+                .remote
+                .as_ref()
+                .and_then(|_| layers::units_hash(run, node))
+                .map(|hash| (hash, layers::staging_allowed())),
         })
         .collect();
     let found = cache.lookup(&wanted, threads, run.reporter);
@@ -366,6 +372,7 @@ fn record_finished(
                     if let Some(uploader) = uploader {
                         uploader.submit(Upload {
                             meta,
+                            companion: None,
                             package: layers::REGISTRY_UPLOAD_NAME.to_string(),
                             task: task.name().to_string(),
                         });

@@ -186,16 +186,21 @@ impl<'r> Recorder<'r> {
         let task = &run.graph.nodes[node];
         let package = &run.workspace.packages[task.package].name;
         if let Some(uploader) = uploader {
-            for (meta, task) in [
-                (stored, task.task.to_string()),
+            // The units go inside the task's artifact (one request for both on a fresh
+            // machine) and under their own key (the Bazel protocol; a local hit whose units
+            // entry is not local).
+            for (meta, companion, task) in [
+                (stored, units.clone(), task.task.to_string()),
                 (
                     units,
+                    None,
                     format!("{}{}", task.task, super::layers::UNITS_UPLOAD_SUFFIX),
                 ),
             ] {
                 if let Some(meta) = meta {
                     uploader.submit(Upload {
                         meta,
+                        companion,
                         package: package.clone(),
                         task,
                     });
