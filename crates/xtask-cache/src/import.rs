@@ -52,26 +52,49 @@ pub(crate) fn import(
     ) else {
         return Err(rejected("invalid blob names".into()));
     };
+    // Blobs are named by their sha256: one already in place with the right size is not
+    // written again (every entry of a fresh machine names the same empty log). Its bytes are
+    // verified whenever it is read, like any blob's.
+    let mut present = Vec::new();
     let mut temps = Vec::new();
-    for (bytes, path) in [
-        (&parts.archive, archive_path),
-        (&parts.log, log_path),
-        (&parts.entry, entry_path),
+    for (bytes, path, blob) in [
+        (&parts.archive, archive_path, true),
+        (&parts.log, log_path, true),
+        (&parts.entry, entry_path, false),
     ] {
-        let mut temp = layout.temp_file()?;
-        temp.file.write_all(bytes).at(temp.path())?;
-        temps.push((temp, path));
+        if blob && blob_in_place(&path, bytes.len()) {
+            present.push((bytes, path));
+            continue;
+        }
+        temps.push((written_temp(layout, bytes)?, path));
     }
     // The same shared lock as a store: prune never sees blobs that are in place but not yet
     // referenced by the entry.
     let lock_path = layout.lock_path();
     let lock = layout.open_lock()?;
     lock.lock_shared().at(&lock_path)?;
+    // A blob found in place may have been pruned before the lock was taken.
+    for (bytes, path) in present {
+        if !blob_in_place(&path, bytes.len()) {
+            written_temp(layout, bytes)?.persist(&path)?;
+        }
+    }
+    // The entry JSON last: the commit point.
     for (temp, path) in temps {
         temp.persist(&path)?;
     }
     drop(lock);
     Ok(meta)
+}
+
+fn blob_in_place(path: &std::path::Path, size: usize) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == size as u64)
+}
+
+fn written_temp(layout: &Layout, bytes: &[u8]) -> Result<crate::layout::TempFile, CacheError> {
+    let mut temp = layout.temp_file()?;
+    temp.file.write_all(bytes).at(temp.path())?;
+    Ok(temp)
 }
 
 /// Checks `bytes` against the size and sha256 of `blob`.

@@ -113,3 +113,41 @@ fn a_tampered_or_mismatched_entry_is_rejected_and_nothing_is_written() {
         "{files:?}"
     );
 }
+
+/// A blob already in place (named by its sha256, of the right size) is not written again: the
+/// second entry sharing a log keeps the first one's file. One of the wrong size is replaced,
+/// and a same-size blob with other bytes is caught when the entry is read.
+#[test]
+fn a_blob_already_in_place_is_kept_and_a_wrong_one_is_replaced_or_caught() {
+    use std::os::unix::fs::MetadataExt;
+    let fixture = Fixture::new();
+    let (first, second) = (task_hash("first"), task_hash("second"));
+    let first_parts = stored_parts(&fixture, &first);
+    let second_parts = stored_parts(&fixture, &second);
+    let other = other_cache(&fixture);
+    let meta = other
+        .import(&first, &first_parts, "http://127.0.0.1:1/", &allow_all())
+        .expect("import");
+    let log = other.blob_file(&meta.log).expect("a blob name");
+    let inode = fs::metadata(&log).expect("the log blob").ino();
+    let second_meta = other
+        .import(&second, &second_parts, "http://127.0.0.1:1/", &allow_all())
+        .expect("import");
+    assert_eq!(second_meta.log.sha256, meta.log.sha256);
+    assert_eq!(fs::metadata(&log).unwrap().ino(), inode, "rewritten");
+
+    // Cut short: replaced by the next import.
+    fs::write(&log, b"short").unwrap();
+    other
+        .import(&second, &second_parts, "http://127.0.0.1:1/", &allow_all())
+        .expect("import");
+    assert_eq!(other.read_log(&second_meta).unwrap(), b"compiled\n");
+
+    // The same size, other bytes: kept, and reading the log says so.
+    fs::write(&log, b"COMPILED\n").unwrap();
+    other
+        .import(&second, &second_parts, "http://127.0.0.1:1/", &allow_all())
+        .expect("import");
+    let error = other.read_log(&second_meta).expect_err("a corrupt log");
+    assert!(matches!(error, CacheError::Corrupt { .. }), "{error}");
+}
