@@ -162,7 +162,15 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
     let server = servers::turborepo_remote_cache(TOKEN, None);
     let env = turbo_env(&server, TOKEN);
     let fixture = Fixture::new("basic");
-    build(&fixture, &with(&env, &[]));
+    let seed = build(&fixture, &with(&env, &[]));
+    // Every entry reached the server (a failed upload would make the next run miss).
+    let remote = seed.summary.remote.as_ref().expect("remote totals");
+    assert_eq!(
+        (remote.uploaded, remote.upload_failed),
+        (6, 0),
+        "{}",
+        seed.output
+    );
     for (n, (layers, compiled)) in [("0", vec!["app", "core_lib", "util"]), ("1", vec!["app"])]
         .into_iter()
         .enumerate()
