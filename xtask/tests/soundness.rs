@@ -104,6 +104,7 @@ const CASES: &[(&str, Case)] = cases![
     // 13. a fresh target dir gets cached cargo units (`run::layers`)
     units_restored_under_a_leaf_edit_build,
     units_restored_under_a_leaf_edit_test,
+    units_from_a_remote_cache_on_fresh_machines,
     corrupt_or_missing_units_are_a_miss,
     units_across_a_lockfile_change,
     registry_units_kept_out_when_the_lockfile_changes_during_the_call,
@@ -359,6 +360,15 @@ impl Scenario {
     }
 
     /// `rm -rf target` (the tool's; plain cargo keeps its own).
+    /// A new CI machine at the same path: no `target/`, no local cache (only a remote one).
+    fn fresh_machine(&mut self) {
+        self.remove_target();
+        if self.fixture.exists(support::CACHE_DIR) {
+            self.fixture.remove_dir(support::CACHE_DIR);
+        }
+        self.steps.push(format!("rm -rf {}", support::CACHE_DIR));
+    }
+
     fn remove_target(&mut self) {
         if self.fixture.exists("target") {
             self.fixture.remove_dir("target");
@@ -1721,6 +1731,47 @@ fn units_restored_under_a_leaf_edit_build() -> Result<(), String> {
 
 fn units_restored_under_a_leaf_edit_test() -> Result<(), String> {
     units_restored_under_a_leaf_edit(Task::Test)
+}
+
+/// Fresh CI machines (no `target/`, no local cache) with a warm turborepo-remote-cache: the
+/// hits' units come inside their tasks' artifacts (companions), the registry layer by its own
+/// key. A leaf edit, an edit under it, and `test` after `build` on the same machine, each
+/// agreeing with plain cargo.
+fn units_from_a_remote_cache_on_fresh_machines() -> Result<(), String> {
+    let server = testkit::servers::turborepo_remote_cache("soundness-token", None);
+    let mut s = units_workspace();
+    s.set_env("TURBO_API", &server.url());
+    s.set_env("TURBO_TOKEN", "soundness-token");
+    s.set_env("TURBO_TEAM", "soundness");
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &[])?;
+    s.fresh_machine();
+    s.replace(
+        "app/src/main.rs",
+        "fn main() {",
+        "fn main() {\n    println!(\"edited\");",
+    );
+    s.check(Task::Build, &[])?;
+    s.check(Task::Test, &[])?;
+    s.fresh_machine();
+    s.replace("core/src/lib.rs", "42", "7");
+    s.check(Task::Build, &[])?;
+    s.fresh_machine();
+    s.replace("core/src/lib.rs", "7", "42");
+    s.check(Task::Test, &[])?;
+    // The tasks' artifacts carried their units: what the fresh machines' lookups asked for.
+    let with_units = server
+        .stored_files()
+        .iter()
+        .filter(|file| {
+            fs::read(server.storage.join(file))
+                .is_ok_and(|bytes| bytes.windows(20).any(|w| w == b"companion/entry.json"))
+        })
+        .count();
+    if with_units == 0 {
+        return Err("no artifact on the server carries its task's units".to_string());
+    }
+    Ok(())
 }
 
 /// `Cargo.lock` changes between two fresh machines (a new member, as a dependency bump
