@@ -175,8 +175,7 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
         .into_iter()
         .enumerate()
     {
-        fixture.remove_dir("target");
-        fixture.remove_dir(support::CACHE_DIR);
+        fixture.become_fresh_machine();
         fixture.append("apps/app/src/main.rs", &format!("// edit {n}\n"));
         let run = build(&fixture, &with(&env, &[("XTASK_UNIT_LAYERS", layers)]));
         assert_eq!(
@@ -228,8 +227,7 @@ fn a_fresh_machine_tests_after_building_and_compiles_only_the_edited_crate() {
     let fixture = Fixture::new("basic");
     build(&fixture, &env);
     fixture.run_env(&["test"], &env).assert_code(0);
-    fixture.remove_dir("target");
-    fixture.remove_dir(support::CACHE_DIR);
+    fixture.become_fresh_machine();
     fixture.append("apps/app/src/main.rs", "// edit\n");
     build(&fixture, &env);
     assert_eq!(compiled_workspace_crates(&fixture), ["app"]);
@@ -299,8 +297,7 @@ fn a_hit_binarys_executable_is_stored_once_and_linked_back_on_a_fresh_machine() 
         "{entry}"
     );
 
-    fixture.remove_dir("target");
-    fixture.remove_dir(support::CACHE_DIR);
+    fixture.become_fresh_machine();
     fixture.append("crates/util/src/lib.rs", "// edit\n");
     let run = build(&fixture, &with(&env, &[]));
     assert_eq!(
@@ -484,19 +481,14 @@ fn a_tampered_artifact_is_a_miss_with_a_warning() {
     }
 }
 
-/// The offset of the middle byte of member `index` of a tar archive (ustar: a 512-byte
-/// header with the size in octal at 124, data padded to 512 bytes), if it has that many.
-fn tar_member_middle(tar: &[u8], index: usize) -> Option<usize> {
-    let size = |header: usize| -> Option<usize> {
-        let field = std::str::from_utf8(tar.get(header + 124..header + 136)?).ok()?;
-        usize::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()
-    };
-    let mut header = 0;
-    for _ in 0..index {
-        header += 512 + size(header)?.div_ceil(512) * 512;
-    }
-    let size = size(header).filter(|&size| size > 0)?;
-    Some(header + 512 + size / 2)
+/// The offset of the middle byte of member `index` of a tar archive, if it has that many and
+/// that one is not empty.
+fn tar_member_middle(bytes: &[u8], index: usize) -> Option<usize> {
+    let mut archive = tar::Archive::new(bytes);
+    let member = archive.entries().ok()?.nth(index)?.ok()?;
+    let size = usize::try_from(member.size()).ok()?;
+    let start = usize::try_from(member.raw_file_position()).ok()?;
+    (size > 0).then_some(start + size / 2)
 }
 
 /// A companion (a task's units inside its artifact) that fails verification is left out, never
@@ -521,8 +513,7 @@ fn a_tampered_companion_is_left_out_and_the_units_come_by_their_own_key() {
         }
     }
     assert_eq!(tampered, 3, "every task artifact carries its units");
-    fixture.remove_dir("target");
-    fixture.remove_dir(support::CACHE_DIR);
+    fixture.become_fresh_machine();
     fixture.append("apps/app/src/main.rs", "// edit\n");
     let run = build(&fixture, &env);
     assert!(run.output.warnings().is_empty(), "{}", run.output);

@@ -362,11 +362,9 @@ impl Scenario {
     /// `rm -rf target` (the tool's; plain cargo keeps its own).
     /// A new CI machine at the same path: no `target/`, no local cache (only a remote one).
     fn fresh_machine(&mut self) {
-        self.remove_target();
-        if self.fixture.exists(support::CACHE_DIR) {
-            self.fixture.remove_dir(support::CACHE_DIR);
-        }
-        self.steps.push(format!("rm -rf {}", support::CACHE_DIR));
+        self.fixture.become_fresh_machine();
+        self.steps
+            .push(format!("rm -rf target {}", support::CACHE_DIR));
     }
 
     fn remove_target(&mut self) {

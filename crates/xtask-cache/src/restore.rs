@@ -164,8 +164,7 @@ pub(crate) fn unpack_fresh(
         .entries()
         .map_err(|error| corrupt_archive(&archive_path, &error))?;
     let mut seen = HashSet::new();
-    // Each directory is created once, not once per file.
-    let mut made_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut parents = xtask_util::ParentDirs::default();
     let mut written = 0;
     for entry in entries {
         let mut entry = entry.map_err(|error| corrupt_archive(&archive_path, &error))?;
@@ -204,12 +203,7 @@ pub(crate) fn unpack_fresh(
         let destination = output_path(&record.path)
             .map_err(|reason| CacheError::unsafe_path(&member.name, reason))?
             .join_to(dir);
-        if let Some(parent) = destination.parent()
-            && !made_dirs.contains(parent)
-        {
-            fs::create_dir_all(parent).at(parent)?;
-            made_dirs.insert(parent.to_path_buf());
-        }
+        parents.create_for(&destination)?;
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)

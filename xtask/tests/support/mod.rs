@@ -240,6 +240,16 @@ impl Fixture {
             .unwrap_or_else(|error| panic!("failed to remove `{}`: {error}", path.display()));
     }
 
+    /// A new CI machine at the same path: no `target/` and no local cache (whichever exist),
+    /// only the remote cache.
+    pub fn become_fresh_machine(&self) {
+        for dir in ["target", CACHE_DIR] {
+            if self.exists(dir) {
+                self.remove_dir(dir);
+            }
+        }
+    }
+
     /// `cargo xtask -C <root> ARGS` with a hermetic environment, waited for.
     pub fn xtask(&self, args: &[&str]) -> Output {
         self.xtask_env(args, &[])

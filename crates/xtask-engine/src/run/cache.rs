@@ -35,10 +35,11 @@ pub(crate) struct Wanted<'a> {
     pub allowed: &'a AllowedOutputs,
     /// How warnings name it.
     pub label: String,
-    /// The key of its cargo units entry and where that entry may write, fetched with it when
-    /// its remote artifact carries it.
-    pub companion: Option<(String, AllowedOutputs)>,
 }
+
+/// The companion a remote fetch of `wanted[i]` asks for (its cargo units entry's key and
+/// where that entry may write): asked only for local misses, so a cached run computes none.
+pub(crate) type CompanionOf<'a> = &'a (dyn Fn(usize) -> Option<(String, AllowedOutputs)> + Sync);
 
 /// What the lookup stage found: the hits, and the entries of the current hash that were not
 /// used because something their task was observed to read changed (with that change).
@@ -81,10 +82,12 @@ impl Cache {
     }
 
     /// The entry of each wanted task, if any: local first, then remote (imported into the
-    /// local cache). Unusable entries are warned about and count as misses.
+    /// local cache, with the companion `companion_of` names). Unusable entries are warned
+    /// about and count as misses.
     pub fn lookup(
         &self,
         wanted: &[Wanted<'_>],
+        companion_of: CompanionOf<'_>,
         threads: usize,
         reporter: &Reporter,
     ) -> Vec<Option<Found>> {
@@ -112,7 +115,7 @@ impl Cache {
                 .map(|&i| FetchRequest {
                     hash: wanted[i].hash,
                     allowed: wanted[i].allowed.clone(),
-                    companion: wanted[i].companion.clone(),
+                    companion: companion_of(i),
                 })
                 .collect();
             if !requests.is_empty() {

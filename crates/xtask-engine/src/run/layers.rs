@@ -614,7 +614,7 @@ fn restore_staged(
             to_write.contains(path)
         })?;
     let unlinked = place_links(staged, target_dir, early);
-    let mut parents = ParentDirs::default();
+    let mut parents = xtask_util::ParentDirs::default();
     let mut placed = 0;
     for unit in staged.missing {
         if unit
@@ -641,25 +641,6 @@ fn restore_staged(
         placed += 1;
     }
     Ok(placed)
-}
-
-/// The parent directories created so far by one placement: each is made once, not once per
-/// file (`create_dir_all` of an existing directory is still a `mkdir` and a `stat`).
-#[derive(Default)]
-struct ParentDirs(HashSet<PathBuf>);
-
-impl ParentDirs {
-    fn create_for(&mut self, path: &Path) -> anyhow::Result<()> {
-        let Some(parent) = path.parent() else {
-            return Ok(());
-        };
-        if !self.0.contains(parent) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("failed to create `{}`", parent.display()))?;
-            self.0.insert(parent.to_path_buf());
-        }
-        Ok(())
-    }
 }
 
 /// Places the entry's links (of units the target dir lacks) in the staging directory, once the

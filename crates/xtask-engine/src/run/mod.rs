@@ -195,15 +195,12 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
             hash: &run.planned[node].hash,
             allowed: &run.allowed[node],
             label: run.label(node),
-            // Only a remote fetch uses it.
-            companion: cache
-                .remote
-                .as_ref()
-                .and_then(|_| layers::units_hash(run, node))
-                .map(|hash| (hash, layers::staging_allowed())),
         })
         .collect();
-    let found = cache.lookup(&wanted, threads, run.reporter);
+    let companion_of = |i: usize| {
+        layers::units_hash(run, cacheable[i]).map(|hash| (hash, layers::staging_allowed()))
+    };
+    let found = cache.lookup(&wanted, &companion_of, threads, run.reporter);
     let found: Vec<Hit> = cacheable
         .into_iter()
         .zip(found)
