@@ -55,9 +55,16 @@ impl Layout {
         if self.created.get().is_some() {
             return Ok(());
         }
+        let new = fs::symlink_metadata(&self.v1).is_err();
         fs::create_dir_all(&self.v1).at(&self.v1)?;
         for (name, content) in [(".gitignore", GITIGNORE), ("CACHEDIR.TAG", CACHEDIR_TAG)] {
             self.write_if_missing(&self.root.join(name), content.as_bytes())?;
+        }
+        // A new cache has nothing to sweep: the first run of a fresh CI machine (a thousand
+        // imported entries) read and parsed all of them again after its build.
+        if new {
+            let marker = self.v1.join(crate::maintenance::SWEPT_MARKER);
+            self.write_if_missing(&marker, b"")?;
         }
         let _ = self.created.set(());
         Ok(())

@@ -73,8 +73,9 @@ pub(crate) fn clean(layout: &Layout) -> Result<CleanStats, CacheError> {
 /// at most once a day.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The marker whose mtime is the last full sweep.
-const SWEPT_MARKER: &str = "last-sweep";
+/// The marker whose mtime is the last full sweep (made with a new cache, which has nothing to
+/// sweep).
+pub(crate) const SWEPT_MARKER: &str = "last-sweep";
 
 /// The prune after a run: the full [`prune`] only when the cache is over `max_size_bytes`
 /// (sizes from a stat of every entry and blob, nothing read) or the last full sweep is older

@@ -157,7 +157,11 @@ fn the_prune_after_a_run_sweeps_daily_and_evicts_whenever_over_the_cap() {
     let a = store_unique(&fixture, "a", 1);
     let orphan = fixture.blob_path(&task_hash("orphan blob"));
     write_file(&orphan, b"left by a crashed store", 0o644);
-    // Never swept: the first one sweeps.
+    // A new cache counts as swept; one without the marker (made by an older version) was
+    // never swept: the first prune after a run sweeps it.
+    let marker = fixture.cache.root().join("v1/last-sweep");
+    assert!(marker.is_file(), "a new cache is marked swept");
+    fs::remove_file(&marker).expect("remove the marker");
     let first = fixture.cache.prune_if_due(None).expect("prune");
     assert_eq!(first.blobs_removed, 1);
     assert!(!orphan.exists());
@@ -188,7 +192,6 @@ fn the_prune_after_a_run_sweeps_daily_and_evicts_whenever_over_the_cap() {
     );
     // A day after the last sweep: swept again, under the cap.
     write_file(&orphan, b"left by a crashed store", 0o644);
-    let marker = fixture.cache.root().join("v1/last-sweep");
     set_mtime(&marker, xtask_cache::SWEEP_EVERY + Duration::from_secs(60));
     let daily = fixture.cache.prune_if_due(None).expect("prune");
     assert_eq!(daily.blobs_removed, 1);
