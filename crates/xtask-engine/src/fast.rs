@@ -82,6 +82,10 @@ pub struct FastPaths {
     listing_cache: std::sync::OnceLock<ListingCache>,
     /// The workspace was loaded from the metadata record in this process.
     pub(crate) metadata_from_record: std::sync::atomic::AtomicBool,
+    /// `rustc -vV` for a workspace root, found by [`prefetch_rustc_version`] while `cargo
+    /// metadata` ran; taken by the next [`rustc_version`] of that root (once: a long-lived
+    /// process checks the toolchain again on each run).
+    prefetched_rustc: std::sync::Mutex<Option<(PathBuf, String)>>,
 }
 
 impl FastPaths {
@@ -99,6 +103,7 @@ impl FastPaths {
             stat_cache,
             listing_cache: std::sync::OnceLock::new(),
             metadata_from_record: std::sync::atomic::AtomicBool::new(false),
+            prefetched_rustc: std::sync::Mutex::default(),
         }
     }
 
@@ -289,23 +294,31 @@ pub fn metadata_key_before_run(fast: &FastPaths, manifest: &Path, root_text: &st
         let root_is_package = root_text
             .parse::<toml::Table>()
             .is_ok_and(|t| t.contains_key("package"));
-        let member_dirs = members
+        let member_dirs: Vec<&Path> = members
             .iter()
             .filter_map(|m| m.parent())
-            .chain(root_is_package.then_some(root));
-        for dir in member_dirs {
-            discovery.insert(dir.to_path_buf(), discovery_listing(dir));
-        }
+            .chain(root_is_package.then_some(root))
+            .collect();
+        // Thousands of stats and a read per member, on a fresh machine (no stat cache): on
+        // every core.
+        let listings =
+            xtask_util::parallel_map(&member_dirs, key_threads(), |dir| discovery_listing(dir));
+        discovery.extend(
+            member_dirs
+                .iter()
+                .map(|dir| dir.to_path_buf())
+                .zip(listings),
+        );
         watched.extend(members);
     }
-    let files = watched
-        .into_iter()
-        .map(|file| {
-            let digest = fast.file_digest(&file);
-            (file, digest)
-        })
-        .collect();
+    let digests = xtask_util::parallel_map(&watched, key_threads(), |file| fast.file_digest(file));
+    let files = watched.into_iter().zip(digests).collect();
     MetadataKey { files, discovery }
+}
+
+/// The threads [`metadata_key_before_run`] digests and lists on.
+fn key_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// What cargo's target auto-discovery sees in a package directory: which of `src/lib.rs`,
@@ -677,6 +690,16 @@ fn run_rustc(
 /// `rustc -vV` output from the cache when its key is unchanged, else from running it (and
 /// `rustc --print sysroot`, to know which binary to watch).
 pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<String> {
+    let mut prefetched = fast
+        .prefetched_rustc
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((root, version)) = prefetched.take()
+        && root == workspace_root
+    {
+        return Ok(version);
+    }
+    drop(prefetched);
     let env = env_key(&TOOLCHAIN_ENV);
     let path = record_path(&fast.dir, "toolchain", &env);
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -722,6 +745,29 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
         }
     }
     Ok(rustc_version)
+}
+
+/// [`rustc_version`] of the workspace whose root manifest `manifest` is, kept for the run's
+/// planning: started beside `cargo metadata`, the two runs of `rustc` (through rustup's proxy,
+/// 0.1 s on a fresh machine, which has no toolchain record) cost no time of their own. Does
+/// nothing when `manifest` is not a workspace root, or on an error (planning runs it again
+/// and reports it).
+pub fn prefetch_rustc_version(manifest: &Path) {
+    let manifest = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
+    let (Ok(text), Some(root)) = (std::fs::read_to_string(&manifest), manifest.parent()) else {
+        return;
+    };
+    let Some(cache_dir) = cache_dir_of_root_manifest(&manifest, &text) else {
+        return;
+    };
+    let fast = FastPaths::shared(&cache_dir);
+    if let Ok(version) = rustc_version(&fast, root) {
+        *fast
+            .prefetched_rustc
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((root.to_path_buf(), version));
+    }
 }
 
 #[cfg(test)]

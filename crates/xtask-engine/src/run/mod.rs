@@ -57,7 +57,13 @@ pub fn run_tasks(options: &RunOptions, reporter: &Reporter) -> CliResult {
         unchanged::Start::Record(recording) => Some(recording),
         unchanged::Start::Plain => None,
     };
-    let workspace = load_workspace(&options.location)?;
+    let workspace = std::thread::scope(|scope| {
+        // The toolchain's `rustc -vV` beside `cargo metadata` (see `fast`).
+        if let Ok(manifest) = options.location.manifest_path() {
+            scope.spawn(move || crate::fast::prefetch_rustc_version(&manifest));
+        }
+        load_workspace(&options.location)
+    })?;
     let outcome = run_recorded(workspace, options, reporter, recording.as_ref())?;
     Ok(Outcome::passed(outcome.success).with_stdout(outcome.dry_run.unwrap_or_default()))
 }
