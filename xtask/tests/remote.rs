@@ -215,6 +215,48 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
     }
 }
 
+/// A fresh machine where every task hits: cargo does not run, so no unit is placed. The units
+/// come inside the hits' artifacts, but are placed during the lookup only once a task of their
+/// cargo call has missed; nothing else is fetched (the registry layer is not asked for).
+#[test]
+fn a_fresh_machine_where_every_task_hits_places_no_units() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let fixture = Fixture::new("basic");
+    let seed = build(&fixture, &with(&env, &[]));
+    let remote = seed.summary.remote.as_ref().expect("remote totals");
+    assert_eq!(
+        (remote.uploaded, remote.upload_failed),
+        (6, 0),
+        "{}",
+        seed.output
+    );
+    fixture.become_fresh_machine();
+    let run = build(&fixture, &with(&env, &[]));
+    assert_eq!(
+        run.summary.statuses(),
+        support::statuses(&[
+            ("app:build", "hit"),
+            ("core-lib:build", "hit"),
+            ("util:build", "hit"),
+        ]),
+        "{}",
+        run.output
+    );
+    assert!(run.output.warnings().is_empty(), "{}", run.output);
+    let remote = run.summary.remote.as_ref().expect("remote totals");
+    assert_eq!((remote.hits, remote.misses), (3, 0), "{}", run.output);
+    assert!(
+        !fixture.path("target/debug/.fingerprint").exists(),
+        "units were placed for a run that did not call cargo\n{}",
+        run.output
+    );
+    let output = Command::new(fixture.path("target/debug/app"))
+        .output()
+        .expect("run the app binary");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+}
+
 /// CI's usual pair on a fresh machine, `build` then `test`: the test call's units entries hold
 /// the libraries the build call restored a moment before, beside the test harnesses it lacks.
 /// Only the missing units are written (`unpack_fresh` with a filter), and they must be whole:

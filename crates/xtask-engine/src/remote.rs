@@ -33,21 +33,33 @@ pub(crate) struct FetchRequest<'a> {
     pub companion: Option<(String, AllowedOutputs)>,
 }
 
-/// Fetches `misses` in parallel (each with its companion, when the artifact carries it); returns the hits as (index into `misses`,
-/// imported entry). Warnings go to the reporter, in the order of `misses`. Once the remote is
-/// switched off, the remaining fetches return at once without a request.
+/// Told of each fetch as it ends, on the thread that made it: the index into the requests and
+/// the imported entry (`None`: a miss, whatever the reason).
+pub(crate) type Arrived<'a> = &'a (dyn Fn(usize, Option<&EntryMeta>) + Sync);
+
+/// Fetches `misses` in parallel (each with its companion, when the artifact carries it), telling
+/// `arrived` of each as it ends; returns the hits as (index into `misses`, imported entry).
+/// Warnings go to the reporter, in the order of `misses`. Once the remote is switched off, the
+/// remaining fetches return at once without a request.
 pub(crate) fn fetch_misses(
     remote: &RemoteCache,
     local: &LocalCache,
     misses: &[FetchRequest<'_>],
     reporter: &Reporter,
+    arrived: Arrived<'_>,
 ) -> Vec<(usize, EntryMeta)> {
-    let outcomes = xtask_util::parallel_map(misses, FETCH_THREADS, |request| {
+    let indexed: Vec<(usize, &FetchRequest<'_>)> = misses.iter().enumerate().collect();
+    let outcomes = xtask_util::parallel_map(&indexed, FETCH_THREADS, |&(i, request)| {
         let companion = request.companion.as_ref().map(|(hash, allowed)| Companion {
             task_hash: hash,
             allowed,
         });
-        remote.fetch_into(local, request.hash, &request.allowed, companion)
+        let outcome = remote.fetch_into(local, request.hash, &request.allowed, companion);
+        match &outcome {
+            FetchOutcome::Hit(meta) => arrived(i, Some(meta)),
+            _ => arrived(i, None),
+        }
+        outcome
     });
     let mut hits = Vec::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {

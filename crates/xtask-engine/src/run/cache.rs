@@ -14,7 +14,7 @@ use xtask_model::Workspace;
 use xtask_remote::RemoteCache;
 
 use super::schedule::Node;
-use crate::remote::FetchRequest;
+use crate::remote::{Arrived, FetchRequest};
 use crate::report::Reporter;
 use xtask_util::parallel_map;
 
@@ -82,12 +82,13 @@ impl Cache {
     }
 
     /// The entry of each wanted task, if any: local first, then remote (imported into the
-    /// local cache, with the companion `companion_of` names). Unusable entries are warned
-    /// about and count as misses.
+    /// local cache, with the companion `companion_of` names; `arrived` is told of each remote
+    /// fetch as it ends, by index into `wanted`). Unusable entries are warned about and count
+    /// as misses.
     pub fn lookup(
         &self,
         wanted: &[Wanted<'_>],
-        companion_of: CompanionOf<'_>,
+        (companion_of, arrived): (CompanionOf<'_>, Arrived<'_>),
         threads: usize,
         reporter: &Reporter,
     ) -> Vec<Option<Found>> {
@@ -119,9 +120,14 @@ impl Cache {
                 })
                 .collect();
             if !requests.is_empty() {
-                for (i, meta) in
-                    crate::remote::fetch_misses(remote, &self.local, &requests, reporter)
-                {
+                let arrived_at = |i: usize, meta: Option<&EntryMeta>| arrived(misses[i], meta);
+                for (i, meta) in crate::remote::fetch_misses(
+                    remote,
+                    &self.local,
+                    &requests,
+                    reporter,
+                    &arrived_at,
+                ) {
                     found[misses[i]] = Some(Found { meta, remote: true });
                 }
             }

@@ -22,7 +22,9 @@
 //!   are never restored.
 //!
 //! A package units entry travels inside its task's remote artifact too (a companion): the
-//! lookup fetches both in one request (see [`units_hash`]).
+//! lookup fetches both in one request (see [`units_hash`]), and [`Arriving`] places the units
+//! while the lookup goes on, once the call they are for is known to run. [`EarlyRestore`]
+//! places the rest (local hits' units, entries that link to the hits' outputs) after the lookup.
 //!
 //! An entry whose units are all in the target dir already is not extracted at all (its file
 //! list says so). Otherwise restores go to a staging directory inside the target dir, then each
@@ -220,17 +222,21 @@ struct EarlyState {
     /// The run's hits are restored (or their restore ended otherwise): a package's units
     /// may link to its task's outputs (see `unit_links`).
     hits_restored: bool,
+    /// The entries [`Arriving`] took during the lookup (placed, or found missing or unusable):
+    /// not asked for again.
+    handled: HashSet<String>,
 }
 
 impl EarlyRestore {
     /// Starts, on a thread of `scope`, the restore of the layers of every `build` and `test`
-    /// call that a task not among the `hits` will make.
+    /// call that a task not among the `hits` will make: first what `arriving` took during the
+    /// lookup ends (it is told that the lookup has ended), then the rest.
     pub(crate) fn start<'scope, 'env>(
         &'env self,
         scope: &'scope std::thread::Scope<'scope, 'env>,
-        run: &'env Run<'env>,
-        cache: &'env Cache,
+        (run, cache): (&'env Run<'env>, &'env Cache),
         hits: HashSet<usize>,
+        arriving: Option<Arriving<'scope, 'env>>,
     ) {
         let mut calls: Vec<CargoTask> = Vec::new();
         for (node, task) in run.graph.nodes.iter().enumerate() {
@@ -242,7 +248,12 @@ impl EarlyRestore {
                 calls.push(kind);
             }
         }
+        let placers = arriving.map(Arriving::lookup_ended);
         if !enabled(run) || calls.is_empty() {
+            // No call opened, so nothing was given to the placers: they end at once.
+            if let Some(placers) = placers {
+                placers.join();
+            }
             self.end();
             return;
         }
@@ -254,6 +265,10 @@ impl EarlyRestore {
                 }
             }
             let _end = EndOnDrop(self);
+            if let Some(placers) = placers {
+                let handled = placers.join();
+                self.lock().handled.extend(handled);
+            }
             for task in calls {
                 restore_before_call(run, cache, task, &hits, self);
                 self.lock().done.insert(task);
@@ -324,6 +339,194 @@ impl Drop for HitsRestored<'_> {
     }
 }
 
+/// A units entry to place: its hash, and how warnings name it.
+type UnitsJob = (String, String);
+
+/// Places the units of remote hits while the lookup goes on: on a fresh machine the lookup
+/// waits on the network, placing waits on the disk. A `build` or `test` hit's units entry comes
+/// inside its artifact (see [`units_hash`]); it is placed as soon as its call is known to run
+/// (one of the call's tasks missed, or is not cacheable), and the call's registry layer with
+/// it. Until then a call's hits wait, and when the lookup ends they are dropped: a run where
+/// every task hits places nothing. An entry with units that link to the hits' outputs is left
+/// to [`EarlyRestore`], which places it after the hits' restore.
+pub(crate) struct Arriving<'scope, 'env> {
+    run: &'env Run<'env>,
+    state: Mutex<ArrivingState>,
+    placers: Placers<'scope>,
+}
+
+#[derive(Default)]
+struct ArrivingState {
+    /// `None` once the lookup has ended.
+    sender: Option<std::sync::mpsc::Sender<UnitsJob>>,
+    /// The calls known to run.
+    open: HashSet<CargoTask>,
+    /// The hits' units of calls not known to run yet.
+    waiting: Vec<(CargoTask, UnitsJob)>,
+}
+
+impl ArrivingState {
+    fn send(&self, job: UnitsJob) {
+        if let Some(sender) = &self.sender {
+            // The placers stop only once the sender is dropped, so the send cannot fail.
+            let _ = sender.send(job);
+        }
+    }
+}
+
+/// The threads of an [`Arriving`], and what they share.
+pub(crate) struct Placers<'scope> {
+    threads: Vec<std::thread::ScopedJoinHandle<'scope, Vec<String>>>,
+    shared: std::sync::Arc<PlacerShared>,
+}
+
+struct PlacerShared {
+    jobs: Mutex<std::sync::mpsc::Receiver<UnitsJob>>,
+    staging: StagingDirs,
+    check: ObservedCheck,
+}
+
+impl<'scope, 'env> Arriving<'scope, 'env> {
+    /// Starts the placing threads, when the layers are on, a remote cache is configured and the
+    /// run has `build` or `test` tasks.
+    pub(crate) fn start(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        run: &'env Run<'env>,
+        cache: &'env Cache,
+    ) -> Option<Arriving<'scope, 'env>> {
+        let calls = || {
+            run.graph
+                .nodes
+                .iter()
+                .filter_map(|task| match task.def.kind {
+                    TaskKind::Cargo(kind @ (CargoTask::Build | CargoTask::Test)) => {
+                        Some((kind, task.def.cache))
+                    }
+                    _ => None,
+                })
+        };
+        if !enabled(run) || cache.remote.is_none() || calls().next().is_none() {
+            return None;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel::<UnitsJob>();
+        let shared = std::sync::Arc::new(PlacerShared {
+            jobs: Mutex::new(receiver),
+            staging: StagingDirs::new(&run.workspace.target_dir),
+            check: ObservedCheck::default(),
+        });
+        let threads = (0..run.options.jobs.max(2) * 2)
+            .map(|_| {
+                let shared = std::sync::Arc::clone(&shared);
+                scope.spawn(move || place_arriving(run, cache, &shared))
+            })
+            .collect();
+        let arriving = Arriving {
+            run,
+            state: Mutex::new(ArrivingState {
+                sender: Some(sender),
+                ..ArrivingState::default()
+            }),
+            placers: Placers { threads, shared },
+        };
+        for (task, cacheable) in calls() {
+            if !cacheable {
+                arriving.open(task);
+            }
+        }
+        Some(arriving)
+    }
+
+    /// The lookup has the entry of task `node` (`hit`: found and usable) or not.
+    pub(crate) fn arrived(&self, node: usize, hit: bool) {
+        let TaskKind::Cargo(task @ (CargoTask::Build | CargoTask::Test)) =
+            self.run.graph.nodes[node].def.kind
+        else {
+            return;
+        };
+        if !hit {
+            self.open(task);
+            return;
+        }
+        let Some(hash) = units_hash(self.run, node) else {
+            return;
+        };
+        let job = (hash, format!("{} units", self.run.label(node)));
+        let mut state = lock(&self.state);
+        if state.open.contains(&task) {
+            state.send(job);
+        } else {
+            state.waiting.push((task, job));
+        }
+    }
+
+    /// `task`'s call will run: its registry layer and its hits' units so far are placed.
+    fn open(&self, task: CargoTask) {
+        let registry = registry_layer(self.run, task);
+        let mut state = lock(&self.state);
+        if !state.open.insert(task) {
+            return;
+        }
+        for job in registry
+            .iter()
+            .flat_map(|keys| registry_wanted(&keys.registry, task))
+        {
+            state.send(job);
+        }
+        let (now, later) = std::mem::take(&mut state.waiting)
+            .into_iter()
+            .partition(|(waiting, _)| *waiting == task);
+        state.waiting = later;
+        for (_, job) in now {
+            state.send(job);
+        }
+    }
+
+    /// The lookup has ended: no more entries come; the placers finish what they were given.
+    pub(crate) fn lookup_ended(self) -> Placers<'scope> {
+        drop(self.state);
+        self.placers
+    }
+}
+
+impl Placers<'_> {
+    /// Waits for the placers; returns the entries they took (placed, or found missing or
+    /// unusable: not asked for again).
+    fn join(self) -> Vec<String> {
+        let mut handled = Vec::new();
+        for thread in self.threads {
+            if let Ok(hashes) = thread.join() {
+                handled.extend(hashes);
+            }
+        }
+        self.shared.staging.remove();
+        handled
+    }
+}
+
+/// A placing thread of [`Arriving`]: finds and places each entry it is given, until the lookup
+/// ends. Returns the entries it took.
+fn place_arriving(run: &Run<'_>, cache: &Cache, shared: &PlacerShared) -> Vec<String> {
+    let mut handled = Vec::new();
+    loop {
+        let job = match shared.jobs.lock() {
+            Ok(jobs) => jobs.recv(),
+            Err(_) => break,
+        };
+        let Ok(job) = job else { break };
+        // Not found (or not usable) is as final as placed; a deferred entry is left.
+        let taken = find(run, cache, (&job.0, &job.1), &shared.check).is_none_or(|meta| {
+            !matches!(
+                place_or_defer(run, cache, &job, &meta, (None, &shared.staging)),
+                Placement::Deferred
+            )
+        });
+        if taken {
+            handled.push(job.0);
+        }
+    }
+    handled
+}
+
 /// Before `task`'s cargo call: restores its registry layer's shards and the package units of
 /// the `hits` among the call's tasks into the target dir (units it already has are left alone).
 /// Each entry is looked up, fetched and unpacked on its own thread, so one entry downloads
@@ -344,18 +547,7 @@ fn restore_before_call(
         return 0;
     };
     let registry = &keys.registry;
-    let mut wanted: Vec<(String, String)> = (0..REGISTRY_SHARDS)
-        .map(|shard| {
-            (
-                registry_shard_hash(registry, shard),
-                format!(
-                    "{} registry units ({}/{REGISTRY_SHARDS})",
-                    task.name(),
-                    shard + 1
-                ),
-            )
-        })
-        .collect();
+    let mut wanted = registry_wanted(registry, task);
     for &node in hits {
         if matches!(run.graph.nodes[node].def.kind, TaskKind::Cargo(t) if t == task)
             && let Some(hash) = units_hash(run, node)
@@ -363,6 +555,9 @@ fn restore_before_call(
             wanted.push((hash, format!("{} units", run.label(node))));
         }
     }
+    let handled = std::mem::take(&mut early.lock().handled);
+    wanted.retain(|(hash, _)| !handled.contains(hash));
+    early.lock().handled = handled;
     // Entries often observe the same env vars: each is read once.
     let check = ObservedCheck::default();
     // Downloads wait on the network: as many in flight as the task entries' fetch keeps.
@@ -386,21 +581,64 @@ fn restore_before_call(
     placed.into_iter().flatten().sum()
 }
 
+/// The entries of registry layer `registry`'s shards, as (hash, label).
+fn registry_wanted(registry: &str, task: CargoTask) -> Vec<(String, String)> {
+    (0..REGISTRY_SHARDS)
+        .map(|shard| {
+            (
+                registry_shard_hash(registry, shard),
+                format!(
+                    "{} registry units ({}/{REGISTRY_SHARDS})",
+                    task.name(),
+                    shard + 1
+                ),
+            )
+        })
+        .collect()
+}
+
 /// Places the units of `meta` (the entry `wanted`) that the target dir lacks: how many, or
 /// `None` when the entry cannot be used (it is marked to be stored again).
 fn place(
     run: &Run<'_>,
     cache: &Cache,
-    (hash, label): &(String, String),
+    wanted: &(String, String),
     meta: &EntryMeta,
     (early, staging): (&EarlyRestore, &StagingDirs),
 ) -> Option<usize> {
+    match place_or_defer(run, cache, wanted, meta, (Some(early), staging)) {
+        Placement::Placed(placed) => Some(placed),
+        Placement::Unusable | Placement::Deferred => None,
+    }
+}
+
+/// What became of an entry's units.
+enum Placement {
+    /// This many were placed (the others were in place already).
+    Placed(usize),
+    /// The entry cannot be used (it is marked to be stored again).
+    Unusable,
+    /// Nothing was done: some of its units link to task outputs that are not restored yet,
+    /// and there was no `early` to wait on.
+    Deferred,
+}
+
+/// [`place`], or nothing when the entry links to the hits' outputs and `early` is `None`
+/// (during the lookup, before any hit is restored).
+fn place_or_defer(
+    run: &Run<'_>,
+    cache: &Cache,
+    (hash, label): &(String, String),
+    meta: &EntryMeta,
+    (early, staging): (Option<&EarlyRestore>, &StagingDirs),
+) -> Placement {
     let target_dir = &run.workspace.target_dir;
     match restore_entry(cache, meta, target_dir, run.started_at, (early, staging)) {
-        Ok(placed) => Some(placed),
+        Ok(Some(placed)) => Placement::Placed(placed),
+        Ok(None) => Placement::Deferred,
         Err(error) => {
             unusable(run, cache, hash, label, &format!("{error:#}"));
-            None
+            Placement::Unusable
         }
     }
 }
@@ -422,7 +660,7 @@ fn find(
                 allowed: staging_allowed(),
                 companion: None,
             }];
-            crate::remote::fetch_misses(remote, &cache.local, &request, run.reporter)
+            crate::remote::fetch_misses(remote, &cache.local, &request, run.reporter, &|_, _| {})
                 .pop()?
                 .1
         }
@@ -514,14 +752,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Restores the units of `meta` that the target dir lacks into a staging directory of it
 /// (nothing else of the entry is written), then moves each complete one into place with
-/// modification time `mtime`. Returns how many units were placed.
+/// modification time `mtime`. Returns how many units were placed, or `None` (nothing done)
+/// when some link to the hits' outputs and there is no `early` to wait for their restore.
 fn restore_entry(
     cache: &Cache,
     meta: &EntryMeta,
     target_dir: &Path,
     mtime: SystemTime,
-    (early, staging_dirs): (&EarlyRestore, &StagingDirs),
-) -> anyhow::Result<usize> {
+    (early, staging_dirs): (Option<&EarlyRestore>, &StagingDirs),
+) -> anyhow::Result<Option<usize>> {
     let links = unit_links::links_of(meta)?;
     let paths = meta.outputs.iter().map(|o| o.path.as_str());
     let units = group_by_unit(paths.chain(links.iter().map(|l| l.path.as_str())));
@@ -529,8 +768,14 @@ fn restore_entry(
     // away cost 15 s per cargo call on coreutils (a registry layer of hundreds of MB).
     let missing: Vec<MissingUnit<'_>> = units_missing(&units, target_dir).collect();
     if missing.is_empty() {
-        return Ok(0);
+        return Ok(Some(0));
     }
+    let links = links_wanted(&missing, &links);
+    let early = match early {
+        Some(early) => Some(early),
+        None if links.is_empty() => None,
+        None => return Ok(None),
+    };
     let staging = staging_dirs.take()?;
     let staged = Staged {
         missing: &missing,
@@ -540,7 +785,7 @@ fn restore_entry(
     };
     let placed = restore_staged(cache, meta, &staged, target_dir, early);
     staging_dirs.give_back(staging, placed.is_ok());
-    placed
+    placed.map(Some)
 }
 
 /// A unit the target dir lacks: its profile directory, its directory under `.fingerprint/`
@@ -589,7 +834,8 @@ fn unit_in_place(target_dir: &Path, profile: &str, dir: &str) -> bool {
 struct Staged<'a> {
     /// The units the target dir lacks.
     missing: &'a [MissingUnit<'a>],
-    links: &'a [Link],
+    /// Their links (see [`links_wanted`]).
+    links: &'a [&'a Link],
     dir: &'a Path,
     mtime: SystemTime,
 }
@@ -599,7 +845,7 @@ fn restore_staged(
     meta: &EntryMeta,
     staged: &Staged<'_>,
     target_dir: &Path,
-    early: &EarlyRestore,
+    early: Option<&EarlyRestore>,
 ) -> anyhow::Result<usize> {
     let staging = staged.dir;
     let to_write: HashSet<&str> = staged
@@ -643,30 +889,36 @@ fn restore_staged(
     Ok(placed)
 }
 
-/// Places the entry's links (of units the target dir lacks) in the staging directory, once the
-/// hits' outputs they link to are restored. Returns the links that could not be placed (not
-/// the bytes they name, or an error): their units are left to cargo.
-fn place_links<'a>(
-    staged: &Staged<'a>,
-    target_dir: &Path,
-    early: &EarlyRestore,
-) -> HashSet<&'a str> {
-    let missing: BTreeSet<&str> = staged
-        .missing
+/// The `links` of the `missing` units.
+fn links_wanted<'a>(missing: &[MissingUnit<'_>], links: &'a [Link]) -> Vec<&'a Link> {
+    let missing: BTreeSet<&str> = missing
         .iter()
         .flat_map(|unit| unit.files.other.iter().map(String::as_str))
         .collect();
-    let wanted: Vec<&Link> = staged
-        .links
+    links
         .iter()
         .filter(|link| missing.contains(link.path.as_str()))
-        .collect();
+        .collect()
+}
+
+/// Places the entry's links (of units the target dir lacks) in the staging directory, once the
+/// hits' outputs they link to are restored (`early` says when; there is none only when there
+/// are no links). Returns the links that could not be placed (not the bytes they name, or an
+/// error): their units are left to cargo.
+fn place_links<'a>(
+    staged: &Staged<'a>,
+    target_dir: &Path,
+    early: Option<&EarlyRestore>,
+) -> HashSet<&'a str> {
     let mut unlinked = HashSet::new();
-    if wanted.is_empty() {
+    if staged.links.is_empty() {
         return unlinked;
     }
-    early.wait_for_hits();
-    for link in wanted {
+    match early {
+        Some(early) => early.wait_for_hits(),
+        None => return staged.links.iter().map(|l| l.path.as_str()).collect(),
+    }
+    for &link in staged.links {
         let placed = unit_links::place(link, target_dir, staged.dir, staged.mtime);
         if !placed.unwrap_or(false) {
             unlinked.insert(link.path.as_str());

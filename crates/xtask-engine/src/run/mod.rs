@@ -111,19 +111,17 @@ fn run_recorded(
     let restored = std::sync::OnceLock::new();
     let mut recorder = Recorder::new(&run, &cache, started);
     let mut scheduler = Scheduler::from_graph(run.graph, options.jobs);
-    // 2. lookup
-    let looked_up = if options.force {
-        Lookup::default()
-    } else {
-        lookup(&run, &cache)
-    };
-    if options.summarize.is_some() || options.profile.is_some() {
-        recorder.why = why_ran::why_ran(&run, &cache, &looked_up);
-    }
-    std::thread::scope(|scope| {
+    let looked_up = std::thread::scope(|scope| {
+        // Cargo's units of the remote hits, placed as they arrive (see `layers`).
+        let arriving = layers::Arriving::start(scope, &run, &cache);
+        // 2. lookup
+        let looked_up = lookup(&run, &cache, arriving.as_ref());
+        if options.summarize.is_some() || options.profile.is_some() {
+            recorder.why = why_ran::why_ran(&run, &cache, &looked_up);
+        }
         // Cargo's units for the calls to come, beside the hits' restore (see `layers`).
         let lookup_hits = looked_up.hits.iter().map(|hit| hit.node).collect();
-        early.start(scope, &run, &cache, lookup_hits);
+        early.start(scope, (&run, &cache), lookup_hits, arriving);
         let hits = {
             // Also on a panic: a unit linked to a hit's output waits for this.
             let _restored = layers::HitsRestored(&early);
@@ -135,6 +133,7 @@ fn run_recorded(
         let _ = run.fast.save();
         // 3-5. schedule, execute, record
         execute_misses(&run, &cache, hits, &early, &mut scheduler, &mut recorder);
+        looked_up
     });
     if recorder.stored_any {
         prune_to_cap(&run, &cache);
@@ -189,8 +188,12 @@ fn prune_to_cap(run: &Run<'_>, cache: &Cache) {
 
 /// The lookup stage: every cacheable task's entry (local, then remote), kept only while what
 /// its task was observed to read beyond the key is unchanged (a two-level key, as in
-/// ccache's direct mode).
-fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
+/// ccache's direct mode). `arriving` is told of each remote fetch as it ends. Nothing with
+/// `--force`.
+fn lookup(run: &Run<'_>, cache: &Cache, arriving: Option<&layers::Arriving<'_, '_>>) -> Lookup {
+    if run.options.force {
+        return Lookup::default();
+    }
     let threads = run.options.jobs.max(2);
     let cacheable: Vec<Node> = (0..run.graph.nodes.len())
         .filter(|&node| run.graph.nodes[node].def.cache)
@@ -206,7 +209,15 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
     let companion_of = |i: usize| {
         layers::units_hash(run, cacheable[i]).map(|hash| (hash, layers::staging_allowed()))
     };
-    let found = cache.lookup(&wanted, &companion_of, threads, run.reporter);
+    let check = ObservedCheck::default();
+    let arrived = |i: usize, meta: Option<&xtask_cache::EntryMeta>| {
+        if let Some(arriving) = arriving {
+            let usable =
+                meta.is_some_and(|meta| check.first_change(&run.workspace.root, meta).is_none());
+            arriving.arrived(cacheable[i], usable);
+        }
+    };
+    let found = cache.lookup(&wanted, (&companion_of, &arrived), threads, run.reporter);
     let found: Vec<Hit> = cacheable
         .into_iter()
         .zip(found)
@@ -219,7 +230,6 @@ fn lookup(run: &Run<'_>, cache: &Cache) -> Lookup {
             })
         })
         .collect();
-    let check = ObservedCheck::default();
     let changes = parallel_map(&found, threads, |hit| {
         check.first_change(&run.workspace.root, &hit.meta)
     });
