@@ -1,7 +1,7 @@
 //! Small helpers shared by the xtask crates, each defined once (rust-analyzer's `stdx`):
 //! [`write_atomically`] (and [`write_hint_atomically`], without the fsync), the sha256 helpers
 //! ([`sha256_hex`], [`sha256_file`]), [`parallel_map`] / [`try_parallel_map`] on scoped
-//! threads, the workspace-relative path [`RelPath`], [`ParentDirs`] (each directory created
+//! threads, [`drop_in_background`], the workspace-relative path [`RelPath`], [`ParentDirs`] (each directory created
 //! once), UTC time formatting ([`timefmt`]) and [`free_port`].
 //!
 //! What this crate does NOT do: it depends on no crate of this workspace (it is the leaf every
@@ -22,7 +22,7 @@ pub use atomic_write::{write_atomically, write_hint_atomically};
 pub use digest::{is_sha256_hex, sha256_file, sha256_hex, sha256_reader, to_hex};
 pub use error::FileError;
 pub use net::free_port;
-pub use parallel::{parallel_map, pipeline, receive, try_parallel_map};
+pub use parallel::{drop_in_background, parallel_map, pipeline, receive, try_parallel_map};
 pub use parent_dirs::ParentDirs;
 pub use rel_path::{RelPath, RelPathError};
 pub use rng::{GOLDEN_GAMMA, SplitMix64};

@@ -93,10 +93,9 @@ fn run_recorded(
     let started = Instant::now();
     // Before any input is hashed: restored cargo units are dated to it (see `layers`).
     let started_at = std::time::SystemTime::now();
-    let started_unix_ms = std::time::SystemTime::now()
+    let started_unix_ms = started_at
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_millis());
     // 1. plan
     let prepared = prepare::prepare_loaded(workspace, options)?;
     let run = Run::new(&prepared, options, reporter, started_at)?;
@@ -154,6 +153,9 @@ fn run_recorded(
     };
     let summary_path = summarize(&run, &cache, &finished)?;
     profile(&run, &finished)?;
+    drop((finished, run));
+    // Freeing the plan and the entries took 14 ms of a fully cached run of 500 tasks.
+    xtask_util::drop_in_background((looked_up, prepared));
     Ok(RunOutcome {
         success: totals.failed == 0 && totals.skipped == 0,
         totals,
