@@ -53,20 +53,34 @@ fn cargo_builds(fixture: &Fixture) -> Vec<String> {
         .collect()
 }
 
-/// Machine A builds and uploads; machine B (empty cache, no target/) restores every task from
-/// the server without running cargo build, and its restored binary runs.
-fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server) {
-    let a = Fixture::new("basic");
-    let run = build(&a, env);
+/// Builds `fixture` against the server of `env` and checks that every entry reached it: the
+/// three build entries and their packages' cargo units (the fixture has no registry crate, so
+/// there is no registry layer). A failed upload would make the next run miss.
+fn seed(fixture: &Fixture, env: &[(&str, &str)]) -> TaskRun {
+    let run = build(fixture, env);
     let remote = run.summary.remote.as_ref().expect("remote totals");
-    // Each build entry and its package's cargo units (the fixture has no registry crate, so
-    // there is no registry layer).
     assert_eq!(
         (remote.uploaded, remote.upload_failed),
         (6, 0),
         "{}",
         run.output
     );
+    run
+}
+
+/// Runs the fixture's `target/debug/app` and checks it is the fixture's binary.
+fn assert_app_says_84(fixture: &Fixture) {
+    let output = Command::new(fixture.path("target/debug/app"))
+        .output()
+        .expect("run the app binary");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+}
+
+/// Machine A builds and uploads; machine B (empty cache, no target/) restores every task from
+/// the server without running cargo build, and its restored binary runs.
+fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server) {
+    let a = Fixture::new("basic");
+    let run = seed(&a, env);
     assert!(!server.stored_files().is_empty());
     assert!(run.summary.tasks.iter().all(|t| !t.remote_hit));
 
@@ -88,11 +102,7 @@ fn machine_b_restores_what_machine_a_built(env: &[(&str, &str)], server: &Server
     assert!(remote.bytes_downloaded > 0);
     assert_eq!(cargo_builds(&b), Vec::<String>::new());
     assert!(run.output.warnings().is_empty(), "{}", run.output);
-    let output = Command::new(b.path("target/debug/app"))
-        .output()
-        .expect("run the restored app binary");
-    assert!(output.status.success());
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+    assert_app_says_84(&b);
     // Nothing secret in what the user sees.
     assert!(!format!("{}", run.output).contains(TOKEN));
     // Imported on the first run: local hits from then on.
@@ -162,15 +172,7 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
     let server = servers::turborepo_remote_cache(TOKEN, None);
     let env = turbo_env(&server, TOKEN);
     let fixture = Fixture::new("basic");
-    let seed = build(&fixture, &with(&env, &[]));
-    // Every entry reached the server (a failed upload would make the next run miss).
-    let remote = seed.summary.remote.as_ref().expect("remote totals");
-    assert_eq!(
-        (remote.uploaded, remote.upload_failed),
-        (6, 0),
-        "{}",
-        seed.output
-    );
+    seed(&fixture, &with(&env, &[]));
     for (n, (layers, compiled)) in [("0", vec!["app", "core_lib", "util"]), ("1", vec!["app"])]
         .into_iter()
         .enumerate()
@@ -208,10 +210,7 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
             "{} is not empty",
             staging.display()
         );
-        let output = Command::new(fixture.path("target/debug/app"))
-            .output()
-            .expect("run the app binary");
-        assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+        assert_app_says_84(&fixture);
     }
 }
 
@@ -223,14 +222,7 @@ fn a_fresh_machine_where_every_task_hits_places_no_units() {
     let server = servers::turborepo_remote_cache(TOKEN, None);
     let env = turbo_env(&server, TOKEN);
     let fixture = Fixture::new("basic");
-    let seed = build(&fixture, &with(&env, &[]));
-    let remote = seed.summary.remote.as_ref().expect("remote totals");
-    assert_eq!(
-        (remote.uploaded, remote.upload_failed),
-        (6, 0),
-        "{}",
-        seed.output
-    );
+    seed(&fixture, &with(&env, &[]));
     fixture.become_fresh_machine();
     let run = build(&fixture, &with(&env, &[]));
     assert_eq!(
@@ -251,10 +243,7 @@ fn a_fresh_machine_where_every_task_hits_places_no_units() {
         "units were placed for a run that did not call cargo\n{}",
         run.output
     );
-    let output = Command::new(fixture.path("target/debug/app"))
-        .output()
-        .expect("run the app binary");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+    assert_app_says_84(&fixture);
 }
 
 /// CI's usual pair on a fresh machine, `build` then `test`: the test call's units entries hold
@@ -518,8 +507,7 @@ fn a_tampered_artifact_is_a_miss_with_a_warning() {
             run.output
         );
         // Whatever was rejected was rebuilt; the binary is the real one.
-        let output = Command::new(b.path("target/debug/app")).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+        assert_app_says_84(&b);
     }
 }
 
@@ -568,10 +556,7 @@ fn a_tampered_companion_is_left_out_and_the_units_come_by_their_own_key() {
         "{}",
         run.output
     );
-    let output = Command::new(fixture.path("target/debug/app"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+    assert_app_says_84(&fixture);
 }
 
 #[test]
@@ -821,10 +806,7 @@ fn three_shards_at_once_share_one_turborepo_server() {
         );
         assert_eq!(cargo_builds(&again), Vec::<String>::new());
         if again.exists("target/debug/app") {
-            let output = Command::new(again.path("target/debug/app"))
-                .output()
-                .expect("run the restored app binary");
-            assert_eq!(String::from_utf8_lossy(&output.stdout), "app says 84\n");
+            assert_app_says_84(&again);
             apps_run += 1;
         }
     }
