@@ -747,21 +747,12 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
     Ok(rustc_version)
 }
 
-/// [`rustc_version`] of the workspace whose root manifest `manifest` is, kept for the run's
-/// planning: started beside `cargo metadata`, the two runs of `rustc` (through rustup's proxy,
-/// 0.1 s on a fresh machine, which has no toolchain record) cost no time of their own. Does
-/// nothing when `manifest` is not a workspace root, or on an error (planning runs it again
-/// and reports it).
-pub fn prefetch_rustc_version(manifest: &Path) {
-    let manifest = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
-    let (Ok(text), Some(root)) = (std::fs::read_to_string(&manifest), manifest.parent()) else {
-        return;
-    };
-    let Some(cache_dir) = cache_dir_of_root_manifest(&manifest, &text) else {
-        return;
-    };
-    let fast = FastPaths::shared(&cache_dir);
-    if let Ok(version) = rustc_version(&fast, root) {
+/// [`rustc_version`] of the workspace at `root`, kept for the run's planning: started beside
+/// `cargo metadata` (`load::load_workspace_to_plan`), the two runs of `rustc` (through rustup's
+/// proxy, 0.11 s on a fresh machine, which has no toolchain record) cost no time of their own.
+/// Does nothing on an error (planning runs it again and reports it).
+pub fn prefetch_rustc_version(fast: &FastPaths, root: &Path) {
+    if let Ok(version) = rustc_version(fast, root) {
         *fast
             .prefetched_rustc
             .lock()

@@ -52,6 +52,18 @@ impl Location {
 /// validated load (see [`fast`]); otherwise its cached JSON is used and the task graph, already
 /// validated for that exact model, is not validated again.
 pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Workspace> {
+    load(location, false)
+}
+
+/// [`load_workspace`] for a run, which detects the toolchain next: when `cargo metadata` has to
+/// run, the toolchain's `rustc -vV` runs beside it (see [`fast::prefetch_rustc_version`]).
+pub(crate) fn load_workspace_to_plan(
+    location: &Location,
+) -> anyhow::Result<xtask_model::Workspace> {
+    load(location, true)
+}
+
+fn load(location: &Location, prefetch_toolchain: bool) -> anyhow::Result<xtask_model::Workspace> {
     let manifest = location.manifest_path()?;
     let manifest = std::fs::canonicalize(&manifest).unwrap_or(manifest);
     let root_text = std::fs::read_to_string(&manifest).ok();
@@ -70,26 +82,41 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
         // again); a command that plans nothing only loses the speed-up of its next run.
         return Ok(workspace);
     }
-    if let Some(fast) = &fast {
+    let fast = fast.as_deref();
+    std::thread::scope(|scope| {
+        if prefetch_toolchain && let (Some(fast), Some(root)) = (fast, manifest.parent()) {
+            scope.spawn(move || fast::prefetch_rustc_version(fast, root));
+        }
+        load_with_cargo(&manifest, root_text.as_deref(), fast)
+    })
+}
+
+/// The slow path of [`load_workspace`]: `cargo metadata`, and the record of its result.
+fn load_with_cargo(
+    manifest: &Path,
+    root_text: Option<&str>,
+    fast: Option<&fast::FastPaths>,
+) -> anyhow::Result<xtask_model::Workspace> {
+    if let Some(fast) = fast {
         fast.metadata_from_record
             .store(false, std::sync::atomic::Ordering::Relaxed);
     }
-    let key = match (&fast, &root_text) {
-        (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, &manifest, text)),
+    let key = match (fast, root_text) {
+        (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, manifest, text)),
         _ => None,
     };
-    let metadata = xtask_model::load_metadata(&manifest).map_err(CliError::from)?;
+    let metadata = xtask_model::load_metadata(manifest).map_err(CliError::from)?;
     let workspace = xtask_model::Workspace::from_metadata(&metadata).map_err(CliError::from)?;
     // A task cycle anywhere is a configuration error for every command.
     xtask_graph::TaskGraph::validate(&workspace).map_err(CliError::from)?;
-    if let (Some(fast), Some(key)) = (&fast, key) {
+    if let (Some(fast), Some(key)) = (fast, key) {
         let members = workspace
             .packages
             .iter()
             .map(|p| p.dir.join("Cargo.toml"))
             .collect();
         // A failed write only loses the speed-up.
-        let _ = fast::store_metadata(fast, &manifest, key, &metadata, members);
+        let _ = fast::store_metadata(fast, manifest, key, &metadata, members);
         let _ = fast.save();
     }
     Ok(workspace)

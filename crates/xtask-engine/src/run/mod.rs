@@ -36,7 +36,7 @@ pub use cache::open_cache;
 pub(crate) use cache::{Cache, ObservedCheck};
 pub(crate) use prepare::{Prepared, prepare};
 
-use crate::load::load_workspace;
+use crate::load::{load_workspace, load_workspace_to_plan};
 use crate::outcome::{CliResult, Outcome};
 use crate::remote::{Upload, Uploader};
 use crate::report::{Reporter, RunTotals, TaskStatus};
@@ -57,13 +57,7 @@ pub fn run_tasks(options: &RunOptions, reporter: &Reporter) -> CliResult {
         unchanged::Start::Record(recording) => Some(recording),
         unchanged::Start::Plain => None,
     };
-    let workspace = std::thread::scope(|scope| {
-        // The toolchain's `rustc -vV` beside `cargo metadata` (see `fast`).
-        if let Ok(manifest) = options.location.manifest_path() {
-            scope.spawn(move || crate::fast::prefetch_rustc_version(&manifest));
-        }
-        load_workspace(&options.location)
-    })?;
+    let workspace = load_workspace_to_plan(&options.location)?;
     let outcome = run_recorded(workspace, options, reporter, recording.as_ref())?;
     Ok(Outcome::passed(outcome.success).with_stdout(outcome.dry_run.unwrap_or_default()))
 }
