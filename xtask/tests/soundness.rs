@@ -359,7 +359,6 @@ impl Scenario {
             .push(format!("edit {relative}: {from:?} -> {to:?}"));
     }
 
-    /// `rm -rf target` (the tool's; plain cargo keeps its own).
     /// A new CI machine at the same path: no `target/`, no local cache (only a remote one).
     fn fresh_machine(&mut self) {
         self.fixture.become_fresh_machine();
@@ -367,6 +366,7 @@ impl Scenario {
             .push(format!("rm -rf target {}", support::CACHE_DIR));
     }
 
+    /// `rm -rf target` (the tool's; plain cargo keeps its own).
     fn remove_target(&mut self) {
         if self.fixture.exists("target") {
             self.fixture.remove_dir("target");

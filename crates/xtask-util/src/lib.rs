@@ -1,8 +1,8 @@
 //! Small helpers shared by the xtask crates, each defined once (rust-analyzer's `stdx`):
 //! [`write_atomically`] (and [`write_hint_atomically`], without the fsync), the sha256 helpers
 //! ([`sha256_hex`], [`sha256_file`]), [`parallel_map`] / [`try_parallel_map`] on scoped
-//! threads, [`drop_in_background`], the workspace-relative path [`RelPath`], [`ParentDirs`] (each directory created
-//! once), UTC time formatting ([`timefmt`]) and [`free_port`].
+//! threads, [`drop_in_background`], the workspace-relative path [`RelPath`], [`ParentDirs`]
+//! (each directory created once), UTC time formatting ([`timefmt`]) and [`free_port`].
 //!
 //! What this crate does NOT do: it depends on no crate of this workspace (it is the leaf every
 //! other crate may use), knows nothing of cargo, tasks or caches, prints nothing, and starts no

@@ -166,6 +166,8 @@ pub fn drop_in_background<T: Send + 'static>(value: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
 
     #[test]
     fn drop_in_background_drops_on_another_thread() {
@@ -182,8 +184,6 @@ mod tests {
             .expect("dropped");
         assert_ne!(dropped_on, std::thread::current().id());
     }
-    use std::sync::Mutex;
-    use std::time::Duration;
 
     #[test]
     fn a_pipeline_hands_every_made_item_to_the_second_stage() {

@@ -186,10 +186,8 @@ fn package_units_hash(environment: &str, task_hash: &str) -> String {
 /// carries it (see `xtask_remote::bundle`), so a fresh machine gets a hit's units in the same
 /// request as the hit.
 pub(crate) fn units_hash(run: &Run<'_>, node: usize) -> Option<String> {
-    let TaskKind::Cargo(task) = run.graph.nodes[node].def.kind else {
-        return None;
-    };
-    if !enabled(run) || !matches!(task, CargoTask::Build | CargoTask::Test) {
+    let task = layered_call(run, node)?;
+    if !enabled(run) {
         return None;
     }
     let keys = registry_layer(run, task)?;
@@ -197,6 +195,14 @@ pub(crate) fn units_hash(run: &Run<'_>, node: usize) -> Option<String> {
         &keys.units_environment,
         &run.planned[node].hash,
     ))
+}
+
+/// The cargo call task `node` is part of, when that call has layers (`build`, `test`).
+fn layered_call(run: &Run<'_>, node: usize) -> Option<CargoTask> {
+    match run.graph.nodes[node].def.kind {
+        TaskKind::Cargo(task @ (CargoTask::Build | CargoTask::Test)) => Some(task),
+        _ => None,
+    }
 }
 
 /// Where a restore may write: everything, but only into a staging directory (see
@@ -239,13 +245,12 @@ impl EarlyRestore {
         arriving: Option<Arriving<'scope, 'env>>,
     ) {
         let mut calls: Vec<CargoTask> = Vec::new();
-        for (node, task) in run.graph.nodes.iter().enumerate() {
-            if let TaskKind::Cargo(kind) = task.def.kind
-                && matches!(kind, CargoTask::Build | CargoTask::Test)
+        for node in 0..run.graph.nodes.len() {
+            if let Some(call) = layered_call(run, node)
                 && !hits.contains(&node)
-                && !calls.contains(&kind)
+                && !calls.contains(&call)
             {
-                calls.push(kind);
+                calls.push(call);
             }
         }
         let placers = arriving.map(Arriving::lookup_ended);
@@ -395,15 +400,9 @@ impl<'scope, 'env> Arriving<'scope, 'env> {
         cache: &'env Cache,
     ) -> Option<Arriving<'scope, 'env>> {
         let calls = || {
-            run.graph
-                .nodes
-                .iter()
-                .filter_map(|task| match task.def.kind {
-                    TaskKind::Cargo(kind @ (CargoTask::Build | CargoTask::Test)) => {
-                        Some((kind, task.def.cache))
-                    }
-                    _ => None,
-                })
+            (0..run.graph.nodes.len()).filter_map(|node| {
+                Some((layered_call(run, node)?, run.graph.nodes[node].def.cache))
+            })
         };
         if !enabled(run) || cache.remote.is_none() || calls().next().is_none() {
             return None;
@@ -438,9 +437,7 @@ impl<'scope, 'env> Arriving<'scope, 'env> {
 
     /// The lookup has the entry of task `node` (`hit`: found and usable) or not.
     pub(crate) fn arrived(&self, node: usize, hit: bool) {
-        let TaskKind::Cargo(task @ (CargoTask::Build | CargoTask::Test)) =
-            self.run.graph.nodes[node].def.kind
-        else {
+        let Some(task) = layered_call(self.run, node) else {
             return;
         };
         if !hit {
@@ -555,9 +552,10 @@ fn restore_before_call(
             wanted.push((hash, format!("{} units", run.label(node))));
         }
     }
-    let handled = std::mem::take(&mut early.lock().handled);
-    wanted.retain(|(hash, _)| !handled.contains(hash));
-    early.lock().handled = handled;
+    {
+        let state = early.lock();
+        wanted.retain(|(hash, _)| !state.handled.contains(hash));
+    }
     // Entries often observe the same env vars: each is read once.
     let check = ObservedCheck::default();
     // Downloads wait on the network: as many in flight as the task entries' fetch keeps.
@@ -859,7 +857,8 @@ fn restore_staged(
         .unpack_fresh(meta, staging, &staging_allowed(), staged.mtime, &|path| {
             to_write.contains(path)
         })?;
-    let unlinked = place_links(staged, target_dir, early);
+    // No `early` only when there are no links (see `restore_entry`).
+    let unlinked = early.map_or_else(HashSet::new, |early| place_links(staged, target_dir, early));
     let mut parents = xtask_util::ParentDirs::default();
     let mut placed = 0;
     for unit in staged.missing {
@@ -902,22 +901,18 @@ fn links_wanted<'a>(missing: &[MissingUnit<'_>], links: &'a [Link]) -> Vec<&'a L
 }
 
 /// Places the entry's links (of units the target dir lacks) in the staging directory, once the
-/// hits' outputs they link to are restored (`early` says when; there is none only when there
-/// are no links). Returns the links that could not be placed (not the bytes they name, or an
-/// error): their units are left to cargo.
+/// hits' outputs they link to are restored. Returns the links that could not be placed (not
+/// the bytes they name, or an error): their units are left to cargo.
 fn place_links<'a>(
     staged: &Staged<'a>,
     target_dir: &Path,
-    early: Option<&EarlyRestore>,
+    early: &EarlyRestore,
 ) -> HashSet<&'a str> {
     let mut unlinked = HashSet::new();
     if staged.links.is_empty() {
         return unlinked;
     }
-    match early {
-        Some(early) => early.wait_for_hits(),
-        None => return staged.links.iter().map(|l| l.path.as_str()).collect(),
-    }
+    early.wait_for_hits();
     for &link in staged.links {
         let placed = unit_links::place(link, target_dir, staged.dir, staged.mtime);
         if !placed.unwrap_or(false) {
@@ -1077,10 +1072,7 @@ pub(crate) fn store_package_units(
     task_entry: &EntryMeta,
 ) -> Option<EntryMeta> {
     let hash = units_hash(run, node)?;
-    let TaskKind::Cargo(task) = run.graph.nodes[node].def.kind else {
-        return None;
-    };
-    let keys = registry_layer(run, task)?;
+    let keys = registry_layer(run, layered_call(run, node)?)?;
     let environment = &keys.units_environment;
     let package = run.graph.nodes[node].package;
     let units = package_units(run, seen, package);

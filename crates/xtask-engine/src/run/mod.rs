@@ -205,32 +205,39 @@ fn lookup(run: &Run<'_>, cache: &Cache, arriving: Option<&layers::Arriving<'_, '
     let companion_of = |i: usize| {
         layers::units_hash(run, cacheable[i]).map(|hash| (hash, layers::staging_allowed()))
     };
+    // Each entry's observed inputs are checked once: a remote hit's as its fetch ends (for
+    // `arriving`), the others' after the lookup.
     let check = ObservedCheck::default();
+    let changes: Vec<std::sync::OnceLock<Option<String>>> = cacheable
+        .iter()
+        .map(|_| std::sync::OnceLock::new())
+        .collect();
+    let change = |i: usize, meta: &xtask_cache::EntryMeta| {
+        changes[i]
+            .get_or_init(|| check.first_change(&run.workspace.root, meta))
+            .clone()
+    };
     let arrived = |i: usize, meta: Option<&xtask_cache::EntryMeta>| {
         if let Some(arriving) = arriving {
-            let usable =
-                meta.is_some_and(|meta| check.first_change(&run.workspace.root, meta).is_none());
-            arriving.arrived(cacheable[i], usable);
+            arriving.arrived(
+                cacheable[i],
+                meta.is_some_and(|meta| change(i, meta).is_none()),
+            );
         }
     };
     let found = cache.lookup(&wanted, (&companion_of, &arrived), threads, run.reporter);
-    let found: Vec<Hit> = cacheable
+    let found: Vec<(usize, Hit)> = found
         .into_iter()
-        .zip(found)
-        .filter_map(|(node, found)| {
+        .enumerate()
+        .filter_map(|(i, found)| {
             let found = found?;
-            Some(Hit {
-                node,
-                meta: found.meta,
-                remote: found.remote,
-            })
+            let (node, meta, remote) = (cacheable[i], found.meta, found.remote);
+            Some((i, Hit { node, meta, remote }))
         })
         .collect();
-    let changes = parallel_map(&found, threads, |hit| {
-        check.first_change(&run.workspace.root, &hit.meta)
-    });
+    let changes = parallel_map(&found, threads, |(i, hit)| change(*i, &hit.meta));
     let mut lookup = Lookup::default();
-    for (hit, change) in found.into_iter().zip(changes) {
+    for ((_, hit), change) in found.into_iter().zip(changes) {
         match change {
             None => lookup.hits.push(hit),
             Some(change) => {
