@@ -748,9 +748,10 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
 }
 
 /// [`rustc_version`] of the workspace at `root`, kept for the run's planning: started beside
-/// `cargo metadata` (`load::load_workspace_to_plan`), the two runs of `rustc` (through rustup's
-/// proxy, 0.11 s on a fresh machine, which has no toolchain record) cost no time of their own.
-/// Does nothing on an error (planning runs it again and reports it).
+/// the workspace's load (`load::load_workspace_to_plan`), the two runs of `rustc` on a fresh
+/// machine (through rustup's proxy, 0.11 s: it has no toolchain record), or the record's check
+/// on a warm one, cost no time of their own. Does nothing on an error (planning runs it again
+/// and reports it).
 pub fn prefetch_rustc_version(fast: &FastPaths, root: &Path) {
     if let Ok(version) = rustc_version(fast, root) {
         *fast

@@ -55,8 +55,8 @@ pub fn load_workspace(location: &Location) -> anyhow::Result<xtask_model::Worksp
     load(location, false)
 }
 
-/// [`load_workspace`] for a run, which detects the toolchain next: when `cargo metadata` has to
-/// run, the toolchain's `rustc -vV` runs beside it (see [`fast::prefetch_rustc_version`]).
+/// [`load_workspace`] for a run, which detects the toolchain next: its `rustc -vV` (or the check
+/// of its record) runs beside the load (see [`fast::prefetch_rustc_version`]).
 pub(crate) fn load_workspace_to_plan(
     location: &Location,
 ) -> anyhow::Result<xtask_model::Workspace> {
@@ -71,21 +71,22 @@ fn load(location: &Location, prefetch_toolchain: bool) -> anyhow::Result<xtask_m
         .as_deref()
         .and_then(|text| fast::cache_dir_of_root_manifest(&manifest, text))
         .map(|dir| fast::FastPaths::shared(&dir));
-    if let (Some(fast), Some(text)) = (&fast, &root_text)
-        && let Some(metadata) = fast::cached_metadata(fast, &manifest, text)
-        && let Ok(workspace) = xtask_model::Workspace::from_metadata(&metadata)
-    {
-        fast.metadata_from_record
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        // Not saved here: a run saves the stat cache after hashing its inputs (one write
-        // and `fsync` less before the hashing starts, when the manifests had to be hashed
-        // again); a command that plans nothing only loses the speed-up of its next run.
-        return Ok(workspace);
-    }
     let fast = fast.as_deref();
     std::thread::scope(|scope| {
+        // Beside the metadata record's checks, or `cargo metadata` when they fail.
         if prefetch_toolchain && let (Some(fast), Some(root)) = (fast, manifest.parent()) {
             scope.spawn(move || fast::prefetch_rustc_version(fast, root));
+        }
+        if let (Some(fast), Some(text)) = (fast, &root_text)
+            && let Some(metadata) = fast::cached_metadata(fast, &manifest, text)
+            && let Ok(workspace) = xtask_model::Workspace::from_metadata(&metadata)
+        {
+            fast.metadata_from_record
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            // Not saved here: a run saves the stat cache after hashing its inputs (one write
+            // and `fsync` less before the hashing starts, when the manifests had to be hashed
+            // again); a command that plans nothing only loses the speed-up of its next run.
+            return Ok(workspace);
         }
         load_with_cargo(&manifest, root_text.as_deref(), fast)
     })
