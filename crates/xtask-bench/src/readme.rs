@@ -9,8 +9,9 @@
 //! | `xtask test`          | `cargo test --workspace --no-run` (compiles nothing, runs no test: a lower bound of `cargo test`, which runs every test again) |
 //!
 //! The `cargo xtask` alias is measured separately: `cargo xtask build` whole, and the alias's
-//! own cost (cargo's check that the xtask package is fresh, then starting it) as
-//! `cargo xtask --version` minus `xtask --version`.
+//! own cost (cargo's load of the workspace and check of the launcher package `xtask-launch`,
+//! the launcher's stamp check, then starting the tool) as `cargo xtask --version` minus
+//! `xtask --version`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -172,7 +173,7 @@ fn report(r: &Report<'_>) -> String {
         ratio(r.cargo_build, r.alias_build)
     ));
     text.push_str(&format!(
-        "  alias's own cost (cargo's freshness check of the xtask package, then the start): {}\n",
+        "  alias's own cost (cargo's check of the launcher, its stamp check, then the start): {}\n",
         format_duration(r.alias_own)
     ));
     text.push_str(&format!(
