@@ -129,11 +129,12 @@ fn nginx_webdav_bazel_cache_shares_a_build_between_machines() {
     let server = servers::nginx(Nginx::BazelCache);
     machine_b_restores_what_machine_a_built(&with(&bazel_env(&server), &[]), &server);
     let files = server.stored_files();
-    // 3 entries, 3 package units entries and a last-run record for each under ac/, the
-    // archives and logs under cas/.
+    // 3 entries, 3 package units entries and a last-run record for each under ac/, and each
+    // machine's `cargo metadata` record (their workspaces are at different paths, which the
+    // record's key holds); the archives and logs under cas/.
     assert_eq!(
         files.iter().filter(|f| f.starts_with("ac/")).count(),
-        12,
+        14,
         "{files:?}"
     );
     // Blobs are content-addressed: identical ones (e.g. empty logs) are stored once.
@@ -244,6 +245,51 @@ fn a_fresh_machine_where_every_task_hits_places_no_units() {
         run.output
     );
     assert_app_says_84(&fixture);
+}
+
+/// How many of the cargo calls are `cargo SUBCOMMAND`.
+fn count_calls(calls: &[String], subcommand: &str) -> usize {
+    calls
+        .iter()
+        .filter(|call| call.split(' ').next() == Some(subcommand))
+        .count()
+}
+
+/// A fresh machine takes `cargo metadata`'s result from the record the seeding run shared
+/// through the remote cache, while nothing in its key changed: cargo runs only to build. After
+/// a manifest edit the record's key differs: cargo metadata runs again and the model follows
+/// the edit.
+#[test]
+fn a_fresh_machine_takes_cargo_metadatas_result_from_the_remote_cache() {
+    let server = servers::turborepo_remote_cache(TOKEN, None);
+    let env = turbo_env(&server, TOKEN);
+    let fixture = Fixture::new("basic");
+    seed(&fixture, &with(&env, &[]));
+    assert_eq!(count_calls(&fixture.take_cargo_calls(), "metadata"), 1);
+
+    fixture.become_fresh_machine();
+    fixture.append("apps/app/src/main.rs", "// edit\n");
+    let run = build(&fixture, &with(&env, &[]));
+    assert_eq!(run.summary.totals.ran, 1, "{}", run.output);
+    assert!(run.output.warnings().is_empty(), "{}", run.output);
+    let calls = fixture.take_cargo_calls();
+    assert_eq!(count_calls(&calls, "metadata"), 0, "{calls:?}");
+    assert_eq!(count_calls(&calls, "build"), 1, "{calls:?}");
+    assert_app_says_84(&fixture);
+
+    fixture.become_fresh_machine();
+    fixture.append("apps/app/Cargo.toml", "\n[features]\nloud = []\n");
+    let run = build(&fixture, &with(&env, &[]));
+    assert_eq!(count_calls(&fixture.take_cargo_calls(), "metadata"), 1);
+    let app = run.summary.tasks.iter().find(|t| t.task_id == "app:build");
+    assert_eq!(
+        app.map(|t| t.status.as_str()),
+        Some("miss"),
+        "{}",
+        run.output
+    );
+    let graph = fixture.xtask(&["graph", "--format", "json"]);
+    assert!(graph.stdout.contains("\"loud\""), "{}", graph.stdout);
 }
 
 /// CI's usual pair on a fresh machine, `build` then `test`: the test call's units entries hold

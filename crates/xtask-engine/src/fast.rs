@@ -18,7 +18,8 @@
 //!   environment cargo changes) and an installed `xtask` do not evict each other.
 //!
 //! Deliberately not in the key: the cargo binary itself (an in-place upgrade of the same
-//! toolchain name): `--format-version 1` output is stable across cargo versions.
+//! toolchain name): `--format-version 1` output is stable across cargo versions. The record
+//! shared between machines through the remote cache (`shared_metadata.rs`) has it in its key.
 //!
 //! What the toolchain cache is keyed by: `RUSTC`, `RUSTUP_TOOLCHAIN`, `RUSTUP_HOME`,
 //! `CARGO_HOME`, `PATH`, the content of every `rust-toolchain{,.toml}` from the workspace root
@@ -155,7 +156,7 @@ impl FastPaths {
     }
 
     /// The digest of a file, `"missing"` when it does not exist.
-    fn file_digest(&self, path: &Path) -> String {
+    pub(crate) fn file_digest(&self, path: &Path) -> String {
         match self.stat_cache.digest(&path.to_string_lossy(), path) {
             Ok((digest, _)) => digest,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => "missing".into(),
@@ -188,7 +189,7 @@ pub fn cache_dir_of_root_manifest(manifest: &Path, text: &str) -> Option<PathBuf
 
 /// The first line of a metadata record; the metadata itself follows it.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct MetadataRecord {
+pub(crate) struct MetadataRecord {
     version: u32,
     manifest: PathBuf,
     env: BTreeMap<String, Option<String>>,
@@ -202,7 +203,7 @@ struct MetadataRecord {
     metadata_len: usize,
 }
 
-fn env_key(names: &[&str]) -> BTreeMap<String, Option<String>> {
+pub(crate) fn env_key(names: &[&str]) -> BTreeMap<String, Option<String>> {
     names
         .iter()
         .map(|n| {
@@ -277,8 +278,8 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
 /// The digests of the files a metadata record depends on, taken BEFORE `cargo metadata` runs,
 /// so an edit made while it runs is seen by the next run.
 pub struct MetadataKey {
-    files: BTreeMap<PathBuf, String>,
-    discovery: BTreeMap<PathBuf, String>,
+    pub(crate) files: BTreeMap<PathBuf, String>,
+    pub(crate) discovery: BTreeMap<PathBuf, String>,
 }
 
 /// Digests the root manifest, the lockfile, the cargo configs and toolchain files, and the
@@ -431,28 +432,86 @@ pub(crate) fn metadata_facts(
 pub fn store_metadata(
     fast: &FastPaths,
     manifest: &Path,
-    key: MetadataKey,
+    key: &MetadataKey,
     metadata: &str,
-    member_manifests: BTreeSet<PathBuf>,
+    member_manifests: &BTreeSet<PathBuf>,
 ) -> anyhow::Result<()> {
-    if !fast.writable || member_manifests.iter().any(|m| !key.files.contains_key(m)) {
+    if !fast.writable {
         return Ok(());
+    }
+    let Some(bytes) = metadata_record(manifest, key, metadata, member_manifests) else {
+        return Ok(());
+    };
+    write_metadata_record(fast, &bytes)
+}
+
+/// The bytes of a metadata record (see the module doc); `None` when cargo reported a member
+/// whose manifest is not in the key.
+pub(crate) fn metadata_record(
+    manifest: &Path,
+    key: &MetadataKey,
+    metadata: &str,
+    member_manifests: &BTreeSet<PathBuf>,
+) -> Option<Vec<u8>> {
+    if member_manifests.iter().any(|m| !key.files.contains_key(m)) {
+        return None;
     }
     let record = MetadataRecord {
         version: METADATA_RECORD_VERSION,
         manifest: manifest.to_path_buf(),
         env: env_key(&METADATA_ENV),
-        files: key.files,
-        members: member_manifests,
-        discovery: key.discovery,
+        files: key.files.clone(),
+        members: member_manifests.clone(),
+        discovery: key.discovery.clone(),
         metadata_len: metadata.len(),
     };
-    let path = record_path(&fast.dir, "metadata", &record.env);
     // Compact JSON has no raw newline: the first one ends the header.
-    let mut bytes = serde_json::to_vec(&record).context("failed to encode the metadata record")?;
+    let mut bytes = serde_json::to_vec(&record).ok()?;
     bytes.push(b'\n');
     bytes.extend_from_slice(metadata.as_bytes());
-    Ok(write_atomically(&path, &bytes)?)
+    Some(bytes)
+}
+
+/// Writes a metadata record's bytes where [`cached_metadata`] reads them (when the cache may
+/// be written).
+pub(crate) fn write_metadata_record(fast: &FastPaths, bytes: &[u8]) -> anyhow::Result<()> {
+    if !fast.writable {
+        return Ok(());
+    }
+    let path = record_path(&fast.dir, "metadata", &env_key(&METADATA_ENV));
+    Ok(write_atomically(&path, bytes)?)
+}
+
+/// The `cargo metadata` JSON of a record made elsewhere (the remote cache), when its key is
+/// exactly `key`, made before anything ran here, and every manifest the member globs match
+/// now is one of its members: what [`cached_metadata`] checks of a local record.
+pub(crate) fn metadata_of_record(
+    bytes: &[u8],
+    manifest: &Path,
+    root_text: &str,
+    key: &MetadataKey,
+) -> Option<String> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let (header, metadata) = (&bytes[..newline], &bytes[newline + 1..]);
+    let record: MetadataRecord = serde_json::from_slice(header).ok()?;
+    let matches = record.version == METADATA_RECORD_VERSION
+        && record.manifest == manifest
+        && record.env == env_key(&METADATA_ENV)
+        && record.files == key.files
+        && record.discovery == key.discovery
+        && record.metadata_len == metadata.len()
+        && record.members.iter().all(|m| key.files.contains_key(m));
+    if !matches {
+        return None;
+    }
+    let members = expand_members(manifest.parent()?, root_text)?;
+    if members
+        .iter()
+        .any(|member| !record.members.contains(member))
+    {
+        return None;
+    }
+    String::from_utf8(metadata.to_vec()).ok()
 }
 
 /// `.cargo/config{,.toml}` and `rust-toolchain{,.toml}` in `root`, the current directory and
@@ -716,7 +775,14 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
             (f, digest)
         })
         .collect();
-    let sysroot = run(&["--print", "sysroot"]).ok();
+    // The two runs at once: through rustup's proxy each takes about 50 ms to start, and on a
+    // fresh machine planning waits for them.
+    let (sysroot, rustc_version) = std::thread::scope(|scope| {
+        let sysroot = scope.spawn(|| run(&["--print", "sysroot"]).ok());
+        let version = run(&["-vV"]);
+        (sysroot.join().ok().flatten(), version)
+    });
+    let rustc_version = rustc_version?;
     let mut binaries = BTreeMap::new();
     if let Some(resolved) = &resolved {
         binaries.insert(resolved.clone(), stat_string(resolved));
@@ -725,7 +791,6 @@ pub fn rustc_version(fast: &FastPaths, workspace_root: &Path) -> anyhow::Result<
         let real = Path::new(sysroot.trim()).join("bin").join("rustc");
         binaries.insert(real.clone(), stat_string(&real));
     }
-    let rustc_version = run(&["-vV"])?;
     // Cache only when every watched binary was found: otherwise an update could go unseen.
     if fast.writable
         && resolved.is_some()
@@ -834,7 +899,7 @@ mod tests {
         let fast = FastPaths::open(&cache_dir);
         let members = members_of(dir.path(), &["a", "b"]);
         let key = metadata_key_before_run(&fast, &manifest, &text);
-        store_metadata(&fast, &manifest, key, "{\"json\":1}", members.clone()).unwrap();
+        store_metadata(&fast, &manifest, &key, "{\"json\":1}", &members).unwrap();
         fast.save().unwrap();
         let fresh = || FastPaths::open(&cache_dir);
         assert_eq!(
@@ -869,6 +934,47 @@ mod tests {
     }
 
     #[test]
+    fn a_record_made_elsewhere_is_used_only_for_its_exact_key_and_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = workspace(dir.path(), &["a", "b"]);
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let fast = FastPaths::open(&dir.path().join("cache"));
+        let members = members_of(dir.path(), &["a", "b"]);
+        let key = metadata_key_before_run(&fast, &manifest, &text);
+        let record = metadata_record(&manifest, &key, "{\"json\":2}", &members).unwrap();
+        assert_eq!(
+            metadata_of_record(&record, &manifest, &text, &key).as_deref(),
+            Some("{\"json\":2}")
+        );
+        // A member cargo reported outside the key: no record.
+        let mut more = members.clone();
+        more.insert(dir.path().join("elsewhere/Cargo.toml"));
+        assert_eq!(metadata_record(&manifest, &key, "{}", &more), None);
+        // Cut short, or for another manifest path.
+        assert_eq!(
+            metadata_of_record(&record[..record.len() - 1], &manifest, &text, &key),
+            None
+        );
+        let other = dir.path().join("other/Cargo.toml");
+        assert_eq!(metadata_of_record(&record, &other, &text, &key), None);
+        // A member manifest edited since: its key differs.
+        let a = dir.path().join("crates/a/Cargo.toml");
+        std::fs::write(&a, "[package]\nname = \"a2\"\n").unwrap();
+        let edited = metadata_key_before_run(
+            &FastPaths::open(&dir.path().join("cache")),
+            &manifest,
+            &text,
+        );
+        assert_eq!(metadata_of_record(&record, &manifest, &text, &edited), None);
+        // Cargo reported fewer members than the globs match now.
+        std::fs::write(&a, "[package]\nname = \"a\"\n").unwrap();
+        let fewer =
+            metadata_record(&manifest, &key, "{}", &members_of(dir.path(), &["a"])).unwrap();
+        assert!(metadata_of_record(&record, &manifest, &text, &key).is_some());
+        assert_eq!(metadata_of_record(&fewer, &manifest, &text, &key), None);
+    }
+
+    #[test]
     fn metadata_is_stored_verbatim_after_the_key_and_a_short_record_is_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let manifest = workspace(dir.path(), &["a"]);
@@ -885,9 +991,9 @@ mod tests {
         store_metadata(
             &fast,
             &manifest,
-            key,
+            &key,
             &metadata,
-            members_of(dir.path(), &["a"]),
+            &members_of(dir.path(), &["a"]),
         )
         .unwrap();
         fast.save().unwrap();
@@ -915,7 +1021,14 @@ mod tests {
         std::fs::create_dir_all(cache_dir.join("v1")).unwrap();
         let fast = FastPaths::open(&cache_dir);
         let key = metadata_key_before_run(&fast, &manifest, &text);
-        store_metadata(&fast, &manifest, key, "{}", members_of(dir.path(), &["a"])).unwrap();
+        store_metadata(
+            &fast,
+            &manifest,
+            &key,
+            "{}",
+            &members_of(dir.path(), &["a"]),
+        )
+        .unwrap();
         let record = record_path(&fast.dir, "metadata", &env_key(&METADATA_ENV));
         let bytes = std::fs::read(&record).unwrap();
         std::fs::write(&record, &bytes[..bytes.len() / 2]).unwrap();

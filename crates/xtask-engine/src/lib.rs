@@ -32,6 +32,7 @@ mod recent;
 mod remote;
 pub mod report;
 mod run;
+mod shared_metadata;
 pub mod stdout;
 mod summary;
 mod task_outputs;

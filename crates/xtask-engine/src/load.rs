@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
 use crate::fast;
+use crate::shared_metadata::{self, SharedMetadata};
 
 /// Where the workspace is: `--manifest-path`, else the nearest `Cargo.toml` at or above
 /// `directory` (`-C`), else above the current directory.
@@ -88,37 +89,75 @@ fn load(location: &Location, prefetch_toolchain: bool) -> anyhow::Result<xtask_m
             // again); a command that plans nothing only loses the speed-up of its next run.
             return Ok(workspace);
         }
-        load_with_cargo(&manifest, root_text.as_deref(), fast)
+        load_with_cargo(&manifest, root_text.as_deref(), fast, prefetch_toolchain)
     })
 }
 
-/// The slow path of [`load_workspace`]: `cargo metadata`, and the record of its result.
+/// The slow path of [`load_workspace`]: `cargo metadata` (or, for a run, its record shared
+/// through the remote cache, see [`shared_metadata`]), and the record of its result.
 fn load_with_cargo(
     manifest: &Path,
     root_text: Option<&str>,
     fast: Option<&fast::FastPaths>,
+    share: bool,
 ) -> anyhow::Result<xtask_model::Workspace> {
-    if let Some(fast) = fast {
-        fast.metadata_from_record
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-    }
-    let key = match (fast, root_text) {
-        (Some(fast), Some(text)) => Some(fast::metadata_key_before_run(fast, manifest, text)),
-        _ => None,
+    let (Some(fast), Some(text)) = (fast, root_text) else {
+        return workspace_of_metadata(
+            &xtask_model::load_metadata(manifest).map_err(CliError::from)?,
+        );
     };
+    fast.metadata_from_record
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    // The key's digests before cargo runs; `cargo -V` beside them.
+    let (key, cargo) = std::thread::scope(|scope| {
+        let cargo = share.then(|| scope.spawn(shared_metadata::cargo_identity));
+        let key = fast::metadata_key_before_run(fast, manifest, text);
+        (key, cargo.and_then(|thread| thread.join().ok()).flatten())
+    });
+    let shared = cargo.and_then(|cargo| SharedMetadata::open(manifest, text, &key, &cargo));
+    if let Some(shared) = &shared
+        && let Some(workspace) = load_shared(shared, fast, manifest, text, &key)
+    {
+        return Ok(workspace);
+    }
     let metadata = xtask_model::load_metadata(manifest).map_err(CliError::from)?;
-    let workspace = xtask_model::Workspace::from_metadata(&metadata).map_err(CliError::from)?;
+    let workspace = workspace_of_metadata(&metadata)?;
+    let members = workspace
+        .packages
+        .iter()
+        .map(|p| p.dir.join("Cargo.toml"))
+        .collect();
+    if let Some(shared) = &shared {
+        shared.store(fast, manifest, &key, &metadata, &members);
+    }
+    // A failed write only loses the speed-up.
+    let _ = fast::store_metadata(fast, manifest, &key, &metadata, &members);
+    let _ = fast.save();
+    Ok(workspace)
+}
+
+/// The model of `cargo metadata` JSON, its task graph validated.
+fn workspace_of_metadata(metadata: &str) -> anyhow::Result<xtask_model::Workspace> {
+    let workspace = xtask_model::Workspace::from_metadata(metadata).map_err(CliError::from)?;
     // A task cycle anywhere is a configuration error for every command.
     xtask_graph::TaskGraph::validate(&workspace).map_err(CliError::from)?;
-    if let (Some(fast), Some(key)) = (fast, key) {
-        let members = workspace
-            .packages
-            .iter()
-            .map(|p| p.dir.join("Cargo.toml"))
-            .collect();
-        // A failed write only loses the speed-up.
-        let _ = fast::store_metadata(fast, manifest, key, &metadata, members);
-        let _ = fast.save();
-    }
     Ok(workspace)
+}
+
+/// The workspace from the record the remote cache shares for `key`, kept as the local record
+/// too. `None` (cargo runs) when there is none, or it does not make a valid model.
+fn load_shared(
+    shared: &SharedMetadata,
+    fast: &fast::FastPaths,
+    manifest: &Path,
+    root_text: &str,
+    key: &fast::MetadataKey,
+) -> Option<xtask_model::Workspace> {
+    let (record, metadata) = shared.fetch(manifest, root_text, key)?;
+    let workspace = workspace_of_metadata(&metadata).ok()?;
+    let kept = fast.writable() && fast::write_metadata_record(fast, &record).is_ok();
+    // Only a record on disk can vouch for the model later (the run-level record's facts).
+    fast.metadata_from_record
+        .store(kept, std::sync::atomic::Ordering::Relaxed);
+    Some(workspace)
 }

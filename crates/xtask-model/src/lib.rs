@@ -20,7 +20,7 @@ pub use config::{
     AppConfig, BUILTIN_TASKS, BackingService, CacheConfig, CargoTask, CiConfig, DEFAULT_CACHE_DIR,
     DEFAULT_CACHE_MAX_SIZE, DependsOn, DeployConfig, Monitoring, ReleaseConfig, ReleaseMode,
     RemoteCacheConfig, RemoteMode, RemoteProtocol, Resources, SMOKE_METHODS, SmokeRequest, TaskDef,
-    TaskKind, TaskOrigin, WorkspaceConfig,
+    TaskKind, TaskOrigin, WorkspaceConfig, remote_cache_config_of_root_manifest,
 };
 pub use error::{ConfigProblem, ModelError, UnknownPackage};
 pub use quantity::{CpuQuantity, MemoryQuantity, parse_size};

@@ -279,6 +279,44 @@ impl RemoteCache {
         }
     }
 
+    /// The small record stored under `key` (a sha256 hex) by [`RemoteCache::store_record`]:
+    /// `None` when it is absent, or cannot be read or trusted (a signature that does not match),
+    /// or the remote is off; the caller then does the work itself.
+    pub fn fetch_record(&self, key: &str) -> Option<Vec<u8>> {
+        if self.is_disabled() {
+            return None;
+        }
+        match self.backend.get_record(key) {
+            Ok(found) => found,
+            Err(FetchError::Untrusted(_)) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(FetchError::Failure(failure)) => {
+                self.fail(&failure);
+                None
+            }
+        }
+    }
+
+    /// Stores `body` under `key` (signed when a key is configured), when the remote may be
+    /// written. Whether it was stored.
+    pub fn store_record(&self, key: &str, body: &[u8]) -> bool {
+        if !self.can_write() {
+            return false;
+        }
+        match self.backend.put_record(key, body) {
+            Ok(sent) => {
+                self.stats.bytes_up.fetch_add(sent, Ordering::Relaxed);
+                true
+            }
+            Err(failure) => {
+                self.fail(&failure);
+                false
+            }
+        }
+    }
+
     /// The last-run record of `package:task` on the server.
     pub fn last_run(&self, package: &str, task: &str) -> Result<Option<LastRun>, String> {
         match self.backend.get_record(&last_run_key(package, task)) {

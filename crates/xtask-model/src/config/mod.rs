@@ -297,6 +297,15 @@ pub(crate) fn parse_workspace_config(
     }
 }
 
+/// The remote cache settings of the root manifest at `path` (text `text`), read before `cargo
+/// metadata` runs (the engine shares its result through the remote cache). `None` when the
+/// manifest's xtask configuration has any problem: the load that follows reports it.
+pub fn remote_cache_config_of_root_manifest(path: &Path, text: &str) -> Option<RemoteCacheConfig> {
+    let mut problems = Vec::new();
+    let parsed = parse_workspace_config(&ManifestSource { path, text }, &mut problems);
+    problems.is_empty().then_some(parsed.config.cache.remote)
+}
+
 /// What phase 2 produces for one package manifest.
 #[derive(Default)]
 pub(crate) struct ParsedPackage {
