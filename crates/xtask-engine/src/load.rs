@@ -108,13 +108,20 @@ fn load_with_cargo(
     };
     fast.metadata_from_record
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    // The key's digests before cargo runs; `cargo -V` beside them.
+    let remote = share
+        .then(|| shared_metadata::remote_cache(manifest, text))
+        .flatten();
+    // The key's digests before cargo runs; `cargo -V` beside them when a remote may share.
     let (key, cargo) = std::thread::scope(|scope| {
-        let cargo = share.then(|| scope.spawn(shared_metadata::cargo_identity));
+        let cargo = remote
+            .is_some()
+            .then(|| scope.spawn(shared_metadata::cargo_identity));
         let key = fast::metadata_key_before_run(fast, manifest, text);
         (key, cargo.and_then(|thread| thread.join().ok()).flatten())
     });
-    let shared = cargo.and_then(|cargo| SharedMetadata::open(manifest, text, &key, &cargo));
+    let shared = remote
+        .zip(cargo)
+        .map(|(remote, cargo)| SharedMetadata::new(remote, manifest, &key, &cargo));
     if let Some(shared) = &shared
         && let Some(workspace) = load_shared(shared, fast, manifest, text, &key)
     {

@@ -9,9 +9,10 @@
 //! anything ran (the root manifest's path, the [`fast::METADATA_ENV`] values, the digest of
 //! every manifest, the lockfile, every cargo configuration and toolchain file, the member globs'
 //! expansion and each member's target discovery listing), plus what the local key leaves out
-//! because one machine rarely changes it: the cargo that runs (`$CARGO`, by path and `cargo -V`:
-//! version, commit hash and date). No `$CARGO` (which cargo sets for `cargo xtask`), no
-//! sharing: a bare `cargo` resolves through rustup at run time.
+//! because one machine rarely changes it: the cargo that runs (`$CARGO`, else `cargo` from
+//! `PATH`, as `cargo metadata` is run) and what its `-V` says here (version, commit hash and
+//! date; through rustup's proxy, run from the same directory with the same environment, it
+//! picks the toolchain `cargo metadata` would). `-V` runs beside the key's digests.
 //! A fetched record must carry exactly that key in its header (checked as a local record is)
 //! and the sha256 of its bytes in front of them. A record is only stored when `cargo
 //! metadata` left the lockfile as it found it: when cargo had to resolve (a lockfile out of
@@ -32,20 +33,19 @@ use crate::fast::{self, FastPaths, MetadataKey};
 /// The version of the remote record's key and layout.
 const SHARED_FORMAT: &str = "xtask-shared-metadata-v1";
 
-/// The cargo that runs `cargo metadata`: its path and its `-V` (version, commit and date).
+/// The cargo that runs `cargo metadata`: the program (`$CARGO`, else `cargo` from `PATH`) and
+/// what its `-V` says in this process's directory and environment (version, commit and date;
+/// through rustup's proxy, of the toolchain it picks here, as it will for `cargo metadata`).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CargoIdentity {
-    path: PathBuf,
+    program: PathBuf,
     version: String,
 }
 
-/// `$CARGO` and its `-V`; `None` when it is not set, not an absolute path, or does not run.
+/// The [`CargoIdentity`] of this process; `None` when cargo does not run or says something else.
 pub(crate) fn cargo_identity() -> Option<CargoIdentity> {
-    let path = PathBuf::from(std::env::var_os("CARGO")?);
-    if !path.is_absolute() {
-        return None;
-    }
-    let output = std::process::Command::new(&path)
+    let program = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let output = std::process::Command::new(&program)
         .arg("-V")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -53,7 +53,7 @@ pub(crate) fn cargo_identity() -> Option<CargoIdentity> {
         .ok()?;
     let version = String::from_utf8(output.stdout).ok()?;
     (output.status.success() && version.starts_with("cargo "))
-        .then_some(CargoIdentity { path, version })
+        .then_some(CargoIdentity { program, version })
 }
 
 /// The remote cache, and the key of this workspace's record in it.
@@ -62,21 +62,26 @@ pub(crate) struct SharedMetadata {
     key: String,
 }
 
+/// The remote cache the root manifest and the environment configure, if any (an invalid
+/// configuration gives none: the load reports it).
+pub(crate) fn remote_cache(manifest: &Path, root_text: &str) -> Option<RemoteCache> {
+    let config = xtask_model::remote_cache_config_of_root_manifest(manifest, root_text)?;
+    let settings = xtask_remote::resolve(&config, &|name| std::env::var(name).ok()).ok()??;
+    Some(RemoteCache::new(settings))
+}
+
 impl SharedMetadata {
-    /// The shared record of this key, when the root manifest and the environment configure a
-    /// remote cache (an invalid configuration shares nothing: the load reports it).
-    pub(crate) fn open(
+    /// The shared record of `key`, made with `cargo`, in `remote`.
+    pub(crate) fn new(
+        remote: RemoteCache,
         manifest: &Path,
-        root_text: &str,
         key: &MetadataKey,
         cargo: &CargoIdentity,
-    ) -> Option<SharedMetadata> {
-        let config = xtask_model::remote_cache_config_of_root_manifest(manifest, root_text)?;
-        let settings = xtask_remote::resolve(&config, &|name| std::env::var(name).ok()).ok()??;
-        Some(SharedMetadata {
-            remote: RemoteCache::new(settings),
+    ) -> SharedMetadata {
+        SharedMetadata {
+            remote,
             key: shared_key(manifest, key, cargo),
-        })
+        }
     }
 
     /// The record's bytes (as the local record holds them) and its `cargo metadata` JSON,
