@@ -25,8 +25,13 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let fixture = Fixture {
             dir,
+            // The fixture's own target directory, for the host.
             env: std::env::vars_os()
-                .filter(|(name, _)| name != "CARGO_TARGET_DIR" && name != "CARGO_BUILD_TARGET")
+                .filter(|(name, _)| {
+                    name.to_str().is_some_and(|name| {
+                        name != "CARGO_TARGET_DIR" && !name.starts_with("CARGO_BUILD_")
+                    })
+                })
                 .collect(),
         };
         fixture.write(
