@@ -256,40 +256,112 @@ fn count_calls(calls: &[String], subcommand: &str) -> usize {
 }
 
 /// A fresh machine takes `cargo metadata`'s result from the record the seeding run shared
-/// through the remote cache, while nothing in its key changed: cargo runs only to build. After
-/// a manifest edit the record's key differs: cargo metadata runs again and the model follows
-/// the edit.
+/// through the remote cache (both protocols), while nothing in its key changed: cargo runs only
+/// to build. A record altered on the server is not used (cargo metadata runs, the build is
+/// right). After a manifest edit the key differs: cargo metadata runs again and the model
+/// follows the edit.
 #[test]
 fn a_fresh_machine_takes_cargo_metadatas_result_from_the_remote_cache() {
-    let server = servers::turborepo_remote_cache(TOKEN, None);
-    let env = turbo_env(&server, TOKEN);
-    let fixture = Fixture::new("basic");
-    seed(&fixture, &with(&env, &[]));
-    assert_eq!(count_calls(&fixture.take_cargo_calls(), "metadata"), 1);
+    for protocol in ["turbo", "bazel"] {
+        let (server, env) = if protocol == "turbo" {
+            let server = servers::turborepo_remote_cache(TOKEN, None);
+            let env = turbo_env(&server, TOKEN);
+            (server, env)
+        } else {
+            let server = servers::nginx(Nginx::BazelCache);
+            let env = bazel_env(&server);
+            (server, env)
+        };
+        let env = with(&env, &[]);
+        let fixture = Fixture::new("basic");
+        seed(&fixture, &env);
+        assert_eq!(count_calls(&fixture.take_cargo_calls(), "metadata"), 1);
 
-    fixture.become_fresh_machine();
-    fixture.append("apps/app/src/main.rs", "// edit\n");
-    let run = build(&fixture, &with(&env, &[]));
-    assert_eq!(run.summary.totals.ran, 1, "{}", run.output);
-    assert!(run.output.warnings().is_empty(), "{}", run.output);
-    let calls = fixture.take_cargo_calls();
-    assert_eq!(count_calls(&calls, "metadata"), 0, "{calls:?}");
-    assert_eq!(count_calls(&calls, "build"), 1, "{calls:?}");
-    assert_app_says_84(&fixture);
+        fixture.become_fresh_machine();
+        fixture.append("apps/app/src/main.rs", "// edit\n");
+        let run = build(&fixture, &env);
+        assert_eq!(run.summary.totals.ran, 1, "{protocol}: {}", run.output);
+        assert!(
+            run.output.warnings().is_empty(),
+            "{protocol}: {}",
+            run.output
+        );
+        let calls = fixture.take_cargo_calls();
+        assert_eq!(count_calls(&calls, "metadata"), 0, "{protocol}: {calls:?}");
+        assert_eq!(count_calls(&calls, "build"), 1, "{protocol}: {calls:?}");
+        assert_app_says_84(&fixture);
 
-    fixture.become_fresh_machine();
-    fixture.append("apps/app/Cargo.toml", "\n[features]\nloud = []\n");
-    let run = build(&fixture, &with(&env, &[]));
-    assert_eq!(count_calls(&fixture.take_cargo_calls(), "metadata"), 1);
-    let app = run.summary.tasks.iter().find(|t| t.task_id == "app:build");
-    assert_eq!(
-        app.map(|t| t.status.as_str()),
-        Some("miss"),
-        "{}",
-        run.output
-    );
-    let graph = fixture.xtask(&["graph", "--format", "json"]);
-    assert!(graph.stdout.contains("\"loud\""), "{}", graph.stdout);
+        assert_eq!(alter_metadata_records(&server), 1, "{protocol}");
+        fixture.become_fresh_machine();
+        build(&fixture, &env);
+        assert_eq!(
+            count_calls(&fixture.take_cargo_calls(), "metadata"),
+            1,
+            "{protocol}"
+        );
+        assert_app_says_84(&fixture);
+
+        fixture.become_fresh_machine();
+        fixture.append("apps/app/Cargo.toml", "\n[features]\nloud = []\n");
+        let run = build(&fixture, &env);
+        assert_eq!(
+            count_calls(&fixture.take_cargo_calls(), "metadata"),
+            1,
+            "{protocol}"
+        );
+        let app = run.summary.tasks.iter().find(|t| t.task_id == "app:build");
+        assert_eq!(
+            app.map(|t| t.status.as_str()),
+            Some("miss"),
+            "{protocol}: {}",
+            run.output
+        );
+        let graph = fixture.xtask(&["graph", "--format", "json"]);
+        assert!(graph.stdout.contains("\"loud\""), "{}", graph.stdout);
+    }
+}
+
+/// Changes a package's version in the `cargo metadata` JSON of every shared metadata record on
+/// the server (`<sha256 hex>\n<record>`: as stored by Turborepo's server, or in the body of a
+/// Bazel action-cache envelope); how many it changed.
+fn alter_metadata_records(server: &Server) -> usize {
+    // A package's version, same length: still a valid record and a valid model, only wrong.
+    let alter = |body: &mut String| {
+        let is_record = body.as_bytes().get(64) == Some(&b'\n')
+            && body[..64].bytes().all(|b| b.is_ascii_hexdigit());
+        let metadata = body.find("}\n").map(|header_end| header_end + 2);
+        match metadata.filter(|_| is_record) {
+            Some(start) => {
+                let at = start
+                    + body[start..]
+                        .find("\"version\":\"0.1.0\"")
+                        .expect("a version");
+                body.replace_range(at..at + 17, "\"version\":\"0.1.9\"");
+                true
+            }
+            None => false,
+        }
+    };
+    let mut altered = 0;
+    for file in server.stored_files() {
+        let path = server.storage.join(&file);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut body = text.clone();
+        if alter(&mut body) {
+            std::fs::write(&path, body).unwrap();
+            altered += 1;
+        } else if let Ok(mut envelope) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(mut inner) = envelope["body"].as_str().map(str::to_owned)
+            && alter(&mut inner)
+        {
+            envelope["body"] = inner.into();
+            std::fs::write(&path, envelope.to_string()).unwrap();
+            altered += 1;
+        }
+    }
+    altered
 }
 
 /// CI's usual pair on a fresh machine, `build` then `test`: the test call's units entries hold
