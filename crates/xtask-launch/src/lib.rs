@@ -226,20 +226,27 @@ pub fn write_stamp(launch: &Launch, started: SystemTime) -> io::Result<bool> {
     let dep_info = launch.bin.with_extension("d");
     let sources = dep_info_paths(&std::fs::read_to_string(&dep_info)?, &launch.bin);
     let inputs = inputs_around(&sources, &launch.root);
-    let threshold = started.checked_sub(CLOCK_MARGIN).unwrap_or(started);
-    if inputs.iter().any(|path| !is_older_than(path, threshold)) {
-        return Ok(false);
-    }
     // The dep-info itself is not watched: cargo rewrites it on a no-op build after a rebuild.
     let mut paths = vec![launch.bin.clone()];
     paths.extend(toolchain_binaries(&launch.cargo));
-    paths.extend(inputs);
+    paths.extend(inputs.iter().cloned());
     let env_names = build_script_env_names(launch.bin.parent().unwrap_or(Path::new(".")));
     let stamp = Stamp {
         fingerprint: fingerprint(launch, &paths, &env_names),
         env_names,
         paths,
     };
+    // Checked after the fingerprint's stats: an input changed since the build started, before
+    // or while they were taken, leaves no stamp; one changed after them differs next time.
+    let threshold = started.checked_sub(CLOCK_MARGIN).unwrap_or(started);
+    let configs = config_files(&launch.cwd, launch.cargo_home.as_deref());
+    if inputs
+        .iter()
+        .chain(&configs)
+        .any(|path| !is_older_than(path, threshold))
+    {
+        return Ok(false);
+    }
     let Some(text) = stamp.render() else {
         return Ok(false);
     };

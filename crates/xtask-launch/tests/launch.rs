@@ -229,3 +229,19 @@ fn a_binary_that_cannot_start_is_an_environment_error_naming_it() {
     };
     assert!(message.contains("target/tool/tool"), "{message}");
 }
+
+#[test]
+fn no_stamp_is_written_when_an_input_changed_after_the_build_started() {
+    let fixture = Fixture::new();
+    fixture.prepare_until_stamped("the first build");
+    let launch = fixture.launch();
+    std::fs::remove_file(stamp_path(&launch.bin)).unwrap();
+    // A build that started an hour ago: every source was written after it.
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    assert!(!xtask_launch::write_stamp(&launch, long_ago).unwrap());
+    assert!(!stamp_path(&launch.bin).exists());
+    // One that started now: every input is older.
+    let now = std::time::SystemTime::now() + std::time::Duration::from_millis(200);
+    assert!(xtask_launch::write_stamp(&launch, now).unwrap());
+    assert!(is_fresh(&launch));
+}
