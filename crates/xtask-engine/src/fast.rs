@@ -228,16 +228,7 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     let env = env_key(&METADATA_ENV);
     let path = record_path(&fast.dir, "metadata", &env);
     let bytes = std::fs::read(&path).ok()?;
-    let newline = bytes.iter().position(|&b| b == b'\n')?;
-    let (header, metadata) = (&bytes[..newline], &bytes[newline + 1..]);
-    let record: MetadataRecord = serde_json::from_slice(header).ok()?;
-    if record.version != METADATA_RECORD_VERSION
-        || record.manifest != manifest
-        || record.env != env
-        || record.metadata_len != metadata.len()
-    {
-        return None;
-    }
+    let (record, metadata) = usable_record(&bytes, manifest, &env)?;
     // Checked on every core (up to 4), stopping at the first difference: at N = 500 this is
     // 500 manifests.
     let workers = std::thread::available_parallelism()
@@ -265,14 +256,39 @@ pub fn cached_metadata(fast: &FastPaths, manifest: &Path, root_text: &str) -> Op
     if same.is_err() {
         return None;
     }
-    // Every manifest the member globs match now must be a known member.
-    let root = manifest.parent()?;
-    for member in expand_members(root, root_text)? {
-        if !record.members.contains(&member) {
-            return None;
-        }
-    }
+    globs_within_members(&record, manifest, root_text)?;
     String::from_utf8(metadata.to_vec()).ok()
+}
+
+/// A metadata record's header and the metadata after it (see the module doc).
+fn split_record(bytes: &[u8]) -> Option<(MetadataRecord, &[u8])> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let record = serde_json::from_slice(&bytes[..newline]).ok()?;
+    Some((record, &bytes[newline + 1..]))
+}
+
+/// [`split_record`], when the record has this layout, is for `manifest` and `env`, and is whole
+/// (a truncated one is a miss).
+fn usable_record<'a>(
+    bytes: &'a [u8],
+    manifest: &Path,
+    env: &BTreeMap<String, Option<String>>,
+) -> Option<(MetadataRecord, &'a [u8])> {
+    let (record, metadata) = split_record(bytes)?;
+    let usable = record.version == METADATA_RECORD_VERSION
+        && record.manifest == manifest
+        && &record.env == env
+        && record.metadata_len == metadata.len();
+    usable.then_some((record, metadata))
+}
+
+/// `Some` when every manifest the member globs match now is one of the record's members.
+fn globs_within_members(record: &MetadataRecord, manifest: &Path, root_text: &str) -> Option<()> {
+    let members = expand_members(manifest.parent()?, root_text)?;
+    members
+        .iter()
+        .all(|member| record.members.contains(member))
+        .then_some(())
 }
 
 /// The digests of the files a metadata record depends on, taken BEFORE `cargo metadata` runs,
@@ -401,10 +417,9 @@ pub(crate) fn metadata_facts(
     }
     let path = record_path(&fast.dir, "metadata", &env_key(&METADATA_ENV));
     facts.file(&path);
-    let header = std::fs::read(&path).ok().and_then(|bytes| {
-        let newline = bytes.iter().position(|&b| b == b'\n')?;
-        serde_json::from_slice::<MetadataRecord>(&bytes[..newline]).ok()
-    });
+    let header = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| split_record(&bytes).map(|(record, _)| record));
     let Some(record) = header else {
         return facts.refuse("the metadata record is gone".into());
     };
@@ -442,7 +457,7 @@ pub fn store_metadata(
     let Some(bytes) = metadata_record(manifest, key, metadata, member_manifests) else {
         return Ok(());
     };
-    write_metadata_record(fast, &bytes)
+    write_metadata_record(fast, &bytes).map(drop)
 }
 
 /// The bytes of a metadata record (see the module doc); `None` when cargo reported a member
@@ -472,14 +487,15 @@ pub(crate) fn metadata_record(
     Some(bytes)
 }
 
-/// Writes a metadata record's bytes where [`cached_metadata`] reads them (when the cache may
-/// be written).
-pub(crate) fn write_metadata_record(fast: &FastPaths, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a metadata record's bytes where [`cached_metadata`] reads them, when the cache may be
+/// written: whether it was.
+pub(crate) fn write_metadata_record(fast: &FastPaths, bytes: &[u8]) -> anyhow::Result<bool> {
     if !fast.writable {
-        return Ok(());
+        return Ok(false);
     }
     let path = record_path(&fast.dir, "metadata", &env_key(&METADATA_ENV));
-    Ok(write_atomically(&path, bytes)?)
+    write_atomically(&path, bytes)?;
+    Ok(true)
 }
 
 /// The `cargo metadata` JSON of a record made elsewhere (the remote cache), when its key is
@@ -491,26 +507,14 @@ pub(crate) fn metadata_of_record(
     root_text: &str,
     key: &MetadataKey,
 ) -> Option<String> {
-    let newline = bytes.iter().position(|&b| b == b'\n')?;
-    let (header, metadata) = (&bytes[..newline], &bytes[newline + 1..]);
-    let record: MetadataRecord = serde_json::from_slice(header).ok()?;
-    let matches = record.version == METADATA_RECORD_VERSION
-        && record.manifest == manifest
-        && record.env == env_key(&METADATA_ENV)
-        && record.files == key.files
+    let (record, metadata) = usable_record(bytes, manifest, &env_key(&METADATA_ENV))?;
+    let same_key = record.files == key.files
         && record.discovery == key.discovery
-        && record.metadata_len == metadata.len()
         && record.members.iter().all(|m| key.files.contains_key(m));
-    if !matches {
+    if !same_key {
         return None;
     }
-    let members = expand_members(manifest.parent()?, root_text)?;
-    if members
-        .iter()
-        .any(|member| !record.members.contains(member))
-    {
-        return None;
-    }
+    globs_within_members(&record, manifest, root_text)?;
     String::from_utf8(metadata.to_vec()).ok()
 }
 

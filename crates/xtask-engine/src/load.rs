@@ -64,7 +64,9 @@ pub(crate) fn load_workspace_to_plan(
     load(location, true)
 }
 
-fn load(location: &Location, prefetch_toolchain: bool) -> anyhow::Result<xtask_model::Workspace> {
+/// `for_run`: the load of a run, which detects the toolchain beside it and may take `cargo
+/// metadata`'s result from the remote cache ([`shared_metadata`]).
+fn load(location: &Location, for_run: bool) -> anyhow::Result<xtask_model::Workspace> {
     let manifest = location.manifest_path()?;
     let manifest = std::fs::canonicalize(&manifest).unwrap_or(manifest);
     let root_text = std::fs::read_to_string(&manifest).ok();
@@ -75,7 +77,7 @@ fn load(location: &Location, prefetch_toolchain: bool) -> anyhow::Result<xtask_m
     let fast = fast.as_deref();
     std::thread::scope(|scope| {
         // Beside the metadata record's checks, or `cargo metadata` when they fail.
-        if prefetch_toolchain && let (Some(fast), Some(root)) = (fast, manifest.parent()) {
+        if for_run && let (Some(fast), Some(root)) = (fast, manifest.parent()) {
             scope.spawn(move || fast::prefetch_rustc_version(fast, root));
         }
         if let (Some(fast), Some(text)) = (fast, &root_text)
@@ -89,7 +91,7 @@ fn load(location: &Location, prefetch_toolchain: bool) -> anyhow::Result<xtask_m
             // again); a command that plans nothing only loses the speed-up of its next run.
             return Ok(workspace);
         }
-        load_with_cargo(&manifest, root_text.as_deref(), fast, prefetch_toolchain)
+        load_with_cargo(&manifest, root_text.as_deref(), fast, for_run)
     })
 }
 
@@ -99,7 +101,7 @@ fn load_with_cargo(
     manifest: &Path,
     root_text: Option<&str>,
     fast: Option<&fast::FastPaths>,
-    share: bool,
+    for_run: bool,
 ) -> anyhow::Result<xtask_model::Workspace> {
     let (Some(fast), Some(text)) = (fast, root_text) else {
         return workspace_of_metadata(
@@ -108,7 +110,7 @@ fn load_with_cargo(
     };
     fast.metadata_from_record
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    let remote = share
+    let remote = for_run
         .then(|| shared_metadata::remote_cache(manifest, text))
         .flatten();
     // The key's digests before cargo runs; `cargo -V` beside them when a remote may share.
@@ -162,7 +164,7 @@ fn load_shared(
 ) -> Option<xtask_model::Workspace> {
     let (record, metadata) = shared.fetch(manifest, root_text, key)?;
     let workspace = workspace_of_metadata(&metadata).ok()?;
-    let kept = fast.writable() && fast::write_metadata_record(fast, &record).is_ok();
+    let kept = fast::write_metadata_record(fast, &record).unwrap_or(false);
     // Only a record on disk can vouch for the model later (the run-level record's facts).
     fast.metadata_from_record
         .store(kept, std::sync::atomic::Ordering::Relaxed);
