@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use xtask_cache::{AllowedOutputs, EntryMeta, LocalCache};
-use xtask_model::Workspace;
+use xtask_model::{RemoteCacheConfig, Workspace};
 use xtask_remote::{Companion, FetchOutcome, RemoteCache};
 
 use crate::error::CliError;
@@ -14,10 +14,14 @@ use crate::report::Reporter;
 
 /// The remote cache configured for `workspace`, if any (and not `off`).
 pub(crate) fn open(workspace: &Workspace) -> anyhow::Result<Option<RemoteCache>> {
-    let settings = xtask_remote::resolve(&workspace.config.cache.remote, &|name| {
-        std::env::var(name).ok()
-    })
-    .map_err(CliError::from)?;
+    open_configured(&workspace.config.cache.remote)
+}
+
+/// The remote cache of a manifest's `[workspace.metadata.xtask.cache.remote]` and the
+/// environment, if any (and not `off`).
+pub(crate) fn open_configured(config: &RemoteCacheConfig) -> anyhow::Result<Option<RemoteCache>> {
+    let settings =
+        xtask_remote::resolve(config, &|name| std::env::var(name).ok()).map_err(CliError::from)?;
     Ok(settings.map(RemoteCache::new))
 }
 

@@ -66,8 +66,7 @@ pub(crate) struct SharedMetadata {
 /// configuration gives none: the load reports it).
 pub(crate) fn remote_cache(manifest: &Path, root_text: &str) -> Option<RemoteCache> {
     let config = xtask_model::remote_cache_config_of_root_manifest(manifest, root_text)?;
-    let settings = xtask_remote::resolve(&config, &|name| std::env::var(name).ok()).ok()??;
-    Some(RemoteCache::new(settings))
+    crate::remote::open_configured(&config).ok()?
 }
 
 impl SharedMetadata {
