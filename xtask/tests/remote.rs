@@ -29,6 +29,29 @@ fn bazel_env(server: &Server) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A server of `protocol` (`turbo`: turborepo-remote-cache; `bazel`: nginx WebDAV) and the
+/// environment that points the tool at it.
+fn server_of(protocol: &str) -> (Server, Vec<(&'static str, String)>) {
+    if protocol == "turbo" {
+        let server = servers::turborepo_remote_cache(TOKEN, None);
+        let env = turbo_env(&server, TOKEN);
+        (server, env)
+    } else {
+        let server = servers::nginx(Nginx::BazelCache);
+        let env = bazel_env(&server);
+        (server, env)
+    }
+}
+
+/// A turborepo-remote-cache server, its environment, and the `basic` fixture built once
+/// against it ([`seed`]): the start of every fresh-machine test.
+fn seeded_turbo() -> (Server, Vec<(&'static str, String)>, Fixture) {
+    let (server, env) = server_of("turbo");
+    let fixture = Fixture::new("basic");
+    seed(&fixture, &with(&env, &[]));
+    (server, env, fixture)
+}
+
 fn with<'a>(
     base: &'a [(&'static str, String)],
     extra: &'a [(&'static str, &'a str)],
@@ -170,10 +193,7 @@ fn compiled_workspace_crates(fixture: &Fixture) -> Vec<String> {
 /// edited one. With the units off (`XTASK_UNIT_LAYERS=0`), cargo compiles the whole closure.
 #[test]
 fn a_fresh_machine_compiles_only_the_edited_crate() {
-    let server = servers::turborepo_remote_cache(TOKEN, None);
-    let env = turbo_env(&server, TOKEN);
-    let fixture = Fixture::new("basic");
-    seed(&fixture, &with(&env, &[]));
+    let (_server, env, fixture) = seeded_turbo();
     for (n, (layers, compiled)) in [("0", vec!["app", "core_lib", "util"]), ("1", vec!["app"])]
         .into_iter()
         .enumerate()
@@ -220,10 +240,7 @@ fn a_fresh_machine_compiles_only_the_edited_crate() {
 /// cargo call has missed; nothing else is fetched (the registry layer is not asked for).
 #[test]
 fn a_fresh_machine_where_every_task_hits_places_no_units() {
-    let server = servers::turborepo_remote_cache(TOKEN, None);
-    let env = turbo_env(&server, TOKEN);
-    let fixture = Fixture::new("basic");
-    seed(&fixture, &with(&env, &[]));
+    let (_server, env, fixture) = seeded_turbo();
     fixture.become_fresh_machine();
     let run = build(&fixture, &with(&env, &[]));
     assert_eq!(
@@ -263,15 +280,7 @@ fn count_calls(calls: &[String], subcommand: &str) -> usize {
 #[test]
 fn a_fresh_machine_takes_cargo_metadatas_result_from_the_remote_cache() {
     for protocol in ["turbo", "bazel"] {
-        let (server, env) = if protocol == "turbo" {
-            let server = servers::turborepo_remote_cache(TOKEN, None);
-            let env = turbo_env(&server, TOKEN);
-            (server, env)
-        } else {
-            let server = servers::nginx(Nginx::BazelCache);
-            let env = bazel_env(&server);
-            (server, env)
-        };
+        let (server, env) = server_of(protocol);
         let env = with(&env, &[]);
         let fixture = Fixture::new("basic");
         seed(&fixture, &env);
@@ -583,16 +592,7 @@ fn a_server_answering_500_warns_once_and_the_build_succeeds() {
 #[test]
 fn a_tampered_artifact_is_a_miss_with_a_warning() {
     for protocol in ["turbo", "bazel"] {
-        let server = if protocol == "turbo" {
-            servers::turborepo_remote_cache(TOKEN, None)
-        } else {
-            servers::nginx(Nginx::BazelCache)
-        };
-        let env = if protocol == "turbo" {
-            turbo_env(&server, TOKEN)
-        } else {
-            bazel_env(&server)
-        };
+        let (server, env) = server_of(protocol);
         let env = with(&env, &[]);
         build(&Fixture::new("basic"), &env);
         // Flip one byte in the middle of every stored outputs archive: CAS blobs (Bazel), or
