@@ -286,7 +286,7 @@ fn changed_before(_meta: &std::fs::Metadata, _threshold: SystemTime) -> bool {
 
 /// The files of a cargo dep-info file (`target: dep dep ...`, spaces in paths escaped as `\ `),
 /// the target itself left out.
-pub fn dep_info_paths(text: &str, target: &Path) -> Vec<PathBuf> {
+fn dep_info_paths(text: &str, target: &Path) -> Vec<PathBuf> {
     let mut paths = Vec::new();
     for line in text.lines() {
         let mut current = String::new();
